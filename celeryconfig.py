@@ -1,0 +1,54 @@
+"""Every Celery setting, read from the environment with local defaults (see tasks/settings.py)."""
+
+from tasks.settings import Settings
+
+_settings = Settings.from_env()
+
+# --- broker: SQS, with the queue owned by our provisioning code -------------
+# The endpoint is not in the URL: boto3 reads AWS_ENDPOINT_URL(_SQS) itself, so
+# the same URL works on AWS, moto and LocalStack.
+broker_url = "sqs://"
+broker_transport_options = {
+    "region": _settings.region,
+    # predefined_queues stops kombu from creating or listing queues: the queue,
+    # its dead-letter queue and redrive policy come from tasks.provision.
+    "predefined_queues": {
+        _settings.queue_name: {"url": _settings.resolved_queue_url()},
+    },
+    "visibility_timeout": _settings.visibility_timeout,
+    # kombu sleeps polling_interval after every empty poll and whenever its
+    # prefetch limit is full; long polling already waits server-side.
+    "polling_interval": 0,
+    "wait_time_seconds": _settings.wait_time_seconds,
+    "client-config": {"retries": {"mode": "standard", "max_attempts": 10}},
+}
+broker_connection_retry_on_startup = True
+task_default_queue = _settings.queue_name
+task_create_missing_queues = False
+
+# --- results: one DynamoDB item per job --------------------------------------
+result_backend = "tasks.backend:DynamoDBJobBackend"
+result_expires = _settings.result_expires
+result_extended = True
+task_track_started = True
+
+# --- serialisation: JSON only, pickle never ----------------------------------
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# --- delivery semantics on SQS -----------------------------------------------
+# Acknowledge after the task ran, so a crashed worker's job is redelivered.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_concurrency = _settings.concurrency
+worker_consumer = "tasks.consumer:SafeConsumer"
+# SQS cannot broadcast, so remote control (inspect, revoke, pings) and task
+# events (Flower) have nothing to travel on; left on, kombu would try to
+# create fanout queues. Health comes from a heartbeat file instead.
+worker_enable_remote_control = False
+worker_send_task_events = False
+task_send_sent_event = False
+worker_hijack_root_logger = False

@@ -1,0 +1,105 @@
+"""Deployment settings read from the environment, shared by the worker, the shim and `ecs`.
+
+Every value has a local default so that `make run` works with no configuration.
+Endpoints follow boto3's own variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SQS,
+AWS_ENDPOINT_URL_DYNAMODB), so the same code talks to AWS, moto or LocalStack.
+
+JOBS_TARGET chooses the defaults: `local` (the default) means the emulator on
+127.0.0.1:4566 with dummy credentials unless the variables above say otherwise;
+`aws` means boto3's usual resolution and nothing assumed (ECS sets this).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+# moto's (and LocalStack's) default account: queue URLs on an emulator use it.
+EMULATOR_ACCOUNT_ID = "123456789012"
+LOCAL_ENDPOINT = "http://127.0.0.1:4566"
+
+
+def apply_local_defaults() -> None:
+    """For JOBS_TARGET=local, point boto3 (and so kombu) at the emulator.
+
+    Only fills what is unset, so an explicit endpoint or real credentials win.
+    """
+    if os.environ.get("JOBS_TARGET", "local") != "local":
+        return
+    if not any(os.environ.get(v) for v in
+               ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_DYNAMODB")):
+        os.environ["AWS_ENDPOINT_URL"] = LOCAL_ENDPOINT
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION", "us-east-1"))
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+def _endpoint(service: str) -> str | None:
+    return os.environ.get(f"AWS_ENDPOINT_URL_{service}") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str = "us-east-1"
+    queue_name: str = "jobs"
+    queue_url: str | None = None
+    dlq_name: str = "jobs-dlq"
+    table_name: str = "jobs"
+    sqs_endpoint: str | None = None
+    dynamodb_endpoint: str | None = None
+    visibility_timeout: int = 300
+    max_receive_count: int = 5
+    result_expires: int = 7 * 24 * 3600
+    concurrency: int = 2
+    wait_time_seconds: int = 10
+    heartbeat_file: str = "/tmp/worker-heartbeat"
+    api_keys: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        queue_name = os.environ.get("JOBS_QUEUE_NAME", "jobs")
+        apply_local_defaults()
+        raw_keys = os.environ.get("JOBS_API_KEYS", "").split(",")
+        keys = tuple(k.strip() for k in raw_keys if k.strip())
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        return cls(
+            region=region or "us-east-1",
+            queue_name=queue_name,
+            queue_url=os.environ.get("JOBS_QUEUE_URL") or None,
+            dlq_name=os.environ.get("JOBS_DLQ_NAME", f"{queue_name}-dlq"),
+            table_name=os.environ.get("JOBS_TABLE_NAME", "jobs"),
+            sqs_endpoint=_endpoint("SQS"),
+            dynamodb_endpoint=_endpoint("DYNAMODB"),
+            visibility_timeout=_env_int("JOBS_VISIBILITY_TIMEOUT", 300),
+            max_receive_count=_env_int("JOBS_MAX_RECEIVE_COUNT", 5),
+            result_expires=_env_int("JOBS_RESULT_EXPIRES", 7 * 24 * 3600),
+            concurrency=_env_int("WORKER_CONCURRENCY", 2),
+            wait_time_seconds=_env_int("JOBS_WAIT_TIME_SECONDS", 10),
+            heartbeat_file=os.environ.get("WORKER_HEARTBEAT_FILE", "/tmp/worker-heartbeat"),
+            api_keys=keys,
+        )
+
+    def resolved_queue_url(self) -> str:
+        """The queue's URL without a network call where it can be derived.
+
+        On an emulator the URL is `<endpoint>/<account>/<name>`; on AWS the
+        deployment sets JOBS_QUEUE_URL, and failing that we ask SQS once.
+        """
+        if self.queue_url:
+            return self.queue_url
+        if self.sqs_endpoint:
+            account = os.environ.get("AWS_ACCOUNT_ID", EMULATOR_ACCOUNT_ID)
+            return f"{self.sqs_endpoint.rstrip('/')}/{account}/{self.queue_name}"
+        from tasks.aws import sqs_client
+
+        return sqs_client(self).get_queue_url(QueueName=self.queue_name)["QueueUrl"]
