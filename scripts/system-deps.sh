@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Debian packages for the browser and container tests. Installs only what is
+# missing, and only where it can (root with apt); elsewhere those tests skip.
+set -euo pipefail
+want=()
+command -v chromium >/dev/null || want+=(chromium)
+command -v podman >/dev/null || want+=(podman buildah runc fuse-overlayfs uidmap slirp4netns mmdebstrap)
+if [ ${#want[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "system-deps: missing ${want[*]}; browser/container tests will be skipped" >&2
+    exit 0
+fi
+echo "system-deps: installing ${want[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null

@@ -1,0 +1,150 @@
+"""Inspecting and redriving the dead-letter queue.
+
+`python -m tasks.dlq show` lists the messages (task, id, receive count, why
+they were rejected); `python -m tasks.dlq redrive` moves them back to the work
+queue. `python -m ecs dlq` / `redrive` call the same functions on AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+PEEK_ROUNDS = 50
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    task: str | None
+    task_id: str | None
+
+
+def decode_envelope(body: str) -> dict | None:
+    """The kombu envelope of an SQS body (base64 JSON, or plain JSON), if it is one."""
+    for candidate in (body,):
+        try:
+            return json.loads(base64.b64decode(candidate, validate=True))
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            pass
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            return None
+    return None
+
+
+def describe(message: dict) -> DeadLetter:
+    envelope = decode_envelope(message.get("Body", ""))
+    headers = envelope.get("headers") if isinstance(envelope, dict) else None
+    headers = headers if isinstance(headers, dict) else {}
+    task = headers.get("task") if isinstance(headers.get("task"), str) else None
+    task_id = headers.get("id") if isinstance(headers.get("id"), str) else None
+    return DeadLetter(
+        message_id=message["MessageId"],
+        receipt_handle=message["ReceiptHandle"],
+        body=message.get("Body", ""),
+        receive_count=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
+        task=task,
+        task_id=task_id,
+    )
+
+
+def _receive(sqs, url: str, visibility: int) -> list[dict]:
+    return sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+        VisibilityTimeout=visibility, MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    ).get("Messages", [])
+
+
+def peek(sqs, dlq_url: str) -> list[DeadLetter]:
+    """Every message in the DLQ, left there (received with visibility 0)."""
+    seen: dict[str, DeadLetter] = {}
+    empty_rounds = 0
+    for _ in range(PEEK_ROUNDS):
+        batch = _receive(sqs, dlq_url, 0)
+        new = [m for m in batch if m["MessageId"] not in seen]
+        for m in new:
+            seen[m["MessageId"]] = describe(m)
+        empty_rounds = 0 if new else empty_rounds + 1
+        if empty_rounds >= 3:
+            break
+    return list(seen.values())
+
+
+def drain(sqs, dlq_url: str) -> Iterator[DeadLetter]:
+    """Receive (and hide) DLQ messages until none are left."""
+    while True:
+        batch = _receive(sqs, dlq_url, 60)
+        if not batch:
+            return
+        yield from (describe(m) for m in batch)
+
+
+def reset_record(dynamodb, table: str, task_id: str) -> None:
+    """Forget a rejected job's FAILURE record so its redriven message can run."""
+    try:
+        dynamodb.delete_item(
+            TableName=table, Key={"job_id": {"S": task_id}},
+            ConditionExpression="attribute_exists(job_id) AND #s <> :success",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":success": {"S": "SUCCESS"}},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+
+
+def redrive(sqs, dynamodb, dlq_url: str, queue_url: str, table: str) -> int:
+    """Move every DLQ message back to the work queue; returns how many moved."""
+    moved = 0
+    for letter in drain(sqs, dlq_url):
+        if letter.task_id:
+            reset_record(dynamodb, table, letter.task_id)
+        sqs.send_message(QueueUrl=queue_url, MessageBody=letter.body)
+        sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
+        moved += 1
+    return moved
+
+
+def print_letters(letters: list[DeadLetter]) -> None:
+    if not letters:
+        print("the dead-letter queue is empty")
+        return
+    print(f"{'task id':38} {'task':32} receives")
+    for letter in letters:
+        print(f"{letter.task_id or '(unreadable)':38} {letter.task or '(unknown)':32} "
+              f"{letter.receive_count}")
+    print(f"{len(letters)} message(s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.aws import dynamodb_client, sqs_client
+    from tasks.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m tasks.dlq", description=__doc__)
+    parser.add_argument("action", choices=["show", "redrive"])
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    sqs = sqs_client(settings)
+    dlq_url = sqs.get_queue_url(QueueName=settings.dlq_name)["QueueUrl"]
+    if args.action == "show":
+        print_letters(peek(sqs, dlq_url))
+    else:
+        moved = redrive(sqs, dynamodb_client(settings), dlq_url,
+                        settings.resolved_queue_url(), settings.table_name)
+        print(f"moved {moved} message(s) back to {settings.queue_name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
