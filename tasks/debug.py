@@ -75,3 +75,15 @@ def flaky(self, fail_times: int = 1) -> int:
     if self.request.retries < fail_times:
         raise self.retry(exc=RuntimeError("not yet"), countdown=0)
     return self.request.retries
+
+
+@job(schema={"type": "object", "properties": {"by": NUMBER}}, public=False)
+def increment(self, value: float, by: float = 1) -> float:
+    """For chains: takes the previous task's result as its first argument."""
+    return value + by
+
+
+@job(schema={"type": "object"}, public=False)
+def total(self, values: list[float]) -> float:
+    """For chords: the body receives the header's results as one list."""
+    return sum(values)

@@ -56,6 +56,12 @@ os.environ.update(STACK_ENV)
 os.environ.pop("AWS_ENDPOINT_URL_SQS", None)
 os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
 
+# Load the Celery configuration now, with the stack's environment, so that a
+# unit test that later swaps the environment (in_process_aws) cannot change it.
+from tasks import app as celery_app  # noqa: E402
+
+assert celery_app.conf.task_default_queue == STACK_ENV["JOBS_QUEUE_NAME"]
+
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2,
                message: str = "condition") -> object:
@@ -183,32 +189,44 @@ class Worker:
             self.proc.wait(10)
 
 
+def launch_worker(stack: Stack, label: str, concurrency: int = 2, pool: str = "prefork",
+                  env: dict[str, str] | None = None, ready_timeout: float = 60) -> Worker:
+    """Start `celery -A tasks worker` as a real process and wait until it is consuming."""
+    name = f"{label}-{uuid.uuid4().hex[:6]}@test"
+    OUTPUT.mkdir(exist_ok=True)
+    log_path = OUTPUT / f"worker-{name}.log"
+    heartbeat = OUTPUT / f"heartbeat-{name}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "info",
+         "-c", str(concurrency), "-P", pool, "-n", name],
+        cwd=ROOT,
+        env={**stack.env, "WORKER_HEARTBEAT_FILE": str(heartbeat), **(env or {})},
+        stdout=open(log_path, "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    worker = Worker(proc, log_path, name, env or {})
+    try:
+        wait_until(lambda: " ready." in worker.log() or not worker.alive(), ready_timeout,
+                   message=f"worker {name} ready")
+    except AssertionError:
+        worker.kill()
+        raise
+    assert worker.alive(), f"worker {name} exited:\n{worker.log()[-3000:]}"
+    return worker
+
+
 @pytest.fixture
 def start_worker(stack: Stack, request) -> Iterator[Callable[..., Worker]]:
-    """Start real `celery -A tasks worker` processes; all are stopped after the test."""
+    """Start real worker processes for one test; all are stopped after it."""
     workers: list[Worker] = []
+    label = "".join(c for c in request.node.name if c.isalnum())[:40]
 
     def start(concurrency: int = 2, pool: str = "prefork", env: dict[str, str] | None = None,
               ready_timeout: float = 60) -> Worker:
-        n = len(workers) + 1
-        name = f"w{n}-{uuid.uuid4().hex[:6]}@test"
-        OUTPUT.mkdir(exist_ok=True)
-        log_path = OUTPUT / f"{request.node.name[:60]}-{name}.log"
-        heartbeat = OUTPUT / f"heartbeat-{name}"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "info",
-             "-c", str(concurrency), "-P", pool, "-n", name],
-            cwd=ROOT,
-            env={**stack.env, "WORKER_HEARTBEAT_FILE": str(heartbeat), **(env or {})},
-            stdout=open(log_path, "w"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        worker = Worker(proc, log_path, name, env or {})
+        worker = launch_worker(stack, f"{label}{len(workers) + 1}", concurrency, pool, env,
+                               ready_timeout)
         workers.append(worker)
-        wait_until(lambda: " ready." in worker.log() or not worker.alive(), ready_timeout,
-                   message=f"worker {name} ready")
-        assert worker.alive(), f"worker {name} exited:\n{worker.log()[-3000:]}"
         return worker
 
     yield start
@@ -216,6 +234,16 @@ def start_worker(stack: Stack, request) -> Iterator[Callable[..., Worker]]:
         worker.stop(timeout=30)
         if worker.alive():
             worker.kill()
+
+
+@pytest.fixture(scope="module")
+def module_worker(stack: Stack, request) -> Iterator[Worker]:
+    """One worker shared by the tests of a module (for tests that do not disturb it)."""
+    worker = launch_worker(stack, request.module.__name__.rsplit(".", 1)[-1][:30], 2)
+    yield worker
+    worker.stop(timeout=30)
+    if worker.alive():
+        worker.kill()
 
 
 @pytest.fixture

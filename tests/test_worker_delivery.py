@@ -1,0 +1,85 @@
+"""Duplicate deliveries and poison messages, sent with boto3 to real worker processes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from celery import states
+
+from tasks.debug import add, append_line
+from tests.conftest import wait_until
+from tests.envelopes import capture, envelope
+
+pytestmark = pytest.mark.integration
+
+EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def test_the_same_message_delivered_twice_runs_its_side_effect_once(stack, start_worker,
+                                                                      tmp_path):
+    out = tmp_path / "effects.txt"
+    job_id, body = capture(stack, append_line.s(path=str(out), line="once", hold=0.5))
+    for _ in range(2):
+        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
+    start_worker(concurrency=2)
+    wait_until(lambda: stack.status(job_id) == states.SUCCESS, 60, message="SUCCESS")
+    wait_until(lambda: stack.queue_counts() == (0, 0), 60, message="both copies consumed")
+    assert out.read_text() == "once\n"
+    item = stack.item(job_id)
+    assert item["status"]["S"] == states.SUCCESS
+    assert item["result"]["S"] in ("true", "false")
+
+
+def poison_cases() -> list[tuple[str, str | None, str, str]]:
+    """(label, job id, SQS body, expected reason)."""
+    cases = []
+    unknown_id = str(uuid.uuid4())
+    cases.append(("unknown task", unknown_id, envelope(
+        {"id": unknown_id, "task": "tasks.does_not_exist", "lang": "py"},
+        [[], {}, EMBED]), "unknown task 'tasks.does_not_exist'"))
+    short_id = str(uuid.uuid4())
+    cases.append(("body without third element", short_id, envelope(
+        {"id": short_id, "task": "tasks.debug.add", "lang": "py"},
+        [[], {"x": 1, "y": 2}]), "[args, kwargs, embed]"))
+    no_type_id = str(uuid.uuid4())
+    cases.append(("missing content-type", no_type_id, envelope(
+        {"id": no_type_id, "task": "tasks.debug.add", "lang": "py"},
+        [[], {"x": 1, "y": 2}, EMBED], content_type=None), "content-type"))
+    cases.append(("missing headers.id", None, envelope(
+        {"task": "tasks.debug.add", "lang": "py"}, [[], {"x": 1, "y": 2}, EMBED]),
+        "headers.id"))
+    cases.append(("not an envelope at all", None, "definitely not a celery message", ""))
+    return cases
+
+
+def test_poison_messages_reach_the_dlq_with_a_reason_and_the_worker_keeps_serving(
+        stack, start_worker):
+    cases = poison_cases()
+    for _, _, body, _ in cases:
+        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
+    worker = start_worker(concurrency=1)
+
+    # The worker stays up and serves a good job while the poison circulates.
+    assert add.delay(x=20, y=22).get(timeout=60) == 42
+    for label, job_id, _, reason in cases:
+        if job_id is None:
+            continue
+        wait_until(lambda j=job_id: stack.status(j) == states.FAILURE, 60, message=label)
+        error = stack.item(job_id)["error"]["M"]
+        assert error["type"]["S"] == "PoisonMessage", label
+        assert reason in error["message"]["S"], label
+
+    def all_in_dlq() -> bool:
+        visible, in_flight = stack.queue_counts()
+        dlq_visible, dlq_in_flight = stack.queue_counts(stack.dlq_url)
+        return (visible, in_flight, dlq_visible + dlq_in_flight) == (0, 0, len(cases))
+
+    wait_until(all_in_dlq, 90, interval=1, message="every poison message in the DLQ")
+    dead = set(stack.dlq_task_ids())
+    assert {job_id for _, job_id, _, _ in cases if job_id} <= dead
+    assert worker.alive()
+    assert "Unrecoverable error" not in worker.log()
+    assert add.delay(x=1, y=1).get(timeout=60) == 2
+    # Leave the DLQ empty for the tests after this one.
+    stack.sqs.purge_queue(QueueUrl=stack.dlq_url)
