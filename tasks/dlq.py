@@ -31,16 +31,14 @@ class DeadLetter:
 
 def decode_envelope(body: str) -> dict | None:
     """The kombu envelope of an SQS body (base64 JSON, or plain JSON), if it is one."""
-    for candidate in (body,):
+    try:
+        decoded = json.loads(base64.b64decode(body, validate=True))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
         try:
-            return json.loads(base64.b64decode(candidate, validate=True))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            pass
-        try:
-            return json.loads(candidate)
+            decoded = json.loads(body)
         except ValueError:
             return None
-    return None
+    return decoded if isinstance(decoded, dict) else None
 
 
 def describe(message: dict) -> DeadLetter:
