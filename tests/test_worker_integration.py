@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from celery import chain, chord, group, states
 
 from tasks.debug import add, fail, flaky, increment, sleep, total
 from tasks.text import analyze
-from tests.conftest import wait_until
+from tests.conftest import OUTPUT, ROOT, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +88,22 @@ def test_a_result_too_large_for_dynamodb_fails_the_job_once(stack, module_worker
     with pytest.raises(Exception, match="DynamoDB's item limit is 400 KB"):
         result.get(timeout=60)
     wait_until(lambda: stack.queue_counts() == (0, 0), 30, message="queue drained")
+
+
+def test_health_check_reads_the_heartbeat_file(stack, module_worker, tmp_path):
+    heartbeat = OUTPUT / f"heartbeat-{module_worker.name}"
+    wait_until(heartbeat.exists, 30, message="heartbeat file")
+
+    def health(path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tasks.health"], cwd=ROOT,
+                              env={**stack.env, "WORKER_HEARTBEAT_FILE": str(path)},
+                              capture_output=True, text=True, timeout=30)
+
+    alive = health(heartbeat)
+    assert alive.returncode == 0 and alive.stdout.startswith("healthy"), alive.stdout
+    stale = tmp_path / "stale"
+    stale.touch()
+    os.utime(stale, (0, 0))
+    assert health(stale).returncode == 1
+    missing = health(tmp_path / "missing")
+    assert missing.returncode == 1 and "no heartbeat file" in missing.stdout
