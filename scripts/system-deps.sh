@@ -4,7 +4,11 @@
 set -euo pipefail
 want=()
 command -v chromium >/dev/null || want+=(chromium)
-command -v podman >/dev/null || want+=(podman buildah runc fuse-overlayfs uidmap slirp4netns mmdebstrap)
+# Container tests (scripts/podman-setup.sh configures these and makes the base image).
+for tool in podman buildah runc mmdebstrap; do
+    command -v "$tool" >/dev/null || want+=("$tool")
+done
+command -v podman >/dev/null || want+=(fuse-overlayfs uidmap slirp4netns ca-certificates)
 if [ ${#want[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "system-deps: missing ${want[*]}; browser/container tests will be skipped" >&2
