@@ -4,6 +4,9 @@
 set -euo pipefail
 want=()
 command -v chromium >/dev/null || want+=(chromium)
+# Apache Velocity 1.7 (API Gateway's template engine) for the template parity test.
+[ -f /usr/share/java/velocity.jar ] || want+=(velocity libcommons-lang-java)
+command -v javac >/dev/null || want+=(default-jdk-headless)
 # Container tests (scripts/podman-setup.sh configures these and makes the base image).
 for tool in podman buildah runc mmdebstrap; do
     command -v "$tool" >/dev/null || want+=("$tool")

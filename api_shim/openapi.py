@@ -1,0 +1,344 @@
+"""The HTTP API as an OpenAPI 3 document with API Gateway's extensions.
+
+One document serves both worlds: `ecs` imports it into API Gateway (REST), and the shim
+(api_shim.app) routes and renders from it. The mapping templates are the files in
+api_shim/templates; the few deployment names in them (`@TASK_NAME@`, `@QUEUE_NAME@`,
+`@TABLE_NAME@`) are substituted here, when the document is built, so the document is
+complete and needs no stage variables. The SQS URI is built from the same queue name, so
+the message's routing_key always names the queue it is sent to.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+# Celery task ids and API Gateway request ids are both UUIDs.
+JOB_ID_PATTERN = (
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+JSON = "application/json"
+CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+@dataclass(frozen=True)
+class AwsTargets:
+    region: str
+    account_id: str
+    queue_name: str
+    table_name: str
+    role_arn: str  # API Gateway's integration credentials role
+
+
+def template_path(name: str) -> Path:
+    """The file of a mapping template: `send_task.request` -> templates/send_task.request.vtl."""
+    path = TEMPLATES_DIR / (name if name.endswith(".vtl") else f"{name}.vtl")
+    if path.parent != TEMPLATES_DIR or not path.is_file():
+        raise FileNotFoundError(f"no mapping template named {name!r} in {TEMPLATES_DIR}")
+    return path
+
+
+def load_template(name: str) -> str:
+    """A template file's text, as it is in the repository (placeholders not filled)."""
+    return template_path(name).read_text(encoding="utf-8")
+
+
+def fill_template(name: str, **values: str) -> str:
+    """A template with its `@NAME@` placeholders replaced (values must be plain names)."""
+    text = load_template(name)
+    for key, value in values.items():
+        if not _SAFE_NAME.match(value):
+            raise ValueError(f"{key}={value!r} is not a plain name; refusing to template it")
+        text = text.replace(f"@{key.upper()}@", value)
+    leftover = re.findall(r"@[A-Z_]+@", text)
+    if leftover:
+        raise ValueError(f"template {name} still has placeholders {sorted(set(leftover))}")
+    return text
+
+
+def model_name(task_name: str) -> str:
+    """API Gateway model names are alphanumeric: tasks.debug.add -> TasksDebugAdd."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", task_name))
+
+
+def catalog_json(jobs: dict[str, Any]) -> str:
+    """GET /tasks: the public tasks and their argument schemas, as literal template text.
+
+    `$` and `#` are written as JSON escapes, so Velocity passes the text through unchanged.
+    """
+    catalog = {"tasks": [
+        {"name": spec.name, "summary": spec.summary, "schema": spec.schema,
+         "path": f"/tasks/{spec.name}"}
+        for spec in jobs.values()
+    ]}
+    text = json.dumps(catalog, ensure_ascii=False, sort_keys=False)
+    return text.replace("$", "\\u0024").replace("#", "\\u0023")
+
+
+def _cors(methods: str) -> dict[str, str]:
+    return {
+        "method.response.header.Access-Control-Allow-Origin": "'*'",
+        "method.response.header.Access-Control-Allow-Headers": f"'{CORS_ALLOW_HEADERS}'",
+        "method.response.header.Access-Control-Allow-Methods": f"'{methods}'",
+    }
+
+
+_ORIGIN = {"method.response.header.Access-Control-Allow-Origin": "'*'"}
+_ORIGIN_HEADER = {"Access-Control-Allow-Origin": {"schema": {"type": "string"}}}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "headers": _ORIGIN_HEADER,
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _path_parameter(name: str, pattern: str | None = None) -> list[dict[str, Any]]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern:
+        schema["pattern"] = pattern
+    return [{"name": name, "in": "path", "required": True, "schema": schema}]
+
+
+def _options(methods: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """CORS preflight: a mock integration, never behind the API key."""
+    headers = {h: {"schema": {"type": "string"}} for h in (
+        "Access-Control-Allow-Origin", "Access-Control-Allow-Headers",
+        "Access-Control-Allow-Methods")}
+    return {
+        "summary": "CORS preflight",
+        **({"parameters": parameters} if parameters else {}),
+        "responses": {"200": {"description": "CORS headers", "headers": headers}},
+        "x-amazon-apigateway-integration": {
+            "type": "mock",
+            "requestTemplates": {JSON: load_template("mock.request")},
+            "passthroughBehavior": "when_no_match",
+            "responses": {"default": {"statusCode": "200", "responseParameters": _cors(methods),
+                                      "responseTemplates": {JSON: ""}}},
+        },
+    }
+
+
+def _security(api_key_required: bool) -> dict[str, Any]:
+    return {"security": [{"api_key": []}]} if api_key_required else {}
+
+
+def _submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
+    names = {"task_name": spec.name, "queue_name": targets.queue_name}
+    return {
+        "operationId": "submit_" + re.sub(r"\W", "_", spec.name),
+        "summary": spec.summary or spec.name,
+        "tags": ["tasks"],
+        "requestBody": {"required": True, "content": {
+            JSON: {"schema": {"$ref": f"#/components/schemas/{model_name(spec.name)}"}}}},
+        "responses": {
+            "202": {"description": "Queued", "headers": _ORIGIN_HEADER,
+                    "content": {JSON: {"schema": {"$ref": "#/components/schemas/JobAccepted"}}}},
+            "400": _error_response("The body is not JSON or does not match the schema"),
+            "403": _error_response("Missing or wrong API key"),
+            "413": _error_response("The body is too large for one queue message"),
+            "415": _error_response("The body is not application/json"),
+            "502": _error_response("The queue did not accept the job"),
+        },
+        **_security(api_key_required),
+        "x-amazon-apigateway-request-validator": "body-and-params",
+        "x-amazon-apigateway-integration": {
+            "type": "aws",
+            "httpMethod": "POST",
+            "uri": (f"arn:aws:apigateway:{targets.region}:sqs:path/"
+                    f"{targets.account_id}/{targets.queue_name}"),
+            "credentials": targets.role_arn,
+            "requestParameters": {
+                "integration.request.header.Content-Type":
+                    "'application/x-www-form-urlencoded'",
+            },
+            "requestTemplates": {JSON: fill_template("send_task.request", **names)},
+            "passthroughBehavior": "never",
+            # Keys are selection patterns, matched against the integration's HTTP status.
+            "responses": {
+                "default": {"statusCode": "202", "responseParameters": _ORIGIN,
+                            "responseTemplates": {JSON: load_template("send_task.response")}},
+                # SQS answers 400 for a message over the queue's size limit (413), and for a
+                # few deployment faults (the template overrides those to 502).
+                "400": {"statusCode": "413", "responseParameters": _ORIGIN,
+                        "responseTemplates": {JSON: load_template("send_task.error")}},
+                r"40[1-9]|4[1-9]\d|5\d{2}": {"statusCode": "502", "responseParameters": _ORIGIN,
+                          "responseTemplates": {JSON: load_template("send_task.failed")}},
+            },
+        },
+    }
+
+
+def _unknown_task(api_key_required: bool) -> dict[str, Any]:
+    """Any other /tasks/{name}: 404 (API Gateway prefers the literal resources above)."""
+    return {
+        "operationId": "unknown_task",
+        "summary": "Not a public task",
+        "parameters": _path_parameter("name"),
+        "responses": {"404": _error_response("No public task has this name")},
+        **_security(api_key_required),
+        "x-amazon-apigateway-integration": {
+            "type": "mock",
+            "requestTemplates": {JSON: load_template("mock.request")},
+            "passthroughBehavior": "when_no_match",
+            "responses": {"default": {
+                "statusCode": "404", "responseParameters": _ORIGIN,
+                "responseTemplates": {JSON: load_template("unknown_task.response")}}},
+        },
+    }
+
+
+def _catalog(jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
+    return {
+        "operationId": "list_tasks",
+        "summary": "The public tasks and the JSON Schema of their arguments",
+        "tags": ["tasks"],
+        "responses": {"200": {"description": "Task catalog", "headers": _ORIGIN_HEADER,
+                              "content": {JSON: {"schema": {"type": "object"}}}}},
+        **_security(api_key_required),
+        "x-amazon-apigateway-integration": {
+            "type": "mock",
+            "requestTemplates": {JSON: load_template("mock.request")},
+            "passthroughBehavior": "when_no_match",
+            "responses": {"default": {"statusCode": "200", "responseParameters": _ORIGIN,
+                                      "responseTemplates": {JSON: catalog_json(jobs)}}},
+        },
+    }
+
+
+def _get_job(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
+    return {
+        "operationId": "get_job",
+        "summary": "A job's status, progress and result",
+        "tags": ["jobs"],
+        "parameters": _path_parameter("job_id", JOB_ID_PATTERN),
+        "responses": {
+            "200": {"description": "The job record (PENDING when there is none yet)",
+                    "headers": _ORIGIN_HEADER,
+                    "content": {JSON: {"schema": {"$ref": "#/components/schemas/Job"}}}},
+            "400": _error_response("The job id is not a UUID"),
+            "403": _error_response("Missing or wrong API key"),
+            "502": _error_response("The job table could not be read"),
+        },
+        **_security(api_key_required),
+        "x-amazon-apigateway-request-validator": "params-only",
+        "x-amazon-apigateway-integration": {
+            "type": "aws",
+            "httpMethod": "POST",
+            "uri": f"arn:aws:apigateway:{targets.region}:dynamodb:action/GetItem",
+            "credentials": targets.role_arn,
+            "requestTemplates": {JSON: fill_template("get_job.request",
+                                                     table_name=targets.table_name)},
+            "passthroughBehavior": "never",
+            "responses": {
+                "default": {"statusCode": "200", "responseParameters": _ORIGIN,
+                            "responseTemplates": {JSON: load_template("get_job.response")}},
+                r"4\d{2}|5\d{2}": {"statusCode": "502", "responseParameters": _ORIGIN,
+                          "responseTemplates": {
+                              JSON: '{"message": "The job table could not be read"}'}},
+            },
+        },
+    }
+
+
+_JOB_SCHEMA = {
+    "type": "object",
+    "required": ["job_id", "status"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["PENDING", "STARTED", "PROGRESS", "RETRY",
+                                              "SUCCESS", "FAILURE", "REVOKED"]},
+        "task": {"type": "string"},
+        "result": {"description": "The task's return value, as JSON"},
+        "progress": {"type": "object", "properties": {
+            "current": {"type": "integer"}, "total": {"type": "integer"},
+            "message": {"type": "string"}}},
+        "error": {"type": "object", "properties": {
+            "type": {"type": "string"}, "message": {"type": "string"},
+            "module": {"type": "string"}}},
+        "traceback": {"type": "string"},
+        "attempts": {"type": "integer"},
+        "retries": {"type": "integer"},
+        "worker": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _gateway_responses() -> dict[str, Any]:
+    """API Gateway's own errors as JSON {"message"}, with CORS, and the statuses we document."""
+    cors = {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
+            "gatewayresponse.header.Access-Control-Allow-Headers": f"'{CORS_ALLOW_HEADERS}'"}
+    default = {JSON: '{"message": $context.error.messageString}'}
+
+    def response(status: str | None = None, template: dict | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"responseParameters": cors, "responseTemplates": template or default}
+        if status:
+            out["statusCode"] = status
+        return out
+
+    return {
+        "DEFAULT_4XX": response(),
+        "DEFAULT_5XX": response(),
+        "BAD_REQUEST_BODY": response("400"),
+        "INVALID_API_KEY": response("403", {JSON: '{"message": "Forbidden"}'}),
+        "UNSUPPORTED_MEDIA_TYPE": response("415"),
+        # An unknown route: API Gateway says 403 "Missing Authentication Token"; say 404.
+        "MISSING_AUTHENTICATION_TOKEN": response("404", {JSON: '{"message": "Not Found"}'}),
+    }
+
+
+def build_openapi(targets: AwsTargets, *, title: str = "sqs-jobs",
+                  api_key_required: bool = False) -> dict:
+    """The whole API for the public jobs registered now (import `tasks` first)."""
+    from tasks.registry import public_jobs
+
+    jobs = public_jobs()
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {
+        "JobAccepted": {"type": "object", "required": ["job_id", "status", "status_url"],
+                        "properties": {"job_id": {"type": "string"},
+                                       "status": {"type": "string", "enum": ["PENDING"]},
+                                       "status_url": {"type": "string"}}},
+        "Job": _JOB_SCHEMA,
+        "Error": {"type": "object", "required": ["message"],
+                  "properties": {"message": {"type": "string"}}},
+    }
+    paths["/tasks"] = {"get": _catalog(jobs, api_key_required), "options": _options("GET,OPTIONS")}
+    for name, spec in jobs.items():
+        schemas[model_name(name)] = spec.schema
+        paths[f"/tasks/{name}"] = {"post": _submit(spec, targets, api_key_required),
+                                   "options": _options("POST,OPTIONS")}
+    paths["/tasks/{name}"] = {"post": _unknown_task(api_key_required),
+                              "options": _options("POST,OPTIONS", _path_parameter("name"))}
+    paths["/jobs/{job_id}"] = {"get": _get_job(targets, api_key_required),
+                               "options": _options("GET,OPTIONS", _path_parameter("job_id"))}
+    document: dict[str, Any] = {
+        "openapi": "3.0.1",
+        "info": {
+            "title": title,
+            "version": "1.0",
+            "description": (
+                "Submit jobs with POST /tasks/{name} (the body is the task's keyword "
+                "arguments as a JSON object) and read them with GET /jobs/{job_id}."),
+        },
+        "paths": paths,
+        "components": {"schemas": schemas},
+        "x-amazon-apigateway-request-validators": {
+            "body-and-params": {"validateRequestBody": True, "validateRequestParameters": True},
+            "params-only": {"validateRequestBody": False, "validateRequestParameters": True},
+        },
+        "x-amazon-apigateway-gateway-responses": _gateway_responses(),
+    }
+    if api_key_required:
+        document["components"]["securitySchemes"] = {
+            "api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}
+        document["x-amazon-apigateway-api-key-source"] = "HEADER"
+    return document

@@ -1,0 +1,324 @@
+// The jobs page: talks only to GET /tasks, POST /tasks/{name} and GET /jobs/{id}, so it works
+// against the local shim and a deployed API Gateway alike (set the base URL and API key).
+"use strict";
+
+const TERMINAL = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
+const POLL_MS = 600;
+const HISTORY_KEY = "sqsjobs.jobs";
+const $ = (id) => document.getElementById(id);
+
+const state = { tasks: [], task: null, jsonEdited: false, currentId: null, pollTimer: null };
+
+// --- settings -----------------------------------------------------------------------------
+function baseUrl() {
+  return (localStorage.getItem("sqsjobs.baseUrl") || "").replace(/\/+$/, "");
+}
+function headers(extra) {
+  const h = Object.assign({ Accept: "application/json" }, extra || {});
+  const key = localStorage.getItem("sqsjobs.apiKey");
+  if (key) h["x-api-key"] = key;
+  return h;
+}
+async function api(path, options) {
+  const response = await fetch(baseUrl() + path, options);
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  return { status: response.status, ok: response.ok, body };
+}
+function describeError(res) {
+  const body = res.body || {};
+  const lines = [`${res.status}: ${body.message || "request failed"}`];
+  (body.errors || []).forEach((e) => lines.push("• " + e));
+  return lines.join("\n");
+}
+
+// --- the task form, generated from the task's JSON Schema ------------------------------------
+function fieldKind(prop) {
+  const type = Array.isArray(prop.type) ? prop.type[0] : prop.type;
+  if (type === "integer" || type === "number") return type;
+  if (type === "boolean") return "boolean";
+  if (type === "array" || type === "object") return "json";
+  if (type === "string" && (!prop.maxLength || prop.maxLength > 200)) return "text";
+  return "string";
+}
+
+function exampleFor(task, name, prop) {
+  if (prop.default !== undefined) return prop.default;
+  const examples = {
+    text: "Celery workers take jobs from SQS. Each job writes its state to DynamoDB! " +
+          "The page polls the job until it finishes.",
+    document: "# Intro\nQueues decouple the request from the work.\n\n# Workers\n" +
+              "Workers scale with the backlog. They report progress as they go.",
+    records: [{ name: "ada lovelace", email: "ADA@Example.com", country: "uk" }],
+    x: 2, y: 3, seconds: 3, message: "this job failed on purpose",
+  };
+  return examples[name];
+}
+
+function buildForm(task) {
+  const fields = $("fields");
+  fields.replaceChildren();
+  const schema = task.schema || {};
+  const required = new Set(schema.required || []);
+  Object.entries(schema.properties || {}).forEach(([name, prop]) => {
+    const kind = fieldKind(prop);
+    const label = document.createElement("label");
+    label.append(name);
+    if (required.has(name)) {
+      const star = document.createElement("span");
+      star.className = "req"; star.textContent = "*"; label.append(star);
+    }
+    let input;
+    const example = exampleFor(task, name, prop);
+    if (kind === "boolean") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = example === true;
+      label.prepend(input);
+    } else if (kind === "text" || kind === "json") {
+      input = document.createElement("textarea");
+      input.rows = kind === "json" ? 5 : 4;
+      input.spellcheck = kind !== "json";
+      if (example !== undefined) {
+        input.value = kind === "json" ? JSON.stringify(example, null, 2) : example;
+      }
+    } else {
+      input = document.createElement("input");
+      input.type = kind === "string" ? "text" : "number";
+      if (kind === "integer") input.step = "1";
+      if (kind === "number") input.step = "any";
+      if (prop.minimum !== undefined) input.min = prop.minimum;
+      if (prop.maximum !== undefined) input.max = prop.maximum;
+      if (example !== undefined) input.value = example;
+    }
+    input.name = name;
+    input.dataset.kind = kind;
+    input.dataset.required = required.has(name) ? "1" : "";
+    input.addEventListener("input", syncPreview);
+    input.addEventListener("change", syncPreview);
+    if (kind !== "boolean") label.append(input);
+    const hint = [prop.description, prop.minimum !== undefined && prop.maximum !== undefined
+      ? `${prop.minimum}–${prop.maximum}` : null].filter(Boolean).join(" · ");
+    if (hint) { const small = document.createElement("small"); small.textContent = hint; label.append(small); }
+    fields.append(label);
+  });
+  state.jsonEdited = false;
+  syncPreview();
+}
+
+function formValues() {
+  const values = {};
+  const problems = [];
+  $("fields").querySelectorAll("[name]").forEach((input) => {
+    const { kind, required } = input.dataset;
+    const raw = input.type === "checkbox" ? input.checked : input.value;
+    if (kind === "boolean") { values[input.name] = raw; return; }
+    if (raw === "") { if (required) problems.push(`${input.name}: required`); return; }
+    if (kind === "integer" || kind === "number") {
+      const n = Number(raw);
+      if (!Number.isFinite(n) || (kind === "integer" && !Number.isInteger(n))) {
+        problems.push(`${input.name}: not ${kind === "integer" ? "an integer" : "a number"}`);
+      } else values[input.name] = n;
+    } else if (kind === "json") {
+      try { values[input.name] = JSON.parse(raw); } catch (e) { problems.push(`${input.name}: not valid JSON`); }
+    } else values[input.name] = raw;
+  });
+  return { values, problems };
+}
+
+function syncPreview() {
+  if (state.jsonEdited) return;
+  const { values } = formValues();
+  $("json-preview").value = JSON.stringify(values, null, 2);
+}
+
+function requestBody() {
+  if (state.jsonEdited) {
+    const text = $("json-preview").value;
+    try { JSON.parse(text); } catch (e) { return { problems: ["request body: not valid JSON"] }; }
+    return { text, problems: [] };
+  }
+  const { values, problems } = formValues();
+  return { text: JSON.stringify(values), problems };
+}
+
+function selectTask(name) {
+  state.task = state.tasks.find((t) => t.name === name) || state.tasks[0];
+  if (!state.task) return;
+  $("task-select").value = state.task.name;
+  $("task-summary").textContent = state.task.summary || "";
+  buildForm(state.task);
+}
+
+async function loadTasks() {
+  const res = await api("/tasks", { headers: headers() }).catch((e) => ({ status: 0, body: { message: String(e) } }));
+  if (!res.ok) { showFormError("Could not load the task list. " + describeError(res)); return; }
+  showFormError("");
+  state.tasks = res.body.tasks || [];
+  const select = $("task-select");
+  select.replaceChildren(...state.tasks.map((t) => new Option(t.name, t.name)));
+  const wanted = location.hash.slice(1) || "tasks.text.analyze";
+  selectTask(state.tasks.some((t) => t.name === wanted) ? wanted : state.tasks[0]?.name);
+}
+
+function showFormError(message) {
+  const el = $("form-error");
+  el.textContent = message || "";
+  el.hidden = !message;
+}
+
+async function submitJob(event) {
+  event.preventDefault();
+  showFormError("");
+  const { text, problems } = requestBody();
+  if (problems.length) { showFormError(problems.join("\n")); return; }
+  const button = $("submit-button");
+  button.disabled = true;
+  try {
+    const res = await api("/tasks/" + encodeURIComponent(state.task.name), {
+      method: "POST", headers: headers({ "Content-Type": "application/json" }), body: text,
+    });
+    if (res.status !== 202) { showFormError(describeError(res)); return; }
+    const job = { id: res.body.job_id, task: state.task.name, submitted: new Date().toISOString(),
+                  status: "PENDING" };
+    saveHistory([job, ...history().filter((j) => j.id !== job.id)].slice(0, 50));
+    showJob(job.id);
+  } catch (e) {
+    showFormError("Network error: " + e);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// --- the job view --------------------------------------------------------------------------
+function showJob(id) {
+  clearTimeout(state.pollTimer);
+  state.currentId = id;
+  $("job-empty").hidden = true;
+  $("job-view").hidden = false;
+  $("job-id").textContent = id;
+  const known = history().find((j) => j.id === id);
+  renderJob({ job_id: id, status: "PENDING", task: known?.task });
+  renderHistory();
+  poll(id);
+}
+
+async function poll(id) {
+  if (state.currentId !== id) return;
+  let res;
+  try { res = await api("/jobs/" + encodeURIComponent(id), { headers: headers() }); } catch (e) {
+    res = { status: 0, body: { message: String(e) } };
+  }
+  if (state.currentId !== id) return;
+  if (res.ok) {
+    renderJob(res.body);
+    updateHistory(id, res.body.status);
+    if (TERMINAL.has(res.body.status)) return;
+  } else if (res.status >= 400 && res.status < 500) {
+    renderJob({ job_id: id, status: "FAILURE", error: { type: "HTTP " + res.status, message: res.body?.message || "" } });
+    return;
+  }
+  state.pollTimer = setTimeout(() => poll(id), POLL_MS);
+}
+
+function renderJob(job) {
+  const status = job.status || "PENDING";
+  const badge = $("job-status");
+  badge.textContent = status;
+  badge.className = "badge " + status;
+  $("job-task").textContent = job.task ? `${job.task}${job.worker ? " · on " + job.worker : ""}` : "";
+
+  const progress = job.progress;
+  const showBar = status === "PROGRESS" || status === "STARTED" || status === "SUCCESS" || !!progress;
+  $("progress").hidden = !showBar || status === "FAILURE";
+  let percent = 0;
+  let text = status === "STARTED" ? "started" : "";
+  if (progress && progress.total) {
+    percent = Math.round((100 * progress.current) / progress.total);
+    text = `${progress.message || ""} (${progress.current}/${progress.total})`.trim();
+  }
+  if (status === "SUCCESS") { percent = 100; text = "done"; }
+  const fill = $("progress-fill");
+  fill.style.width = percent + "%";
+  fill.setAttribute("aria-valuenow", String(percent));
+  $("progress-text").textContent = text;
+
+  const err = $("job-error");
+  if (job.error) {
+    err.textContent = `${job.error.type || "Error"}: ${job.error.message || ""}`;
+    err.hidden = false;
+  } else err.hidden = true;
+  $("job-traceback").hidden = !job.traceback;
+  $("traceback-text").textContent = job.traceback || "";
+
+  const result = $("job-result");
+  if (status === "SUCCESS") {
+    $("result-json").textContent = JSON.stringify(job.result, null, 2);
+    result.hidden = false;
+  } else result.hidden = true;
+
+  const times = $("job-times");
+  times.replaceChildren();
+  [["created", job.created_at], ["started", job.started_at], ["finished", job.finished_at],
+   ["attempts", job.attempts]].forEach(([k, v]) => {
+    if (v === undefined || v === null) return;
+    const dt = document.createElement("dt"); dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = typeof v === "string" ? new Date(v).toLocaleString() : String(v);
+    times.append(dt, dd);
+  });
+}
+
+// --- jobs submitted from this browser -------------------------------------------------------
+function history() {
+  try { return JSON.parse(localStorage.getItem(HISTORY_KEY) || "[]"); } catch (e) { return []; }
+}
+function saveHistory(jobs) { localStorage.setItem(HISTORY_KEY, JSON.stringify(jobs)); renderHistory(); }
+function updateHistory(id, status) {
+  const jobs = history();
+  const job = jobs.find((j) => j.id === id);
+  if (job && job.status !== status) { job.status = status; saveHistory(jobs); }
+}
+function renderHistory() {
+  const jobs = history();
+  const body = $("history");
+  body.replaceChildren(...jobs.map((job) => {
+    const row = document.createElement("tr");
+    row.dataset.id = job.id;
+    if (job.id === state.currentId) row.className = "current";
+    const badge = document.createElement("span");
+    badge.className = "badge " + job.status; badge.textContent = job.status;
+    const id = document.createElement("code");
+    id.textContent = job.id;
+    const cells = [new Date(job.submitted).toLocaleTimeString(), job.task, badge, id];
+    cells.forEach((c) => {
+      const td = document.createElement("td");
+      if (c instanceof Node) td.append(c); else td.textContent = c;
+      row.append(td);
+    });
+    row.addEventListener("click", () => showJob(job.id));
+    return row;
+  }));
+  $("history-empty").hidden = jobs.length > 0;
+}
+
+// --- wiring ---------------------------------------------------------------------------------
+function init() {
+  $("base-url").value = localStorage.getItem("sqsjobs.baseUrl") || "";
+  $("api-key").value = localStorage.getItem("sqsjobs.apiKey") || "";
+  $("connection-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    localStorage.setItem("sqsjobs.baseUrl", $("base-url").value.trim());
+    localStorage.setItem("sqsjobs.apiKey", $("api-key").value.trim());
+    $("connection").open = false;
+    loadTasks();
+  });
+  $("task-select").addEventListener("change", (e) => { location.hash = e.target.value; selectTask(e.target.value); });
+  $("json-preview").addEventListener("input", () => { state.jsonEdited = true; });
+  $("job-form").addEventListener("submit", submitJob);
+  $("clear-history").addEventListener("click", () => saveHistory([]));
+  renderHistory();
+  loadTasks();
+}
+
+init();

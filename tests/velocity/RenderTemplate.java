@@ -1,0 +1,136 @@
+// Renders an API Gateway mapping template with Apache Velocity 1.7 (the engine API Gateway
+// runs) so tests can compare the shim's airspeed output byte for byte.
+// Usage: java RenderTemplate <template> <body file> <requestId> <path> <resourcePath> [job_id]
+// Prints the output; a status set through $context.responseOverride goes to stderr.
+import java.io.StringWriter;
+import java.net.URLEncoder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.commons.lang.StringEscapeUtils;
+import org.apache.velocity.VelocityContext;
+import org.apache.velocity.app.VelocityEngine;
+
+public class RenderTemplate {
+    public static class Input {
+        private final String body;
+        private final Map<String, String> params;
+        public Input(String body, Map<String, String> params) {
+            this.body = body;
+            this.params = params;
+        }
+        public String getBody() { return body; }
+        public String params(String name) { return params.get(name); }
+        // The JSONPath subset the templates use: $ and .name segments.
+        public Object path(String path) {
+            Object current = body.trim().isEmpty() ? null : new Json(body).value();
+            for (String part : path.substring(1).split("\\.")) {
+                if (part.isEmpty()) continue;
+                if (!(current instanceof Map)) return null;
+                current = ((Map<?, ?>) current).get(part);
+            }
+            return current;
+        }
+    }
+
+    // A small JSON reader: objects, arrays, strings, numbers, true/false/null.
+    static class Json {
+        private final String s;
+        private int i = 0;
+        Json(String s) { this.s = s; }
+        Object value() {
+            skip();
+            char c = s.charAt(i);
+            if (c == '{') {
+                Map<String, Object> map = new LinkedHashMap<>();
+                i++; skip();
+                if (s.charAt(i) == '}') { i++; return map; }
+                while (true) {
+                    skip(); String key = string(); skip(); i++; // ':'
+                    map.put(key, value()); skip();
+                    if (s.charAt(i++) == '}') return map;
+                }
+            }
+            if (c == '[') {
+                List<Object> list = new ArrayList<>();
+                i++; skip();
+                if (s.charAt(i) == ']') { i++; return list; }
+                while (true) {
+                    list.add(value()); skip();
+                    if (s.charAt(i++) == ']') return list;
+                }
+            }
+            if (c == '"') return string();
+            if (s.startsWith("true", i)) { i += 4; return Boolean.TRUE; }
+            if (s.startsWith("false", i)) { i += 5; return Boolean.FALSE; }
+            if (s.startsWith("null", i)) { i += 4; return null; }
+            int start = i;
+            while (i < s.length() && "+-0123456789.eE".indexOf(s.charAt(i)) >= 0) i++;
+            String n = s.substring(start, i);
+            return n.matches("-?\\d+") ? (Object) Long.valueOf(n) : (Object) Double.valueOf(n);
+        }
+        private void skip() { while (i < s.length() && Character.isWhitespace(s.charAt(i))) i++; }
+        private String string() {
+            StringBuilder out = new StringBuilder();
+            i++;
+            while (true) {
+                char c = s.charAt(i++);
+                if (c == '"') return out.toString();
+                if (c != '\\') { out.append(c); continue; }
+                char e = s.charAt(i++);
+                switch (e) {
+                    case 'n': out.append('\n'); break;
+                    case 't': out.append('\t'); break;
+                    case 'r': out.append('\r'); break;
+                    case 'b': out.append('\b'); break;
+                    case 'f': out.append('\f'); break;
+                    case 'u': out.append((char) Integer.parseInt(s.substring(i, i + 4), 16)); i += 4; break;
+                    default: out.append(e);
+                }
+            }
+        }
+    }
+
+    public static class Util {
+        public String escapeJavaScript(String s) { return StringEscapeUtils.escapeJavaScript(s); }
+        public String base64Encode(String s) {
+            return Base64.getEncoder().encodeToString(s.getBytes(StandardCharsets.UTF_8));
+        }
+        public String base64Decode(String s) {
+            return new String(Base64.getDecoder().decode(s), StandardCharsets.UTF_8);
+        }
+        public String urlEncode(String s) throws Exception { return URLEncoder.encode(s, "UTF-8"); }
+    }
+
+    public static void main(String[] args) throws Exception {
+        String template = new String(Files.readAllBytes(Paths.get(args[0])), StandardCharsets.UTF_8);
+        String body = new String(Files.readAllBytes(Paths.get(args[1])), StandardCharsets.UTF_8);
+        VelocityEngine engine = new VelocityEngine();
+        engine.setProperty("runtime.log.logsystem.class",
+                           "org.apache.velocity.runtime.log.NullLogChute");
+        engine.init();
+        VelocityContext context = new VelocityContext();
+        Map<String, Object> ctx = new HashMap<>();
+        ctx.put("requestId", args[2]);
+        ctx.put("path", args[3]);
+        ctx.put("resourcePath", args[4]);
+        Map<String, Object> override = new HashMap<>();
+        ctx.put("responseOverride", override);
+        context.put("context", ctx);
+        Map<String, String> params = new HashMap<>();
+        if (args.length > 5) params.put("job_id", args[5]);
+        context.put("input", new Input(body, params));
+        context.put("util", new Util());
+        StringWriter out = new StringWriter();
+        engine.evaluate(context, out, "template", template);
+        System.out.write(out.toString().getBytes(StandardCharsets.UTF_8));
+        System.out.flush();
+        if (override.get("status") != null) System.err.print("status=" + override.get("status"));
+    }
+}
