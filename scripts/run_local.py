@@ -148,7 +148,7 @@ def main() -> int:
         stack.start("worker", [sys.executable, "-m", "celery", "-A", "tasks", "worker",
                                "-l", "info", "-n", "local@%h"])
         stack.start("api", [sys.executable, "-m", "gunicorn", "api_shim.app:create_app()",
-                            "-b", f"127.0.0.1:{API_PORT}", "-w", "2",
+                            "-b", f"127.0.0.1:{API_PORT}", "-w", "2", "--no-control-socket",
                             "--access-logfile", "-"])
         stack.wait_for_port(API_PORT, "API shim")
         print(banner(), flush=True)

@@ -53,5 +53,5 @@ def test_run_local_serves_jobs_refuses_a_second_copy_and_stops_cleanly(tmp_path)
         proc.wait(60)
     assert not _port_open(aws_port) and not _port_open(api_port)
     assert not (tmp_path / "run.pid").exists()
-    leftovers = subprocess.run(["pgrep", "-f", f"-p {aws_port}"], capture_output=True)
+    leftovers = subprocess.run(["pgrep", "-f", f"moto.server.*{aws_port}"], capture_output=True)
     assert leftovers.returncode == 1, "moto server left running"
