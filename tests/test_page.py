@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import OUTPUT
-from tests.test_api_e2e import Shim, launch_shim, stop_shim
+from tests.http_shim import Shim, launch_shim, stop_shim
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
