@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import time
 import urllib.parse
@@ -84,6 +85,14 @@ def _select(responses: dict[str, Any], status: int) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 is valid JSON but no double holds it: Python reads inf, which JSON cannot carry back.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 @dataclass
@@ -213,9 +222,12 @@ class Gateway:
 
     def _validate(self, name: str, raw: bytes) -> list[str]:
         try:
-            value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
+                               parse_float=_finite_float)
         except (UnicodeDecodeError, ValueError) as exc:
             return [f"(body): not valid JSON: {exc}"]
+        except RecursionError:
+            return ["(body): JSON nested too deeply"]
         model = model_name(name)
         return [f"{p} (model {model})" for p in describe_errors(self.validators[name], value)]
 

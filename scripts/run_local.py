@@ -147,9 +147,8 @@ def main() -> int:
                        check=True)
         stack.start("worker", [sys.executable, "-m", "celery", "-A", "tasks", "worker",
                                "-l", "info", "-n", "local@%h"])
-        stack.start("api", [sys.executable, "-m", "gunicorn", "api_shim.app:create_app()",
-                            "-b", f"127.0.0.1:{API_PORT}", "-w", "2", "--no-control-socket",
-                            "--access-logfile", "-"])
+        stack.start("api", [sys.executable, "-m", "gunicorn", "-c", "python:api_shim.gunicorn_conf",
+                            "-b", f"127.0.0.1:{API_PORT}", "api_shim.app:create_app()"])
         stack.wait_for_port(API_PORT, "API shim")
         print(banner(), flush=True)
         while all(p.poll() is None for _, p in stack.procs):

@@ -185,7 +185,8 @@ class DynamoDBJobBackend(BaseBackend):
         update = _Update()
         if state == states.SUCCESS:
             try:
-                text = json_dumps(result)
+                # allow_nan=False: Infinity/NaN are not JSON, and clients must parse this.
+                text = json_dumps(result, allow_nan=False)
             except (TypeError, ValueError) as exc:
                 return self._update_for(
                     task_id,

@@ -10,8 +10,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import gunicorn
-
 from tests.conftest import OUTPUT, ROOT, free_port, wait_until
 
 TERMINAL = {"SUCCESS", "FAILURE", "REVOKED"}
@@ -70,11 +68,9 @@ def launch_shim(env: dict[str, str], label: str) -> Shim:
     port = free_port()
     OUTPUT.mkdir(exist_ok=True)
     log_path = OUTPUT / f"shim-{label}-{port}.log"
-    # gunicorn 27 opens a control socket at one shared path; parallel servers must not share it.
-    control = ["--no-control-socket"] if gunicorn.version_info >= (27,) else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "api_shim.app:create_app()", "-b",
-         f"127.0.0.1:{port}", "-w", "2", "--access-logfile", "-", *control],
+        [sys.executable, "-m", "gunicorn", "-c", "python:api_shim.gunicorn_conf",
+         "-b", f"127.0.0.1:{port}", "api_shim.app:create_app()"],
         cwd=ROOT, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )
     shim = Shim(f"http://127.0.0.1:{port}", proc, log_path)

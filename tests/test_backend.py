@@ -146,10 +146,12 @@ def test_too_large_result_fails_the_job_with_a_clear_error(backend):
     assert "result" not in record
 
 
-def test_result_that_is_not_json_fails_the_job(backend):
-    backend.store_result("j8", object(), states.SUCCESS, request=request())
+@pytest.mark.parametrize("value", [object(), float("inf"), {"x": float("nan")}])
+def test_result_that_is_not_json_fails_the_job(backend, value):
+    backend.store_result("j8", value, states.SUCCESS, request=request())
     record = item(backend, "j8")
     assert record["error"]["M"]["type"] == {"S": "ResultNotSerializable"}
+    backend.forget("j8")
 
 
 def test_success_after_retry_clears_the_retry_error(backend):
