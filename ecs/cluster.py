@@ -1,0 +1,242 @@
+"""The ECS cluster, the worker's task definition, and the Fargate service."""
+
+from __future__ import annotations
+
+import json
+
+from ecs.plan import Context, Step
+from ecs.stack import CONTAINER, STOP_TIMEOUT
+
+CAPACITY_PROVIDERS = ["FARGATE", "FARGATE_SPOT"]
+NEW_REVISION = "(new revision)"
+
+
+def capacity_strategy(spot: bool) -> list[dict]:
+    # Workers survive interruption (late acks, warm shutdown within the 2-minute Spot
+    # notice), so most capacity can be Spot; one in five tasks stays on regular Fargate.
+    if spot:
+        return [{"capacityProvider": "FARGATE_SPOT", "weight": 4, "base": 0},
+                {"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+    return [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+
+
+def find_cluster(ecs, name: str) -> dict | None:
+    found = ecs.describe_clusters(clusters=[name], include=["SETTINGS"])["clusters"]
+    return next((c for c in found if c.get("status") == "ACTIVE"), None)
+
+
+def plan_cluster(ctx: Context) -> Step:
+    stack, ecs = ctx.stack, ctx.clients.ecs
+    strategy = capacity_strategy(stack.options.spot)
+    cluster = find_cluster(ecs, stack.cluster)
+    changes = []
+    if cluster is None:
+        action = "create"
+    else:
+        if sorted(cluster.get("capacityProviders") or []) != sorted(CAPACITY_PROVIDERS):
+            changes.append("capacity providers")
+        settings = {s["name"]: s["value"] for s in cluster.get("settings") or []}
+        # RunningTaskCount, which the scaling policy divides by, is a Container Insights metric.
+        if settings and settings.get("containerInsights") != "enabled":
+            changes.append("container insights")
+        action = "update" if changes else "unchanged"
+
+    def run(outputs):
+        if cluster is None:
+            ecs.create_cluster(
+                clusterName=stack.cluster, capacityProviders=CAPACITY_PROVIDERS,
+                defaultCapacityProviderStrategy=strategy,
+                settings=[{"name": "containerInsights", "value": "enabled"}],
+                tags=[{"key": k, "value": v} for k, v in stack.tags.items()])
+            return None
+        if "capacity providers" in changes:
+            ecs.put_cluster_capacity_providers(
+                cluster=stack.cluster, capacityProviders=CAPACITY_PROVIDERS,
+                defaultCapacityProviderStrategy=strategy)
+        if "container insights" in changes:
+            ecs.update_cluster_settings(
+                cluster=stack.cluster,
+                settings=[{"name": "containerInsights", "value": "enabled"}])
+        return None
+
+    return Step("ecs cluster", stack.cluster, action, ", ".join(changes),
+                run=None if action == "unchanged" else run)
+
+
+def render_task_definition(stack, image: str) -> dict:
+    """The task definition `deploy` registers (without tags), as register_task_definition
+    takes it."""
+    o = stack.options
+    env = stack.worker_environment()
+    return {
+        "family": stack.family,
+        "taskRoleArn": stack.role_arn(stack.task_role),
+        "executionRoleArn": stack.role_arn(stack.execution_role),
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": str(o.cpu),
+        "memory": str(o.memory),
+        "runtimePlatform": {"cpuArchitecture": o.architecture,
+                            "operatingSystemFamily": "LINUX"},
+        "containerDefinitions": [{
+            "name": CONTAINER,
+            "image": image,
+            "essential": True,
+            "stopTimeout": STOP_TIMEOUT,
+            # ECS Exec needs an init process to reap its agent's children.
+            "linuxParameters": {"initProcessEnabled": True},
+            "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
+            "healthCheck": {"command": ["CMD", "python", "-m", "tasks.health"],
+                            "interval": 30, "timeout": 10, "retries": 3, "startPeriod": 60},
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": stack.log_group,
+                "awslogs-region": stack.region,
+                "awslogs-stream-prefix": "worker"}},
+        }],
+    }
+
+
+def _same(current, desired) -> bool:
+    """Does the registered definition say what we would register? Only the keys we set are
+    compared (AWS adds defaults of its own); lists of name/value pairs ignore order."""
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(_same(current.get(k), v)
+                                                 for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(current, list) or len(current) != len(desired):
+            return False
+        if desired and all(isinstance(d, dict) and "name" in d and "value" in d
+                           for d in desired):
+            current = sorted(current, key=lambda d: d.get("name", ""))
+            desired = sorted(desired, key=lambda d: d["name"])
+        return all(_same(c, d) for c, d in zip(current, desired, strict=True))
+    if isinstance(desired, str | int) and not isinstance(desired, bool) \
+            and isinstance(current, str | int) and not isinstance(current, bool):
+        return str(current) == str(desired)
+    return current == desired
+
+
+def latest_task_definition(ecs, family: str) -> dict | None:
+    arns = ecs.list_task_definitions(familyPrefix=family, status="ACTIVE", sort="DESC",
+                                     maxResults=1)["taskDefinitionArns"]
+    if not arns:
+        return None
+    return ecs.describe_task_definition(taskDefinition=arns[0])["taskDefinition"]
+
+
+def plan_task_definition(ctx: Context) -> Step:
+    stack, ecs = ctx.stack, ctx.clients.ecs
+    desired = render_task_definition(stack, ctx.predicted["image"])
+    latest = latest_task_definition(ecs, stack.family)
+    if latest is not None and _same(latest, desired):
+        arn = latest["taskDefinitionArn"]
+        ctx.predicted["task_definition"] = arn
+        return Step("ecs task definition", f"{stack.family}:{latest['revision']}", "unchanged",
+                    outputs={"task_definition": arn})
+    ctx.predicted["task_definition"] = NEW_REVISION
+    action = "create" if latest is None else "update"
+
+    def run(outputs):
+        definition = render_task_definition(stack, outputs["image"])
+        made = ecs.register_task_definition(
+            **definition, tags=[{"key": k, "value": v} for k, v in stack.tags.items()]
+        )["taskDefinition"]
+        outputs["task_definition"] = made["taskDefinitionArn"]
+        return f"revision {made['revision']}"
+
+    detail = "new revision" if latest else ""
+    return Step("ecs task definition", stack.family, action, detail, run=run)
+
+
+def find_service(ecs, cluster: str, name: str) -> dict | None:
+    if find_cluster(ecs, cluster) is None:
+        return None
+    found = ecs.describe_services(cluster=cluster, services=[name])["services"]
+    return next((s for s in found if s.get("status") in ("ACTIVE", "DRAINING")), None)
+
+
+def network_configuration(stack, subnets: str, security_group: str) -> dict:
+    # Default-VPC subnets are public and have no NAT: the task needs a public IP to reach
+    # ECR, SQS and DynamoDB. Given subnets are assumed to be private ones with a route out.
+    return {"awsvpcConfiguration": {
+        "subnets": sorted(subnets.split(",")),
+        "securityGroups": [security_group],
+        "assignPublicIp": "DISABLED" if stack.options.subnets else "ENABLED"}}
+
+
+DEPLOYMENT_CONFIGURATION = {
+    "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+    "maximumPercent": 200,
+    "minimumHealthyPercent": 100,
+}
+
+
+def _service_changes(service: dict, wanted: dict) -> list[str]:
+    """Fields that differ. A field the description leaves out is not compared: AWS always
+    reports these, but emulators drop some (moto: strategy, circuit breaker, exec)."""
+    changes = []
+    if service.get("taskDefinition") != wanted["taskDefinition"]:
+        changes.append("task definition")
+    have = service.get("capacityProviderStrategy")
+    if have is not None and _canon(have) != _canon(wanted["capacityProviderStrategy"]):
+        changes.append("capacity providers")
+    net = service.get("networkConfiguration")
+    if net is not None and _canon(net) != _canon(wanted["networkConfiguration"]):
+        changes.append("network")
+    breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker")
+    if breaker is not None and breaker != DEPLOYMENT_CONFIGURATION["deploymentCircuitBreaker"]:
+        changes.append("circuit breaker")
+    exec_on = service.get("enableExecuteCommand")
+    if exec_on is not None and bool(exec_on) != wanted["enableExecuteCommand"]:
+        changes.append("ecs exec")
+    return changes
+
+
+def _canon(value) -> str:
+    def norm(x):
+        if isinstance(x, dict):
+            return {k: norm(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return sorted((norm(v) for v in x), key=lambda v: json.dumps(v, sort_keys=True))
+        return x
+    return json.dumps(norm(value), sort_keys=True)
+
+
+def plan_service(ctx: Context) -> Step:
+    stack, ecs = ctx.stack, ctx.clients.ecs
+    o = stack.options
+    service = find_service(ecs, stack.cluster, stack.service)
+    network = network_configuration(stack, ctx.predicted["subnets"],
+                                    ctx.predicted["security_group"])
+    wanted = {
+        "taskDefinition": ctx.predicted.get("task_definition", NEW_REVISION),
+        "capacityProviderStrategy": capacity_strategy(o.spot),
+        "networkConfiguration": network,
+        "enableExecuteCommand": o.enable_exec,
+    }
+    if service is None:
+        changes, action = [], "create"
+    else:
+        changes = _service_changes(service, wanted)
+        action = "update" if changes else "unchanged"
+
+    def run(outputs):
+        common = dict(
+            cluster=stack.cluster, taskDefinition=outputs["task_definition"],
+            capacityProviderStrategy=wanted["capacityProviderStrategy"],
+            networkConfiguration=network_configuration(
+                stack, outputs["subnets"], outputs["security_group"]),
+            deploymentConfiguration=DEPLOYMENT_CONFIGURATION,
+            enableExecuteCommand=o.enable_exec)
+        if service is None:
+            ecs.create_service(
+                serviceName=stack.service, desiredCount=o.min_tasks,
+                propagateTags="SERVICE", enableECSManagedTags=True,
+                tags=[{"key": k, "value": v} for k, v in stack.tags.items()], **common)
+        else:
+            # No desiredCount: a redeploy keeps whatever autoscaling has chosen.
+            ecs.update_service(service=stack.service, **common)
+        return ", ".join(changes) or None
+
+    return Step("ecs service", f"{stack.cluster}/{stack.service}", action, ", ".join(changes),
+                run=None if action == "unchanged" else run)

@@ -1,0 +1,62 @@
+"""`deploy` and `plan`: every resource of the stack, in the order they depend on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ecs import api, cluster, data, log_group, network, registry, roles, scaling
+from ecs.image import ImageBuilder
+from ecs.plan import Context, Outputs, Plan, Step, apply
+from ecs.stack import STAGE, Stack
+
+
+def make_plan(clients, stack: Stack, builder: ImageBuilder | None = None) -> Plan:
+    """Look every resource up and decide what to do with it; changes nothing."""
+    builder = builder or ImageBuilder()
+    ctx = Context(clients, stack)
+    steps: list[Step] = [
+        data.plan_table(ctx),
+        data.plan_queues(ctx),
+        registry.plan_repository(ctx),
+        registry.plan_image(ctx, builder),
+        log_group.plan_log_group(ctx),
+        *roles.plan_roles(ctx),
+        cluster.plan_cluster(ctx),
+        network.plan_network(ctx),
+        cluster.plan_task_definition(ctx),
+        cluster.plan_service(ctx),
+        *scaling.plan_scaling(ctx),
+        *api.plan_api(ctx),
+    ]
+    return Plan(steps)
+
+
+def show_plan(plan: Plan, echo: Callable[[str], None] = print) -> None:
+    for step in plan.steps:
+        echo(step.line(done=False))
+    echo(plan.summary() if plan.changes else "nothing to do: the stack is up to date")
+
+
+def deploy(clients, stack: Stack, builder: ImageBuilder | None = None,
+           echo: Callable[[str], None] = print) -> Outputs:
+    echo(f"deploying stack {stack.name} to {stack.region} (account {stack.account_id})")
+    plan = make_plan(clients, stack, builder)
+    outputs = apply(plan, echo)
+    print_endpoint(stack, outputs, echo)
+    return outputs
+
+
+def print_endpoint(stack: Stack, outputs: Outputs, echo: Callable[[str], None]) -> None:
+    url = stack.api_url(outputs["api_id"])
+    key_id = outputs["api_key_id"]
+    echo("")
+    echo(f"API URL:    {url}")
+    echo(f"API key id: {key_id}")
+    echo("Try it:")
+    echo(f"  KEY=$(aws apigateway get-api-key --region {stack.region} --api-key {key_id} "
+         "--include-value --query value --output text)")
+    echo(f"  curl -s -X POST -H \"x-api-key: $KEY\" -H 'Content-Type: application/json' "
+         f"-d '{{\"x\": 2, \"y\": 3}}' {url}/tasks/tasks.debug.add")
+    echo(f"  curl -s -H \"x-api-key: $KEY\" {url}/jobs/JOB_ID")
+    echo(f"(stage {STAGE}; the first job after a quiet spell waits a minute or two while the "
+         "service scales out from zero)")

@@ -1,0 +1,218 @@
+"""`destroy`: remove everything `deploy` made, found by name and tag.
+
+Every step first looks its resource up and says "absent" when it is gone, so a stack that
+was half deployed, or half destroyed by an earlier run, is always removed to the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from botocore.exceptions import ClientError, WaiterError
+
+from ecs import api, cluster, data, log_group, network, registry, roles, scaling
+from ecs.retry import Patient
+from ecs.stack import Stack
+
+Echo = Callable[[str], None]
+
+
+def _line(echo: Echo, verb: str, kind: str, name: str) -> None:
+    echo(f"  {verb:10} {kind:28} {name}")
+
+
+def destroy(clients, stack: Stack, *, keep_data: bool = False, echo: Echo = print,
+            wait: bool = True) -> int:
+    """Delete the stack; returns how many resources were deleted."""
+    echo(f"destroying stack {stack.name} in {stack.region}")
+    deleted = 0
+    for step in (_api, _scaling, _service, _task_definitions, _cluster, _security_group,
+                 _roles, _logs, _repository, _queues):
+        deleted += step(clients, stack, echo, wait)
+    if keep_data:
+        _line(echo, "kept", "dynamodb table", stack.table_name)
+    else:
+        deleted += _table(clients, stack, echo, wait)
+    echo(f"{deleted} resource(s) deleted" if deleted else "nothing left to delete")
+    return deleted
+
+
+def _api(clients, stack, echo, wait) -> int:
+    apigw = Patient(clients.apigateway)
+    n = 0
+    plan = api.find_usage_plan(apigw, stack)
+    if plan:
+        # A usage plan with API stages cannot be deleted: unlink them first.
+        ops = [{"op": "remove", "path": "/apiStages", "value": f"{s['apiId']}:{s['stage']}"}
+               for s in plan.get("apiStages", [])]
+        if ops:
+            apigw.update_usage_plan(usagePlanId=plan["id"], patchOperations=ops)
+        apigw.delete_usage_plan(usagePlanId=plan["id"])
+        n += 1
+    _line(echo, "deleted" if plan else "absent", "usage plan", stack.usage_plan_name)
+    key = api.find_api_key(apigw, stack)
+    if key:
+        apigw.delete_api_key(apiKey=key["id"])
+        n += 1
+    _line(echo, "deleted" if key else "absent", "api key", stack.api_key_name)
+    rest = api.find_api(apigw, stack)
+    if rest:
+        apigw.delete_rest_api(restApiId=rest["id"])
+        n += 1
+    _line(echo, "deleted" if rest else "absent", "api gateway rest api", stack.api_name)
+    return n
+
+
+def _scaling(clients, stack, echo, wait) -> int:
+    aas, cloudwatch = clients.application_autoscaling, clients.cloudwatch
+    n = 0
+    alarm = scaling.find_alarm(cloudwatch, stack.alarm)
+    if alarm:
+        cloudwatch.delete_alarms(AlarmNames=[stack.alarm])
+        n += 1
+    _line(echo, "deleted" if alarm else "absent", "cloudwatch alarm", stack.alarm)
+    policies = scaling.find_policies(aas, stack)
+    for name, kind in ((stack.target_policy, "target tracking policy"),
+                       (stack.step_policy, "step scaling policy")):
+        if name in policies:
+            aas.delete_scaling_policy(PolicyName=name, ServiceNamespace=scaling.NAMESPACE,
+                                      ResourceId=stack.scaling_resource_id,
+                                      ScalableDimension=scaling.DIMENSION)
+            n += 1
+        _line(echo, "deleted" if name in policies else "absent", kind, name)
+    target = scaling.find_target(aas, stack)
+    if target:
+        aas.deregister_scalable_target(ServiceNamespace=scaling.NAMESPACE,
+                                       ResourceId=stack.scaling_resource_id,
+                                       ScalableDimension=scaling.DIMENSION)
+        n += 1
+    _line(echo, "deleted" if target else "absent", "scalable target",
+          stack.scaling_resource_id)
+    return n
+
+
+def _service(clients, stack, echo, wait) -> int:
+    ecs = clients.ecs
+    service = cluster.find_service(ecs, stack.cluster, stack.service)
+    name = f"{stack.cluster}/{stack.service}"
+    if service is None:
+        _line(echo, "absent", "ecs service", name)
+        return 0
+    # force: stops the running tasks (SIGTERM, then stopTimeout) instead of refusing.
+    ecs.delete_service(cluster=stack.cluster, service=stack.service, force=True)
+    if wait:
+        try:
+            ecs.get_waiter("services_inactive").wait(
+                cluster=stack.cluster, services=[stack.service],
+                WaiterConfig={"Delay": 10, "MaxAttempts": 60})
+        except WaiterError as exc:
+            echo(f"  (service still draining: {exc}; the cluster may refuse deletion)")
+    _line(echo, "deleted", "ecs service", name)
+    return 1
+
+
+def _task_definitions(clients, stack, echo, wait) -> int:
+    ecs = clients.ecs
+    arns = []
+    for page in ecs.get_paginator("list_task_definitions").paginate(
+            familyPrefix=stack.family, status="ACTIVE"):
+        arns += page["taskDefinitionArns"]
+    for arn in arns:
+        ecs.deregister_task_definition(taskDefinition=arn)
+    # Deregistered revisions stay (INACTIVE) until deleted; delete takes ten at a time.
+    inactive = []
+    for page in ecs.get_paginator("list_task_definitions").paginate(
+            familyPrefix=stack.family, status="INACTIVE"):
+        inactive += page["taskDefinitionArns"]
+    for start in range(0, len(inactive), 10):
+        ecs.delete_task_definitions(taskDefinitions=inactive[start:start + 10])
+    _line(echo, f"deregistered {len(arns)}" if arns else "absent", "ecs task definition",
+          stack.family)
+    return len(arns)
+
+
+def _cluster(clients, stack, echo, wait) -> int:
+    found = cluster.find_cluster(clients.ecs, stack.cluster)
+    if found:
+        clients.ecs.delete_cluster(cluster=stack.cluster)
+    _line(echo, "deleted" if found else "absent", "ecs cluster", stack.cluster)
+    return 1 if found else 0
+
+
+def _security_group(clients, stack, echo, wait) -> int:
+    ec2 = clients.ec2
+    groups = network.find_security_groups(ec2, stack)  # one per VPC the stack has used
+    name = network.security_group_name(stack)
+    if not groups:
+        _line(echo, "absent", "security group", name)
+    for group in groups:
+        # The stopped tasks' network interfaces linger for a few minutes after the service
+        # is gone; until they are released AWS answers DependencyViolation.
+        for attempt in range(30 if wait else 1):
+            try:
+                ec2.delete_security_group(GroupId=group["GroupId"])
+                break
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "DependencyViolation" or not wait \
+                        or attempt == 29:
+                    raise
+                time.sleep(10)
+        _line(echo, "deleted", "security group", f"{name} ({group['GroupId']})")
+    return len(groups)
+
+
+def _roles(clients, stack, echo, wait) -> int:
+    iam = clients.iam
+    n = 0
+    for name in (stack.execution_role, stack.task_role, stack.api_role):
+        role = roles.get_role(iam, name)
+        if role:
+            for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+                iam.delete_role_policy(RoleName=name, PolicyName=policy)
+            for policy in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+                iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
+            iam.delete_role(RoleName=name)
+            n += 1
+        _line(echo, "deleted" if role else "absent", "iam role", name)
+    return n
+
+
+def _logs(clients, stack, echo, wait) -> int:
+    found = log_group.find_log_group(clients.logs, stack.log_group)
+    if found:
+        clients.logs.delete_log_group(logGroupName=stack.log_group)
+    _line(echo, "deleted" if found else "absent", "cloudwatch log group", stack.log_group)
+    return 1 if found else 0
+
+
+def _repository(clients, stack, echo, wait) -> int:
+    found = registry.find_repository(clients.ecr, stack.repository)
+    if found:
+        clients.ecr.delete_repository(repositoryName=stack.repository, force=True)
+    _line(echo, "deleted" if found else "absent", "ecr repository", stack.repository)
+    return 1 if found else 0
+
+
+def _queues(clients, stack, echo, wait) -> int:
+    n = 0
+    for name in (stack.queue_name, stack.dlq_name):
+        url = data.queue_url(clients.sqs, name)
+        if url:
+            clients.sqs.delete_queue(QueueUrl=url)
+            n += 1
+        _line(echo, "deleted" if url else "absent", "sqs queue", name)
+    return n
+
+
+def _table(clients, stack, echo, wait) -> int:
+    ddb = clients.dynamodb
+    found = data.describe_table(ddb, stack.table_name)
+    if found and found.get("TableStatus") != "DELETING":
+        try:
+            ddb.delete_table(TableName=stack.table_name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+    _line(echo, "deleted" if found else "absent", "dynamodb table", stack.table_name)
+    return 1 if found else 0

@@ -1,0 +1,117 @@
+"""`status` and `logs`: what the stack is doing now."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from ecs import cluster, data
+from ecs.stack import Stack
+
+Echo = Callable[[str], None]
+RECENT_JOBS = 10
+
+
+def parse_since(text: str) -> timedelta:
+    """`10m`, `2h`, `30s`, `1d` -> a timedelta."""
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not match:
+        raise ValueError(f"--since {text!r}: use a number and s, m, h or d (e.g. 10m)")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
+
+
+def _queue_counts(sqs, name: str) -> tuple[int, int] | None:
+    url = data.queue_url(sqs, name)
+    if url is None:
+        return None
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+def oldest_age(cloudwatch, queue: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    points = cloudwatch.get_metric_statistics(
+        Namespace="AWS/SQS", MetricName="ApproximateAgeOfOldestMessage",
+        Dimensions=[{"Name": "QueueName", "Value": queue}],
+        StartTime=now - timedelta(minutes=15), EndTime=now + timedelta(minutes=1), Period=60,
+        Statistics=["Maximum"])["Datapoints"]
+    if not points:
+        return "n/a"
+    latest = max(points, key=lambda p: p["Timestamp"])
+    return f"{latest['Maximum']:.0f}s"
+
+
+def recent_jobs(dynamodb, table: str, limit: int = RECENT_JOBS) -> list[dict]:
+    """A few job records, newest first (a bounded Scan: the table has no time index)."""
+    items = dynamodb.scan(
+        TableName=table, Limit=100,
+        ProjectionExpression="job_id, #s, task, updated_at",
+        ExpressionAttributeNames={"#s": "status"})["Items"]
+    rows = [{k: next(iter(v.values())) for k, v in item.items()} for item in items
+            if not item["job_id"]["S"].startswith(("group:", "once:"))]
+    rows.sort(key=lambda r: r.get("updated_at", ""), reverse=True)
+    return rows[:limit]
+
+
+def status(clients, stack: Stack, echo: Echo = print) -> None:
+    echo(f"stack {stack.name} in {stack.region}")
+    service = cluster.find_service(clients.ecs, stack.cluster, stack.service)
+    if service is None:
+        echo("service:   not deployed")
+    else:
+        echo(f"service:   desired {service['desiredCount']}, running "
+             f"{service['runningCount']}, pending {service['pendingCount']}")
+        for d in service.get("deployments", []):
+            task_def = d.get("taskDefinition", "").rsplit("/", 1)[-1]
+            echo(f"  deployment {d.get('status', '?'):8} {task_def:28} "
+                 f"running {d.get('runningCount', 0)}/{d.get('desiredCount', 0)} "
+                 f"{d.get('rolloutState', '')}")
+    main = _queue_counts(clients.sqs, stack.queue_name)
+    dlq = _queue_counts(clients.sqs, stack.dlq_name)
+    if main is None:
+        echo("queue:     not deployed")
+    else:
+        echo(f"queue:     {main[0]} visible, {main[1]} in flight, "
+             f"{dlq[0] + dlq[1] if dlq else 'n/a'} in the dead-letter queue")
+        echo(f"oldest:    {oldest_age(clients.cloudwatch, stack.queue_name)}")
+    if data.describe_table(clients.dynamodb, stack.table_name) is None:
+        echo("jobs:      table not deployed")
+        return
+    jobs = recent_jobs(clients.dynamodb, stack.table_name)
+    echo(f"jobs:      {len(jobs)} recent" if jobs else "jobs:      none yet")
+    for job in jobs:
+        echo(f"  {job['job_id']:38} {job.get('status', '?'):9} {job.get('task', ''):28} "
+             f"{job.get('updated_at', '')}")
+
+
+def logs(clients, stack: Stack, *, since: timedelta, follow: bool = False,
+         echo: Echo = print, poll_seconds: float = 5.0, max_polls: int | None = None,
+         sleep: Callable[[float], None] = time.sleep) -> int:
+    """Print the workers' log events; with follow, keep polling (max_polls bounds it)."""
+    start = int((datetime.now(UTC) - since).timestamp() * 1000)
+    seen: dict[str, int] = {}  # event id -> timestamp, for the events at `start` only
+    printed = 0
+    polls = 0
+    while True:
+        kwargs = {"logGroupName": stack.log_group, "startTime": start}
+        for page in clients.logs.get_paginator("filter_log_events").paginate(**kwargs):
+            for event in page["events"]:
+                if event["eventId"] in seen:
+                    continue
+                seen[event["eventId"]] = event["timestamp"]
+                stamp = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
+                echo(f"{stamp:%H:%M:%S} {event['logStreamName'].rsplit('/', 1)[-1][:12]} "
+                     f"{event['message'].rstrip()}")
+                printed += 1
+                start = max(start, event["timestamp"])
+        # The next poll starts at the newest timestamp (inclusive): only events from that
+        # millisecond can come again, so only they need remembering.
+        seen = {k: t for k, t in seen.items() if t >= start}
+        polls += 1
+        if not follow or (max_polls is not None and polls >= max_polls):
+            return printed
+        sleep(poll_seconds)

@@ -1,0 +1,87 @@
+"""IAM documents: who may assume each role, and exactly what each role may do.
+
+Every statement names this stack's resources. A wildcard appears only where AWS offers
+nothing narrower, and each such place says so; tests/test_ecs_iam.py holds the list.
+"""
+
+from __future__ import annotations
+
+from ecs.stack import Stack
+
+VERSION = "2012-10-17"
+
+# Worker's SQS calls (kombu's transport, the visibility heartbeat, retries that re-send).
+WORKER_QUEUE_ACTIONS = [
+    "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:SendMessage",
+]
+# The DLQ is only looked up and read for its depth by the worker; redrive runs from `ecs`.
+WORKER_DLQ_ACTIONS = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+WORKER_TABLE_ACTIONS = [
+    "dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+]
+
+
+def trust(service: str) -> dict:
+    return {"Version": VERSION, "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+
+
+def execution_policy(stack: Stack) -> dict:
+    """What ECS itself needs to start the container: pull the image, write the logs."""
+    return {"Version": VERSION, "Statement": [
+        # ecr:GetAuthorizationToken has no resource type: AWS requires "*" here.
+        {"Sid": "RegistryLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"],
+         "Resource": "*"},
+        {"Sid": "PullImage", "Effect": "Allow",
+         "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer"],
+         "Resource": stack.repository_arn},
+        # Log streams are named by ECS per task at run time: the streams of this group only.
+        {"Sid": "WriteLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": f"{stack.log_group_arn}:log-stream:*"},
+    ]}
+
+
+def task_policy(stack: Stack) -> dict:
+    """What the worker's code calls: its queue, its table, its own scale-in protection."""
+    statements = [
+        {"Sid": "Queue", "Effect": "Allow", "Action": WORKER_QUEUE_ACTIONS,
+         "Resource": stack.queue_arn},
+        {"Sid": "DeadLetterQueue", "Effect": "Allow", "Action": WORKER_DLQ_ACTIONS,
+         "Resource": stack.dlq_arn},
+        {"Sid": "JobRecords", "Effect": "Allow", "Action": WORKER_TABLE_ACTIONS,
+         "Resource": stack.table_arn},
+        # Task ids exist only at run time: the tasks of this cluster, nothing else.
+        {"Sid": "ScaleInProtection", "Effect": "Allow", "Action": ["ecs:UpdateTaskProtection"],
+         "Resource": stack.task_arn_pattern},
+    ]
+    if stack.options.enable_exec:
+        # ECS Exec's Session Manager channels have no resource type: AWS requires "*".
+        statements.append({
+            "Sid": "EcsExec", "Effect": "Allow",
+            "Action": ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                       "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"],
+            "Resource": "*"})
+    return {"Version": VERSION, "Statement": statements}
+
+
+def api_policy(stack: Stack) -> dict:
+    """API Gateway's integrations: send to the queue, read one job record."""
+    return {"Version": VERSION, "Statement": [
+        {"Sid": "SubmitJobs", "Effect": "Allow", "Action": ["sqs:SendMessage"],
+         "Resource": stack.queue_arn},
+        {"Sid": "ReadJobs", "Effect": "Allow", "Action": ["dynamodb:GetItem"],
+         "Resource": stack.table_arn},
+    ]}
+
+
+def roles(stack: Stack) -> list[tuple[str, str, dict]]:
+    """(role name, trusted service, inline policy) for every role of the stack."""
+    return [
+        (stack.execution_role, "ecs-tasks.amazonaws.com", execution_policy(stack)),
+        (stack.task_role, "ecs-tasks.amazonaws.com", task_policy(stack)),
+        (stack.api_role, "apigateway.amazonaws.com", api_policy(stack)),
+    ]

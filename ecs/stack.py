@@ -1,0 +1,205 @@
+"""The desired state of one stack: every resource's name, ARN and tags, from the config."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+APP_TAG = "sqs-jobs"
+DEFAULT_STACK = "sqs-jobs"
+STAGE = "v1"
+SERVICE = "worker"
+CONTAINER = "worker"
+# Seconds between SIGTERM and SIGKILL (Celery's warm shutdown); the worker hands running
+# jobs back 20 s before that (WORKER_SHUTDOWN_DEADLINE).
+STOP_TIMEOUT = 120
+
+
+def default_stack_name() -> str:
+    return os.environ.get("JOBS_STACK") or DEFAULT_STACK
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line may change; every field has a sensible default."""
+
+    image: str | None = None
+    cpu: int = 512
+    memory: int = 1024
+    architecture: str = "X86_64"
+    concurrency: int = 2
+    subnets: tuple[str, ...] = ()
+    enable_exec: bool = False
+    min_tasks: int = 0
+    max_tasks: int = 10
+    acceptable_latency: float = 300.0
+    seconds_per_job: float = 2.0
+    log_retention_days: int = 14
+    visibility_timeout: int = 300
+    max_receive_count: int = 5
+    throttle_rate: float = 50.0
+    throttle_burst: int = 100
+    spot: bool = True
+
+    def backlog_target(self) -> float:
+        """Messages one task may have waiting: acceptable latency / seconds per job."""
+        if self.acceptable_latency <= 0 or self.seconds_per_job <= 0:
+            raise ValueError("--acceptable-latency and --seconds-per-job must be positive")
+        return round(self.acceptable_latency / self.seconds_per_job, 2)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Names and ARNs of everything one stack owns, derived from its name alone."""
+
+    name: str
+    region: str
+    account_id: str
+    options: Options = field(default_factory=Options)
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c == "-" for c in self.name) \
+                or len(self.name) > 32 or not self.name[0].isalpha():
+            raise ValueError(f"stack name {self.name!r}: use 1-32 letters, digits and '-', "
+                             "starting with a letter")
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"stack": self.name, "app": APP_TAG}
+
+    # names
+    @property
+    def queue_name(self) -> str:
+        return f"{self.name}-jobs"
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.name}-jobs-dlq"
+
+    @property
+    def table_name(self) -> str:
+        return f"{self.name}-jobs"
+
+    @property
+    def repository(self) -> str:
+        return self.name.lower()
+
+    @property
+    def log_group(self) -> str:
+        return f"/ecs/{self.name}"
+
+    @property
+    def execution_role(self) -> str:
+        return f"{self.name}-task-execution"
+
+    @property
+    def task_role(self) -> str:
+        return f"{self.name}-task"
+
+    @property
+    def api_role(self) -> str:
+        return f"{self.name}-apigateway"
+
+    @property
+    def cluster(self) -> str:
+        return self.name
+
+    @property
+    def family(self) -> str:
+        return f"{self.name}-worker"
+
+    @property
+    def service(self) -> str:
+        return SERVICE
+
+    @property
+    def api_name(self) -> str:
+        return self.name
+
+    @property
+    def api_key_name(self) -> str:
+        return f"{self.name}-key"
+
+    @property
+    def usage_plan_name(self) -> str:
+        return f"{self.name}-plan"
+
+    @property
+    def scaling_resource_id(self) -> str:
+        return f"service/{self.cluster}/{self.service}"
+
+    @property
+    def target_policy(self) -> str:
+        return f"{self.name}-backlog-per-task"
+
+    @property
+    def step_policy(self) -> str:
+        return f"{self.name}-scale-out-from-zero"
+
+    @property
+    def alarm(self) -> str:
+        return f"{self.name}-queue-waiting-no-workers"
+
+    # ARNs, known before anything exists (so `plan` can show the links)
+    def _arn(self, service: str, resource: str, region: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region if region else ''}:{self.account_id}:{resource}"
+
+    @property
+    def queue_arn(self) -> str:
+        return self._arn("sqs", self.queue_name)
+
+    @property
+    def dlq_arn(self) -> str:
+        return self._arn("sqs", self.dlq_name)
+
+    @property
+    def queue_url(self) -> str:
+        return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{self.queue_name}"
+
+    @property
+    def table_arn(self) -> str:
+        return self._arn("dynamodb", f"table/{self.table_name}")
+
+    @property
+    def repository_arn(self) -> str:
+        return self._arn("ecr", f"repository/{self.repository}")
+
+    @property
+    def repository_uri(self) -> str:
+        return f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{self.repository}"
+
+    @property
+    def log_group_arn(self) -> str:
+        return self._arn("logs", f"log-group:{self.log_group}")
+
+    def role_arn(self, role: str) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{role}"
+
+    @property
+    def cluster_arn(self) -> str:
+        return self._arn("ecs", f"cluster/{self.cluster}")
+
+    @property
+    def task_arn_pattern(self) -> str:
+        # Task ids are only known at run time; this names the tasks of this cluster alone.
+        return self._arn("ecs", f"task/{self.cluster}/*")
+
+    def api_url(self, api_id: str) -> str:
+        return f"https://{api_id}.execute-api.{self.region}.amazonaws.com/{STAGE}"
+
+    def worker_environment(self) -> dict[str, str]:
+        o = self.options
+        return {
+            "JOBS_TARGET": "aws",
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "JOBS_QUEUE_NAME": self.queue_name,
+            "JOBS_QUEUE_URL": self.queue_url,
+            "JOBS_DLQ_NAME": self.dlq_name,
+            "JOBS_TABLE_NAME": self.table_name,
+            "JOBS_VISIBILITY_TIMEOUT": str(o.visibility_timeout),
+            "JOBS_MAX_RECEIVE_COUNT": str(o.max_receive_count),
+            "WORKER_CONCURRENCY": str(o.concurrency),
+            "JOBS_WAIT_TIME_SECONDS": "20",
+            "WORKER_SHUTDOWN_DEADLINE": str(STOP_TIMEOUT - 20),
+        }

@@ -1,0 +1,142 @@
+"""`status`, `logs`, `dlq`, `redrive` and the command line itself, against moto."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+from ecs import observe
+from ecs.cli import build_parser
+from ecs.stack import Stack
+from tests.conftest import ROOT
+from tests.test_ecs_deploy import ACCOUNT, REGION, aws, deployed, engine, run  # noqa: F401
+
+COMMANDS = ["deploy", "plan", "status", "logs", "dlq", "redrive", "destroy"]
+
+
+def _celery_body(task: str, task_id: str) -> str:
+    envelope = {"body": base64.b64encode(b"[[], {}, {}]").decode(),
+                "content-encoding": "utf-8", "content-type": "application/json",
+                "headers": {"lang": "py", "task": task, "id": task_id},
+                "properties": {"correlation_id": task_id, "body_encoding": "base64"}}
+    return base64.b64encode(json.dumps(envelope).encode()).decode()
+
+
+def test_every_command_has_help_stack_and_region():
+    parser = build_parser()
+    for command in COMMANDS:
+        args = parser.parse_args([command, "--stack", "s2", "--region", "eu-west-1"])
+        assert (args.stack, args.region) == ("s2", "eu-west-1")
+    out = subprocess.run([sys.executable, "-m", "ecs", "deploy", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    for flag in ("--dry-run", "--image", "--subnets", "--acceptable-latency",
+                 "--seconds-per-job", "--enable-exec", "--stack", "--region"):
+        assert flag in out
+
+
+def test_stack_name_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("JOBS_STACK", "from-env")
+    assert build_parser().parse_args(["status"]).stack == "from-env"
+    monkeypatch.delenv("JOBS_STACK")
+    assert build_parser().parse_args(["status"]).stack == "sqs-jobs"
+
+
+def test_bad_input_is_a_clear_error(aws, engine):  # noqa: F811
+    code, output = run(aws, engine, "plan", "--seconds-per-job", "0")
+    assert code == 2 and "--seconds-per-job must be positive" in output
+    code, output = run(aws, engine, "plan", "--min-tasks", "5", "--max-tasks", "2")
+    assert code == 2 and "--min-tasks" in output
+    with pytest.raises(ValueError, match="--since"):
+        observe.parse_since("ten minutes")
+    assert observe.parse_since("10m") == timedelta(minutes=10)
+    with pytest.raises(ValueError, match="stack name"):
+        Stack("bad name!", REGION, ACCOUNT)
+
+
+def test_status_of_a_stack_not_deployed(aws, engine):  # noqa: F811
+    code, output = run(aws, engine, "status")
+    assert code == 0
+    assert "service:   not deployed" in output and "queue:     not deployed" in output
+
+
+def test_status_shows_service_queues_and_recent_jobs(aws, engine, deployed):  # noqa: F811
+    url = aws.sqs.get_queue_url(QueueName="t1-jobs")["QueueUrl"]
+    for _ in range(3):
+        aws.sqs.send_message(QueueUrl=url, MessageBody="x")
+    aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)
+    for n, state in enumerate(["SUCCESS", "FAILURE"]):
+        aws.dynamodb.put_item(TableName="t1-jobs", Item={
+            "job_id": {"S": f"job-{n}"}, "status": {"S": state},
+            "task": {"S": "tasks.debug.add"}, "updated_at": {"S": f"2026-01-0{n + 1}T00:00:00Z"}})
+    aws.dynamodb.put_item(TableName="t1-jobs", Item={"job_id": {"S": "once:abc"}})
+    code, output = run(aws, engine, "status")
+    assert code == 0, output
+    assert "service:   desired 0, running 0, pending 0" in output
+    assert "t1-worker:1" in output
+    assert "queue:     2 visible, 1 in flight, 0 in the dead-letter queue" in output
+    assert "oldest:    n/a" in output
+    lines = output.splitlines()
+    jobs = [line.split()[:2] for line in lines if line.startswith("  job-")]
+    assert jobs == [["job-1", "FAILURE"], ["job-0", "SUCCESS"]]  # newest first, no markers
+
+
+def test_oldest_message_age_from_cloudwatch(aws):  # noqa: F811
+    aws.cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=[{
+        "MetricName": "ApproximateAgeOfOldestMessage", "Value": 42.0,
+        "Dimensions": [{"Name": "QueueName", "Value": "t1-jobs"}]}])
+    assert observe.oldest_age(aws.cloudwatch, "t1-jobs") == "42s"
+
+
+def test_logs_prints_and_follows_worker_logs(aws, engine, deployed):  # noqa: F811
+    now = int(time.time() * 1000)
+    aws.logs.create_log_stream(logGroupName="/ecs/t1", logStreamName="worker/worker/abc123")
+    aws.logs.put_log_events(logGroupName="/ecs/t1", logStreamName="worker/worker/abc123",
+                            logEvents=[{"timestamp": now - 5000, "message": "celery ready."},
+                                       {"timestamp": now - 4000, "message": "Task succeeded"}])
+    code, output = run(aws, engine, "logs", "--since", "10m")
+    assert code == 0
+    assert output.splitlines()[0].endswith("abc123 celery ready.")
+    assert "Task succeeded" in output
+
+    lines: list[str] = []
+
+    def more(seconds: float) -> None:  # a new line arrives during the first wait
+        if "late line" in " ".join(lines):
+            return
+        aws.logs.put_log_events(logGroupName="/ecs/t1", logStreamName="worker/worker/abc123",
+                                logEvents=[{"timestamp": now, "message": "late line"}])
+
+    stack = Stack("t1", REGION, ACCOUNT)
+    printed = observe.logs(aws, stack, since=timedelta(minutes=10), follow=True,
+                           echo=lines.append, max_polls=3, sleep=more)
+    assert printed == 3  # each line once, however many polls saw it
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "celery ready.", "Task succeeded", "late line"]
+
+
+def test_dlq_and_redrive(aws, engine, deployed):  # noqa: F811
+    dlq = aws.sqs.get_queue_url(QueueName="t1-jobs-dlq")["QueueUrl"]
+    aws.sqs.send_message(QueueUrl=dlq, MessageBody=_celery_body("tasks.debug.fail", "id-1"))
+    aws.dynamodb.put_item(TableName="t1-jobs", Item={
+        "job_id": {"S": "id-1"}, "status": {"S": "FAILURE"}})
+    code, output = run(aws, engine, "dlq")
+    assert code == 0
+    assert "id-1" in output and "tasks.debug.fail" in output and "1 message(s)" in output
+    code, output = run(aws, engine, "redrive")
+    assert code == 0 and "moved 1 message(s) back to t1-jobs" in output
+    url = aws.sqs.get_queue_url(QueueName="t1-jobs")["QueueUrl"]
+    moved = aws.sqs.receive_message(QueueUrl=url)["Messages"]
+    assert moved[0]["Body"] == _celery_body("tasks.debug.fail", "id-1")
+    assert "Item" not in aws.dynamodb.get_item(TableName="t1-jobs", Key={"job_id": {"S": "id-1"}})
+    assert "the dead-letter queue is empty" in run(aws, engine, "dlq")[1]
+
+
+def test_dlq_of_a_stack_not_deployed(aws, engine):  # noqa: F811
+    code, output = run(aws, engine, "dlq")
+    assert code == 1 and "deploy it first" in output
