@@ -142,6 +142,20 @@ class Stack:
         return (int(attrs["ApproximateNumberOfMessages"]),
                 int(attrs["ApproximateNumberOfMessagesNotVisible"]))
 
+    def drain(self, url: str) -> int:
+        """Delete every message in a queue (PurgeQueue is allowed once a minute only)."""
+        deleted = 0
+        while True:
+            messages = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30
+            ).get("Messages", [])
+            if not messages:
+                return deleted
+            self.sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+            ])
+            deleted += len(messages)
+
     def dlq_task_ids(self) -> list[str]:
         """Ids of the messages in the DLQ, read without consuming them."""
         from tasks.dlq import peek

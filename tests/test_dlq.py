@@ -43,4 +43,4 @@ def test_show_lists_dead_letters_and_redrive_runs_them(stack, start_worker):
     # The garbage goes back to the DLQ after maxReceiveCount receives.
     wait_until(lambda: stack.queue_counts(stack.dlq_url)[0] == 1, 60, interval=0.5,
                message="garbage back in the DLQ")
-    stack.sqs.purge_queue(QueueUrl=stack.dlq_url)
+    stack.drain(stack.dlq_url)

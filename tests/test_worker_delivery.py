@@ -82,4 +82,4 @@ def test_poison_messages_reach_the_dlq_with_a_reason_and_the_worker_keeps_servin
     assert "Unrecoverable error" not in worker.log()
     assert add.delay(x=1, y=1).get(timeout=60) == 2
     # Leave the DLQ empty for the tests after this one.
-    stack.sqs.purge_queue(QueueUrl=stack.dlq_url)
+    stack.drain(stack.dlq_url)
