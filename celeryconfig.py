@@ -23,6 +23,10 @@ broker_transport_options = {
     "client-config": {"retries": {"mode": "standard", "max_attempts": 10}},
 }
 broker_connection_retry_on_startup = True
+# kombu's SQS transport, but a message handed back (shutdown, lost pool
+# process) is visible again at once, and a failed long poll (throttling, 5xx)
+# is retried instead of stopping the worker.
+broker_transport = "tasks.sqs_channel:Transport"
 task_default_queue = _settings.queue_name
 task_create_missing_queues = False
 
@@ -30,6 +34,11 @@ task_create_missing_queues = False
 result_backend = "tasks.backend:DynamoDBJobBackend"
 result_expires = _settings.result_expires
 result_extended = True
+# After botocore's own retries, keep retrying lost connections and throttling
+# (tasks.backend.exception_safe_to_retry) so a short outage does not fail a job.
+result_backend_always_retry = True
+result_backend_max_retries = 20
+result_backend_max_sleep_between_retries_ms = 5000
 task_track_started = True
 
 # --- serialisation: JSON only, pickle never ----------------------------------
@@ -45,6 +54,10 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 worker_concurrency = _settings.concurrency
 worker_consumer = "tasks.consumer:SafeConsumer"
+# SIGTERM is a warm shutdown; tasks.shutdown cuts it off this many seconds
+# later (ECS's stopTimeout is 120 s: keep a margin for handing jobs back).
+# Celery itself applies it to cold shutdowns (SIGQUIT) only.
+worker_soft_shutdown_timeout = _settings.shutdown_deadline
 # SQS cannot broadcast, so remote control (inspect, revoke, pings) and task
 # events (Flower) have nothing to travel on; left on, kombu would try to
 # create fanout queues. Health comes from a heartbeat file instead.

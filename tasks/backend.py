@@ -21,7 +21,8 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from celery import states
 from celery.backends.base import BaseBackend
 from celery.canvas import maybe_signature
@@ -42,6 +43,8 @@ MAX_TRACEBACK_CHARS = 16_000
 MAX_PROGRESS_BYTES = 16_000
 GROUP_PREFIX = "group:"
 BATCH_GET_LIMIT = 100
+RETRYABLE_ERROR_CODES = ("ProvisionedThroughputExceededException", "ThrottlingException",
+                         "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable")
 
 
 def utc_now() -> str:
@@ -129,7 +132,15 @@ class DynamoDBJobBackend(BaseBackend):
         return _n(int(time.time()) + self.expires_seconds)
 
     def exception_safe_to_retry(self, exc: Exception) -> bool:
-        # botocore already retried throttling and 5xx; a ClientError left is final.
+        # With result_backend_always_retry, Celery retries these after botocore's own
+        # attempts (whose retry quota an outage of a few seconds drains). Every write
+        # here is a conditional or idempotent update, so repeating one is safe.
+        if isinstance(exc, BotoConnectionError | HTTPClientError):
+            return True
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            return error.get("Code") in RETRYABLE_ERROR_CODES or status >= 500
         return False
 
     # --- writes -----------------------------------------------------------------

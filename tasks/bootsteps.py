@@ -10,7 +10,10 @@ from pathlib import Path
 from celery import bootsteps
 
 from tasks.celery_app import app
+from tasks.protection import ScaleInProtection
 from tasks.settings import Settings
+from tasks.shutdown import ShutdownDeadline
+from tasks.visibility import VisibilityHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +55,7 @@ class HeartbeatFile(bootsteps.StartStopStep):
 
 
 app.steps["consumer"].add(HeartbeatFile)
+# Reliability on SQS: visibility heartbeat, shutdown deadline, scale-in protection.
+app.steps["consumer"].add(VisibilityHeartbeat)
+app.steps["consumer"].add(ShutdownDeadline)
+app.steps["consumer"].add(ScaleInProtection)

@@ -63,6 +63,9 @@ class Settings:
     concurrency: int = 2
     wait_time_seconds: int = 10
     heartbeat_file: str = "/tmp/worker-heartbeat"
+    # Seconds a warm shutdown may take before running jobs are handed back;
+    # below ECS's stopTimeout (120 s) so the hand-back finishes before SIGKILL.
+    shutdown_deadline: int = 100
     api_keys: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
@@ -86,6 +89,7 @@ class Settings:
             concurrency=_env_int("WORKER_CONCURRENCY", 2),
             wait_time_seconds=_env_int("JOBS_WAIT_TIME_SECONDS", 10),
             heartbeat_file=os.environ.get("WORKER_HEARTBEAT_FILE", "/tmp/worker-heartbeat"),
+            shutdown_deadline=_env_int("WORKER_SHUTDOWN_DEADLINE", 100),
             api_keys=keys,
         )
 

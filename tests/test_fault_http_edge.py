@@ -1,8 +1,8 @@
 """Hostile and broken requests at the HTTP edge: a clear 4xx each, nothing enqueued.
 
-(A request without Content-Type is not among them: API Gateway treats it as
-application/json, and so does the shim.) Sent over raw sockets to gunicorn serving the shim, so that what a client can put on
-the wire (bad bytes, CR/LF, odd paths) reaches the server as it is.
+Sent over raw sockets to gunicorn serving the shim, so that what a client can put on
+the wire (bad bytes, CR/LF, odd paths) reaches the server as it is. A request without
+Content-Type is not among them: API Gateway treats it as application/json, as the shim does.
 """
 
 from __future__ import annotations

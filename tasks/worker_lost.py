@@ -1,0 +1,51 @@
+"""A job whose worker process dies on every delivery: recorded FAILURE before the DLQ takes it.
+
+When a pool process dies mid-job (out of memory, a segfault, `os._exit`), Celery
+hands the message back (`task_reject_on_worker_lost`) and records nothing, so
+that the next delivery can run it. On the last delivery SQS allows
+(maxReceiveCount), the next receive moves the message to the dead-letter queue
+instead, and without this the job's record would stay STARTED for ever.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from billiard.exceptions import WorkerLostError
+from celery import states
+
+from tasks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class WorkerProcessLost(Exception):
+    """The process running the job died on each of its deliveries."""
+
+
+@functools.lru_cache(maxsize=1)
+def _max_receive_count() -> int:
+    return Settings.from_env().max_receive_count
+
+
+def record_if_final_loss(request, exc: BaseException) -> bool:
+    """On the final delivery, record FAILURE for a job whose process died; True if it did."""
+    exc = getattr(exc, "exc", exc)  # billiard wraps it in ExceptionWithTraceback
+    count = getattr(request, "_request_dict", {}).get("delivery_count")
+    if not isinstance(exc, WorkerLostError) or not isinstance(count, int):
+        return False
+    if count < _max_receive_count():
+        return False
+    reason = WorkerProcessLost(
+        f"the worker process died while running this job on each of its {count} deliveries "
+        f"(last: {exc}); it may need more memory, or it crashes its process. "
+        "The message goes to the dead-letter queue.")
+    log.error("job %s: %s", request.id, reason)
+    try:
+        request.task.backend.store_result(request.id, reason, states.FAILURE,
+                                          request=request._context)
+    except Exception:
+        log.exception("could not record the failure of job %s", request.id)
+        return False
+    return True
