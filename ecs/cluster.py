@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from ecs.plan import Context, Step
+from ecs.plan import Context, Step, canonical_json
 from ecs.stack import CONTAINER, STOP_TIMEOUT
 
 CAPACITY_PROVIDERS = ["FARGATE", "FARGATE_SPOT"]
@@ -178,10 +176,11 @@ def _service_changes(service: dict, wanted: dict) -> list[str]:
     if service.get("taskDefinition") != wanted["taskDefinition"]:
         changes.append("task definition")
     have = service.get("capacityProviderStrategy")
-    if have is not None and _canon(have) != _canon(wanted["capacityProviderStrategy"]):
+    wanted_strategy = wanted["capacityProviderStrategy"]
+    if have is not None and canonical_json(have) != canonical_json(wanted_strategy):
         changes.append("capacity providers")
     net = service.get("networkConfiguration")
-    if net is not None and _canon(net) != _canon(wanted["networkConfiguration"]):
+    if net is not None and canonical_json(net) != canonical_json(wanted["networkConfiguration"]):
         changes.append("network")
     breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker")
     if breaker is not None and breaker != DEPLOYMENT_CONFIGURATION["deploymentCircuitBreaker"]:
@@ -192,14 +191,6 @@ def _service_changes(service: dict, wanted: dict) -> list[str]:
     return changes
 
 
-def _canon(value) -> str:
-    def norm(x):
-        if isinstance(x, dict):
-            return {k: norm(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return sorted((norm(v) for v in x), key=lambda v: json.dumps(v, sort_keys=True))
-        return x
-    return json.dumps(norm(value), sort_keys=True)
 
 
 def plan_service(ctx: Context) -> Step:

@@ -8,6 +8,7 @@ the steps fill as they are applied; `plan` only shows the predictions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -81,3 +82,14 @@ class Context:
     clients: object
     stack: object
     predicted: Outputs = field(default_factory=dict)
+
+
+def canonical_json(value: object) -> str:
+    """JSON with keys and list items in a fixed order: AWS echoes documents back reordered."""
+    def norm(x):
+        if isinstance(x, dict):
+            return {k: norm(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return sorted((norm(v) for v in x), key=lambda v: json.dumps(v, sort_keys=True))
+        return x
+    return json.dumps(norm(value), sort_keys=True)

@@ -8,7 +8,7 @@ import urllib.parse
 from botocore.exceptions import ClientError
 
 from ecs import policies
-from ecs.plan import Context, Step
+from ecs.plan import Context, Step, canonical_json
 
 INLINE_POLICY = "least-privilege"
 
@@ -20,14 +20,6 @@ def _document(value) -> dict:
     return value
 
 
-def _canonical(doc: dict) -> str:
-    def norm(x):
-        if isinstance(x, dict):
-            return {k: norm(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return sorted((norm(v) for v in x), key=lambda v: json.dumps(v, sort_keys=True))
-        return x
-    return json.dumps(norm(doc), sort_keys=True)
 
 
 def get_role(iam, name: str) -> dict | None:
@@ -56,10 +48,10 @@ def plan_role(ctx: Context, name: str, service: str, policy: dict) -> Step:
     if role is None:
         action = "create"
     else:
-        if _canonical(_document(role["AssumeRolePolicyDocument"])) != _canonical(trust):
+        if canonical_json(_document(role["AssumeRolePolicyDocument"])) != canonical_json(trust):
             changes.append("trust policy")
         current = inline_policy(iam, name)
-        if current is None or _canonical(current) != _canonical(policy):
+        if current is None or canonical_json(current) != canonical_json(policy):
             changes.append("permissions")
         action = "update" if changes else "unchanged"
 
