@@ -66,6 +66,9 @@ class Settings:
     # Seconds a warm shutdown may take before running jobs are handed back;
     # below ECS's stopTimeout (120 s) so the hand-back finishes before SIGKILL.
     shutdown_deadline: int = 100
+    prefetch_multiplier: int = 1
+    receive_batch: int = 1
+    ack_flush_interval: float = 1.0
     api_keys: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
@@ -90,6 +93,9 @@ class Settings:
             wait_time_seconds=_env_int("JOBS_WAIT_TIME_SECONDS", 10),
             heartbeat_file=os.environ.get("WORKER_HEARTBEAT_FILE", "/tmp/worker-heartbeat"),
             shutdown_deadline=_env_int("WORKER_SHUTDOWN_DEADLINE", 100),
+            prefetch_multiplier=_env_int("WORKER_PREFETCH_MULTIPLIER", 1),
+            receive_batch=_env_int("JOBS_RECEIVE_BATCH", 1),
+            ack_flush_interval=float(os.environ.get("JOBS_ACK_FLUSH_INTERVAL", "1.0")),
             api_keys=keys,
         )
 

@@ -1,0 +1,122 @@
+"""`python -m bench` (`make bench`): every scenario against its baselines, in one run.
+
+Prints a Markdown report and writes it, with the raw figures as JSON, to bench/results/.
+`--quick` is the CI smoke size (well under a minute); the default fits a 2-core machine
+in about 10 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import report, scenarios
+from bench.servers import ServerSet
+from bench.stack import Stack
+from bench.workers import KINDS
+
+MOTO_ACCOUNT = "123456789012"
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("calls", "throughput", "latency")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for the CI smoke test")
+    p.add_argument("--noop-jobs", type=int, help="no-op jobs per kind in scenarios 1-2")
+    p.add_argument("--progress-jobs", type=int, help="progress jobs per kind in scenario 1")
+    p.add_argument("--throughput-jobs", type=int, help="jobs per throughput run")
+    p.add_argument("--latency-jobs", type=int, help="jobs per latency series")
+    p.add_argument("--processes", default=None, help="throughput process counts, e.g. 1,2,4")
+    p.add_argument("--kinds", default=",".join(KINDS), help="which of " + ", ".join(KINDS))
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help=", ".join(SCENARIOS))
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    quick = args.quick
+    args.noop_jobs = args.noop_jobs or (10 if quick else 300)
+    args.progress_jobs = args.progress_jobs or (5 if quick else 60)
+    args.throughput_jobs = args.throughput_jobs or (30 if quick else 800)
+    args.latency_jobs = args.latency_jobs or (5 if quick else 200)
+    args.processes = [int(n) for n in (args.processes or ("1" if quick else "1,2,4")).split(",")]
+    args.kinds = [k for k in args.kinds.split(",") if k]
+    unknown = set(args.kinds) - set(KINDS)
+    if unknown:
+        p.error(f"unknown kinds {sorted(unknown)}; choose from {KINDS}")
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse(argv)
+    # A SIGTERM unwinds like Ctrl-C, so the servers and workers started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-", dir=args.out))
+    results: dict = {"machine": report.machine(), "settings": {
+        "noop_jobs": args.noop_jobs, "progress_jobs": args.progress_jobs,
+        "throughput_jobs": args.throughput_jobs, "latency_jobs": args.latency_jobs,
+        "processes": args.processes, "worker_concurrency": 2}}
+    started = time.monotonic()
+    servers = ServerSet(log_dir)
+    try:
+        stack = Stack(servers.fauxqs(), servers.moto(), log_dir)
+        stack.provision()
+        timeout = 120 if args.quick else 600
+        if "calls" in args.scenarios:
+            log(f"scenarios 1-2: requests and CPU per job ({', '.join(args.kinds)})")
+            _run(results, "calls", lambda: scenarios.calls_and_cpu(
+                stack, args.kinds, {"noop": args.noop_jobs, "progress": args.progress_jobs},
+                processes=2, timeout=timeout))
+        if "throughput" in args.scenarios:
+            log(f"scenario 4: throughput with {args.processes} processes")
+            kinds = [k for k in args.kinds if k in ("ours-batched", "floor")] if args.quick \
+                else args.kinds
+            _run(results, "throughput", lambda: scenarios.throughput(
+                stack, kinds, args.processes, args.throughput_jobs, timeout,
+                window=10 if args.quick else 20,
+                emulator_pids=[p.pid for p in servers.procs]))
+        if "latency" in args.scenarios:
+            log("scenario 5: latency")
+            kinds = ["ours"] if args.quick else args.kinds
+            moto_stack = Stack(stack.ddb_endpoint, stack.ddb_endpoint, log_dir,
+                               run_id=stack.run_id, account=MOTO_ACCOUNT)
+            moto_stack.provision(set_environ=False)
+            _run(results, "latency", lambda: scenarios.latency(
+                moto_stack, kinds, args.latency_jobs, timeout=30, http=not args.quick))
+    finally:
+        servers.close()
+    for kind in ("ours", "ours-batched"):
+        if kind in args.kinds:
+            results.setdefault("goals", []).extend(report.goals(results, kind))
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    text = report.markdown(results) + f"\nRun took {results['elapsed_s']} s; logs in {log_dir}.\n"
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2, default=str))
+    (args.out / "latest.md").write_text(text)
+    print(text)
+    if results.get("failed"):
+        print(f"FAILED scenarios: {results['failed']}", file=sys.stderr)
+        sys.exit(1)
+    return results
+
+
+def _run(results: dict, name: str, scenario) -> None:
+    """Run one scenario; a failure is reported with the others' figures, not instead."""
+    try:
+        results[name] = scenario()
+    except Exception as exc:  # reported in the output and the exit status
+        log(f"scenario {name} failed: {exc!r}")
+        results.setdefault("failed", {})[name] = repr(exc)
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
