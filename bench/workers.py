@@ -1,7 +1,7 @@
 """Starting, measuring and stopping the worker kinds the benchmarks compare.
 
 Kinds: `ours` (`celery -A tasks worker` as configured), `ours-batched` (the same with
-tasks.sqs_transport and a prefetch of 20, see bench/batched_app.py), `stock`
+JOBS_RECEIVE_BATCH=10 and a prefetch of 20), `stock`
 (bench/stock_app.py) and `floor` (bench/floor.py, one process per slot).
 """
 
@@ -18,7 +18,7 @@ from bench.servers import stop_process
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-APPS = {"ours": "tasks", "ours-batched": "bench.batched_app", "stock": "bench.stock_app"}
+APPS = {"ours": "tasks", "ours-batched": "tasks", "stock": "bench.stock_app"}
 KINDS = ("stock", "ours", "ours-batched", "floor")
 BATCH_RECEIVE = 10
 
@@ -81,7 +81,9 @@ def start(kind: str, env: dict[str, str], processes: int, log_dir: Path, tag: st
                      "--without-heartbeat", "--without-gossip", "--without-mingle",
                      f"--hostname={kind}-{tag}@bench"]]
         if kind == "ours-batched":
-            # Prefetch twice the receive batch: one batch runs while the next is fetched.
+            # Receive only when 10 slots are free, and prefetch twice that: one batch
+            # runs while the next is fetched (the tuning the README gives for short jobs).
+            full_env["JOBS_RECEIVE_BATCH"] = str(BATCH_RECEIVE)
             commands[0].append(f"--prefetch-multiplier={-(-2 * BATCH_RECEIVE // processes)}")
     for n, command in enumerate(commands):
         log = open(log_dir / f"worker-{kind}-{tag}-{n}.log", "wb")  # noqa: SIM115
