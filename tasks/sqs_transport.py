@@ -67,10 +67,12 @@ class BatchedAcks:
         prefetch of twice that, the pool never runs dry) makes it about 0.1.
         """
         prefetch = self.qos.prefetch_count
-        if not prefetch or self.receive_batch <= 1:
+        if not prefetch:
             return True
         free = self.qos.can_consume_max_estimate() or 0
-        return free >= prefetch or free >= min(self.receive_batch, prefetch)
+        # With a batch of 1 this is "a slot is free": kombu's own rule, but a full
+        # worker now waits for _wake() at the ack instead of kombu's delayed retry.
+        return free >= prefetch or free >= min(max(self.receive_batch, 1), prefetch)
 
     def _schedule_queue(self, queue):
         if queue in self._active_queues and self.hub is not None and not self._batch_ready():
