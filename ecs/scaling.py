@@ -129,13 +129,8 @@ def plan_scaling(ctx: Context) -> list[Step]:
 
     existing = find_policies(aas, stack) if target is not None else {}
     tracking = target_tracking_configuration(stack)
-    have = existing.get(stack.target_policy)
-    if have is None:
-        action = "create"
-    elif _subset(have.get("TargetTrackingScalingPolicyConfiguration"), tracking):
-        action = "unchanged"
-    else:
-        action = "update"
+    action = _policy_action(existing.get(stack.target_policy),
+                            "TargetTrackingScalingPolicyConfiguration", tracking)
 
     def put_tracking(outputs):
         aas.put_scaling_policy(
@@ -151,12 +146,7 @@ def plan_scaling(ctx: Context) -> list[Step]:
 
     step_cfg = step_configuration()
     have = existing.get(stack.step_policy)
-    if have is None:
-        action = "create"
-    elif _subset(have.get("StepScalingPolicyConfiguration"), step_cfg):
-        action = "unchanged"
-    else:
-        action = "update"
+    action = _policy_action(have, "StepScalingPolicyConfiguration", step_cfg)
 
     def put_step(outputs):
         made = aas.put_scaling_policy(
@@ -190,3 +180,10 @@ def plan_scaling(ctx: Context) -> list[Step]:
     steps.append(Step("cloudwatch alarm", stack.alarm, action, "queue non-empty, no tasks",
                       run=None if action == "unchanged" else put_alarm))
     return steps
+
+
+def _policy_action(have: dict | None, key: str, wanted: dict) -> str:
+    """create / unchanged / update for a scaling policy found (or not) by name."""
+    if have is None:
+        return "create"
+    return "unchanged" if _subset(have.get(key), wanted) else "update"
