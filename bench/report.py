@@ -96,8 +96,8 @@ def markdown(results: dict) -> str:
         f"(fauxqs for SQS, moto server for DynamoDB). Settings: {results['settings']}.",
         "",
         "Kinds: **stock** = Celery with its `dynamodb://` backend and task_track_started; "
-        "**ours** = `celery -A tasks worker` as configured; **ours-batched** = the same with "
-        "`tasks.sqs_transport` (DeleteMessageBatch, batched receives) and a prefetch of 20; "
+        "**ours** = `celery -A tasks worker` as configured (batched deletes); **ours-batched** "
+        "= the same with batched receives (JOBS_RECEIVE_BATCH=10) and a prefetch of 20; "
         "**floor** = a boto3 loop (receive 10, one write per job, batch delete).",
     ]
     calls = results.get("calls", [])
