@@ -1,19 +1,25 @@
-"""Every Celery setting, read from the environment with local defaults (see tasks/settings.py)."""
+"""Every Celery setting, read from the environment (see tasks/ops/settings.py).
 
-from tasks.settings import Settings
+Reading it changes nothing in the process environment: kombu's SQS client gets
+its endpoint and credentials from our channel (tasks.worker.channel), not from
+variables set here.
+"""
+
+from tasks.ops.clients import QueueEntry
+from tasks.ops.settings import Settings
 
 _settings = Settings.from_env()
 
 # --- broker: SQS, with the queue owned by our provisioning code -------------
-# The endpoint is not in the URL: boto3 reads AWS_ENDPOINT_URL(_SQS) itself, so
-# the same URL works on AWS, moto and LocalStack.
+# The endpoint is not in the URL: our channel builds kombu's boto3 client from
+# Settings, so the same URL works on AWS, moto and LocalStack.
 broker_url = "sqs://"
 broker_transport_options = {
     "region": _settings.region,
     # predefined_queues stops kombu from creating or listing queues: the queue,
-    # its dead-letter queue and redrive policy come from tasks.provision.
+    # its dead-letter queue and redrive policy come from tasks.ops.provision.
     "predefined_queues": {
-        _settings.queue_name: {"url": _settings.resolved_queue_url()},
+        _settings.queue_name: QueueEntry(_settings),
     },
     "visibility_timeout": _settings.visibility_timeout,
     # kombu sleeps polling_interval after every empty poll and whenever its
@@ -22,26 +28,22 @@ broker_transport_options = {
     "wait_time_seconds": _settings.wait_time_seconds,
     "client-config": {"retries": {"mode": "standard", "max_attempts": 10}},
     "ack_flush_interval": _settings.ack_flush_interval,
-    # 1 (the default) receives whenever a process is free: right for long jobs.
-    # For many short jobs, 10 with WORKER_PREFETCH_MULTIPLIER near 20 / concurrency
-    # cuts ReceiveMessage calls tenfold (see the README's benchmarks).
-    "receive_batch": _settings.receive_batch,
 }
 broker_connection_retry_on_startup = True
 # kombu's SQS transport, but a message handed back (shutdown, lost pool
 # process) is visible again at once, a failed long poll (throttling, 5xx) is
 # retried instead of stopping the worker, and acknowledgements are deleted in
 # batches of up to 10 (DeleteMessageBatch) within ack_flush_interval seconds.
-broker_transport = "tasks.sqs_transport:Transport"
+broker_transport = "tasks.worker.transport:Transport"
 task_default_queue = _settings.queue_name
 task_create_missing_queues = False
 
 # --- results: one DynamoDB item per job --------------------------------------
-result_backend = "tasks.backend:DynamoDBJobBackend"
+result_backend = "tasks.results.backend:DynamoDBJobBackend"
 result_expires = _settings.result_expires
 result_extended = True
 # After botocore's own retries, keep retrying lost connections and throttling
-# (tasks.backend.exception_safe_to_retry) so a short outage does not fail a job.
+# (tasks.results.backend.exception_safe_to_retry) so a short outage does not fail a job.
 result_backend_always_retry = True
 result_backend_max_retries = 20
 result_backend_max_sleep_between_retries_ms = 5000
@@ -59,8 +61,8 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = _settings.prefetch_multiplier
 worker_concurrency = _settings.concurrency
-worker_consumer = "tasks.consumer:SafeConsumer"
-# SIGTERM is a warm shutdown; tasks.shutdown cuts it off this many seconds
+worker_consumer = "tasks.worker.consumer:SafeConsumer"
+# SIGTERM is a warm shutdown; tasks.worker.shutdown cuts it off this many seconds
 # later (ECS's stopTimeout is 120 s: keep a margin for handing jobs back).
 # Celery itself applies it to cold shutdowns (SIGQUIT) only.
 worker_soft_shutdown_timeout = _settings.shutdown_deadline

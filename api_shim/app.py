@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from api_shim.gateway import GATEWAY_MAX_BYTES, Gateway, Incoming, Reply, error
 from api_shim.openapi import CORS_ALLOW_HEADERS
-from tasks.settings import Settings
+from tasks.ops.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 log = logging.getLogger(__name__)

@@ -24,9 +24,10 @@ from jsonschema import Draft4Validator
 from api_shim.integration import AwsIntegration
 from api_shim.openapi import AwsTargets, build_openapi, model_name
 from api_shim.vtl import Params, render
-from tasks.provision import MAX_MESSAGE_BYTES
-from tasks.registry import describe_errors, public_jobs
-from tasks.settings import EMULATOR_ACCOUNT_ID, Settings
+from tasks.jobkit.registry import describe_errors, public_jobs
+from tasks.ops.clients import queue_url
+from tasks.ops.provision import MAX_MESSAGE_BYTES
+from tasks.ops.settings import EMULATOR_ACCOUNT_ID, Settings
 
 JSON_TYPE = "application/json"
 # API Gateway's own payload limit; our per-task limit (far lower) is checked after it.
@@ -55,7 +56,7 @@ def error(status: int, message: str, **detail: Any) -> Reply:
 
 def targets_from_settings(settings: Settings) -> AwsTargets:
     """The shim's targets: the account is the one in the queue's URL."""
-    path = urllib.parse.urlparse(settings.resolved_queue_url()).path.strip("/").split("/")
+    path = urllib.parse.urlparse(queue_url(settings)).path.strip("/").split("/")
     account = path[0] if len(path) == 2 and path[0].isdigit() else EMULATOR_ACCOUNT_ID
     return AwsTargets(region=settings.region, account_id=account,
                       queue_name=settings.queue_name, table_name=settings.table_name,

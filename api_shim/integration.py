@@ -17,7 +17,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
-from tasks.settings import Settings
+from tasks.ops.settings import Settings
 
 _URI = re.compile(r"^arn:aws:apigateway:(?P<region>[^:]+):(?P<service>[^:]+):"
                   r"(?P<kind>path|action)/(?P<rest>.+)$")

@@ -298,7 +298,7 @@ def _gateway_responses() -> dict[str, Any]:
 def build_openapi(targets: AwsTargets, *, title: str = "sqs-jobs",
                   api_key_required: bool = False) -> dict:
     """The whole API for the public jobs registered now (import `tasks` first)."""
-    from tasks.registry import public_jobs
+    from tasks.jobkit.registry import public_jobs
 
     jobs = public_jobs()
     paths: dict[str, Any] = {}

@@ -70,7 +70,7 @@ class Stack:
         """Queue, DLQ and our table with the project's own code; stock makes its table."""
         if set_environ:
             os.environ.update(self.env())
-        from tasks.provision import ensure_queues, ensure_table
+        from tasks.ops.provision import ensure_queues, ensure_table
 
         ensure_queues(self.sqs, self.queue_name, f"{self.queue_name}-dlq",
                       visibility_timeout=300, max_receive_count=5)

@@ -153,7 +153,7 @@ def _run(args, clients, stack: Stack, builder, confirm, echo) -> int:
 
 def _dead_letters(command: str, clients, stack: Stack, echo) -> int:
     from ecs.data import queue_url
-    from tasks.dlq import DeadLetter, peek, redrive
+    from tasks.ops.dlq import DeadLetter, peek, redrive
 
     dlq_url = queue_url(clients.sqs, stack.dlq_name)
     url = queue_url(clients.sqs, stack.queue_name)

@@ -84,7 +84,7 @@ def render_task_definition(stack, image: str) -> dict:
             # ECS Exec needs an init process to reap its agent's children.
             "linuxParameters": {"initProcessEnabled": True},
             "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
-            "healthCheck": {"command": ["CMD", "python", "-m", "tasks.health"],
+            "healthCheck": {"command": ["CMD", "python", "-m", "tasks.worker.health"],
                             "interval": 30, "timeout": 10, "retries": 3, "startPeriod": 60},
             "logConfiguration": {"logDriver": "awslogs", "options": {
                 "awslogs-group": stack.log_group,

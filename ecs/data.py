@@ -1,4 +1,4 @@
-"""The jobs table, the queue and its DLQ: planned read-only here, made by tasks.provision."""
+"""The jobs table, the queue and its DLQ: planned read-only here, made by tasks.ops.provision."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from botocore.exceptions import ClientError
 
 from ecs.plan import Context, Step
-from tasks.provision import MAX_MESSAGE_BYTES, RETENTION_SECONDS, ensure_queues, ensure_table
+from tasks.ops.provision import MAX_MESSAGE_BYTES, RETENTION_SECONDS, ensure_queues, ensure_table
 
 
 def queue_url(sqs, name: str) -> str | None:

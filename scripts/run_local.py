@@ -114,7 +114,7 @@ def banner() -> str:
     API + page    http://127.0.0.1:{API_PORT}/
 
   submit from Python (another terminal, in this directory):
-    .venv/bin/python -c "from tasks.text import analyze; \\
+    JOBS_TARGET=local .venv/bin/python -c "from tasks.text import analyze; \\
 r = analyze.delay(text='Long work waits its turn. Workers do it.'); print(r.get(timeout=30))"
 
   or over HTTP:
@@ -143,7 +143,7 @@ def main() -> int:
         stack.start("aws", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                             "-p", str(AWS_PORT)])
         stack.wait_for_port(AWS_PORT, "moto server")
-        subprocess.run([sys.executable, "-m", "tasks.provision"], cwd=ROOT, env=stack.env,
+        subprocess.run([sys.executable, "-m", "tasks.ops.provision"], cwd=ROOT, env=stack.env,
                        check=True)
         stack.start("worker", [sys.executable, "-m", "celery", "-A", "tasks", "worker",
                                "-l", "info", "-n", "local@%h"])

@@ -1,11 +1,26 @@
-"""Celery app, job tasks and the DynamoDB job backend.
+"""The jobs, and the Celery app that runs them (`celery -A tasks worker`).
 
-Importing the package registers every task, so `celery -A tasks worker`
-serves them and `from tasks.text import analyze; analyze.delay(...)` works.
+Layout (see the README): the modules beside this file are the jobs a user
+writes (`text`, `documents`, `enrich`, `debug`); `jobkit/` is what a job is
+written with (`@job`, `Progress`, `once`); `worker/` is the machinery that runs
+jobs on SQS; `results/` the DynamoDB job records; `ops/` settings, AWS clients
+and provisioning, importable without the worker or the jobs.
+
+Importing `tasks` itself is cheap: the app and the jobs load on first use of
+`tasks.app` (Celery's `-A tasks` asks for it), or when a job module is imported.
 """
 
-from tasks import bootsteps as _bootsteps  # noqa: F401  (registers worker bootsteps)
-from tasks import debug, documents, enrich, text  # noqa: F401  (registers the tasks)
-from tasks.celery_app import app
+from __future__ import annotations
 
-__all__ = ["app"]
+from typing import Any
+
+# The jobs served by the production worker; JOBS_EXTRA_MODULES adds more (tests).
+JOB_MODULES = ("tasks.text", "tasks.documents", "tasks.enrich", "tasks.debug")
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("app", "celery"):
+        from tasks.celery_app import app
+
+        return app
+    raise AttributeError(f"module 'tasks' has no attribute {name!r}")

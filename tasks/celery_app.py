@@ -1,11 +1,19 @@
 """The Celery application; `celery -A tasks worker` finds it as `tasks.app`."""
 
+import importlib
 import logging
 
 from celery import Celery
 
+from tasks import JOB_MODULES
+from tasks.ops.settings import Settings
+
 # botocore logs every credential and endpoint lookup at INFO; keep worker logs readable.
 logging.getLogger("botocore").setLevel(logging.WARNING)
 
-app = Celery("tasks", task_cls="tasks.base:JobTask")
+app = Celery("tasks", task_cls="tasks.jobkit.task:JobTask")
 app.config_from_object("celeryconfig")
+
+# Registering the jobs needs `app` defined above: each job module imports it.
+for _module in (*JOB_MODULES, *Settings.from_env().extra_job_modules):
+    importlib.import_module(_module)

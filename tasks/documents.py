@@ -7,9 +7,9 @@ import re
 from collections import Counter
 from typing import Any
 
-from tasks.errors import InvalidJobInput
-from tasks.progress import Progress
-from tasks.registry import job
+from tasks.jobkit.errors import InvalidJobInput
+from tasks.jobkit.progress import Progress
+from tasks.jobkit.registry import job
 from tasks.text import split_sentences, words_of
 
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)

@@ -7,8 +7,8 @@ import unicodedata
 from datetime import date
 from typing import Any
 
-from tasks.progress import Progress
-from tasks.registry import job
+from tasks.jobkit.progress import Progress
+from tasks.jobkit.registry import job
 
 MAX_RECORDS = 5_000
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]{2,}$")

@@ -7,9 +7,9 @@ import re
 from collections import Counter
 from typing import Any
 
-from tasks.errors import InvalidJobInput
-from tasks.progress import Progress
-from tasks.registry import job
+from tasks.jobkit.errors import InvalidJobInput
+from tasks.jobkit.progress import Progress
+from tasks.jobkit.registry import job
 
 MAX_TEXT_CHARS = 500_000
 WORD = re.compile(r"[^\W_]+(?:['\u2019-][^\W_]+)*", re.UNICODE)

@@ -51,6 +51,8 @@ STACK_ENV = {
     # Short long-polls: workers notice shutdown quickly, and kombu's requeue
     # (which hides a message for wait_time_seconds) comes back fast.
     "JOBS_WAIT_TIME_SECONDS": "1",
+    # Jobs only the tests use (crash, big_result, append_line...): never in production.
+    "JOBS_EXTRA_MODULES": "tests.jobs",
 }
 os.environ.update(STACK_ENV)
 os.environ.pop("AWS_ENDPOINT_URL_SQS", None)
@@ -113,15 +115,15 @@ class Stack:
 
     @property
     def sqs(self):
-        from tasks.aws import sqs_client
-        from tasks.settings import Settings
+        from tasks.ops.clients import sqs_client
+        from tasks.ops.settings import Settings
 
         return sqs_client(Settings.from_env())
 
     @property
     def dynamodb(self):
-        from tasks.aws import dynamodb_client
-        from tasks.settings import Settings
+        from tasks.ops.clients import dynamodb_client
+        from tasks.ops.settings import Settings
 
         return dynamodb_client(Settings.from_env())
 
@@ -158,16 +160,16 @@ class Stack:
 
     def dlq_task_ids(self) -> list[str]:
         """Ids of the messages in the DLQ, read without consuming them."""
-        from tasks.dlq import peek
+        from tasks.ops.dlq import peek
 
         return [m.task_id for m in peek(self.sqs, self.dlq_url) if m.task_id]
 
 
 @pytest.fixture(scope="session")
 def stack(moto_server: str) -> Stack:
-    """The session's queue, dead-letter queue and table, made by tasks.provision."""
-    from tasks.provision import provision
-    from tasks.settings import Settings
+    """The session's queue, dead-letter queue and table, made by tasks.ops.provision."""
+    from tasks.ops.provision import provision
+    from tasks.ops.settings import Settings
 
     queues, table = provision(Settings.from_env())
     env = {**os.environ, **STACK_ENV, "JOBS_QUEUE_URL": queues.queue_url}
@@ -268,7 +270,7 @@ def in_process_aws(monkeypatch) -> Iterator[None]:
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_DYNAMODB"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("JOBS_TARGET", "aws")
-    from tasks import aws
+    from tasks.ops import clients as aws
 
     aws._cached_client.cache_clear()
     with mock_aws():

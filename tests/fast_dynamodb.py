@@ -4,7 +4,7 @@ At load, moto's server spends about 9 ms of CPU on each of our conditional Updat
 calls (measured here: 2,000 jobs, 4,000 writes, 37 CPU-seconds), which alone caps the
 pipeline near 40 jobs/s on two cores; dynalite takes under 1 ms for the same writes.
 
-dynalite has no UpdateTimeToLive, which `tasks.provision.ensure_table` calls: the launcher
+dynalite has no UpdateTimeToLive, which `tasks.ops.provision.ensure_table` calls: the launcher
 acknowledges it (TTL never expires anything within a test) and passes everything else
 through. It listens on 127.0.0.1 only, in memory.
 

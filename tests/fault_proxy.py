@@ -7,6 +7,8 @@ Modes, switchable while it runs:
   which botocore's standard retry mode must absorb.
 * "down": accept the connection and close it without an answer, as an
   endpoint that is unreachable does; botocore retries connection errors too.
+* "hang": accept the request and never answer while the mode lasts (a hung
+  connection: the client waits until its own timeout), then close it.
 Counts what it did per (service, outcome), so a test can prove faults landed.
 """
 
@@ -38,6 +40,7 @@ class FaultProxy:
         self.mode = "pass"
         self.every = every
         self.counts: Counter = Counter()
+        self.closing = threading.Event()
         self._seen: Counter = Counter()
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -50,6 +53,7 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -57,6 +61,8 @@ class FaultProxy:
         with self._lock:
             if self.mode == "down":
                 outcome = "dropped"
+            elif self.mode == "hang":
+                outcome = "hung"
             elif self.mode == "flaky" and service != "other":
                 self._seen[service] += 1
                 n = self._seen[service]
@@ -83,6 +89,10 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 service = service_of(self.headers)
                 outcome = proxy.decide(service)
+                if outcome == "hung":
+                    while proxy.mode == "hang" and not proxy.closing.wait(0.2):
+                        pass
+                    outcome = "dropped"
                 if outcome == "dropped":
                     self.close_connection = True
                     self.connection.close()

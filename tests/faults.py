@@ -26,7 +26,7 @@ class SideQueue:
 
 
 def side_queue(stack, label: str, visibility: int = 30, max_receive: int = 3) -> SideQueue:
-    from tasks.provision import ensure_queues
+    from tasks.ops.provision import ensure_queues
 
     name = f"{label}-{uuid.uuid4().hex[:8]}"
     pair = ensure_queues(stack.sqs, name, f"{name}-dlq", visibility_timeout=visibility,

@@ -23,7 +23,7 @@ ANALYZE = "/tasks/tasks.text.analyze"
 @pytest.fixture(scope="module")
 def make_app(stack):
     from api_shim.app import create_app
-    from tasks.settings import Settings
+    from tasks.ops.settings import Settings
 
     def make(**overrides):
         settings = dataclasses.replace(Settings.from_env(), **overrides)
@@ -112,8 +112,8 @@ def test_bad_bodies_are_400(stack, client, case, body, detail):
     assert queued(stack) == before
 
 
-@pytest.mark.parametrize("path", ["/tasks/no.such.task", "/tasks/tasks.debug.crash",
-                                  "/tasks/tasks.debug.flaky", "/tasks/"])
+@pytest.mark.parametrize("path", ["/tasks/no.such.task", "/tasks/tests.jobs.crash",
+                                  "/tasks/tests.jobs.flaky", "/tasks/"])
 def test_unknown_and_private_tasks_are_404(stack, client, path):
     before = queued(stack)
     assert_error(client.post(path, json={}), 404)
@@ -130,7 +130,7 @@ def test_wrong_content_type_is_415(stack, client, content_type):
 
 
 def test_body_size_limit_is_exact_and_the_message_fits_sqs(stack, client):
-    from tasks.provision import MAX_MESSAGE_BYTES
+    from tasks.ops.provision import MAX_MESSAGE_BYTES
 
     limit = client.application.extensions["gateway"].max_body["tasks.text.analyze"]
     frame = len(b'{"text": ""}')

@@ -10,8 +10,8 @@ import pytest
 from celery import states
 
 from tasks import app
-from tasks.backend import MAX_RESULT_BYTES, DynamoDBJobBackend
-from tasks.provision import ensure_table
+from tasks.ops.provision import ensure_table
+from tasks.results.backend import MAX_RESULT_BYTES, DynamoDBJobBackend
 
 
 @pytest.fixture
@@ -192,7 +192,14 @@ def test_group_save_and_restore(backend):
     assert [r.id for r in restored.results] == ["a", "b"]
 
 
-def test_chord_body_is_claimed_exactly_once(backend):
+def test_chord_body_is_claimed_once_until_its_lease_lapses(backend, monkeypatch):
     backend.save_group("g2", app.GroupResult("g2", [app.AsyncResult("a")]))
-    assert backend._claim_chord("g2") is True
-    assert backend._claim_chord("g2") is False
+    assert backend.records.claim_chord("g2", 60) is True
+    assert backend.records.claim_chord("g2", 60) is False
+    # The claimer crashed before sending the body: once the lease lapses another may send it.
+    later = time.time() + 61
+    monkeypatch.setattr("tasks.results.records.time.time", lambda: later)
+    assert backend.records.claim_chord("g2", 60) is True
+    backend.records.mark_chord_fired("g2")
+    monkeypatch.setattr("tasks.results.records.time.time", lambda: later + 3600)
+    assert backend.records.claim_chord("g2", 60) is False  # fired: never again

@@ -103,7 +103,7 @@ def test_image_holds_the_installed_package_and_no_sources(podman: Podman, image:
                         "{{json .Config.Cmd}} {{.Config.User}} {{json .Config.Healthcheck.Test}}",
                         image).stdout
     assert '["celery","-A","tasks","worker","--loglevel=INFO"]' in config, config
-    assert "10001:10001" in config and "tasks.health" in config, config
+    assert "10001:10001" in config and "tasks.worker.health" in config, config
     env = podman.run("image", "inspect", "--format", "{{json .Config.Env}}", image).stdout
     # Configuration and credentials come at run time (-e, the ECS task definition).
     assert "AWS_SECRET_ACCESS_KEY" not in env and "AWS_ACCESS_KEY_ID" not in env, env
@@ -115,6 +115,7 @@ def container(podman: Podman, image: str, stack: Stack) -> Iterator[str]:
     name = f"sqs-jobs-worker-{RUN_ID}"
     podman.run("rm", "-f", name, check=False)
     env = {**STACK_ENV, "JOBS_QUEUE_URL": stack.queue_url, "WORKER_CONCURRENCY": "1"}
+    env.pop("JOBS_EXTRA_MODULES")  # the image holds no tests: the production registry only
     env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
     podman.run("run", "-d", "--name", name, "--hostname", name, "--network", "host",
                *env_args, image)
@@ -163,7 +164,7 @@ def test_worker_in_the_image_runs_jobs_is_healthy_and_stops_on_sigterm(
     assert health.returncode == 0, health.stdout + health.stderr
     # ...and the same command fails when the heartbeat is missing, so it can fail at all.
     probe = podman.run("exec", "-e", "WORKER_HEARTBEAT_FILE=/tmp/no-such-file", container,
-                       "python", "-m", "tasks.health", check=False)
+                       "python", "-m", "tasks.worker.health", check=False)
     assert probe.returncode == 1 and "unhealthy" in probe.stdout, probe.stdout
 
     # SIGTERM reaches Celery as PID 1: a warm shutdown lets the running job finish and

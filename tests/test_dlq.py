@@ -1,4 +1,4 @@
-"""Showing and redriving the dead-letter queue (`python -m tasks.dlq`)."""
+"""Showing and redriving the dead-letter queue (`python -m tasks.ops.dlq`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import pytest
 from celery import states
 
-from tasks.backend import DynamoDBJobBackend
 from tasks.debug import add
-from tasks.errors import PoisonMessage
+from tasks.jobkit.errors import PoisonMessage
+from tasks.results.backend import DynamoDBJobBackend
 from tests.conftest import ROOT, wait_until
 from tests.envelopes import capture
 
@@ -25,13 +25,13 @@ def test_show_lists_dead_letters_and_redrive_runs_them(stack, start_worker):
     backend = DynamoDBJobBackend(add.app)
     backend.store_result(job_id, PoisonMessage("unknown task during a deploy"), states.FAILURE)
 
-    shown = subprocess.run([sys.executable, "-m", "tasks.dlq", "show"], cwd=ROOT,
+    shown = subprocess.run([sys.executable, "-m", "tasks.ops.dlq", "show"], cwd=ROOT,
                            env=stack.env, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert job_id in shown.stdout and "tasks.debug.add" in shown.stdout
     assert "(unreadable)" in shown.stdout and "2 message(s)" in shown.stdout
 
-    moved = subprocess.run([sys.executable, "-m", "tasks.dlq", "redrive"], cwd=ROOT,
+    moved = subprocess.run([sys.executable, "-m", "tasks.ops.dlq", "redrive"], cwd=ROOT,
                            env=stack.env, capture_output=True, text=True, timeout=60)
     assert moved.returncode == 0, moved.stderr
     assert "moved 2 message(s)" in moved.stdout

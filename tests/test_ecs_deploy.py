@@ -139,7 +139,7 @@ def test_deploy_creates_every_resource_linked_to_this_stack(aws, engine, deploye
     container = task_def["containerDefinitions"][0]
     assert container["image"] == image
     assert container["stopTimeout"] == 120
-    assert container["healthCheck"]["command"] == ["CMD", "python", "-m", "tasks.health"]
+    assert container["healthCheck"]["command"] == ["CMD", "python", "-m", "tasks.worker.health"]
     assert container["logConfiguration"]["logDriver"] == "awslogs"
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/ecs/t1"
     env = {e["name"]: e["value"] for e in container["environment"]}

@@ -7,10 +7,10 @@ import threading
 import pytest
 from celery import states
 
-from tasks.debug import append_line
 from tests.conftest import wait_until
 from tests.envelopes import capture
 from tests.faults import drained, received_count, retarget, side_queue
+from tests.jobs import append_line
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 

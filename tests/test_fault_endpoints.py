@@ -64,8 +64,8 @@ def test_a_10_second_outage_under_a_worker_loses_nothing(stack, start_worker):
 def test_the_backend_retries_lost_connections_and_throttling_but_not_bad_requests():
     from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-    from tasks.backend import DynamoDBJobBackend
     from tasks.celery_app import app
+    from tasks.results.backend import DynamoDBJobBackend
 
     backend = DynamoDBJobBackend(app)
 

@@ -53,7 +53,7 @@ CASES: list[tuple[str, str, str, str | None, bytes, int | tuple[int, ...]]] = [
     ("text/plain", "POST", ADD, "text/plain", b'{"x": 1, "y": 2}', 415),
     ("form encoded", "POST", ADD, "application/x-www-form-urlencoded", b"x=1&y=2", 415),
     ("unknown task", "POST", "/tasks/tasks.nope", JSON, b"{}", 404),
-    ("private task", "POST", "/tasks/tasks.debug.crash", JSON, b"{}", 404),
+    ("private task", "POST", "/tasks/tests.jobs.crash", JSON, b"{}", 404),
     ("celery built-in task", "POST", "/tasks/celery.chord_unlock", JSON, b"{}", 404),
     ("path traversal in task name", "POST", "/tasks/..%2f..%2fetc%2fpasswd", JSON, b"{}", 404),
     ("task name with a NUL byte", "POST", "/tasks/tasks.debug.add%00", JSON,

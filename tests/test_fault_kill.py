@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from celery import states
 
-from tasks.debug import add, append_line, crash
+from tasks.debug import add
 from tests.conftest import wait_until
 from tests.faults import all_terminal, drained, side_queue, statuses, submit
+from tests.jobs import append_line, crash
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -93,7 +94,7 @@ def test_a_task_that_always_crashes_its_process_ends_in_the_dlq_as_failure(stack
     assert "on each of its 3 deliveries" in item["error"]["M"]["message"]["S"]
     assert item["attempts"]["N"] == "3"
     wait_until(lambda: stack.queue_counts(queue.dlq_url)[0] == 1, 30, message="message in DLQ")
-    from tasks.dlq import peek
+    from tasks.ops.dlq import peek
 
     assert [m.task_id for m in peek(stack.sqs, queue.dlq_url)] == [doomed]
 

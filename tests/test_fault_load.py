@@ -124,9 +124,9 @@ def dynamodb_server() -> Iterator[str]:
 
 @pytest.fixture
 def load_stack(dynamodb_server: str) -> Iterator[LoadStack]:
-    from tasks.aws import dynamodb_client, sqs_client
-    from tasks.provision import provision
-    from tasks.settings import Settings
+    from tasks.ops.clients import dynamodb_client, sqs_client
+    from tasks.ops.provision import provision
+    from tasks.ops.settings import Settings
 
     OUTPUT.mkdir(exist_ok=True)
     with fast_sqs(OUTPUT) as sqs_endpoint:

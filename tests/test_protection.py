@@ -11,7 +11,7 @@ import pytest
 from celery import states
 
 from tasks.debug import sleep
-from tasks.protection import protection_minutes
+from tasks.worker.protection import protection_minutes
 from tests.conftest import wait_until
 from tests.faults import side_queue, submit
 

@@ -6,7 +6,7 @@ import json
 
 import boto3
 
-from tasks.provision import ensure_queues, ensure_table
+from tasks.ops.provision import ensure_queues, ensure_table
 
 
 def test_queues_with_redrive_policy_are_created_once(in_process_aws):

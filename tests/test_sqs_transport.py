@@ -1,12 +1,22 @@
-"""tasks.sqs_transport: acknowledgements become DeleteMessageBatch calls, and none is lost."""
+"""tasks.worker.transport and tasks.worker.sqs_io against moto in process.
+
+Acknowledgements become DeleteMessageBatch calls and none is lost; visibility
+extensions are one ChangeMessageVisibilityBatch per 10 messages; receiving
+switches to batches of 10 by itself for a backlog of short jobs, and back.
+"""
 
 from __future__ import annotations
+
+import threading
 
 import boto3
 import pytest
 from kombu import Connection
 
-from tasks.sqs_transport import Transport
+from tasks.ops.settings import Settings
+from tasks.worker import transport
+from tasks.worker.sqs_io import SqsIO
+from tasks.worker.transport import RECEIVE_BATCH, Transport
 
 
 class FakeHub:
@@ -39,6 +49,16 @@ def queue(in_process_aws):
     return sqs, url
 
 
+@pytest.fixture
+def io(in_process_aws, monkeypatch):
+    """A fresh SQS I/O component for the test, used by the channel."""
+    component = SqsIO(Settings.from_env(), flush_interval=1.0)
+    monkeypatch.setattr(transport, "sqs_io", lambda: component)
+    monkeypatch.setattr("tasks.worker.channel.sqs_io", lambda: component)
+    yield component
+    component.close()
+
+
 def counts(sqs, url) -> tuple[int, int]:
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
@@ -64,10 +84,9 @@ def receive(channel, n):
     return [channel.basic_get("acks", no_ack=False) for _ in range(n)]
 
 
-def test_acks_wait_for_the_timer_then_go_in_one_batch(queue):
+def test_acks_free_their_slots_at_once_and_are_deleted_in_one_batch(queue, io):
     sqs, url = queue
-    hub = FakeHub()
-    conn, channel = open_channel(url, hub)
+    conn, channel = open_channel(url, FakeHub())
     channel.basic_qos(prefetch_count=3)
     received = receive(channel, 3)
     assert counts(sqs, url) == (0, 3)
@@ -75,22 +94,35 @@ def test_acks_wait_for_the_timer_then_go_in_one_batch(queue):
 
     for message in received:
         channel.basic_ack(message.delivery_tag)
-    # The prefetch slots are free at once; the messages are deleted on the timer.
+    # The prefetch slots are free at once; the messages wait for the flush.
     assert channel.qos.can_consume_max_estimate() == 3
-    assert counts(sqs, url) == (0, 3)
-    assert [e.delay for e in hub.later] == [1.0]
+    assert io.pending_acks() == 3 and counts(sqs, url) == (0, 3)
+    io.flush()
+    assert counts(sqs, url) == (0, 0)
+    assert io.calls == {"DeleteMessageBatch": 1}
+    conn.release()
 
-    hub.later[0].callback()
+
+def test_the_flush_timer_deletes_without_anyone_asking(queue, io):
+    sqs, url = queue
+    conn, channel = open_channel(url, FakeHub())
+    (message,) = receive(channel, 1)
+    done = threading.Event()
+    original = io._delete
+    io._delete = lambda *a: (original(*a), done.set())
+    channel.basic_ack(message.delivery_tag)
+    assert done.wait(5), "the acknowledgement was not flushed within its interval"
     assert counts(sqs, url) == (0, 0)
     conn.release()
 
 
-def test_ten_acks_delete_at_once_and_close_flushes_the_rest(queue):
+def test_ten_acks_delete_at_once_and_close_flushes_the_rest(queue, io):
     sqs, url = queue
     conn, channel = open_channel(url, FakeHub())
     received = receive(channel, 12)
     for message in received[:10]:
         channel.basic_ack(message.delivery_tag)
+    io._executor.submit(lambda: None).result()  # the batch of 10 went on io's thread
     assert counts(sqs, url) == (0, 2)
     for message in received[10:]:
         channel.basic_ack(message.delivery_tag)
@@ -100,7 +132,7 @@ def test_ten_acks_delete_at_once_and_close_flushes_the_rest(queue):
     conn.release()
 
 
-def test_a_refused_entry_is_logged_and_the_rest_deleted(queue, caplog):
+def test_a_refused_entry_is_logged_and_the_rest_deleted(queue, io, caplog):
     sqs, url = queue
     conn, channel = open_channel(url, FakeHub())
     good, stale = receive(channel, 2)
@@ -115,7 +147,7 @@ def test_a_refused_entry_is_logged_and_the_rest_deleted(queue, caplog):
     conn.release()
 
 
-def test_without_an_event_loop_acks_delete_at_once(queue):
+def test_without_an_event_loop_acks_delete_at_once(queue, io):
     sqs, url = queue
     conn, channel = open_channel(url, None)
     (message,) = receive(channel, 1)
@@ -124,14 +156,50 @@ def test_without_an_event_loop_acks_delete_at_once(queue):
     conn.release()
 
 
-def test_a_busy_worker_receives_only_when_a_full_batch_fits(queue):
+def test_queue_delete_is_kombus_own_again(queue, io):
+    # Our old ack buffer had a method named _delete, shadowing kombu's Channel._delete
+    # (delete a queue): every queue_delete() raised TypeError.
     _sqs, url = queue
     conn, channel = open_channel(url, FakeHub())
-    channel.basic_qos(prefetch_count=12)
-    assert channel._batch_ready()  # idle: poll for whatever comes
-    received = receive(channel, 3)
-    assert not channel._batch_ready()  # busy, 9 free: wait for 10
-    channel.basic_ack(received[0].delivery_tag)
+    assert "_delete" not in vars(transport.AdaptiveBatches)
+    channel.queue_delete("acks")  # kombu deletes the queue: no TypeError
+    conn.release()
+
+
+def test_visibility_extensions_go_ten_to_a_call(queue, io):
+    sqs, url = queue
+    conn, channel = open_channel(url, FakeHub())
+    received = receive(channel, 12)
+    entries = [(url, m.delivery_info["sqs_message"]["ReceiptHandle"], 0) for m in received]
+    assert io.extend(entries).result() == 12
+    assert io.calls == {"ChangeMessageVisibilityBatch": 2}
+    assert counts(sqs, url) == (12, 0)  # visibility 0: all visible again
+    conn.release()
+
+
+def test_receiving_goes_to_batches_for_a_backlog_of_short_jobs_and_back(queue, io):
+    _sqs, url = queue
+    conn, channel = open_channel(url, FakeHub())
+    channel.basic_qos(prefetch_count=2)  # concurrency 2, Celery's default multiplier
+    assert not channel.batched and channel.qos.prefetch_count == 2
+    # Short jobs (two processes finishing one every 0.1 s) and a full receive: batch.
+    channel._job_seconds = 0.2
+    channel.note_received(requested=2, got=2)
+    assert channel.batched and channel.qos.prefetch_count == 2 + RECEIVE_BATCH
+    # Busy with both processes and a few reserved: wait for a whole batch of slots.
+    received = receive(channel, 5)
+    assert not channel._batch_ready()
+    # A process would wait (fewer held than processes): receive at once.
+    for message in received[:4]:
+        channel.basic_ack(message.delivery_tag)
+    channel._job_seconds = 0.2
     assert channel._batch_ready()
+    # The queue ran dry: back to Celery's prefetch, one receive per free process.
+    channel.note_received(requested=10, got=3)
+    assert not channel.batched and channel.qos.prefetch_count == 2
+    # Long jobs never batch, backlog or not.
+    channel._job_seconds = 30.0
+    channel.note_received(requested=2, got=2)
+    assert not channel.batched
     channel.close()
     conn.release()

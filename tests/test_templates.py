@@ -283,7 +283,7 @@ def test_progress_and_failure_items():
 
 # --- the OpenAPI document -------------------------------------------------------------------
 def test_openapi_document():
-    from tasks.registry import all_jobs, public_jobs
+    from tasks.jobkit.registry import all_jobs, public_jobs
 
     doc = build_openapi(TARGETS, api_key_required=True)
     assert doc["openapi"].startswith("3.0")
@@ -407,7 +407,7 @@ def test_velocity_17_renders_the_same_job_json(velocity):
 
 def test_catalog_template_is_the_public_jobs_verbatim():
     """GET /tasks is a mock integration whose template is the catalog: `$`/`#` must survive."""
-    from tasks.registry import JobSpec, public_jobs
+    from tasks.jobkit.registry import JobSpec, public_jobs
 
     doc = build_openapi(TARGETS)
     template = doc["paths"]["/tasks"]["get"]["x-amazon-apigateway-integration"]["responses"][

@@ -10,6 +10,8 @@ import pytest
 from celery import states
 
 from tasks.debug import add, sleep
+from tasks.ops.settings import Settings
+from tasks.worker.sqs_io import SqsIO
 from tests.conftest import wait_until
 from tests.faults import drained, received_count, side_queue, submit
 
@@ -77,9 +79,8 @@ def test_the_heartbeat_extends_held_messages_and_skips_acknowledged_ones(in_proc
                                                                            monkeypatch):
     import boto3
 
-    from tasks import visibility
+    from tasks.worker import visibility
 
-    visibility._client.cache_clear()
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="beat", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
     for body in ("held", "acked"):
@@ -89,46 +90,47 @@ def test_the_heartbeat_extends_held_messages_and_skips_acknowledged_ones(in_proc
     _held(monkeypatch, "held-job", url, by_body["held"], acknowledged=False)
     _held(monkeypatch, "acked-job", url, by_body["acked"], acknowledged=True)
 
-    step = visibility.VisibilityHeartbeat(None)
+    step = visibility.VisibilityHeartbeat()
     step.timeout = 30
+    io = SqsIO(Settings.from_env())
+    monkeypatch.setattr(visibility, "sqs_io", lambda: io)
     step.beat()
+    io.close()  # waits for the batch call
+    assert io.calls == {"ChangeMessageVisibilityBatch": 1}
     time.sleep(1.5)  # the fault under test: time passing beyond the visibility timeout
     again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
     assert [m["Body"] for m in again] == ["acked"]
-    visibility._client.cache_clear()
 
 
 def test_the_heartbeat_never_asks_past_the_12_hour_ceiling(monkeypatch):
-    from tasks import visibility
+    from tasks.worker import visibility
 
-    calls = []
-    step = visibility.VisibilityHeartbeat(None)
+    step = visibility.VisibilityHeartbeat()
     step.timeout = 300
-    monkeypatch.setattr(step, "extend", lambda req, url, receipt, t: calls.append((req.id, t)))
     _held(monkeypatch, "old", "http://q", "r-old", acknowledged=False)
     _held(monkeypatch, "new", "http://q", "r-new", acknowledged=False)
     now = time.monotonic()
     step.received_at = {"r-old": now - visibility.SQS_MAX_VISIBILITY + 100}
-    step.beat()
+    timeouts = {receipt: t for _url, receipt, t in step.entries()}
     # 100 s of the 12 hours left, less a minute's margin; the new one gets the full timeout.
-    assert dict(calls) == {"old": pytest.approx(40, abs=2), "new": 300}
+    assert timeouts == {"r-old": pytest.approx(40, abs=2), "r-new": 300}
 
 
 def test_an_eta_beyond_what_sqs_can_hold_is_refused_with_a_clear_error():
-    from tasks import visibility
+    from tasks.worker import visibility
 
     stored, acked = [], []
-    backend = SimpleNamespace(store_result=lambda *a, **k: stored.append(a))
+    backend = SimpleNamespace(record_quietly=lambda *a, **k: stored.append(a[:3]))
 
     def request(hours: float) -> SimpleNamespace:
         return SimpleNamespace(
             id=f"eta-{hours}", eta=(datetime.now(UTC) + timedelta(hours=hours)).isoformat(),
-            task=SimpleNamespace(backend=backend), _context=None,
+            task=SimpleNamespace(backend=backend), _context=None, _message=None,
             acknowledge=lambda: acked.append(True))
 
-    visibility._refuse_eta_beyond_limit(request=request(2))
+    visibility.refuse_eta_beyond_limit(request(2))
     assert stored == [] and acked == []
-    visibility._refuse_eta_beyond_limit(request=request(13))
+    visibility.refuse_eta_beyond_limit(request(13))
     ((job_id, error, state),) = stored
     assert (job_id, state) == ("eta-13", states.FAILURE)
     assert isinstance(error, visibility.EtaBeyondVisibilityLimit)

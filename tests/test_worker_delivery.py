@@ -7,9 +7,10 @@ import uuid
 import pytest
 from celery import states
 
-from tasks.debug import add, append_line
+from tasks.debug import add
 from tests.conftest import wait_until
 from tests.envelopes import capture, envelope
+from tests.jobs import append_line
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +84,37 @@ def test_poison_messages_reach_the_dlq_with_a_reason_and_the_worker_keeps_servin
     assert add.delay(x=1, y=1).get(timeout=60) == 2
     # Leave the DLQ empty for the tests after this one.
     stack.drain(stack.dlq_url)
+
+
+def test_an_unknown_task_is_failure_only_on_its_last_receive(stack, start_worker):
+    # A rolling deploy: an old worker that does not know a new task must not fail its job,
+    # since the new worker that knows it will run it; alone, it fails it on the last receive.
+    from tests.faults import side_queue, submit
+    from tests.jobs import increment
+
+    queue = side_queue(stack, "rolling", max_receive=3)
+    old_env = {**queue.env, "JOBS_EXTRA_MODULES": ""}  # an image without tests.jobs
+    old = start_worker(concurrency=1, env=old_env)
+    handed_over = submit(stack, increment.s(1, by=2), queue)
+    wait_until(lambda: stack.status(handed_over) == states.RETRY, 60, message="RETRY")
+    error = stack.item(handed_over)["error"]["M"]
+    assert "unknown task 'tests.jobs.increment'" in error["message"]["S"]
+    old.stop()
+    start_worker(concurrency=1, env=queue.env)  # the new image knows the task
+    wait_until(lambda: stack.status(handed_over) == states.SUCCESS, 60, message="SUCCESS")
+    assert stack.item(handed_over)["result"]["S"] == "3"
+    assert "rejected" not in stack.item(handed_over)
+
+
+def test_an_unknown_task_nobody_knows_fails_on_its_last_receive(stack, start_worker):
+    from tests.faults import side_queue, submit
+    from tests.jobs import increment
+
+    queue = side_queue(stack, "unknown", max_receive=3)
+    start_worker(concurrency=1, env={**queue.env, "JOBS_EXTRA_MODULES": ""})
+    orphan = submit(stack, increment.s(1), queue)
+    wait_until(lambda: stack.status(orphan) == states.FAILURE, 90, message="FAILURE")
+    item = stack.item(orphan)
+    assert item["attempts"]["N"] == "3"
+    assert item["error"]["M"]["type"]["S"] == "PoisonMessage"
+    wait_until(lambda: stack.queue_counts(queue.dlq_url)[0] == 1, 60, message="in the DLQ")

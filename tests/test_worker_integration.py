@@ -9,9 +9,10 @@ import sys
 import pytest
 from celery import chain, chord, group, states
 
-from tasks.debug import add, fail, flaky, increment, sleep, total
+from tasks.debug import add, fail, sleep
 from tasks.text import analyze
 from tests.conftest import OUTPUT, ROOT, wait_until
+from tests.jobs import flaky, increment, total
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,7 @@ def test_chord_fires_its_body_once_with_all_results(stack, module_worker):
 
 
 def test_a_result_too_large_for_dynamodb_fails_the_job_once(stack, module_worker):
-    from tasks.debug import big_result
+    from tests.jobs import big_result
 
     result = big_result.delay(size=500_000)
     with pytest.raises(Exception, match="DynamoDB's item limit is 400 KB"):
@@ -95,7 +96,7 @@ def test_health_check_reads_the_heartbeat_file(stack, module_worker, tmp_path):
     wait_until(heartbeat.exists, 30, message="heartbeat file")
 
     def health(path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tasks.health"], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "tasks.worker.health"], cwd=ROOT,
                               env={**stack.env, "WORKER_HEARTBEAT_FILE": str(path)},
                               capture_output=True, text=True, timeout=30)
 

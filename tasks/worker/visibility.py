@@ -4,9 +4,10 @@ SQS hides a received message for the queue's visibility timeout and then
 delivers it again, to any worker, whether or not the first is still working
 on it. While this worker holds a message it has not acknowledged (a task
 running, waiting for a pool process, or waiting for its ETA/countdown), this
-consumer step pushes the message's visibility forward with
-ChangeMessageVisibility, well before it lapses. Once the request is
-acknowledged or handed back, it is no longer held and never extended again.
+middleware pushes the message's visibility forward with
+ChangeMessageVisibilityBatch (one call per 10 held messages), well before it
+lapses. Once the request is acknowledged or handed back, it is no longer held
+and never extended again.
 
 ETA/countdown tasks are held and extended the same way, up to SQS's ceiling:
 a message's visibility can reach at most 12 hours after it was received.
@@ -17,19 +18,27 @@ why) and the message is acknowledged. Schedule such work outside the queue.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
 from datetime import UTC, datetime
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from celery import bootsteps, signals, states
+from celery import states
 
-from tasks.settings import Settings
-from tasks.shutdown import held_requests, message_location
+from tasks.ops import clients
+from tasks.ops.clients import sqs_client
+from tasks.ops.settings import Settings
+from tasks.worker import liveness
+from tasks.worker.celery_private import (
+    held_requests,
+    mark_revoked,
+    request_context,
+    request_message,
+)
+from tasks.worker.middleware import Middleware
+from tasks.worker.sqs_io import sqs_io
+from tasks.worker.sqs_messages import sqs_location
 
 log = logging.getLogger(__name__)
 
@@ -38,30 +47,15 @@ SQS_MAX_VISIBILITY = 12 * 3600
 # Refuse ETAs this close to the ceiling: the job needs time to run once due.
 ETA_MARGIN = 3600
 
-# The heartbeat runs in the consumer's event loop: fail fast rather than stall
-# it; the next beat (a third of the timeout later) tries again.
-HEARTBEAT_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 2},
-    connect_timeout=1,
-    read_timeout=3,
-)
-GONE_CODES = ("ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidParameterValue",
-              "AWS.SimpleQueueService.MessageNotInflight")
 
 
 class EtaBeyondVisibilityLimit(Exception):
     """A countdown/ETA further away than SQS lets a worker hold a message."""
 
 
-@functools.lru_cache(maxsize=4)
-def _client(region: str, endpoint: str | None, pid: int):
-    return boto3.session.Session().client(
-        "sqs", region_name=region, endpoint_url=endpoint, config=HEARTBEAT_CLIENT_CONFIG)
-
-
-def sqs_for_heartbeats():
-    settings = Settings.from_env()
-    return _client(settings.region, settings.sqs_endpoint, os.getpid())
+def message_location(request) -> tuple[str, str] | None:
+    """(queue URL, receipt handle) of a request's SQS message, if it still has one."""
+    return sqs_location(request_message(request))
 
 
 def heartbeat_interval(visibility_timeout: int) -> float:
@@ -77,8 +71,8 @@ def queue_visibility_timeout(configured: int) -> int:
     """
     settings = Settings.from_env()
     try:
-        attributes = sqs_for_heartbeats().get_queue_attributes(
-            QueueUrl=settings.resolved_queue_url(), AttributeNames=["VisibilityTimeout"]
+        attributes = sqs_client(settings, quick=True).get_queue_attributes(
+            QueueUrl=clients.queue_url(settings), AttributeNames=["VisibilityTimeout"]
         )["Attributes"]
         actual = int(attributes["VisibilityTimeout"])
     except (BotoCoreError, ClientError, KeyError, ValueError) as exc:
@@ -91,31 +85,36 @@ def queue_visibility_timeout(configured: int) -> int:
     return actual
 
 
-class VisibilityHeartbeat(bootsteps.StartStopStep):
-    requires = {"celery.worker.consumer.tasks:Tasks"}
+class VisibilityHeartbeat(Middleware):
+    """Extends every held message, one ChangeMessageVisibilityBatch per 10, each beat."""
 
-    def __init__(self, parent, **kwargs):
-        super().__init__(parent, **kwargs)
-        self.timeout = Settings.from_env().visibility_timeout
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.timeout = self.settings.visibility_timeout
         self.interval = heartbeat_interval(self.timeout)
         self.received_at: dict[str, float] = {}  # receipt handle -> when first seen
         self.tref = None
 
-    def start(self, parent) -> None:
+    def consumer_started(self, consumer) -> None:
         # Off only for tests that show what happens without it.
         if os.environ.get("JOBS_VISIBILITY_HEARTBEAT", "on") == "off":
             log.warning("visibility heartbeat is off: long jobs will be delivered again")
             return
         self.timeout = queue_visibility_timeout(self.timeout)
         self.interval = heartbeat_interval(self.timeout)
-        self.tref = parent.timer.call_repeatedly(self.interval, self.beat)
+        if self.tref is None:
+            self.tref = consumer.timer.call_repeatedly(self.interval, self.beat)
 
-    def stop(self, parent) -> None:
+    def consumer_stopping(self, consumer) -> None:
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
 
-    def beat(self) -> None:
+    def job_received(self, request) -> None:
+        refuse_eta_beyond_limit(request)
+
+    def entries(self) -> list[tuple[str, str, int]]:
+        """(queue url, receipt, seconds) for every message this worker holds unacknowledged."""
         now = time.monotonic()
         held = {}
         for request in held_requests():
@@ -124,30 +123,24 @@ class VisibilityHeartbeat(bootsteps.StartStopStep):
                 continue
             where = message_location(request)
             if where is not None:
-                held[where[1]] = (request, where[0])
+                held[where[1]] = where[0]
         self.received_at = {h: self.received_at.get(h, now) for h in held}
-        for receipt, (request, queue_url) in held.items():
-            if request.acknowledged:  # acked while we were extending another one
-                continue
+        entries = []
+        for receipt, queue_url in held.items():
             # Never ask past the 12-hour ceiling: SQS would refuse the whole call.
             room = SQS_MAX_VISIBILITY - (now - self.received_at[receipt]) - 60
             timeout = int(min(self.timeout, room))
-            if timeout <= 0:
-                continue
-            self.extend(request, queue_url, receipt, timeout)
+            if timeout > 0:
+                entries.append((queue_url, receipt, timeout))
+        return entries
 
-    def extend(self, request, queue_url: str, receipt: str, timeout: int) -> None:
-        try:
-            sqs_for_heartbeats().change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=timeout)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            level = logging.INFO if code in GONE_CODES else logging.WARNING
-            log.log(level, "could not extend the visibility of job %s: %s", request.id, exc)
-        except BotoCoreError as exc:
-            log.warning("could not extend the visibility of job %s: %s", request.id, exc)
-        else:
-            log.debug("job %s: message hidden for another %d s", request.id, timeout)
+    def beat(self) -> None:
+        entries = self.entries()
+        if entries:
+            # Off the event loop; a job SQS kept for us is evidence the worker progresses.
+            future = sqs_io().extend(entries)
+            future.add_done_callback(
+                lambda f: f.exception() is None and f.result() and liveness.mark("extend"))
 
 
 def eta_delay(request) -> float | None:
@@ -164,8 +157,7 @@ def eta_delay(request) -> float | None:
     return (eta - datetime.now(UTC)).total_seconds()
 
 
-@signals.task_received.connect
-def _refuse_eta_beyond_limit(request=None, **kwargs) -> None:
+def refuse_eta_beyond_limit(request) -> None:
     delay = eta_delay(request)
     if delay is None or delay <= SQS_MAX_VISIBILITY - ETA_MARGIN:
         return
@@ -175,11 +167,9 @@ def _refuse_eta_beyond_limit(request=None, **kwargs) -> None:
         "use a countdown/ETA within that, or schedule the job outside the queue")
     log.error("refused job %s: %s", request.id, reason)
     try:
-        request.task.backend.store_result(
-            request.id, reason, states.FAILURE, request=request._context)
+        request.task.backend.record_quietly(request.id, reason, states.FAILURE,
+                                            request_context(request))
     finally:
         # Revoked: the ETA timer drops it when due; acknowledged: SQS forgets it.
-        from celery.worker import state as worker_state
-
-        worker_state.revoked.add(request.id)
+        mark_revoked(request.id)
         request.acknowledge()

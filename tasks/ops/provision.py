@@ -144,7 +144,7 @@ def ensure_table(dynamodb, name: str, *, tags: dict[str, str] | None = None) -> 
 
 def provision(settings, *, tags: dict[str, str] | None = None) -> tuple[QueuePair, Table]:
     """Everything the worker needs, from the deployment settings."""
-    from tasks.aws import dynamodb_client, sqs_client
+    from tasks.ops.clients import dynamodb_client, sqs_client
 
     queues = ensure_queues(
         sqs_client(settings),
@@ -159,7 +159,7 @@ def provision(settings, *, tags: dict[str, str] | None = None) -> tuple[QueuePai
 
 
 def main() -> None:
-    from tasks.settings import Settings
+    from tasks.ops.settings import Settings
 
     settings = Settings.from_env()
     queues, table = provision(settings)

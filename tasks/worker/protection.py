@@ -2,7 +2,7 @@
 
 When ECS scales the service in, it stops tasks it chooses, and a running job
 is interrupted (and redelivered later). With ECS_AGENT_URI set (ECS sets it in
-every container), this consumer step asks the ECS agent to protect the task
+every container), this middleware asks the ECS agent to protect the task
 while any job is running or waiting for a pool process, and to drop the
 protection once the worker is idle:
 
@@ -26,10 +26,9 @@ import time
 import urllib.error
 import urllib.request
 
-from celery import bootsteps, signals
-from celery.worker import state as worker_state
-
-from tasks.settings import Settings
+from tasks.ops.settings import Settings
+from tasks.worker.celery_private import active_or_reserved
+from tasks.worker.middleware import Middleware
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def protection_minutes(visibility_timeout: int) -> int:
 
 def busy() -> bool:
     """A job is running or waiting for a pool process (ETA tasks waiting do not count)."""
-    if worker_state.active_requests or worker_state.reserved_requests:
+    if active_or_reserved():
         return True
     # task_received fires just before the request is counted as reserved.
     return time.monotonic() - _last_arrival < CHECK_INTERVAL
@@ -81,41 +80,35 @@ _job_arrived = threading.Event()
 _last_arrival = float("-inf")
 
 
-@signals.task_received.connect
-def _wake(request=None, **kwargs) -> None:
-    global _last_arrival
-    if getattr(request, "eta", None):
-        return  # held for later: protection waits until it is due
-    _last_arrival = time.monotonic()
-    _job_arrived.set()
-
-
-class ScaleInProtection(bootsteps.StartStopStep):
-    requires = {"celery.worker.consumer.tasks:Tasks"}
-
-    def __init__(self, parent, **kwargs):
-        super().__init__(parent, **kwargs)
+class ScaleInProtection(Middleware):
+    def __init__(self) -> None:
         uri = os.environ.get("ECS_AGENT_URI")
         self.client = AgentClient(uri) if uri else None
         self.minutes = protection_minutes(Settings.from_env().visibility_timeout)
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def start(self, parent) -> None:
+    def job_received(self, request) -> None:
+        global _last_arrival
+        if getattr(request, "eta", None):
+            return  # held for later: protection waits until it is due
+        _last_arrival = time.monotonic()
+        _job_arrived.set()
+
+    def consumer_started(self, consumer) -> None:
         if self.client is None or self.thread is not None:
             return
         self.stopping.clear()
         self.thread = threading.Thread(target=self.run, name="scale-in-protection", daemon=True)
         self.thread.start()
 
-    def stop(self, parent) -> None:
+    def consumer_stopping(self, consumer) -> None:
         if self.thread is None:
             return
         self.stopping.set()
         _job_arrived.set()
         self.thread.join(HTTP_TIMEOUT * 2)
         self.thread = None
-
     def run(self) -> None:
         protected = False
         renew_at = retry_at = 0.0

@@ -18,9 +18,9 @@ wrong for us:
   ECS's SIGKILL can land in the middle of a write.
 * kombu hands an unacknowledged message back (shutdown, or a pool process
   that died) by hiding it for `wait_time_seconds` instead of releasing it:
-  tasks.sqs_channel releases it at once (visibility 0).
+  tasks.worker.channel releases it at once (visibility 0).
 
-Enabled by the consumer step registered in tasks/bootsteps.py.
+A middleware (tasks.worker.middleware).
 """
 
 from __future__ import annotations
@@ -30,11 +30,18 @@ import logging
 import os
 import signal
 import threading
-import time
 
-from botocore.exceptions import BotoCoreError, ClientError
-from celery import bootsteps, signals, states
-from celery.worker import state as worker_state
+from celery import states
+
+from tasks.worker.celery_private import (
+    held_requests,
+    pool_processes,
+    request_context,
+    request_message,
+)
+from tasks.worker.middleware import Middleware
+from tasks.worker.sqs_io import sqs_io
+from tasks.worker.sqs_messages import sqs_location
 
 log = logging.getLogger(__name__)
 
@@ -45,45 +52,22 @@ class ShutdownCutOff(Exception):
     """Recorded (state RETRY) on a job that a shutdown deadline interrupted."""
 
 
-def message_location(request) -> tuple[str, str] | None:
-    """(queue URL, receipt handle) of a request's SQS message, if it still has one."""
-    message = getattr(request, "_message", None) or getattr(request, "message", None)
-    info = getattr(message, "delivery_info", None) or {}
-    try:
-        return info["sqs_queue"], info["sqs_message"]["ReceiptHandle"]
-    except (KeyError, TypeError):
-        return None
-
-
-def held_requests() -> list:
-    """Every request this worker holds (reserved, scheduled or running), copied safely."""
-    for _ in range(5):
-        try:
-            return list(worker_state.requests.values())
-        except RuntimeError:  # changed size while copied from another thread
-            time.sleep(0.01)
-    return []
-
-
-class ShutdownDeadline(bootsteps.StartStopStep):
+class ShutdownDeadline(Middleware):
     """Bounds a warm shutdown by `worker_soft_shutdown_timeout` seconds after SIGTERM."""
 
-    requires = {"celery.worker.consumer.tasks:Tasks"}
-    current: ShutdownDeadline | None = None
-
-    def __init__(self, parent, **kwargs):
-        super().__init__(parent, **kwargs)
-        self.consumer = parent
-        self.deadline = float(parent.app.conf.worker_soft_shutdown_timeout or 0)
+    def __init__(self) -> None:
+        self.consumer = None
+        self.deadline = 0.0
         self.timer: threading.Timer | None = None
 
-    def start(self, parent) -> None:
-        ShutdownDeadline.current = self
+    def consumer_started(self, consumer) -> None:
+        self.consumer = consumer
+        self.deadline = float(consumer.app.conf.worker_soft_shutdown_timeout or 0)
 
-    def stop(self, parent) -> None:
-        # The consumer stops (and restarts) on a lost connection too; only the
-        # SIGTERM handler arms the deadline, so nothing to undo here.
-        pass
+    def shutdown_requested(self, how: str) -> None:
+        # Sent from the main process's signal handler; a cold shutdown has its own limit.
+        if how == "Warm":
+            self.arm()
 
     def arm(self) -> None:
         if self.timer is not None or self.deadline <= 0:
@@ -102,15 +86,16 @@ class ShutdownDeadline(bootsteps.StartStopStep):
         for request in requests:
             if request.time_start:
                 self._record(request)
-            self._release(request)
+        io = sqs_io()
+        io.hand_back([where for where in map(message_location, requests) if where], wait=True)
+        io.flush()  # what finished before the cut-off is acknowledged, not run again
         logging.shutdown()
         os._exit(EXIT_CUT_OFF)
 
     def _kill_pool(self) -> None:
         # Children first, so none of them writes a result after the record says
         # the job was returned to the queue.
-        pool = getattr(getattr(self.consumer, "pool", None), "_pool", None)
-        for process in list(getattr(pool, "_pool", None) or []):
+        for process in pool_processes(self.consumer):
             with contextlib.suppress(OSError, TypeError):
                 os.kill(process.pid, signal.SIGKILL)
 
@@ -118,29 +103,10 @@ class ShutdownDeadline(bootsteps.StartStopStep):
         reason = ShutdownCutOff(
             f"the worker shut down and the job did not finish within {self.deadline:.0f} s; "
             "it was returned to the queue and will run again")
-        try:
-            request.task.backend.store_result(
-                request.id, reason, states.RETRY, request=request._context)
-        except Exception:
-            log.exception("could not record that job %s was returned to the queue", request.id)
-
-    def _release(self, request) -> None:
-        where = message_location(request)
-        if where is None:
-            return
-        queue_url, receipt = where
-        from tasks.visibility import sqs_for_heartbeats
-
-        try:
-            sqs_for_heartbeats().change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
-        except (BotoCoreError, ClientError) as exc:
-            log.warning("could not release job %s at once (%s); SQS redelivers it after its "
-                        "visibility timeout", request.id, exc)
+        request.task.backend.record_quietly(request.id, reason, states.RETRY,
+                                            request_context(request))
 
 
-@signals.worker_shutting_down.connect
-def _arm_deadline(sig=None, how=None, **kwargs) -> None:
-    # Sent from the main process's signal handler; a cold shutdown has its own limit.
-    if how == "Warm" and ShutdownDeadline.current is not None:
-        ShutdownDeadline.current.arm()
+def message_location(request) -> tuple[str, str] | None:
+    """(queue URL, receipt handle) of a request's SQS message, if it still has one."""
+    return sqs_location(request_message(request))

@@ -4,9 +4,14 @@ Every value has a local default so that `make run` works with no configuration.
 Endpoints follow boto3's own variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SQS,
 AWS_ENDPOINT_URL_DYNAMODB), so the same code talks to AWS, moto or LocalStack.
 
-JOBS_TARGET chooses the defaults: `local` (the default) means the emulator on
-127.0.0.1:4566 with dummy credentials unless the variables above say otherwise;
-`aws` means boto3's usual resolution and nothing assumed (ECS sets this).
+JOBS_TARGET chooses what an unset endpoint means. `aws` (the default): boto3's
+usual resolution of endpoint and credentials, nothing assumed. `local` (`make
+run`, the tests): the emulator on 127.0.0.1:4566, with dummy credentials unless
+AWS_ACCESS_KEY_ID is set.
+
+Settings are read, never written: the environment of the process is left as it
+was. The project's own clients (tasks.ops.clients, the kombu channel) are given
+their endpoint and credentials from here explicitly.
 """
 
 from __future__ import annotations
@@ -19,21 +24,6 @@ EMULATOR_ACCOUNT_ID = "123456789012"
 LOCAL_ENDPOINT = "http://127.0.0.1:4566"
 
 
-def apply_local_defaults() -> None:
-    """For JOBS_TARGET=local, point boto3 (and so kombu) at the emulator.
-
-    Only fills what is unset, so an explicit endpoint or real credentials win.
-    """
-    if os.environ.get("JOBS_TARGET", "local") != "local":
-        return
-    if not any(os.environ.get(v) for v in
-               ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_DYNAMODB")):
-        os.environ["AWS_ENDPOINT_URL"] = LOCAL_ENDPOINT
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION", "us-east-1"))
-
-
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -44,8 +34,13 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
-def _endpoint(service: str) -> str | None:
-    return os.environ.get(f"AWS_ENDPOINT_URL_{service}") or os.environ.get("AWS_ENDPOINT_URL")
+def _endpoint(service: str, local: bool) -> str | None:
+    explicit = os.environ.get(f"AWS_ENDPOINT_URL_{service}") or os.environ.get("AWS_ENDPOINT_URL")
+    return explicit or (LOCAL_ENDPOINT if local else None)
+
+
+def _modules(raw: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in raw.split(",") if m.strip())
 
 
 @dataclass(frozen=True)
@@ -67,14 +62,26 @@ class Settings:
     # below ECS's stopTimeout (120 s) so the hand-back finishes before SIGKILL.
     shutdown_deadline: int = 100
     prefetch_multiplier: int = 1
-    receive_batch: int = 1
     ack_flush_interval: float = 1.0
     api_keys: tuple[str, ...] = field(default_factory=tuple)
+    target: str = "aws"
+    # Explicit credentials for the emulator only; on AWS boto3 resolves its own.
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    # Job modules beyond tasks.JOB_MODULES (JOBS_EXTRA_MODULES, comma-separated): tests.
+    extra_job_modules: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def local(self) -> bool:
+        return self.target == "local"
 
     @classmethod
     def from_env(cls) -> Settings:
         queue_name = os.environ.get("JOBS_QUEUE_NAME", "jobs")
-        apply_local_defaults()
+        target = os.environ.get("JOBS_TARGET", "aws").strip().lower() or "aws"
+        if target not in ("aws", "local"):
+            raise ValueError(f"JOBS_TARGET must be 'aws' or 'local', got {target!r}")
+        local = target == "local"
         raw_keys = os.environ.get("JOBS_API_KEYS", "").split(",")
         keys = tuple(k.strip() for k in raw_keys if k.strip())
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -84,8 +91,8 @@ class Settings:
             queue_url=os.environ.get("JOBS_QUEUE_URL") or None,
             dlq_name=os.environ.get("JOBS_DLQ_NAME", f"{queue_name}-dlq"),
             table_name=os.environ.get("JOBS_TABLE_NAME", "jobs"),
-            sqs_endpoint=_endpoint("SQS"),
-            dynamodb_endpoint=_endpoint("DYNAMODB"),
+            sqs_endpoint=_endpoint("SQS", local),
+            dynamodb_endpoint=_endpoint("DYNAMODB", local),
             visibility_timeout=_env_int("JOBS_VISIBILITY_TIMEOUT", 300),
             max_receive_count=_env_int("JOBS_MAX_RECEIVE_COUNT", 5),
             result_expires=_env_int("JOBS_RESULT_EXPIRES", 7 * 24 * 3600),
@@ -94,22 +101,24 @@ class Settings:
             heartbeat_file=os.environ.get("WORKER_HEARTBEAT_FILE", "/tmp/worker-heartbeat"),
             shutdown_deadline=_env_int("WORKER_SHUTDOWN_DEADLINE", 100),
             prefetch_multiplier=_env_int("WORKER_PREFETCH_MULTIPLIER", 1),
-            receive_batch=_env_int("JOBS_RECEIVE_BATCH", 1),
             ack_flush_interval=float(os.environ.get("JOBS_ACK_FLUSH_INTERVAL", "1.0")),
             api_keys=keys,
+            target=target,
+            access_key_id=(os.environ.get("AWS_ACCESS_KEY_ID") or "testing") if local else None,
+            secret_access_key=(os.environ.get("AWS_SECRET_ACCESS_KEY") or "testing")
+            if local else None,
+            extra_job_modules=_modules(os.environ.get("JOBS_EXTRA_MODULES", "")),
         )
 
-    def resolved_queue_url(self) -> str:
-        """The queue's URL without a network call where it can be derived.
+    def derived_queue_url(self) -> str | None:
+        """The queue's URL where it is known without a network call, else None.
 
-        On an emulator the URL is `<endpoint>/<account>/<name>`; on AWS the
-        deployment sets JOBS_QUEUE_URL, and failing that we ask SQS once.
+        JOBS_QUEUE_URL (the deployment sets it) wins; on an emulator the URL is
+        `<endpoint>/<account>/<name>`. tasks.ops.clients.queue_url asks SQS otherwise.
         """
         if self.queue_url:
             return self.queue_url
         if self.sqs_endpoint:
             account = os.environ.get("AWS_ACCOUNT_ID", EMULATOR_ACCOUNT_ID)
             return f"{self.sqs_endpoint.rstrip('/')}/{account}/{self.queue_name}"
-        from tasks.aws import sqs_client
-
-        return sqs_client(self).get_queue_url(QueueName=self.queue_name)["QueueUrl"]
+        return None

@@ -15,7 +15,8 @@ import logging
 from billiard.exceptions import WorkerLostError
 from celery import states
 
-from tasks.settings import Settings
+from tasks.ops.settings import Settings
+from tasks.worker.celery_private import delivery_count, request_context
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ def _max_receive_count() -> int:
 def record_if_final_loss(request, exc: BaseException) -> bool:
     """On the final delivery, record FAILURE for a job whose process died; True if it did."""
     exc = getattr(exc, "exc", exc)  # billiard wraps it in ExceptionWithTraceback
-    count = getattr(request, "_request_dict", {}).get("delivery_count")
-    if not isinstance(exc, WorkerLostError) or not isinstance(count, int):
+    count = delivery_count(request)
+    if not isinstance(exc, WorkerLostError) or count is None:
         return False
     if count < _max_receive_count():
         return False
@@ -42,10 +43,5 @@ def record_if_final_loss(request, exc: BaseException) -> bool:
         f"(last: {exc}); it may need more memory, or it crashes its process. "
         "The message goes to the dead-letter queue.")
     log.error("job %s: %s", request.id, reason)
-    try:
-        request.task.backend.store_result(request.id, reason, states.FAILURE,
-                                          request=request._context)
-    except Exception:
-        log.exception("could not record the failure of job %s", request.id)
-        return False
-    return True
+    return request.task.backend.record_quietly(request.id, reason, states.FAILURE,
+                                               request_context(request))

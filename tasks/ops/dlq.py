@@ -1,7 +1,7 @@
 """Inspecting and redriving the dead-letter queue.
 
-`python -m tasks.dlq show` lists the messages (task, id, receive count, why
-they were rejected); `python -m tasks.dlq redrive` moves them back to the work
+`python -m tasks.ops.dlq show` lists the messages (task, id, receive count, why
+they were rejected); `python -m tasks.ops.dlq redrive` moves them back to the work
 queue. `python -m ecs dlq` / `redrive` call the same functions on AWS.
 """
 
@@ -126,10 +126,10 @@ def print_letters(letters: list[DeadLetter]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.aws import dynamodb_client, sqs_client
-    from tasks.settings import Settings
+    from tasks.ops.clients import dynamodb_client, queue_url, sqs_client
+    from tasks.ops.settings import Settings
 
-    parser = argparse.ArgumentParser(prog="python -m tasks.dlq", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tasks.ops.dlq", description=__doc__)
     parser.add_argument("action", choices=["show", "redrive"])
     args = parser.parse_args(argv)
     settings = Settings.from_env()
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print_letters(peek(sqs, dlq_url))
     else:
         moved = redrive(sqs, dynamodb_client(settings), dlq_url,
-                        settings.resolved_queue_url(), settings.table_name)
+                        queue_url(settings), settings.table_name)
         print(f"moved {moved} message(s) back to {settings.queue_name}")
     return 0
 

@@ -14,8 +14,7 @@ from typing import Any
 
 from jsonschema import Draft4Validator
 
-from tasks.celery_app import app
-from tasks.errors import InvalidJobInput
+from tasks.jobkit.errors import InvalidJobInput
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,8 @@ def job(
                 raise InvalidJobInput("; ".join(problems))
             return fn(self, *args, **kwargs)
 
+        from tasks.celery_app import app  # the app imports the job modules: not at the top
+
         task = app.task(bind=True, name=name, **task_options)(run)
         _SPECS[name] = JobSpec(name, schema, public, summary or (fn.__doc__ or "").strip())
         return task
@@ -62,9 +63,15 @@ def job(
     return decorate
 
 
+def _load_jobs() -> None:
+    import tasks.celery_app  # noqa: F401  (importing the app registers every job module)
+
+
 def public_jobs() -> dict[str, JobSpec]:
+    _load_jobs()
     return {name: spec for name, spec in sorted(_SPECS.items()) if spec.public}
 
 
 def all_jobs() -> dict[str, JobSpec]:
+    _load_jobs()
     return dict(sorted(_SPECS.items()))

@@ -1,0 +1,117 @@
+"""Every private name of Celery, kombu and billiard the worker relies on, in one place.
+
+Nothing else in the project reads a private attribute of these libraries or
+imports a module they do not document. What we override is listed in
+`OVERRIDDEN` with the parameters we rely on; tests/test_celery_private.py
+checks each name and signature against the installed versions, so an upgrade
+that changes one fails that test loudly instead of the worker quietly.
+pyproject.toml bounds celery, kombu and billiard to the minor versions it
+passes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+from celery.worker import state as worker_state
+from celery.worker.consumer import Consumer
+from celery.worker.request import Request
+from kombu.transport import SQS
+from kombu.transport.virtual import Channel as VirtualChannel
+
+__all__ = ["OVERRIDDEN", "Consumer", "Request", "SQSChannel", "SQSTransport", "VirtualChannel"]
+
+SQSChannel = SQS.Channel
+SQSTransport = SQS.Transport
+
+# Methods we override or call that are not documented API: (class, name, parameters).
+OVERRIDDEN: tuple[tuple[type, str, tuple[str, ...]], ...] = (
+    (Consumer, "create_task_handler", ("self", "promise")),
+    (Request, "__init__", ("self", "message")),
+    (Request, "on_accepted", ("self", "pid", "time_accepted")),
+    (Request, "on_failure", ("self", "exc_info", "send_failed_event", "return_ok")),
+    (Request, "acknowledge", ("self",)),
+    (Request, "reject", ("self", "requeue")),
+    (SQSChannel, "_put", ("self", "queue", "message")),
+    (SQSChannel, "_get_async", ("self", "queue", "count", "callback")),
+    (SQSChannel, "_get_from_sqs", ("self", "queue_name", "queue_url", "connection", "count",
+                                   "callback")),
+    (SQSChannel, "_on_messages_ready", ("self", "queue", "qname", "messages")),
+    (SQSChannel, "_message_to_python", ("self", "message", "queue_name", "q_url")),
+    (SQSChannel, "_new_queue", ("self", "queue")),
+    (SQSChannel, "_schedule_queue", ("self", "queue")),
+    (SQSChannel, "new_sqs_client", ("self", "region", "access_key_id", "secret_access_key",
+                                    "session_token")),
+    (SQSChannel, "basic_ack", ("self", "delivery_tag", "multiple")),
+    (SQSChannel, "basic_reject", ("self", "delivery_tag", "requeue")),
+    (VirtualChannel, "basic_ack", ("self", "delivery_tag", "multiple")),
+)
+
+
+def parameters(cls: type, name: str) -> tuple[str, ...]:
+    return tuple(inspect.signature(getattr(cls, name)).parameters)
+
+
+# --- the worker's own state (celery.worker.state) ---------------------------------
+def held_requests() -> list:
+    """Every request this worker holds (reserved, scheduled or running), copied safely."""
+    for _ in range(5):
+        try:
+            return list(worker_state.requests.values())
+        except RuntimeError:  # changed size while copied from another thread
+            time.sleep(0.01)
+    return []
+
+
+def active_or_reserved() -> bool:
+    """A job is running, or waiting for a pool process."""
+    return bool(worker_state.active_requests or worker_state.reserved_requests)
+
+
+def mark_revoked(job_id: str) -> None:
+    """Make Celery drop this job when its ETA comes (it will not run)."""
+    worker_state.revoked.add(job_id)
+
+
+# --- a request's private parts ------------------------------------------------------
+def request_message(request: Any) -> Any:
+    """The kombu message a request was made from."""
+    return getattr(request, "_message", None) or getattr(request, "message", None)
+
+
+def request_dict(request: Any) -> dict:
+    """The dict that becomes `task.request` in the pool process."""
+    return request._request_dict
+
+
+def request_context(request: Any) -> Any:
+    """The request as the task will see it (what the backend reads facts from)."""
+    return request._context
+
+
+def delivery_count(request: Any) -> int | None:
+    value = getattr(request, "_request_dict", {}).get("delivery_count")
+    return value if isinstance(value, int) else None
+
+
+# --- the pool and the event loop ----------------------------------------------------
+def pool_processes(consumer: Any) -> list:
+    """The prefork pool's child processes (to kill them on a shutdown cut-off)."""
+    pool = getattr(getattr(consumer, "pool", None), "_pool", None)
+    return list(getattr(pool, "_pool", None) or [])
+
+
+def loop_thread(hub: Any) -> int | None:
+    """The thread id kombu's hub runs its loop on."""
+    return getattr(hub, "_loop_thread", None)
+
+
+# --- kombu's SQS channel internals ----------------------------------------------------
+def channel_queue_url(channel: Any, queue: str) -> str:
+    return channel._new_queue(queue)
+
+
+def channel_is_consuming(channel: Any, queue: str) -> bool:
+    return queue in channel._active_queues

@@ -1,0 +1,39 @@
+"""The worker-side request: SQS delivery facts into the task's context, and the
+middleware's job hooks (started, finished)."""
+
+from __future__ import annotations
+
+from tasks.worker import middleware
+from tasks.worker.celery_private import Request, request_dict
+from tasks.worker.sqs_messages import receive_count
+from tasks.worker.worker_lost import record_if_final_loss
+
+
+class SQSRequest(Request):
+    def __init__(self, message, *args, **kwargs):
+        super().__init__(message, *args, **kwargs)
+        # Becomes `task.request.delivery_count` in the pool process, where the
+        # backend records it as the job's `attempts`.
+        request_dict(self)["delivery_count"] = receive_count(message)
+
+    def on_accepted(self, pid, time_accepted):
+        super().on_accepted(pid, time_accepted)
+        middleware.dispatch("job_started", self)
+
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+        # Still handed back as Celery does; on the last delivery the record says why.
+        record_if_final_loss(self, exc_info.exception)
+        return super().on_failure(exc_info, send_failed_event=send_failed_event,
+                                  return_ok=return_ok)
+
+    def acknowledge(self):
+        first = not self.acknowledged
+        super().acknowledge()
+        if first:
+            middleware.dispatch("job_finished", self, "ack")
+
+    def reject(self, requeue=False):
+        first = not self.acknowledged
+        super().reject(requeue=requeue)
+        if first:
+            middleware.dispatch("job_finished", self, "requeue" if requeue else "reject")
