@@ -28,6 +28,10 @@ broker_transport_options = {
     "wait_time_seconds": _settings.wait_time_seconds,
     "client-config": {"retries": {"mode": "standard", "max_attempts": 10}},
     "ack_flush_interval": _settings.ack_flush_interval,
+    # The receive count decides a rejected message's last receive; the sent time gives
+    # the job's time waiting in the queue (tasks.worker.metrics).
+    "fetch_message_attributes": {
+        "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"]},
 }
 broker_connection_retry_on_startup = True
 # kombu's SQS transport, but a message handed back (shutdown, lost pool

@@ -29,6 +29,10 @@ SQSTransport = SQS.Transport
 # Methods we override or call that are not documented API: (class, name, parameters).
 OVERRIDDEN: tuple[tuple[type, str, tuple[str, ...]], ...] = (
     (Consumer, "create_task_handler", ("self", "promise")),
+    # What `celery control cancel_consumer` / `add_consumer` run (tasks.worker.protection).
+    (Consumer, "cancel_task_queue", ("self", "queue")),
+    (Consumer, "add_task_queue", ("self", "queue")),
+    (Consumer, "call_soon", ("self", "p")),
     (Request, "__init__", ("self", "message")),
     (Request, "on_accepted", ("self", "pid", "time_accepted")),
     (Request, "on_failure", ("self", "exc_info", "send_failed_event", "return_ok")),
@@ -70,9 +74,33 @@ def active_or_reserved() -> bool:
     return bool(worker_state.active_requests or worker_state.reserved_requests)
 
 
+def succeeded(request: Any) -> bool:
+    """Celery counted this request's task as returned (set before the ack of a success)."""
+    return request.id in worker_state.successful_requests
+
+
 def mark_revoked(job_id: str) -> None:
     """Make Celery drop this job when its ETA comes (it will not run)."""
     worker_state.revoked.add(job_id)
+
+
+# --- the consumer: stop and resume taking messages --------------------------------
+def stop_consuming(consumer: Any) -> list[str]:
+    """Stop taking messages from every task queue (on the event loop); returns their names.
+
+    Jobs already received run on. kombu's SQS channel releases what a long poll still
+    in flight brings back (visible again at once)."""
+    task_consumer = getattr(consumer, "task_consumer", None)
+    names = [queue.name for queue in (task_consumer.queues if task_consumer else [])]
+    for name in names:
+        consumer.cancel_task_queue(name)
+    return names
+
+
+def resume_consuming(consumer: Any, names: list[str]) -> None:
+    """Take messages from these task queues again (on the event loop)."""
+    for name in names:
+        consumer.add_task_queue(name)
 
 
 # --- a request's private parts ------------------------------------------------------

@@ -63,11 +63,13 @@ def dispatch(hook: str, *args: Any) -> None:
 
 def default_middleware() -> list[Middleware]:
     from tasks.worker.liveness import ProgressMarks
+    from tasks.worker.metrics import JobMetrics
     from tasks.worker.protection import ScaleInProtection
     from tasks.worker.shutdown import ShutdownDeadline
     from tasks.worker.visibility import VisibilityHeartbeat
 
-    return [ProgressMarks(), VisibilityHeartbeat(), ShutdownDeadline(), ScaleInProtection()]
+    return [ProgressMarks(), VisibilityHeartbeat(), ShutdownDeadline(), ScaleInProtection(),
+            JobMetrics()]
 
 
 class Middlewares(bootsteps.StartStopStep):
