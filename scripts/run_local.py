@@ -9,6 +9,7 @@ streams their logs. Ctrl-C stops every process it started.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,6 +50,17 @@ def already_running() -> str | None:
     return None
 
 
+# The emulator's own request log (a line per long poll, and red 400s for the existence
+# checks provisioning makes) and its development-server banner: not the stack's news.
+EMULATOR_NOISE = re.compile(
+    r'"(?:\x1b\[[0-9;]*m)*[A-Z]+ \S+ HTTP/1\.[01](?:\x1b\[[0-9;]*m)*" \d{3} '
+    r"|This is a development server|Press CTRL\+C to quit|Running on http")
+
+
+def emulator_noise(line: str) -> bool:
+    return bool(EMULATOR_NOISE.search(line))
+
+
 def environment() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("JOBS_TARGET", "local")
@@ -79,6 +91,8 @@ class Stack:
         colour = COLOURS.get(label, "") if sys.stdout.isatty() else ""
         reset = RESET if colour else ""
         for line in proc.stdout:
+            if label == "aws" and emulator_noise(line):
+                continue
             sys.stdout.write(f"{colour}[{label:6}]{reset} {line}")
             sys.stdout.flush()
 

@@ -48,6 +48,12 @@ def test_run_local_serves_jobs_refuses_a_second_copy_and_stops_cleanly(tmp_path)
             return record if record["status"] == "SUCCESS" else None
 
         assert wait_until(finished, 60, interval=0.5, message="job SUCCESS")["result"] == 42
+        # The console carries the stack's own lines, not the emulator's request log
+        # (a line per long poll) nor its red 400s for provisioning's existence checks.
+        console = log.read_text()
+        emulator = [line for line in console.splitlines() if line.startswith("[aws")]
+        assert not [line for line in emulator if "HTTP/1.1" in line], emulator
+        assert "[worker]" in console and "ready." in console
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
