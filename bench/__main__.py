@@ -1,8 +1,8 @@
 """`python -m bench` (`make bench`): every scenario against its baselines, in one run.
 
 Prints a Markdown report and writes it, with the raw figures as JSON, to bench/results/.
-`--quick` is the CI smoke size (well under a minute); the default fits a 2-core machine
-in about 10 minutes.
+`--quick` is the CI smoke size (under a minute); the default fits a 2-core machine
+in under 10 minutes.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from bench.servers import ServerSet
 from bench.stack import Stack
 from bench.workers import KINDS
 
-MOTO_ACCOUNT = "123456789012"
-
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("calls", "throughput", "latency")
+SCENARIOS = ("calls", "profile", "throughput", "latency")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -65,35 +63,38 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.monotonic()
     servers = ServerSet(log_dir)
     try:
-        stack = Stack(servers.fauxqs(), servers.moto(), log_dir)
+        stack = Stack(servers.fauxqs(), servers.dynalite(), log_dir)
+        results["machine"].update(servers.versions())
         stack.provision()
+        stack.poll_cost = scenarios.poll_cost(stack, servers)
+        results["settings"]["fauxqs_ms_per_depth_poll"] = round(1000 * stack.poll_cost, 3)
         timeout = 120 if args.quick else 600
         if "calls" in args.scenarios:
             log(f"scenarios 1-2: requests and CPU per job ({', '.join(args.kinds)})")
             _run(results, "calls", lambda: scenarios.calls_and_cpu(
-                stack, args.kinds, {"noop": args.noop_jobs, "progress": args.progress_jobs},
+                stack, servers, args.kinds,
+                {"noop": args.noop_jobs, "progress": args.progress_jobs},
                 processes=2, timeout=timeout))
+        if "profile" in args.scenarios and "ours" in args.kinds:
+            log("scenario 2b: cProfile of ours (main thread and pool children)")
+            _run(results, "profile", lambda: scenarios.profile(
+                stack, args.noop_jobs, processes=2, timeout=timeout))
         if "throughput" in args.scenarios:
             log(f"scenario 4: throughput with {args.processes} processes")
-            kinds = [k for k in args.kinds if k in ("ours-batched", "floor")] if args.quick \
+            kinds = [k for k in args.kinds if k in ("ours", "floor")] if args.quick \
                 else args.kinds
             _run(results, "throughput", lambda: scenarios.throughput(
-                stack, kinds, args.processes, args.throughput_jobs, timeout,
-                window=10 if args.quick else 20,
-                emulator_pids=[p.pid for p in servers.procs]))
+                stack, servers, kinds, args.processes, args.throughput_jobs, timeout,
+                window=10 if args.quick else 20))
         if "latency" in args.scenarios:
             log("scenario 5: latency")
             kinds = ["ours"] if args.quick else args.kinds
-            moto_stack = Stack(stack.ddb_endpoint, stack.ddb_endpoint, log_dir,
-                               run_id=stack.run_id, account=MOTO_ACCOUNT)
-            moto_stack.provision(set_environ=False)
             _run(results, "latency", lambda: scenarios.latency(
-                moto_stack, kinds, args.latency_jobs, timeout=30, http=not args.quick))
+                stack, kinds, args.latency_jobs, timeout=30, http=not args.quick))
     finally:
         servers.close()
-    for kind in ("ours", "ours-batched"):
-        if kind in args.kinds:
-            results.setdefault("goals", []).extend(report.goals(results, kind))
+    if "ours" in args.kinds:
+        results["goals"] = report.goals(results)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     text = report.markdown(results) + f"\nRun took {results['elapsed_s']} s; logs in {log_dir}.\n"
     (args.out / "latest.json").write_text(json.dumps(results, indent=2, default=str))

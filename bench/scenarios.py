@@ -1,10 +1,20 @@
-"""The five measurements. Each returns plain dicts that report.py turns into tables."""
+"""The measurements. Each returns plain dicts that report.py turns into tables.
+
+Every scenario runs against the same emulators (fauxqs for SQS, dynalite for
+DynamoDB). CPU is sampled from /proc before and after each measured window: the
+worker's, split by part (bench.workers.CPU_PARTS), and each emulator's, so the report
+can tell where a job's CPU goes. fauxqs's figure has the bench's own depth polls
+(GetQueueAttributes, up to 50 a second) taken out, at their cost measured once by
+`poll_cost`; it still includes filling the queue, which any submitter would cause.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import pstats
+import signal
 import statistics
 import subprocess
 import sys
@@ -16,20 +26,20 @@ from pathlib import Path
 
 from bench import messages, workers
 from bench.proxy import CountingProxy
-from bench.servers import free_port, stop_process, wait_for_port
+from bench.servers import ServerSet, free_port, stop_process, wait_for_port
 from bench.stack import JOBS, Stack, item_size
 
 ROOT = Path(__file__).resolve().parent.parent
 # A stopped worker's last long poll lives on in the server until it times out, and may
 # still take a message for nobody (hidden for the visibility timeout): let it expire.
 LONG_POLL_GRACE = float(Stack.WAIT_TIME_SECONDS) + 0.5
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
 
 
 def _stop(worker: workers.Worker) -> None:
     worker.stop()
     time.sleep(LONG_POLL_GRACE)
-WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
-READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
 
 
 def _per_job(counts: Counter, jobs: int) -> dict:
@@ -43,13 +53,44 @@ def _per_job(counts: Counter, jobs: int) -> dict:
     }
 
 
-def calls_and_cpu(stack: Stack, kinds: list[str], jobs: dict[str, int], processes: int,
-                  timeout: float) -> list[dict]:
-    """Scenarios 1 and 2: requests per job at a counting proxy, worker CPU per 1,000 jobs.
+def poll_cost(stack: Stack, servers: ServerSet, polls: int = 400) -> float:
+    """fauxqs CPU seconds per `stack.depth()` call (O(1) in fauxqs whatever the depth)."""
+    before = servers.cpu_seconds()["fauxqs"]
+    for _ in range(polls):
+        stack.depth()
+    return (servers.cpu_seconds()["fauxqs"] - before) / polls
+
+
+class CpuWindow:
+    """CPU of a worker and of the emulators between `start()` and `stop(jobs)`."""
+
+    def __init__(self, worker: workers.Worker, servers: ServerSet, stack: Stack) -> None:
+        self.worker, self.servers, self.stack = worker, servers, stack
+
+    def start(self) -> CpuWindow:
+        self.worker0, self.emulators0 = self.worker.cpu(), self.servers.cpu_seconds()
+        self.polls0 = self.stack.depth_calls
+        return self
+
+    def stop(self, jobs: int) -> dict:
+        """ms per job: `cpu` (worker, by part, with "total") and `emulators` (by name)."""
+        worker = workers.diff(self.worker.cpu(), self.worker0)
+        emulators = workers.diff(self.servers.cpu_seconds(), self.emulators0)
+        polls = self.stack.depth_calls - self.polls0
+        emulators["fauxqs"] = max(0.0, emulators["fauxqs"] - polls * self.stack.poll_cost)
+        jobs = max(jobs, 1)
+        return {"cpu": {k: 1000 * v / jobs for k, v in worker.items()},
+                "emulators": {k: 1000 * v / jobs for k, v in emulators.items()},
+                "bench_polls": polls}
+
+
+def calls_and_cpu(stack: Stack, servers: ServerSet, kinds: list[str], jobs: dict[str, int],
+                  processes: int, timeout: float) -> list[dict]:
+    """Scenarios 1 and 2: requests per job at a counting proxy, CPU per job.
 
     Per kind: start the worker through the proxy, run a few warm-up jobs (startup calls
     and imports stay out of the window), then count the requests and CPU seconds of
-    the window in which `jobs[name]` jobs are sent and drained.
+    the window in which `jobs[name]` jobs are sent at once (a backlog) and drained.
     """
     rows = []
     with CountingProxy(stack.sqs_endpoint, stack.ddb_endpoint) as proxy:
@@ -62,20 +103,21 @@ def calls_and_cpu(stack: Stack, kinds: list[str], jobs: dict[str, int], processe
                     messages.fill(stack.sqs, stack.queue_url(), task, kwargs, 2 * processes,
                                   stack.queue_name)
                     stack.wait_drained(worker.alive, timeout)
-                    before, cpu0, t0 = proxy.snapshot(), worker.cpu_seconds(), time.monotonic()
+                    before, t0 = proxy.snapshot(), time.monotonic()
+                    window = CpuWindow(worker, servers, stack).start()
                     ids = messages.fill(stack.sqs, stack.queue_url(), task, kwargs, count,
                                         stack.queue_name)
-                    t1 = stack.wait_drained(worker.alive, timeout)
-                    cpu = worker.cpu_seconds() - cpu0
+                    t1 = stack.wait_drained(worker.alive, timeout, interval=0.1)
+                    cpu = window.stop(count)
                     counts = proxy.snapshot() - before
                     item = stack.item(kind, ids[-1]) or {}
                     status = stack.status(kind, ids[-1])
                     rows.append({
                         "kind": kind, "job": name, "jobs": count, "seconds": t1 - t0,
                         "status_of_last": status, "item_bytes": item_size(item),
-                        "cpu_ms_per_job": 1000 * cpu / count,
-                        "cpu_s_per_1000": 1000 * cpu / count,
-                        **_per_job(counts, count),
+                        "cpu_ms_per_job": cpu["cpu"]["total"],
+                        "cpu_s_per_1000": cpu["cpu"]["total"],
+                        **cpu, **_per_job(counts, count),
                     })
             finally:
                 worker.stop()
@@ -83,8 +125,8 @@ def calls_and_cpu(stack: Stack, kinds: list[str], jobs: dict[str, int], processe
     return rows
 
 
-def throughput(stack: Stack, kinds: list[str], process_counts: list[int], jobs: int,
-               timeout: float, window: float, emulator_pids: list[int] = ()) -> list[dict]:
+def throughput(stack: Stack, servers: ServerSet, kinds: list[str], process_counts: list[int],
+               jobs: int, timeout: float, window: float) -> list[dict]:
     """Scenario 4: jobs/s drained from a pre-filled queue, emulators reached directly.
 
     The rate is taken from the moment 10% of the jobs are done (worker start-up is not
@@ -101,14 +143,13 @@ def throughput(stack: Stack, kinds: list[str], process_counts: list[int], jobs: 
                                    stack.log_dir, f"tp{processes}")
             try:
                 deadline = time.monotonic() + timeout
-                start_depth = start_at = window_end = None
+                start_depth = start_at = window_end = cpu = None
                 while True:
                     depth = stack.depth()
                     now = time.monotonic()
                     if start_at is None and depth <= 0.9 * jobs:
                         start_depth, start_at, window_end = depth, now, now + window
-                        cpu0 = worker.cpu_seconds()
-                        emu0 = workers.tree_cpu_seconds(list(emulator_pids))
+                        cpu = CpuWindow(worker, servers, stack).start()
                     if depth == 0 or (window_end is not None and now >= window_end):
                         break
                     if now > deadline:
@@ -117,20 +158,88 @@ def throughput(stack: Stack, kinds: list[str], process_counts: list[int], jobs: 
                         raise RuntimeError(f"{kind} worker exited; see {stack.log_dir}")
                     time.sleep(0.02)
                 elapsed = max(now - start_at, 1e-6)
-                done = max(start_depth - depth, 1)
-                rows.append({
-                    "kind": kind, "processes": processes, "jobs": start_depth - depth,
-                    "jobs_per_s": (start_depth - depth) / elapsed,
-                    "worker_cpu_ms_per_job": 1000 * (worker.cpu_seconds() - cpu0) / done,
-                    "emulator_cpu_ms_per_job": 1000 * (workers.tree_cpu_seconds(
-                        list(emulator_pids)) - emu0) / done,
-                })
+                done = start_depth - depth
+                rows.append({"kind": kind, "processes": processes, "jobs": done,
+                             "jobs_per_s": done / elapsed, **cpu.stop(done)})
             finally:
                 _stop(worker)
             if stack.depth():
                 stack.sqs.purge_queue(QueueUrl=stack.queue_url())
                 stack.wait_drained(lambda: True, 60)
     return rows
+
+
+def profile(stack: Stack, jobs: int, processes: int, timeout: float, top: int = 10) -> dict:
+    """Where ours's CPU goes, by function (cProfile, bench.profiled).
+
+    A separate run (the profiler slows what it watches): warm-up jobs, SIGUSR2 to the
+    main process and its pool children to start their profiles over, `jobs` no-op jobs
+    as a backlog, then a warm shutdown writes the stats. Returns, for the main thread
+    and for the pool children together, CPU ms per job by package and the `top`
+    functions by own time.
+    """
+    out = stack.log_dir / "ours.pstats"
+    task, kwargs = JOBS["noop"]
+    worker = workers.start("ours", stack.env(None, "profile"), processes, stack.log_dir,
+                           "profile", profile_to=out)
+    try:
+        messages.fill(stack.sqs, stack.queue_url(), task, kwargs, 2 * processes,
+                      stack.queue_name)
+        stack.wait_drained(worker.alive, timeout)
+        main = worker.procs[0].pid
+        for pid in [main, *workers.descendants(main)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR2)
+        messages.fill(stack.sqs, stack.queue_url(), task, kwargs, jobs, stack.queue_name)
+        stack.wait_drained(worker.alive, timeout, interval=0.1)
+    finally:
+        _stop(worker)
+    if not out.exists():
+        raise RuntimeError(f"the profiled worker wrote no {out.name}; see {stack.log_dir}")
+    result = {"jobs": jobs, "main_thread": summarize_profile(pstats.Stats(str(out)), jobs, top)}
+    children = sorted(stack.log_dir.glob(f"{out.name}.child-*"))
+    if children:
+        result["children"] = summarize_profile(pstats.Stats(*map(str, children)), jobs, top)
+    return result
+
+
+def _package(filename: str) -> str:
+    if filename == "~":
+        return "C built-ins (json, sockets, ssl, ...)"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    path = Path(filename)
+    if path.is_relative_to(ROOT):
+        return path.relative_to(ROOT).parts[0] + " (this project)"
+    return "Python stdlib"
+
+
+def summarize_profile(stats: pstats.Stats, jobs: int, top: int) -> dict:
+    by_package: Counter[str] = Counter()
+    functions = []
+    for (filename, line, name), (_cc, calls, own, cumulative, _callers) in \
+            stats.stats.items():  # type: ignore[attr-defined]
+        by_package[_package(filename)] += own
+        where = name if filename == "~" else f"{_short(filename)}:{line} {name}"
+        functions.append((own, cumulative, calls, where))
+    total = sum(by_package.values())
+    functions.sort(reverse=True)
+    return {
+        "ms_per_job": 1000 * total / jobs,
+        "by_package": [{"package": p, "ms_per_job": 1000 * t / jobs, "share": t / total}
+                       for p, t in by_package.most_common() if total],
+        "top": [{"function": where, "calls_per_job": calls / jobs,
+                 "own_ms_per_job": 1000 * own / jobs, "cum_ms_per_job": 1000 * cum / jobs}
+                for own, cum, calls, where in functions[:top]],
+    }
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", f"{ROOT}/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    parts = Path(filename).parts
+    return "/".join(parts[-2:])
 
 
 def _percentiles(samples: list[float]) -> dict:
@@ -143,11 +252,25 @@ def _percentiles(samples: list[float]) -> dict:
             "p99_ms": 1000 * pick(0.99), "mean_ms": 1000 * statistics.fmean(ordered)}
 
 
-def _wait_success(stack: Stack, kind: str, job_id: str, timeout: float) -> None:
+def _p50_ms(samples: list[float]) -> float | None:
+    return 1000 * statistics.median(samples) if samples else None
+
+
+# GetItem back to back would take a core of the two the worker needs: poll every 2 ms.
+POLL_INTERVAL = 0.002
+
+
+def _wait_success(stack: Stack, kind: str, job_id: str, timeout: float) -> float | None:
+    """Wait for SUCCESS; returns when STARTED was first seen (perf_counter), if it was."""
     deadline = time.monotonic() + timeout
-    while stack.status(kind, job_id) != "SUCCESS":
+    started = None
+    while (status := stack.status(kind, job_id)) != "SUCCESS":
+        if status == "STARTED" and started is None:
+            started = time.perf_counter()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{kind}: job {job_id} not SUCCESS within {timeout}s")
+        time.sleep(POLL_INTERVAL)
+    return started
 
 
 def latency(stack: Stack, kinds: list[str], jobs: int, timeout: float,
@@ -155,25 +278,29 @@ def latency(stack: Stack, kinds: list[str], jobs: int, timeout: float,
     """Scenario 5: submit-to-SUCCESS-visible on an idle stack, one job at a time.
 
     `delay()` for the Celery kinds, a boto3 send_message for the floor; then GetItem
-    polled back to back. The stack is moto's server for both services: fauxqs does not
-    speak SQS's query protocol, which API Gateway's integration (and so the shim) uses.
-    This process's Celery apps were configured at import from the first stack, so
-    their producers are pointed at this one by hand.
+    polled every 2 ms. Where a poll saw STARTED, the time splits into submit to
+    STARTED (receive and dispatch) and STARTED to SUCCESS (run and record).
     """
-    os.environ.update(stack.env(None, "latency-client"))
     rows = []
     for kind in kinds:
         worker = workers.start(kind, stack.env(None, f"lat-{kind}"), 2, stack.log_dir, "lat")
         submit = _submitter(stack, kind)
         try:
             _wait_success(stack, kind, submit(), 60)  # warm-up: worker ready
-            samples = []
+            samples, to_started, to_success = [], [], []
             for _ in range(jobs):
                 t0 = time.perf_counter()
-                _wait_success(stack, kind, submit(), timeout)
-                samples.append(time.perf_counter() - t0)
+                started = _wait_success(stack, kind, submit(), timeout)
+                t1 = time.perf_counter()
+                samples.append(t1 - t0)
+                if started is not None:
+                    to_started.append(started - t0)
+                    to_success.append(t1 - started)
             rows.append({"kind": kind, "via": "sqs send (boto3)" if kind == "floor"
-                         else "delay()", **_percentiles(samples)})
+                         else "delay()", **_percentiles(samples),
+                         "p50_to_started_ms": _p50_ms(to_started),
+                         "p50_started_to_success_ms": _p50_ms(to_success),
+                         "started_seen": len(to_started)})
             if kind == "ours" and http:
                 rows.extend(_http_latency(stack, jobs, timeout))
         finally:
@@ -191,15 +318,11 @@ def _submitter(stack: Stack, kind: str):
                                                                job_id))
             return job_id
         return send
+    # Both apps read their settings from this process's environment (Stack.provision).
     if kind == "stock":
         from bench.stock_app import add
     else:
         from tasks.debug import add
-    conf = add.app.conf
-    conf.broker_transport_options = {
-        **conf.broker_transport_options,
-        "predefined_queues": {stack.queue_name: {"url": stack.queue_url()}}}
-    conf.task_default_queue = stack.queue_name
     return lambda: add.delay(**kwargs).id
 
 

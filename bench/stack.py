@@ -1,4 +1,4 @@
-"""The emulated stack one benchmark run uses: fauxqs (SQS) + moto server (DynamoDB).
+"""The emulated stack one benchmark run uses: fauxqs (SQS) + dynalite (DynamoDB).
 
 `Stack.env(endpoint)` is the environment of a worker; pass the counting proxy's URL to
 count its requests, or None to talk to the emulators directly.
@@ -31,6 +31,7 @@ class Stack:
     log_dir: Path
     run_id: str = ""
     account: str = ACCOUNT
+    poll_cost: float = 0.0  # fauxqs CPU seconds per depth() call (scenarios.poll_cost)
 
     def __post_init__(self) -> None:
         self.run_id = self.run_id or uuid.uuid4().hex[:6]
@@ -40,6 +41,7 @@ class Stack:
         session = boto3.session.Session(aws_access_key_id="testing",
                                         aws_secret_access_key="testing", region_name="us-east-1")
         self.sqs = session.client("sqs", endpoint_url=self.sqs_endpoint)
+        self.depth_calls = 0  # GetQueueAttributes made by depth(): bench.scenarios nets them out
         self.ddb = session.client("dynamodb", endpoint_url=self.ddb_endpoint)
 
     def queue_url(self, endpoint: str | None = None) -> str:
@@ -77,6 +79,7 @@ class Stack:
         ensure_table(self.ddb, self.table)
 
     def depth(self) -> int:
+        self.depth_calls += 1
         attrs = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url(),
             AttributeNames=["ApproximateNumberOfMessages",

@@ -5,7 +5,8 @@ events, polling_interval 0), so what differs is Celery's consumer and result bac
 The same task names as ours are registered, doing the same work.
 
 Run: celery -A bench.stock_app worker  (environment as for `celery -A tasks worker`, plus
-BENCH_STOCK_TABLE; the backend creates its table on first start)
+BENCH_STOCK_TABLE; the backend creates its table on first start, at the endpoint in
+AWS_ENDPOINT_URL_DYNAMODB: dynalite in the benchmarks, as for ours)
 """
 
 from __future__ import annotations

@@ -1,8 +1,16 @@
 """Starting, measuring and stopping the worker kinds the benchmarks compare.
 
-Kinds: `ours` (`celery -A tasks worker` as configured), `ours-batched` (the same with
-JOBS_RECEIVE_BATCH=10 and a prefetch of 20), `stock`
-(bench/stock_app.py) and `floor` (bench/floor.py, one process per slot).
+Kinds: `stock` (bench/stock_app.py), `ours` (`celery -A tasks worker` as configured,
+nothing tuned: its receive batching adapts by itself) and `floor` (bench/floor.py, one
+process per slot).
+
+CPU is read from /proc (user+sys; processes in clock ticks, a main thread in schedstat's
+nanoseconds) and split three ways, so a report can say where it goes: the main
+process's main thread (Celery's event loop: consumer, transport, dispatch to the pool),
+its other threads (our SQS I/O thread, botocore calls made off the loop), and its
+descendants (the prefork pool's children, which run the job and write its record).
+Children that exited are counted through the main process's cutime/cstime, which the
+kernel adds when it reaps them.
 """
 
 from __future__ import annotations
@@ -18,39 +26,90 @@ from bench.servers import stop_process
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-APPS = {"ours": "tasks", "ours-batched": "tasks", "stock": "bench.stock_app"}
-KINDS = ("stock", "ours", "ours-batched", "floor")
-BATCH_RECEIVE = 10
+APPS = {"ours": "tasks", "stock": "bench.stock_app"}
+KINDS = ("stock", "ours", "floor")
+CPU_PARTS = ("main_thread", "main_other_threads", "children")
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, user+sys CPU seconds) of a live process."""
+@dataclass(frozen=True)
+class Stat:
+    ppid: int
+    own: float  # user+sys seconds of the process (all its threads)
+    reaped: float  # cutime+cstime: children it has waited for
+
+
+def _stat(path: str) -> Stat | None:
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(path).read_text()
     except OSError:
         return None
     fields = raw[raw.rindex(")") + 2:].split()
-    # fields[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
+    # fields[0] is field 3 (state) of proc(5): ppid is field 4, utime..cstime 14-17.
+    ticks = [int(v) for v in fields[11:15]]
+    return Stat(int(fields[1]), (ticks[0] + ticks[1]) / CLK_TCK, (ticks[2] + ticks[3]) / CLK_TCK)
 
 
-def tree_cpu_seconds(roots: list[int]) -> float:
-    """user+sys CPU of `roots` and every live descendant."""
-    stats: dict[int, tuple[int, float]] = {}
+def _all_stats() -> dict[int, Stat]:
+    stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            stat = _stat(int(entry))
+            stat = _stat(f"/proc/{entry}/stat")
             if stat is not None:
                 stats[int(entry)] = stat
-    total, frontier, seen = 0.0, list(roots), set()
+    return stats
+
+
+def _descendants(root: int, stats: dict[int, Stat]) -> list[int]:
+    out, frontier = [], [root]
     while frontier:
         pid = frontier.pop()
-        if pid in seen or pid not in stats:
+        kids = [child for child, s in stats.items() if s.ppid == pid]
+        out += kids
+        frontier += kids
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    return _descendants(pid, _all_stats())
+
+
+def _thread_seconds(pid: int) -> float | None:
+    """CPU seconds of a process's main thread: schedstat's nanoseconds, else clock ticks."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        thread = _stat(f"/proc/{pid}/task/{pid}/stat")
+        return thread.own if thread else None
+
+
+def cpu_split(roots: list[int]) -> dict[str, float]:
+    """CPU seconds of `roots` so far, by part (CPU_PARTS); "total" is their sum.
+
+    Process totals come in clock ticks (10 ms), so over a short window a small part
+    can come out slightly negative: `diff` clamps it to 0.
+    """
+    stats = _all_stats()
+    parts = dict.fromkeys(CPU_PARTS, 0.0)
+    for root in roots:
+        if root not in stats:
             continue
-        seen.add(pid)
-        total += stats[pid][1]
-        frontier.extend(child for child, (ppid, _) in stats.items() if ppid == pid)
-    return total
+        thread = _thread_seconds(root)
+        main_thread = stats[root].own if thread is None else thread
+        parts["main_thread"] += main_thread
+        parts["main_other_threads"] += stats[root].own - main_thread
+        # A live descendant's `reaped` holds its own exited children.
+        parts["children"] += stats[root].reaped + sum(
+            stats[pid].own + stats[pid].reaped for pid in _descendants(root, stats))
+    parts["total"] = sum(parts[p] for p in CPU_PARTS)
+    return parts
+
+
+def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """after - before by part, each at least 0; "total" (if present) is their sum."""
+    out = {k: max(0.0, after[k] - before.get(k, 0.0)) for k in after if k != "total"}
+    if "total" in after:
+        out["total"] = sum(out.values())
+    return out
 
 
 @dataclass
@@ -58,8 +117,9 @@ class Worker:
     kind: str
     procs: list[subprocess.Popen] = field(default_factory=list)
 
-    def cpu_seconds(self) -> float:
-        return tree_cpu_seconds([p.pid for p in self.procs])
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far, by part, with "total"."""
+        return cpu_split([p.pid for p in self.procs])
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
@@ -69,22 +129,30 @@ class Worker:
             stop_process(proc, timeout=20)
 
 
-def start(kind: str, env: dict[str, str], processes: int, log_dir: Path, tag: str) -> Worker:
-    """Start `kind` with `processes` pool processes (floor: that many loop processes)."""
+def celery_command(kind: str, processes: int, tag: str) -> list[str]:
+    return ["-m", "celery", "-A", APPS[kind], "worker", "--loglevel=WARNING", "--pool=prefork",
+            f"--concurrency={processes}", "--without-heartbeat", "--without-gossip",
+            "--without-mingle", f"--hostname={kind}-{tag}@bench"]
+
+
+def start(kind: str, env: dict[str, str], processes: int, log_dir: Path, tag: str,
+          profile_to: Path | None = None) -> Worker:
+    """Start `kind` with `processes` pool processes (floor: that many loop processes).
+
+    `profile_to`: run a Celery kind under bench.profiled, which writes a cProfile of
+    the main process's main thread there when it exits.
+    """
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     worker = Worker(kind)
     if kind == "floor":
         commands = [[sys.executable, "-m", "bench.floor"] for _ in range(processes)]
+    elif profile_to is not None:
+        commands = [[sys.executable, "-m", "bench.profiled", str(profile_to),
+                     *celery_command(kind, processes, tag)[2:]]]
     else:
-        commands = [[sys.executable, "-m", "celery", "-A", APPS[kind], "worker",
-                     "--loglevel=WARNING", "--pool=prefork", f"--concurrency={processes}",
-                     "--without-heartbeat", "--without-gossip", "--without-mingle",
-                     f"--hostname={kind}-{tag}@bench"]]
-        if kind == "ours-batched":
-            # Receive only when 10 slots are free, and prefetch twice that: one batch
-            # runs while the next is fetched (the tuning the README gives for short jobs).
-            full_env["JOBS_RECEIVE_BATCH"] = str(BATCH_RECEIVE)
-            commands[0].append(f"--prefetch-multiplier={-(-2 * BATCH_RECEIVE // processes)}")
+        commands = [[sys.executable, *celery_command(kind, processes, tag)]]
+    if kind != "floor":
+        full_env["WORKER_CONCURRENCY"] = str(processes)  # as --concurrency says
     for n, command in enumerate(commands):
         log = open(log_dir / f"worker-{kind}-{tag}-{n}.log", "wb")  # noqa: SIM115
         worker.procs.append(subprocess.Popen(
