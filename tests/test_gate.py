@@ -134,3 +134,34 @@ def test_a_bad_envelope_becomes_a_stand_in_the_gate_refuses_with_its_identity():
 
 def test_a_good_envelope_passes():
     assert gate.envelope_problem(_envelope()) is None
+
+
+# --- the compiled validator decides, jsonschema explains: they must agree -----------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**7),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
+                     st.sampled_from(["2026-12-01T10:00:00+00:00", "soon", "", "tasks.debug.add",
+                                      "abc", "\ud800"]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12)
+_HEADER_NAMES = st.sampled_from([*gate.HEADERS["properties"], "args", "x-extra", "get", "1bad"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.dictionaries(_HEADER_NAMES, _VALUES, max_size=8))
+def test_the_compiled_and_the_explaining_validators_agree_on_headers(mutation):
+    headers = {**GOOD_HEADERS, **mutation}
+    explained = not any(True for _ in gate._HEADERS.detail.iter_errors(headers))
+    assert gate._HEADERS.accepts(headers) == explained, headers
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_VALUES, _VALUES, _VALUES)
+def test_the_compiled_and_the_explaining_validators_agree_on_bodies(args, kwargs, embed):
+    for body in ([args, kwargs, embed], [[], {"x": kwargs}, {"callbacks": embed}],
+                 [[], {}, {"chain": [{"task": "t", "options": {"link": args}}]}]):
+        explained = not any(True for _ in gate._BODY.detail.iter_errors(body))
+        assert gate._BODY.accepts(body) == explained, body

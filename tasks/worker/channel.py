@@ -109,6 +109,10 @@ class EnvelopeGate:
         except Exception as exc:  # RecursionError, UnicodeDecodeError, ...
             payload, problem = None, f"the SQS body cannot be read: {type(exc).__name__}"
         if problem is None:
+            # kombu picks the SQS client for a reject or a restore by this name; one the
+            # sender made up (not a predefined queue, not a string) raised inside the
+            # event loop and stopped the worker. The message came from this queue.
+            payload["properties"]["delivery_info"]["routing_key"] = queue_name
             return payload
         return gate.stand_in(payload, problem, message, q_url)
 
