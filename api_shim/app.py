@@ -2,8 +2,11 @@
 
 gunicorn 'api_shim.app:create_app()' -b 127.0.0.1:8000
 
-Routes: POST /tasks/<name>, GET /jobs/<job_id>, GET /tasks (the catalog), GET /openapi.json,
-GET /healthz, and the page at /. CORS is open (`*`): the API is keyed by header, not cookies.
+Every request goes to `Gateway.handle`, which routes and answers from the OpenAPI document as
+API Gateway does (POST /tasks/<name>, GET /jobs/<job_id>, GET /tasks, the OPTIONS preflights,
+and API Gateway's own errors, CORS included). Only GET /, /static/*, /healthz and
+/openapi.json are the shim's own (they are not deployed). CORS is open (`*`): the API is keyed
+by header, not cookies.
 """
 
 from __future__ import annotations
@@ -12,20 +15,22 @@ import logging
 from pathlib import Path
 
 from flask import Flask, Response, request, send_from_directory
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from api_shim.gateway import GATEWAY_MAX_BYTES, Gateway, Incoming, Reply, error
-from api_shim.openapi import CORS_ALLOW_HEADERS
+from api_shim.gateway import GATEWAY_MAX_BYTES, Gateway, Incoming, Reply
 from tasks.ops.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
 log = logging.getLogger(__name__)
 
 
 def _incoming() -> Incoming:
+    environ = request.environ
     return Incoming(method=request.method, path=request.path, body=request.get_data(),
                     headers=dict(request.headers), query=request.args.to_dict(),
-                    source_ip=request.remote_addr or "127.0.0.1")
+                    source_ip=request.remote_addr or "127.0.0.1",
+                    raw_path=environ.get("RAW_URI") or environ.get("REQUEST_URI"))
 
 
 def _respond(reply: Reply) -> Response:
@@ -44,51 +49,45 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = GATEWAY_MAX_BYTES
     app.extensions["gateway"] = gateway
 
-    @app.after_request
-    def cors(response: Response) -> Response:
-        response.headers["Access-Control-Allow-Origin"] = "*"
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
-            response.headers["Access-Control-Allow-Methods"] = "GET,POST,OPTIONS"
-            response.headers["Access-Control-Max-Age"] = "600"
-        return response
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Response:
+        return _respond(gateway.gateway_response("REQUEST_TOO_LARGE"))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
-        message = {413: "Request Too Long", 404: "Not Found"}.get(exc.code or 500, exc.name)
-        return _respond(error(exc.code or 500, message))
+        if exc.code in (404, 405):  # no such resource or method: API Gateway's 403, mapped
+            return _respond(gateway.gateway_response("MISSING_AUTHENTICATION_TOKEN"))
+        return _respond(gateway.gateway_response("DEFAULT_4XX", status=exc.code or 400,
+                                                 message=exc.name))
 
     @app.errorhandler(Exception)
     def crash(exc: Exception) -> Response:
         log.exception("internal error")
-        return _respond(error(500, "Internal server error"))
+        return _respond(gateway.gateway_response("API_CONFIGURATION_ERROR"))
 
-    @app.get("/")
+    # The shim's own pages (GET only; not part of the deployed API).
+    @app.get("/", provide_automatic_options=False)
     def page() -> Response:
         return send_from_directory(STATIC_DIR, "index.html")
 
-    @app.get("/static/<path:name>")
+    @app.get("/static/<path:name>", provide_automatic_options=False)
     def static_file(name: str) -> Response:
         return send_from_directory(STATIC_DIR, name)
 
-    @app.get("/healthz")
+    @app.get("/healthz", provide_automatic_options=False)
     def healthz() -> Response:
         return _respond(Reply(200, {"status": "ok", "tasks": len(gateway.jobs)}))
 
-    @app.get("/openapi.json")
+    @app.get("/openapi.json", provide_automatic_options=False)
     def openapi() -> Response:
         return _respond(Reply(200, gateway.document))
 
-    @app.get("/tasks")
-    def list_tasks() -> Response:
-        return _respond(gateway.list_tasks(_incoming()))
+    # Everything else is the API, answered from the document.
+    @app.route("/<path:path>", methods=METHODS, provide_automatic_options=False)
+    def api(path: str) -> Response:
+        return _respond(gateway.handle(_incoming()))
 
-    @app.post("/tasks/<path:name>")
-    def submit(name: str) -> Response:
-        return _respond(gateway.submit(_incoming(), name))
-
-    @app.get("/jobs/<path:job_id>")
-    def get_job(job_id: str) -> Response:
-        return _respond(gateway.get_job(_incoming(), job_id))
-
+    app.add_url_rule("/", "api_root", lambda: _respond(gateway.handle(_incoming())),
+                     methods=[m for m in METHODS if m not in ("GET", "HEAD")],
+                     provide_automatic_options=False)
     return app

@@ -1,6 +1,6 @@
 """Sending a rendered integration request to SQS or DynamoDB, signed, as API Gateway does.
 
-The integration's `uri` says where: `arn:aws:apigateway:<region>:sqs:path/<account>/<queue>`
+The integration's `uri` says where: `arn:<partition>:apigateway:<region>:sqs:path/<account>/<queue>`
 is a POST to the queue's URL with the rendered body; `...:dynamodb:action/GetItem` is a
 POST of the rendered JSON with `X-Amz-Target: DynamoDB_20120810.GetItem`. The request is
 signed with SigV4 from boto3's credentials, and endpoints follow Settings (moto locally).
@@ -19,7 +19,7 @@ from botocore.httpsession import URLLib3Session
 
 from tasks.ops.settings import Settings
 
-_URI = re.compile(r"^arn:aws:apigateway:(?P<region>[^:]+):(?P<service>[^:]+):"
+_URI = re.compile(r"^arn:[a-z-]+:apigateway:(?P<region>[^:]+):(?P<service>[^:]+):"
                   r"(?P<kind>path|action)/(?P<rest>.+)$")
 _JSON_TARGETS = {"dynamodb": "DynamoDB_20120810"}
 

@@ -3,9 +3,14 @@
 One document serves both worlds: `ecs` imports it into API Gateway (REST), and the shim
 (api_shim.app) routes and renders from it. The mapping templates are the files in
 api_shim/templates; the few deployment names in them (`@TASK_NAME@`, `@QUEUE_NAME@`,
-`@TABLE_NAME@`) are substituted here, when the document is built, so the document is
-complete and needs no stage variables. The SQS URI is built from the same queue name, so
-the message's routing_key always names the queue it is sent to.
+`@TABLE_NAME@`, `@MAX_BODY_BYTES@`, `@EXPOSED@`, `@RESULT_EXPIRES@`) are substituted here,
+when the document is built, so the document is complete and needs no stage variables. The SQS
+URI is built from the same queue name, so the message's routing_key always names the queue it
+is sent to.
+
+Integration responses are chosen by the integration's HTTP status (API Gateway's selection
+patterns for AWS service integrations); the templates read the body where one status means
+several things (SQS's and DynamoDB's 400s: too large, throttled, or a deployment fault).
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ JOB_ID_PATTERN = (
 )
 JSON = "application/json"
 CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key"
+CORS_MAX_AGE = "600"
+# Seconds a client is told to wait after a throttled (429) or unavailable (503) answer; the
+# templates that set it through $context.responseOverride write the same literal.
+RETRY_AFTER_SECONDS = "1"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+# A body of up to 1,024 UTF-16 units is copied into kwargsrepr, 6 bytes a unit at worst.
+KWARGSREPR_MAX_CHARS = 1024 * 6
+SAMPLE_ID = "00000000-0000-4000-8000-000000000000"
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,8 @@ class AwsTargets:
     queue_name: str
     table_name: str
     role_arn: str  # API Gateway's integration credentials role
+    partition: str = "aws"  # aws-cn, aws-us-gov: the integration URIs' ARN partition
+    result_expires: int = 7 * 24 * 3600  # the TTL a DELETE gives a record (JOBS_RESULT_EXPIRES)
 
 
 def template_path(name: str) -> Path:
@@ -48,12 +63,22 @@ def load_template(name: str) -> str:
     return template_path(name).read_text(encoding="utf-8")
 
 
-def fill_template(name: str, **values: str) -> str:
-    """A template with its `@NAME@` placeholders replaced (values must be plain names)."""
+def fill_template(name: str, **values: str | list[str] | tuple[str, ...]) -> str:
+    """A template with its `@NAME@` placeholders replaced.
+
+    A value is a plain name, or a list of plain words (`name` or `name:field`) written
+    separated by single spaces; nothing else is let into a template.
+    """
     text = load_template(name)
     for key, value in values.items():
-        if not _SAFE_NAME.match(value):
-            raise ValueError(f"{key}={value!r} is not a plain name; refusing to template it")
+        if isinstance(value, str):
+            if not _SAFE_NAME.match(value):
+                raise ValueError(f"{key}={value!r} is not a plain name; refusing to template it")
+        else:
+            bad = [word for word in value if not _SAFE_WORD.match(word)]
+            if bad:
+                raise ValueError(f"{key}: {bad!r} are not plain words; refusing to template them")
+            value = " ".join(value)
         text = text.replace(f"@{key.upper()}@", value)
     leftover = re.findall(r"@[A-Z_]+@", text)
     if leftover:
@@ -64,6 +89,38 @@ def fill_template(name: str, **values: str) -> str:
 def model_name(task_name: str) -> str:
     """API Gateway model names are alphanumeric: tasks.debug.add -> TasksDebugAdd."""
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", task_name))
+
+
+def exposed_words(jobs: dict[str, Any]) -> list[str]:
+    """`task:field` for every record field a job shows over HTTP (@job(expose=...))."""
+    return sorted(f"{name}:{field}" for name, spec in jobs.items()
+                  for field in getattr(spec, "expose", ()))
+
+
+def max_body_bytes(request_template: str) -> int:
+    """The largest request body whose SQS message always fits, whatever its characters.
+
+    The message is base64(envelope), and the envelope holds base64([[], body, embed]) plus at
+    most KWARGSREPR_MAX_CHARS of kwargsrepr: the fixed parts are measured from the template.
+    A larger body may still fit (SQS decides, by the message's size); this one always does.
+    """
+    import base64
+    import urllib.parse
+
+    from api_shim.vtl import Params, render
+    from tasks.ops.provision import MAX_MESSAGE_BYTES
+
+    sample = render(request_template, body="{}", params=Params(),
+                    context={"requestId": SAMPLE_ID}).text
+    message = urllib.parse.parse_qs(sample)["MessageBody"][0]
+    envelope = json.loads(base64.b64decode(message))
+    inner_b64 = envelope["body"]
+    inner_overhead = len(base64.b64decode(inner_b64)) - len("{}")
+    fixed = len(base64.b64decode(message)) - len(inner_b64) - len(
+        envelope["headers"]["kwargsrepr"])
+    envelope_max = (MAX_MESSAGE_BYTES // 4) * 3
+    inner_b64_max = envelope_max - fixed - KWARGSREPR_MAX_CHARS
+    return (inner_b64_max // 4) * 3 - inner_overhead
 
 
 def catalog_json(jobs: dict[str, Any]) -> str:
@@ -85,16 +142,36 @@ def _cors(methods: str) -> dict[str, str]:
         "method.response.header.Access-Control-Allow-Origin": "'*'",
         "method.response.header.Access-Control-Allow-Headers": f"'{CORS_ALLOW_HEADERS}'",
         "method.response.header.Access-Control-Allow-Methods": f"'{methods}'",
+        "method.response.header.Access-Control-Max-Age": f"'{CORS_MAX_AGE}'",
     }
 
 
 _ORIGIN = {"method.response.header.Access-Control-Allow-Origin": "'*'"}
-_ORIGIN_HEADER = {"Access-Control-Allow-Origin": {"schema": {"type": "string"}}}
+_RETRY = {**_ORIGIN, "method.response.header.Retry-After": f"'{RETRY_AFTER_SECONDS}'"}
+_STRING = {"schema": {"type": "string"}}
+_ORIGIN_HEADER = {"Access-Control-Allow-Origin": _STRING}
+_RETRY_HEADERS = {**_ORIGIN_HEADER, "Retry-After": _STRING}
 
 
-def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description, "headers": _ORIGIN_HEADER,
+def _error_response(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "headers": headers or _ORIGIN_HEADER,
             "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _retry_responses(what: str) -> dict[str, Any]:
+    return {
+        "429": _error_response(f"{what} is throttling: retry after Retry-After seconds",
+                               _RETRY_HEADERS),
+        "502": _error_response(f"{what} refused the request (a deployment fault)"),
+        "503": _error_response(f"{what} is unavailable: retry after Retry-After seconds",
+                               _RETRY_HEADERS),
+    }
+
+
+def _integration_response(status: str, template: str,
+                          parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"statusCode": status, "responseParameters": parameters or _ORIGIN,
+            "responseTemplates": {JSON: template}}
 
 
 def _path_parameter(name: str, pattern: str | None = None) -> list[dict[str, Any]]:
@@ -106,9 +183,9 @@ def _path_parameter(name: str, pattern: str | None = None) -> list[dict[str, Any
 
 def _options(methods: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """CORS preflight: a mock integration, never behind the API key."""
-    headers = {h: {"schema": {"type": "string"}} for h in (
+    headers = {h: _STRING for h in (
         "Access-Control-Allow-Origin", "Access-Control-Allow-Headers",
-        "Access-Control-Allow-Methods")}
+        "Access-Control-Allow-Methods", "Access-Control-Max-Age")}
     return {
         "summary": "CORS preflight",
         **({"parameters": parameters} if parameters else {}),
@@ -129,6 +206,8 @@ def _security(api_key_required: bool) -> dict[str, Any]:
 
 def _submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
     names = {"task_name": spec.name, "queue_name": targets.queue_name}
+    request = fill_template("send_task.request", **names)
+    refused = fill_template("send_task.error", max_body_bytes=str(max_body_bytes(request)))
     return {
         "operationId": "submit_" + re.sub(r"\W", "_", spec.name),
         "summary": spec.summary or spec.name,
@@ -142,32 +221,32 @@ def _submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str,
             "403": _error_response("Missing or wrong API key"),
             "413": _error_response("The body is too large for one queue message"),
             "415": _error_response("The body is not application/json"),
-            "502": _error_response("The queue did not accept the job"),
+            **_retry_responses("The queue"),
         },
         **_security(api_key_required),
         "x-amazon-apigateway-request-validator": "body-and-params",
         "x-amazon-apigateway-integration": {
             "type": "aws",
             "httpMethod": "POST",
-            "uri": (f"arn:aws:apigateway:{targets.region}:sqs:path/"
+            "uri": (f"arn:{targets.partition}:apigateway:{targets.region}:sqs:path/"
                     f"{targets.account_id}/{targets.queue_name}"),
             "credentials": targets.role_arn,
             "requestParameters": {
                 "integration.request.header.Content-Type":
                     "'application/x-www-form-urlencoded'",
             },
-            "requestTemplates": {JSON: fill_template("send_task.request", **names)},
+            "requestTemplates": {JSON: request},
             "passthroughBehavior": "never",
             # Keys are selection patterns, matched against the integration's HTTP status.
             "responses": {
-                "default": {"statusCode": "202", "responseParameters": _ORIGIN,
-                            "responseTemplates": {JSON: load_template("send_task.response")}},
-                # SQS answers 400 for a message over the queue's size limit (413), and for a
-                # few deployment faults (the template overrides those to 502).
-                "400": {"statusCode": "413", "responseParameters": _ORIGIN,
-                        "responseTemplates": {JSON: load_template("send_task.error")}},
-                r"40[1-9]|4[1-9]\d|5\d{2}": {"statusCode": "502", "responseParameters": _ORIGIN,
-                          "responseTemplates": {JSON: load_template("send_task.failed")}},
+                "default": _integration_response("202", load_template("send_task.response")),
+                # API Gateway keys integration responses by status code: one for all 4xx.
+                # SQS's 400 says a message is over the queue's size limit (the template
+                # overrides to 413) or that SQS throttles (429 with Retry-After); anything
+                # else is a deployment fault (502).
+                r"4\d{2}": _integration_response("502", refused),
+                r"5\d{2}": _integration_response(
+                    "503", load_template("send_task.unavailable"), _RETRY),
             },
         },
     }
@@ -210,7 +289,9 @@ def _catalog(jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
     }
 
 
-def _get_job(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
+def _get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
+             ) -> dict[str, Any]:
+    record = fill_template("get_job.response", exposed=exposed_words(jobs))
     return {
         "operationId": "get_job",
         "summary": "A job's status, progress and result",
@@ -222,24 +303,69 @@ def _get_job(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
                     "content": {JSON: {"schema": {"$ref": "#/components/schemas/Job"}}}},
             "400": _error_response("The job id is not a UUID"),
             "403": _error_response("Missing or wrong API key"),
-            "502": _error_response("The job table could not be read"),
+            **_retry_responses("The job table"),
         },
         **_security(api_key_required),
         "x-amazon-apigateway-request-validator": "params-only",
         "x-amazon-apigateway-integration": {
             "type": "aws",
             "httpMethod": "POST",
-            "uri": f"arn:aws:apigateway:{targets.region}:dynamodb:action/GetItem",
+            "uri": f"arn:{targets.partition}:apigateway:{targets.region}:dynamodb:action/GetItem",
             "credentials": targets.role_arn,
             "requestTemplates": {JSON: fill_template("get_job.request",
                                                      table_name=targets.table_name)},
             "passthroughBehavior": "never",
             "responses": {
-                "default": {"statusCode": "200", "responseParameters": _ORIGIN,
-                            "responseTemplates": {JSON: load_template("get_job.response")}},
-                r"4\d{2}|5\d{2}": {"statusCode": "502", "responseParameters": _ORIGIN,
-                          "responseTemplates": {
-                              JSON: '{"message": "The job table could not be read"}'}},
+                "default": _integration_response("200", record),
+                # DynamoDB's 400 says it throttles (the template overrides to 429 with
+                # Retry-After); any other 4xx is a deployment fault (502).
+                r"4\d{2}": _integration_response("502", load_template("get_job.error")),
+                r"5\d{2}": _integration_response(
+                    "503", load_template("get_job.unavailable"), _RETRY),
+            },
+        },
+    }
+
+
+def _revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
+                ) -> dict[str, Any]:
+    """DELETE /jobs/{job_id}: the revoke transition as one conditional UpdateItem."""
+    record = fill_template("revoke_job.response", exposed=exposed_words(jobs))
+    request = fill_template("revoke_job.request", table_name=targets.table_name,
+                            result_expires=str(int(targets.result_expires)))
+    job = {JSON: {"schema": {"$ref": "#/components/schemas/Job"}}}
+    return {
+        "operationId": "revoke_job",
+        "summary": "Cancel a job that has not finished (Celery's revoke)",
+        "tags": ["jobs"],
+        "parameters": _path_parameter("job_id", JOB_ID_PATTERN),
+        "responses": {
+            "200": {"description": "The job record, REVOKED (now, or already before)",
+                    "headers": _ORIGIN_HEADER, "content": job},
+            "400": _error_response("The job id is not a UUID"),
+            "403": _error_response("Missing or wrong API key"),
+            "409": {"description": "The job had already finished: its record, unchanged",
+                    "headers": _ORIGIN_HEADER, "content": job},
+            **_retry_responses("The job table"),
+        },
+        **_security(api_key_required),
+        "x-amazon-apigateway-request-validator": "params-only",
+        "x-amazon-apigateway-integration": {
+            "type": "aws",
+            "httpMethod": "POST",
+            "uri": (f"arn:{targets.partition}:apigateway:{targets.region}:dynamodb:"
+                    "action/UpdateItem"),
+            "credentials": targets.role_arn,
+            "requestTemplates": {JSON: request},
+            "passthroughBehavior": "never",
+            "responses": {
+                "default": _integration_response("200", record),
+                # DynamoDB's 400: the condition refused it (a finished job: 409, or 200 for
+                # one already REVOKED), or it throttles (429); the same template tells them
+                # apart by the body. Anything else is a deployment fault (502).
+                r"4\d{2}": _integration_response("502", record),
+                r"5\d{2}": _integration_response(
+                    "503", load_template("get_job.unavailable"), _RETRY),
             },
         },
     }
@@ -266,20 +392,28 @@ _JOB_SCHEMA = {
         "worker": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
         "started_at": {"type": "string", "format": "date-time"},
+        "revoked_at": {"type": "string", "format": "date-time"},
         "finished_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
     },
 }
 
 
+GATEWAY_CORS = {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
+                "gatewayresponse.header.Access-Control-Allow-Headers": f"'{CORS_ALLOW_HEADERS}'"}
+
+
 def _gateway_responses() -> dict[str, Any]:
-    """API Gateway's own errors as JSON {"message"}, with CORS, and the statuses we document."""
-    cors = {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
-            "gatewayresponse.header.Access-Control-Allow-Headers": f"'{CORS_ALLOW_HEADERS}'"}
+    """API Gateway's own errors as JSON {"message"}, with CORS, and the statuses we document.
+
+    These templates are not Velocity: API Gateway substitutes `$context.error.*` only.
+    """
     default = {JSON: '{"message": $context.error.messageString}'}
 
-    def response(status: str | None = None, template: dict | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"responseParameters": cors, "responseTemplates": template or default}
+    def response(status: str | None = None, template: dict | None = None,
+                 headers: dict[str, str] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"responseParameters": {**GATEWAY_CORS, **(headers or {})},
+                               "responseTemplates": template or default}
         if status:
             out["statusCode"] = status
         return out
@@ -289,8 +423,13 @@ def _gateway_responses() -> dict[str, Any]:
         "DEFAULT_5XX": response(),
         "BAD_REQUEST_BODY": response("400"),
         "INVALID_API_KEY": response("403", {JSON: '{"message": "Forbidden"}'}),
-        "UNSUPPORTED_MEDIA_TYPE": response("415"),
-        # An unknown route: API Gateway says 403 "Missing Authentication Token"; say 404.
+        "UNSUPPORTED_MEDIA_TYPE": response("415", {JSON: (
+            '{"message": "Unsupported Media Type: send the arguments as application/json"}')}),
+        "REQUEST_TOO_LARGE": response("413"),
+        # The stage's own throttling (usage plan, method settings): tell clients when to retry.
+        "THROTTLED": response("429", headers={
+            "gatewayresponse.header.Retry-After": f"'{RETRY_AFTER_SECONDS}'"}),
+        # An unknown route or method: API Gateway says 403 "Missing Authentication Token".
         "MISSING_AUTHENTICATION_TOKEN": response("404", {JSON: '{"message": "Not Found"}'}),
     }
 
@@ -298,7 +437,7 @@ def _gateway_responses() -> dict[str, Any]:
 def build_openapi(targets: AwsTargets, *, title: str = "sqs-jobs",
                   api_key_required: bool = False) -> dict:
     """The whole API for the public jobs registered now (import `tasks` first)."""
-    from tasks.jobkit.registry import public_jobs
+    from tasks.jobkit.registry import all_jobs, public_jobs
 
     jobs = public_jobs()
     paths: dict[str, Any] = {}
@@ -318,8 +457,10 @@ def build_openapi(targets: AwsTargets, *, title: str = "sqs-jobs",
                                    "options": _options("POST,OPTIONS")}
     paths["/tasks/{name}"] = {"post": _unknown_task(api_key_required),
                               "options": _options("POST,OPTIONS", _path_parameter("name"))}
-    paths["/jobs/{job_id}"] = {"get": _get_job(targets, api_key_required),
-                               "options": _options("GET,OPTIONS", _path_parameter("job_id"))}
+    paths["/jobs/{job_id}"] = {"get": _get_job(targets, all_jobs(), api_key_required),
+                               "delete": _revoke_job(targets, all_jobs(), api_key_required),
+                               "options": _options("GET,DELETE,OPTIONS",
+                                                   _path_parameter("job_id"))}
     document: dict[str, Any] = {
         "openapi": "3.0.1",
         "info": {
@@ -327,7 +468,8 @@ def build_openapi(targets: AwsTargets, *, title: str = "sqs-jobs",
             "version": "1.0",
             "description": (
                 "Submit jobs with POST /tasks/{name} (the body is the task's keyword "
-                "arguments as a JSON object) and read them with GET /jobs/{job_id}."),
+                "arguments as a JSON object), read them with GET /jobs/{job_id} and cancel "
+                "them with DELETE /jobs/{job_id}."),
         },
         "paths": paths,
         "components": {"schemas": schemas},

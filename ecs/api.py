@@ -10,8 +10,11 @@ import hashlib
 import json
 
 from ecs.plan import Context, Step
-from ecs.retry import Patient
+from ecs.retry import Patient, retry_until, role_not_ready
 from ecs.stack import STAGE
+
+# API Gateway rejects integration credentials it cannot assume yet (a role made seconds ago).
+ROLE_PROPAGATION_SECONDS = 120.0
 
 
 def build_definition(stack) -> dict:
@@ -20,7 +23,7 @@ def build_definition(stack) -> dict:
 
     targets = AwsTargets(region=stack.region, account_id=stack.account_id,
                          queue_name=stack.queue_name, table_name=stack.table_name,
-                         role_arn=stack.role_arn(stack.api_role))
+                         role_arn=stack.role_arn(stack.api_role), partition=stack.partition)
     return build_openapi(targets, title=stack.api_name, api_key_required=True)
 
 
@@ -35,6 +38,19 @@ def find_api(apigw, stack) -> dict | None:
             if api["name"] == stack.api_name and api.get("tags", {}).get("stack") == stack.name:
                 return api
     return None
+
+
+def deployment_digests(apigw, api_id: str) -> dict[str, str]:
+    """{deployment id: description} of every deployment: AWS answers 25 a page, and the
+    stage's deployment is often not on the first one."""
+    return {d["id"]: d.get("description", "")
+            for page in apigw.get_paginator("get_deployments").paginate(restApiId=api_id)
+            for d in page["items"]}
+
+
+def usage_plan_key_ids(apigw, plan_id: str) -> set[str]:
+    return {k["id"] for page in apigw.get_paginator("get_usage_plan_keys").paginate(
+        usagePlanId=plan_id) for k in page["items"]}
 
 
 def find_stage(apigw, api_id: str) -> dict | None:
@@ -91,8 +107,7 @@ def plan_api(ctx: Context) -> list[Step]:
     steps: list[Step] = []
     # The digest of the deployed definition is the description of the stage's deployment.
     stage = find_stage(apigw, api["id"]) if api else None
-    deployments = ({d["id"]: d.get("description", "") for d in
-                    apigw.get_deployments(restApiId=api["id"])["items"]} if api else {})
+    deployments = deployment_digests(apigw, api["id"]) if api else {}
     deployed = deployments.get(stage.get("deploymentId", "")) if stage else None
     if api is None:
         action, detail = "create", ""
@@ -110,8 +125,16 @@ def plan_api(ctx: Context) -> list[Step]:
                 tags=stack.tags)["id"]
         else:
             api_id = api["id"]
-        apigw.put_rest_api(restApiId=api_id, mode="overwrite", failOnWarnings=False,
-                           body=json.dumps(document).encode())
+        # failOnWarnings: an import that API Gateway only half understood (an ignored
+        # extension, a template it could not parse) fails here instead of deploying.
+        made = retry_until(apigw.put_rest_api, restApiId=api_id, mode="overwrite",
+                           failOnWarnings=True, body=json.dumps(document).encode(),
+                           retryable=role_not_ready, deadline=ROLE_PROPAGATION_SECONDS,
+                           progress=ctx.progress("api gateway rest api", stack.api_name),
+                           clock=ctx.clock)
+        if made.get("warnings"):
+            raise RuntimeError("API Gateway imported the definition with warnings: "
+                               + "; ".join(made["warnings"]))
         outputs["api_id"] = api_id
         return None
 
@@ -130,7 +153,10 @@ def plan_api(ctx: Context) -> list[Step]:
         current = find_stage(apigw, api_id)
         deployment = None
         if current is None or "definition" in changes:
-            deployment = apigw.create_deployment(restApiId=api_id, description=digest)["id"]
+            deployment = retry_until(
+                apigw.create_deployment, restApiId=api_id, description=digest,
+                retryable=role_not_ready, deadline=ROLE_PROPAGATION_SECONDS,
+                progress=ctx.progress("api gateway stage", STAGE), clock=ctx.clock)["id"]
         if current is None:
             apigw.create_stage(restApiId=api_id, stageName=STAGE, deploymentId=deployment,
                                description=f"{stack.name} jobs API",
@@ -159,8 +185,7 @@ def plan_api(ctx: Context) -> list[Step]:
     plan = find_usage_plan(apigw, stack)
     linked = False
     if plan is not None and key is not None:
-        keys = apigw.get_usage_plan_keys(usagePlanId=plan["id"])["items"]
-        linked = any(k["id"] == key["id"] for k in keys)
+        linked = key["id"] in usage_plan_key_ids(apigw, plan["id"])
     stage_linked = plan is not None and api is not None and any(
         s.get("apiId") == api["id"] and s.get("stage") == STAGE
         for s in plan.get("apiStages", []))
@@ -185,8 +210,7 @@ def plan_api(ctx: Context) -> list[Step]:
                      for s in current.get("apiStages", [])):
             apigw.update_usage_plan(usagePlanId=current["id"], patchOperations=[
                 {"op": "add", "path": "/apiStages", "value": f"{api_id}:{STAGE}"}])
-        keys = apigw.get_usage_plan_keys(usagePlanId=current["id"])["items"]
-        if not any(k["id"] == key_id for k in keys):
+        if key_id not in usage_plan_key_ids(apigw, current["id"]):
             apigw.create_usage_plan_key(usagePlanId=current["id"], keyId=key_id,
                                         keyType="API_KEY")
         return None

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ecs.retry import REAL_CLOCK, Clock
 from ecs.stack import Options, Stack, default_stack_name
 
 DESCRIPTION = """Deploy the jobs system (queue, table, Fargate workers, REST API) to AWS,
@@ -48,6 +49,14 @@ def _deploy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-retention", type=int, default=d.log_retention_days,
                         help="days to keep worker logs (default 14)")
     parser.add_argument("--visibility-timeout", type=int, default=d.visibility_timeout)
+    parser.add_argument("--rollout-timeout", type=float, default=d.rollout_timeout,
+                        help="seconds to wait for the service to be stable (default 900)")
+    parser.add_argument("--smoke-timeout", type=float, default=d.smoke_timeout,
+                        help="seconds the smoke task may take to be healthy (default 600)")
+    parser.add_argument("--max-message-age", type=int, default=d.max_message_age,
+                        help="alarm when a job has waited this many seconds (default 600)")
+    parser.add_argument("--alarm-topic", default=None,
+                        help="SNS topic ARN the alarms notify (default: none; see status)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         _deploy_options(p)
     commands = {
-        "status": "service, queue depth, oldest message, recent jobs",
+        "status": "service, tasks, alarms, queue depth, oldest message, recent jobs",
         "logs": "the workers' logs",
         "dlq": "the dead-letter queue's messages",
         "redrive": "move the dead-letter queue's messages back to the work queue",
@@ -89,7 +98,9 @@ def options_from(args: argparse.Namespace) -> Options:
         enable_exec=args.enable_exec, min_tasks=args.min_tasks, max_tasks=args.max_tasks,
         acceptable_latency=args.acceptable_latency, seconds_per_job=args.seconds_per_job,
         log_retention_days=args.log_retention, visibility_timeout=args.visibility_timeout,
-        spot=not args.no_spot)
+        spot=not args.no_spot, rollout_timeout=args.rollout_timeout,
+        smoke_timeout=args.smoke_timeout, max_message_age=args.max_message_age,
+        alarm_topic=args.alarm_topic)
 
 
 def _region(args) -> str:
@@ -102,7 +113,8 @@ def _region(args) -> str:
 
 
 def main(argv: list[str] | None = None, *, clients=None, builder=None,
-         confirm: Callable[[str], str] = input, echo: Callable[[str], None] = print) -> int:
+         confirm: Callable[[str], str] = input, echo: Callable[[str], None] = print,
+         clock: Clock = REAL_CLOCK) -> int:
     args = build_parser().parse_args(argv)
     from ecs.clients import Clients
 
@@ -110,8 +122,9 @@ def main(argv: list[str] | None = None, *, clients=None, builder=None,
         options = options_from(args)
         options.backlog_target()
         clients = clients or Clients(_region(args))
-        stack = Stack(args.stack, clients.region, clients.account_id(), options)
-        return _run(args, clients, stack, builder, confirm, echo)
+        stack = Stack(args.stack, clients.region, clients.account_id(), options,
+                      partition=clients.partition())
+        return _run(args, clients, stack, builder, confirm, echo, clock)
     except (ValueError, RuntimeError) as exc:
         echo(f"error: {exc}")
         return 2
@@ -123,15 +136,15 @@ def main(argv: list[str] | None = None, *, clients=None, builder=None,
         return 130
 
 
-def _run(args, clients, stack: Stack, builder, confirm, echo) -> int:
+def _run(args, clients, stack: Stack, builder, confirm, echo, clock: Clock) -> int:
     from ecs import deploy, destroy, observe
 
     command = args.command
     if command == "plan" or (command == "deploy" and args.dry_run):
         echo(f"plan for stack {stack.name} in {stack.region} (nothing is changed)")
-        deploy.show_plan(deploy.make_plan(clients, stack, builder), echo)
+        deploy.show_plan(deploy.make_plan(clients, stack, builder, echo, clock), echo)
     elif command == "deploy":
-        deploy.deploy(clients, stack, builder, echo)
+        deploy.deploy(clients, stack, builder, echo, clock)
     elif command == "status":
         observe.status(clients, stack, echo)
     elif command == "logs":
@@ -147,7 +160,7 @@ def _run(args, clients, stack: Stack, builder, confirm, echo) -> int:
             if answer.strip() != stack.name:
                 echo("not confirmed; nothing deleted")
                 return 1
-        destroy.destroy(clients, stack, keep_data=args.keep_data, echo=echo)
+        destroy.destroy(clients, stack, keep_data=args.keep_data, echo=echo, clock=clock)
     return 0
 
 

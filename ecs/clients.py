@@ -23,8 +23,16 @@ class Clients:
         return self._session.client(service, region_name=self.region, config=RETRY_CONFIG,
                                     endpoint_url=self._endpoint)
 
+    @functools.cached_property
+    def _identity(self) -> dict:
+        return self.get("sts").get_caller_identity()
+
     def account_id(self) -> str:
-        return self.get("sts").get_caller_identity()["Account"]
+        return self._identity["Account"]
+
+    def partition(self) -> str:
+        """aws, aws-cn or aws-us-gov: the caller's own ARN says which."""
+        return self._identity["Arn"].split(":")[1]
 
     def __getattr__(self, service: str):
         # clients.ecs, clients.iam, clients.apigateway ...

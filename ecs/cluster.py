@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from ecs.plan import Context, Step, canonical_json
+from ecs.retry import poll, retry_until, role_not_ready
 from ecs.stack import CONTAINER, STOP_TIMEOUT
 
 CAPACITY_PROVIDERS = ["FARGATE", "FARGATE_SPOT"]
 NEW_REVISION = "(new revision)"
+# ECS rejects roles made seconds ago (and, on an account's first cluster, its own
+# service-linked role) until IAM has propagated them.
+ROLE_PROPAGATION_SECONDS = 120.0
+# A deleted service stays DRAINING until its tasks have stopped (SIGTERM, stopTimeout).
+DRAINING_SECONDS = STOP_TIMEOUT + 480.0
 
 
 def capacity_strategy(spot: bool) -> list[dict]:
@@ -136,9 +142,11 @@ def plan_task_definition(ctx: Context) -> Step:
 
     def run(outputs):
         definition = render_task_definition(stack, outputs["image"])
-        made = ecs.register_task_definition(
-            **definition, tags=[{"key": k, "value": v} for k, v in stack.tags.items()]
-        )["taskDefinition"]
+        made = retry_until(
+            ecs.register_task_definition, **definition,
+            tags=[{"key": k, "value": v} for k, v in stack.tags.items()],
+            retryable=role_not_ready, deadline=ROLE_PROPAGATION_SECONDS, clock=ctx.clock,
+            progress=ctx.progress("ecs task definition", stack.family))["taskDefinition"]
         outputs["task_definition"] = made["taskDefinitionArn"]
         return f"revision {made['revision']}"
 
@@ -146,11 +154,35 @@ def plan_task_definition(ctx: Context) -> Step:
     return Step("ecs task definition", stack.family, action, detail, run=run)
 
 
-def find_service(ecs, cluster: str, name: str) -> dict | None:
+def describe_service(ecs, cluster: str, name: str) -> dict | None:
+    """The service in whatever state (ACTIVE, DRAINING, INACTIVE), or None."""
     if find_cluster(ecs, cluster) is None:
         return None
     found = ecs.describe_services(cluster=cluster, services=[name])["services"]
-    return next((s for s in found if s.get("status") in ("ACTIVE", "DRAINING")), None)
+    return found[0] if found else None
+
+
+def find_service(ecs, cluster: str, name: str) -> dict | None:
+    """The ACTIVE service. A DRAINING one (deleted, its tasks still stopping) or an
+    INACTIVE one (deleted) is gone as far as the stack is concerned: neither can be
+    updated, and a new one of that name can be created once it is no longer DRAINING."""
+    found = describe_service(ecs, cluster, name)
+    return found if found and found.get("status") == "ACTIVE" else None
+
+
+def wait_until_drained(ctx: Context, kind: str, name: str) -> None:
+    """Until the deleted service of this name is no longer DRAINING."""
+    stack, ecs = ctx.stack, ctx.clients.ecs
+
+    def drained() -> tuple[bool, str]:
+        found = describe_service(ecs, stack.cluster, stack.service)
+        if found is None or found.get("status") != "DRAINING":
+            return True, ""
+        return False, (f"deleted service still DRAINING, {found.get('runningCount', 0)} "
+                       "task(s) stopping; ECS refuses a new service of its name until then")
+
+    poll(drained, deadline=DRAINING_SECONDS, interval=10, progress=ctx.progress(kind, name),
+         what=f"service {name} draining", clock=ctx.clock)
 
 
 def network_configuration(stack, subnets: str, security_group: str) -> dict:
@@ -191,12 +223,13 @@ def _service_changes(service: dict, wanted: dict) -> list[str]:
     return changes
 
 
-
-
 def plan_service(ctx: Context) -> Step:
     stack, ecs = ctx.stack, ctx.clients.ecs
     o = stack.options
-    service = find_service(ecs, stack.cluster, stack.service)
+    existing = describe_service(ecs, stack.cluster, stack.service)
+    service = existing if existing and existing.get("status") == "ACTIVE" else None
+    draining = existing is not None and existing.get("status") == "DRAINING"
+    name = f"{stack.cluster}/{stack.service}"
     network = network_configuration(stack, ctx.predicted["subnets"],
                                     ctx.predicted["security_group"])
     wanted = {
@@ -210,6 +243,10 @@ def plan_service(ctx: Context) -> Step:
     else:
         changes = _service_changes(service, wanted)
         action = "update" if changes else "unchanged"
+    # The steps after this one wait for the rollout and smoke-test the new revision.
+    ctx.predicted["service_action"] = action
+    ctx.predicted["new_revision"] = "yes" if service is None or "task definition" in changes \
+        else ""
 
     def run(outputs):
         common = dict(
@@ -219,15 +256,23 @@ def plan_service(ctx: Context) -> Step:
                 stack, outputs["subnets"], outputs["security_group"]),
             deploymentConfiguration=DEPLOYMENT_CONFIGURATION,
             enableExecuteCommand=o.enable_exec)
+        retrying = dict(retryable=role_not_ready, deadline=ROLE_PROPAGATION_SECONDS,
+                        clock=ctx.clock, progress=ctx.progress("ecs service", name))
         if service is None:
-            ecs.create_service(
-                serviceName=stack.service, desiredCount=o.min_tasks,
+            if draining:
+                wait_until_drained(ctx, "ecs service", name)
+            retry_until(
+                ecs.create_service, serviceName=stack.service, desiredCount=o.min_tasks,
                 propagateTags="SERVICE", enableECSManagedTags=True,
-                tags=[{"key": k, "value": v} for k, v in stack.tags.items()], **common)
+                tags=[{"key": k, "value": v} for k, v in stack.tags.items()], **common,
+                **retrying)
         else:
+            # Kept so that a failed smoke check can put the service back on it.
+            outputs["previous_task_definition"] = service["taskDefinition"]
             # No desiredCount: a redeploy keeps whatever autoscaling has chosen.
-            ecs.update_service(service=stack.service, **common)
+            retry_until(ecs.update_service, service=stack.service, **common, **retrying)
         return ", ".join(changes) or None
 
-    return Step("ecs service", f"{stack.cluster}/{stack.service}", action, ", ".join(changes),
+    detail = "previous service still draining" if draining else ", ".join(changes)
+    return Step("ecs service", name, action, detail,
                 run=None if action == "unchanged" else run)

@@ -7,7 +7,11 @@ import json
 from botocore.exceptions import ClientError
 
 from ecs.plan import Context, Step
+from ecs.retry import queue_deleted_recently, retry_until
 from tasks.ops.provision import MAX_MESSAGE_BYTES, RETENTION_SECONDS, ensure_queues, ensure_table
+
+# SQS frees a deleted queue's name after 60 s; a little more for the clocks to agree.
+QUEUE_NAME_REUSE_SECONDS = 90.0
 
 
 def queue_url(sqs, name: str) -> str | None:
@@ -88,9 +92,14 @@ def plan_queues(ctx: Context) -> Step:
         action, detail = ("update", ", ".join(changed)) if changed else ("unchanged", "")
 
     def run(outputs):
-        pair = ensure_queues(sqs, stack.queue_name, stack.dlq_name,
-                             visibility_timeout=o.visibility_timeout,
-                             max_receive_count=o.max_receive_count, tags=stack.tags)
+        # ensure_queues looks each queue up first, so a retry after the DLQ was made only
+        # makes the work queue.
+        pair = retry_until(ensure_queues, sqs, stack.queue_name, stack.dlq_name,
+                           visibility_timeout=o.visibility_timeout,
+                           max_receive_count=o.max_receive_count, tags=stack.tags,
+                           retryable=queue_deleted_recently, deadline=QUEUE_NAME_REUSE_SECONDS,
+                           base=10.0, cap=10.0, clock=ctx.clock,
+                           progress=ctx.progress("sqs queue and dlq", stack.queue_name))
         outputs.update(queue_url=pair.queue_url, queue_arn=pair.queue_arn,
                        dlq_url=pair.dlq_url, dlq_arn=pair.dlq_arn)
         return None

@@ -1,19 +1,26 @@
-"""`deploy` and `plan`: every resource of the stack, in the order they depend on."""
+"""`deploy` and `plan`: every resource of the stack, in the order they depend on.
+
+The order is also a rolling deploy's: image, task definition, service, the rollout waited
+for (and a smoke task of the new revision when the rollout ran none), and only then the
+alarms and the API, so that a new public task is never reachable before workers know it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ecs import api, cluster, data, log_group, network, registry, roles, scaling
+from ecs import alarms, api, cluster, data, log_group, network, registry, roles, rollout, scaling
 from ecs.image import ImageBuilder
 from ecs.plan import Context, Outputs, Plan, Step, apply
+from ecs.retry import REAL_CLOCK, Clock
 from ecs.stack import STAGE, Stack
 
 
-def make_plan(clients, stack: Stack, builder: ImageBuilder | None = None) -> Plan:
+def make_plan(clients, stack: Stack, builder: ImageBuilder | None = None,
+              echo: Callable[[str], None] = print, clock: Clock = REAL_CLOCK) -> Plan:
     """Look every resource up and decide what to do with it; changes nothing."""
     builder = builder or ImageBuilder()
-    ctx = Context(clients, stack)
+    ctx = Context(clients, stack, echo=echo, clock=clock)
     steps: list[Step] = [
         data.plan_table(ctx),
         data.plan_queues(ctx),
@@ -25,7 +32,10 @@ def make_plan(clients, stack: Stack, builder: ImageBuilder | None = None) -> Pla
         network.plan_network(ctx),
         cluster.plan_task_definition(ctx),
         cluster.plan_service(ctx),
+        rollout.plan_rollout(ctx),
+        rollout.plan_smoke(ctx),
         *scaling.plan_scaling(ctx),
+        *alarms.plan_alarms(ctx),
         *api.plan_api(ctx),
     ]
     return Plan(steps)
@@ -38,9 +48,9 @@ def show_plan(plan: Plan, echo: Callable[[str], None] = print) -> None:
 
 
 def deploy(clients, stack: Stack, builder: ImageBuilder | None = None,
-           echo: Callable[[str], None] = print) -> Outputs:
+           echo: Callable[[str], None] = print, clock: Clock = REAL_CLOCK) -> Outputs:
     echo(f"deploying stack {stack.name} to {stack.region} (account {stack.account_id})")
-    plan = make_plan(clients, stack, builder)
+    plan = make_plan(clients, stack, builder, echo=echo, clock=clock)
     outputs = apply(plan, echo)
     print_endpoint(stack, outputs, echo)
     return outputs

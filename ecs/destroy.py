@@ -6,14 +6,14 @@ was half deployed, or half destroyed by an earlier run, is always removed to the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 
-from ecs import api, cluster, data, log_group, network, registry, roles, scaling
-from ecs.retry import Patient
-from ecs.stack import Stack
+from ecs import alarms, api, cluster, data, log_group, network, registry, roles, scaling
+from ecs.plan import progress_line
+from ecs.retry import REAL_CLOCK, Clock, Patient, WaitTimeout, poll
+from ecs.stack import SMOKE_STARTED_BY, STOP_TIMEOUT, Stack
 
 Echo = Callable[[str], None]
 
@@ -22,18 +22,30 @@ def _line(echo: Echo, verb: str, kind: str, name: str) -> None:
     echo(f"  {verb:10} {kind:28} {name}")
 
 
+class _Waits:
+    """Whether to wait where AWS makes destroy wait, and on which clock."""
+
+    def __init__(self, wait: bool, clock: Clock) -> None:
+        self.wait = wait
+        self.clock = clock
+
+    def __bool__(self) -> bool:
+        return self.wait
+
+
 def destroy(clients, stack: Stack, *, keep_data: bool = False, echo: Echo = print,
-            wait: bool = True) -> int:
+            wait: bool = True, clock: Clock = REAL_CLOCK) -> int:
     """Delete the stack; returns how many resources were deleted."""
     echo(f"destroying stack {stack.name} in {stack.region}")
     deleted = 0
-    for step in (_api, _scaling, _service, _task_definitions, _cluster, _security_group,
-                 _roles, _logs, _repository, _queues):
-        deleted += step(clients, stack, echo, wait)
+    waits = _Waits(wait, clock)
+    for step in (_api, _alarms, _scaling, _service, _smoke_tasks, _task_definitions, _cluster,
+                 _security_group, _roles, _logs, _repository, _queues):
+        deleted += step(clients, stack, echo, waits)
     if keep_data:
         _line(echo, "kept", "dynamodb table", stack.table_name)
     else:
-        deleted += _table(clients, stack, echo, wait)
+        deleted += _table(clients, stack, echo, waits)
     echo(f"{deleted} resource(s) deleted" if deleted else "nothing left to delete")
     return deleted
 
@@ -64,14 +76,21 @@ def _api(clients, stack, echo, wait) -> int:
     return n
 
 
-def _scaling(clients, stack, echo, wait) -> int:
-    aas, cloudwatch = clients.application_autoscaling, clients.cloudwatch
+def _alarms(clients, stack, echo, wait) -> int:
+    cloudwatch = clients.cloudwatch
     n = 0
-    alarm = scaling.find_alarm(cloudwatch, stack.alarm)
-    if alarm:
-        cloudwatch.delete_alarms(AlarmNames=[stack.alarm])
-        n += 1
-    _line(echo, "deleted" if alarm else "absent", "cloudwatch alarm", stack.alarm)
+    for name in alarms.alarm_names(stack):
+        alarm = scaling.find_alarm(cloudwatch, name)
+        if alarm:
+            cloudwatch.delete_alarms(AlarmNames=[name])
+            n += 1
+        _line(echo, "deleted" if alarm else "absent", "cloudwatch alarm", name)
+    return n
+
+
+def _scaling(clients, stack, echo, wait) -> int:
+    aas = clients.application_autoscaling
+    n = 0
     policies = scaling.find_policies(aas, stack)
     for name, kind in ((stack.target_policy, "target tracking policy"),
                        (stack.step_policy, "step scaling policy")):
@@ -94,22 +113,60 @@ def _scaling(clients, stack, echo, wait) -> int:
 
 def _service(clients, stack, echo, wait) -> int:
     ecs = clients.ecs
-    service = cluster.find_service(ecs, stack.cluster, stack.service)
+    found = cluster.describe_service(ecs, stack.cluster, stack.service)
     name = f"{stack.cluster}/{stack.service}"
-    if service is None:
+    status = (found or {}).get("status")
+    if status not in ("ACTIVE", "DRAINING"):
         _line(echo, "absent", "ecs service", name)
         return 0
-    # force: stops the running tasks (SIGTERM, then stopTimeout) instead of refusing.
-    ecs.delete_service(cluster=stack.cluster, service=stack.service, force=True)
+    if status == "ACTIVE":
+        # force: stops the running tasks (SIGTERM, then stopTimeout) instead of refusing.
+        ecs.delete_service(cluster=stack.cluster, service=stack.service, force=True)
     if wait:
+        # The cluster cannot go while its service drains (ClusterContainsServicesException).
+        def drained() -> tuple[bool, str]:
+            now = cluster.describe_service(ecs, stack.cluster, stack.service)
+            if now is None or now.get("status") != "DRAINING":
+                return True, ""
+            return False, f"DRAINING, {now.get('runningCount', 0)} task(s) stopping"
+
         try:
-            ecs.get_waiter("services_inactive").wait(
-                cluster=stack.cluster, services=[stack.service],
-                WaiterConfig={"Delay": 10, "MaxAttempts": 60})
-        except WaiterError as exc:
+            poll(drained, deadline=cluster.DRAINING_SECONDS, interval=10, what=name,
+                 clock=wait.clock,
+                 progress=lambda text: echo(progress_line("ecs service", name, text)))
+        except WaitTimeout as exc:
             echo(f"  (service still draining: {exc}; the cluster may refuse deletion)")
     _line(echo, "deleted", "ecs service", name)
-    return 1
+    return 1 if status == "ACTIVE" else 0
+
+
+def _smoke_tasks(clients, stack, echo, wait) -> int:
+    """A smoke task left running by an interrupted deploy would keep the cluster."""
+    if cluster.find_cluster(clients.ecs, stack.cluster) is None:
+        return 0
+    # startedBy must be ListTasks' only filter; it lists tasks whose desired status is
+    # RUNNING by default, which are the ones to stop.
+    listed = clients.ecs.list_tasks(cluster=stack.cluster, startedBy=SMOKE_STARTED_BY)["taskArns"]
+    described = clients.ecs.describe_tasks(cluster=stack.cluster, tasks=listed)["tasks"] \
+        if listed else []
+    arns = [t["taskArn"] for t in described if t.get("lastStatus") != "STOPPED"]
+    for task in described:
+        if task["taskArn"] in arns and task.get("desiredStatus") != "STOPPED":
+            clients.ecs.stop_task(cluster=stack.cluster, task=task["taskArn"],
+                                  reason="stack destroyed")
+    if arns and wait:
+        # A cluster with tasks still stopping refuses deletion (ClusterContainsTasksException).
+        def stopped() -> tuple[bool, str]:
+            tasks = clients.ecs.describe_tasks(cluster=stack.cluster, tasks=arns)["tasks"]
+            left = [t for t in tasks if t.get("lastStatus") != "STOPPED"]
+            return not left, f"{len(left)} task(s) stopping"
+
+        poll(stopped, deadline=STOP_TIMEOUT + 60, interval=10, what="smoke tasks",
+             clock=wait.clock,
+             progress=lambda text: echo(progress_line("smoke task", SMOKE_STARTED_BY, text)))
+    for arn in arns:
+        _line(echo, "stopped", "smoke task", arn.rsplit("/", 1)[-1])
+    return len(arns)
 
 
 def _task_definitions(clients, stack, echo, wait) -> int:
@@ -127,8 +184,8 @@ def _task_definitions(clients, stack, echo, wait) -> int:
         inactive += page["taskDefinitionArns"]
     for start in range(0, len(inactive), 10):
         ecs.delete_task_definitions(taskDefinitions=inactive[start:start + 10])
-    _line(echo, f"deregistered {len(arns)}" if arns else "absent", "ecs task definition",
-          stack.family)
+    _line(echo, "deleted" if arns else "absent", "ecs task definition",
+          f"{stack.family} ({len(arns)} revision(s))" if arns else stack.family)
     return len(arns)
 
 
@@ -157,7 +214,9 @@ def _security_group(clients, stack, echo, wait) -> int:
                 if exc.response["Error"]["Code"] != "DependencyViolation" or not wait \
                         or attempt == 29:
                     raise
-                time.sleep(10)
+                echo(progress_line("security group", group["GroupId"],
+                                   "stopped tasks' network interfaces not released yet"))
+                wait.clock.sleep(10)
         _line(echo, "deleted", "security group", f"{name} ({group['GroupId']})")
     return len(groups)
 

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ecs import cluster, data
+from ecs import alarms, cluster, data
+from ecs.rollout import describe_stop
 from ecs.stack import Stack
 
 Echo = Callable[[str], None]
@@ -57,6 +58,38 @@ def recent_jobs(dynamodb, table: str, limit: int = RECENT_JOBS) -> list[dict]:
     return rows[:limit]
 
 
+def alarm_states(cloudwatch, stack: Stack) -> list[tuple[str, str, str]]:
+    """(name, state, reason) of each of the stack's alarms, in a fixed order."""
+    names = alarms.alarm_names(stack)
+    found = {a["AlarmName"]: a for a in
+             cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]}
+    return [(n, found[n].get("StateValue", "?"), found[n].get("StateReason", ""))
+            if n in found else (n, "not deployed", "") for n in names]
+
+
+def recent_failures(ecs, stack: Stack, limit: int = 5) -> list[str]:
+    """The service's recently stopped tasks that did not end well (ECS keeps stopped tasks
+    for about an hour): a non-zero exit, or a start that failed."""
+    arns = ecs.list_tasks(cluster=stack.cluster, serviceName=stack.service,
+                          desiredStatus="STOPPED", maxResults=100)["taskArns"]
+    if not arns:
+        return []
+    out = []
+    tasks = ecs.describe_tasks(cluster=stack.cluster, tasks=arns)["tasks"]
+    tasks.sort(key=lambda t: str(t.get("stoppedAt", "")), reverse=True)
+    for task in tasks:
+        codes = [c.get("exitCode") for c in task.get("containers", [])]
+        if all(code in (0, None) for code in codes) \
+                and task.get("stopCode") != "TaskFailedToStart":
+            continue  # a scale-in, a deploy, a Spot reclaim: stopped, and a clean exit
+        when = task.get("stoppedAt")
+        stamp = f"{when:%H:%M:%S} " if isinstance(when, datetime) else ""
+        out.append(f"{stamp}{task['taskArn'].rsplit('/', 1)[-1][:12]} "
+                   f"{task.get('taskDefinitionArn', '').rsplit('/', 1)[-1]}: "
+                   f"{describe_stop(task)}")
+    return out[:limit]
+
+
 def status(clients, stack: Stack, echo: Echo = print) -> None:
     echo(f"stack {stack.name} in {stack.region}")
     service = cluster.find_service(clients.ecs, stack.cluster, stack.service)
@@ -67,9 +100,18 @@ def status(clients, stack: Stack, echo: Echo = print) -> None:
              f"{service['runningCount']}, pending {service['pendingCount']}")
         for d in service.get("deployments", []):
             task_def = d.get("taskDefinition", "").rsplit("/", 1)[-1]
+            failed = f", {d['failedTasks']} failed" if d.get("failedTasks") else ""
             echo(f"  deployment {d.get('status', '?'):8} {task_def:28} "
-                 f"running {d.get('runningCount', 0)}/{d.get('desiredCount', 0)} "
-                 f"{d.get('rolloutState', '')}")
+                 f"running {d.get('runningCount', 0)}/{d.get('desiredCount', 0)}{failed} "
+                 f"{d.get('rolloutState', '')}".rstrip())
+        failures = recent_failures(clients.ecs, stack)
+        echo(f"failures:  {len(failures)} stopped task(s) in the last hour"
+             if failures else "failures:  none in the last hour")
+        for line in failures:
+            echo(f"  {line}")
+    echo("alarms:")
+    for name, state, reason in alarm_states(clients.cloudwatch, stack):
+        echo(f"  {state:17} {name}" + (f"  ({reason})" if state == "ALARM" and reason else ""))
     main = _queue_counts(clients.sqs, stack.queue_name)
     dlq = _queue_counts(clients.sqs, stack.dlq_name)
     if main is None:

@@ -13,9 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-Action = Literal["create", "update", "unchanged"]
-PAST = {"create": "created", "update": "updated", "unchanged": "unchanged"}
+from ecs.retry import REAL_CLOCK, Clock
+
+# "check" steps change nothing: they wait for and verify what the steps before them made
+# (the service's rollout, the smoke task), so that the API is only switched after them.
+Action = Literal["create", "update", "unchanged", "check"]
+PAST = {"create": "created", "update": "updated", "unchanged": "unchanged",
+        "check": "checked"}
 Outputs = dict[str, str]
+
+
+def progress_line(kind: str, name: str, detail: str) -> str:
+    """The line printed while a step waits on AWS (one per poll or retry)."""
+    return f"  {'waiting':10} {kind:28} {name}  ({detail})"
 
 
 @dataclass
@@ -41,13 +51,14 @@ class Plan:
 
     @property
     def changes(self) -> int:
-        return sum(1 for s in self.steps if s.action != "unchanged")
+        return sum(1 for s in self.steps if s.action in ("create", "update"))
 
     def summary(self) -> str:
         counts = {a: sum(1 for s in self.steps if s.action == a)
-                  for a in ("create", "update", "unchanged")}
-        return (f"{counts['create']} to create, {counts['update']} to update, "
+                  for a in ("create", "update", "unchanged", "check")}
+        text = (f"{counts['create']} to create, {counts['update']} to update, "
                 f"{counts['unchanged']} unchanged")
+        return text + (f", {counts['check']} to check" if counts["check"] else "")
 
 
 def apply(plan: Plan, echo: Callable[[str], None] = print) -> Outputs:
@@ -82,6 +93,12 @@ class Context:
     clients: object
     stack: object
     predicted: Outputs = field(default_factory=dict)
+    echo: Callable[[str], None] = print
+    clock: Clock = REAL_CLOCK
+
+    def progress(self, kind: str, name: str) -> Callable[[str], None]:
+        """Where a step's waits report: one progress line per poll or retry."""
+        return lambda detail: self.echo(progress_line(kind, name, detail))
 
 
 def canonical_json(value: object) -> str:

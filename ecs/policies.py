@@ -23,9 +23,22 @@ WORKER_TABLE_ACTIONS = [
 ]
 
 
-def trust(service: str) -> dict:
+ECS_TASKS = "ecs-tasks.amazonaws.com"
+API_GATEWAY = "apigateway.amazonaws.com"
+# The service whose resources assume each principal's roles: aws:SourceArn names them.
+_SOURCE_SERVICE = {ECS_TASKS: "ecs", API_GATEWAY: "execute-api"}
+
+
+def trust(service: str, stack: Stack) -> dict:
+    """Who may assume a role: the service, and only on behalf of this account's resources
+    in this region (aws:SourceAccount and aws:SourceArn: the confused-deputy guard AWS
+    recommends, so that no other account's task or API can be made to use the role)."""
+    source = f"arn:{stack.partition}:{_SOURCE_SERVICE[service]}:{stack.region}:" \
+             f"{stack.account_id}:*"
     return {"Version": VERSION, "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": stack.account_id},
+                      "ArnLike": {"aws:SourceArn": source}}}]}
 
 
 def execution_policy(stack: Stack) -> dict:
@@ -57,6 +70,12 @@ def task_policy(stack: Stack) -> dict:
         # Task ids exist only at run time: the tasks of this cluster, nothing else.
         {"Sid": "ScaleInProtection", "Effect": "Allow", "Action": ["ecs:UpdateTaskProtection"],
          "Resource": stack.task_arn_pattern},
+        # tasks.worker.protection: a worker whose deployment is no longer the service's
+        # primary stops taking jobs and releases protection, so deploys can finish.
+        {"Sid": "OwnDeployment", "Effect": "Allow", "Action": ["ecs:DescribeTasks"],
+         "Resource": stack.task_arn_pattern},
+        {"Sid": "OwnService", "Effect": "Allow", "Action": ["ecs:DescribeServices"],
+         "Resource": stack.service_arn},
     ]
     if stack.options.enable_exec:
         # ECS Exec's Session Manager channels have no resource type: AWS requires "*".
@@ -69,11 +88,14 @@ def task_policy(stack: Stack) -> dict:
 
 
 def api_policy(stack: Stack) -> dict:
-    """API Gateway's integrations: send to the queue, read one job record."""
+    """API Gateway's integrations: send to the queue, read one job record, revoke one job
+    (DELETE /jobs/{id}: one conditional UpdateItem, api_shim/templates/revoke_job.request)."""
     return {"Version": VERSION, "Statement": [
         {"Sid": "SubmitJobs", "Effect": "Allow", "Action": ["sqs:SendMessage"],
          "Resource": stack.queue_arn},
         {"Sid": "ReadJobs", "Effect": "Allow", "Action": ["dynamodb:GetItem"],
+         "Resource": stack.table_arn},
+        {"Sid": "RevokeJobs", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"],
          "Resource": stack.table_arn},
     ]}
 
@@ -81,7 +103,7 @@ def api_policy(stack: Stack) -> dict:
 def roles(stack: Stack) -> list[tuple[str, str, dict]]:
     """(role name, trusted service, inline policy) for every role of the stack."""
     return [
-        (stack.execution_role, "ecs-tasks.amazonaws.com", execution_policy(stack)),
-        (stack.task_role, "ecs-tasks.amazonaws.com", task_policy(stack)),
-        (stack.api_role, "apigateway.amazonaws.com", api_policy(stack)),
+        (stack.execution_role, ECS_TASKS, execution_policy(stack)),
+        (stack.task_role, ECS_TASKS, task_policy(stack)),
+        (stack.api_role, API_GATEWAY, api_policy(stack)),
     ]

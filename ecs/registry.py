@@ -89,7 +89,7 @@ def plan_image(ctx: Context, builder: ImageBuilder) -> Step:
         ctx.predicted["image"] = given
         return Step("container image", given, "unchanged", "given with --image",
                     outputs={"image": given})
-    tag = builder.tag()
+    tag = builder.tag(stack.options.architecture)
     uri = f"{stack.repository_uri}:{tag}"
     ctx.predicted["image"] = uri
     if image_exists(ctx.clients.ecr, stack.repository, tag):

@@ -20,8 +20,6 @@ def _document(value) -> dict:
     return value
 
 
-
-
 def get_role(iam, name: str) -> dict | None:
     try:
         return iam.get_role(RoleName=name)["Role"]
@@ -42,7 +40,7 @@ def inline_policy(iam, role: str, name: str = INLINE_POLICY) -> dict | None:
 
 def plan_role(ctx: Context, name: str, service: str, policy: dict) -> Step:
     stack, iam = ctx.stack, ctx.clients.iam
-    trust = policies.trust(service)
+    trust = policies.trust(service, stack)
     role = get_role(iam, name)
     changes = []
     if role is None:

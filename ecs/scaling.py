@@ -90,13 +90,13 @@ def find_alarm(cloudwatch, name: str) -> dict | None:
     return found[0] if found else None
 
 
-def _subset(current, desired) -> bool:
+def subset(current, desired) -> bool:
     if isinstance(desired, dict):
-        return isinstance(current, dict) and all(_subset(current.get(k), v)
+        return isinstance(current, dict) and all(subset(current.get(k), v)
                                                  for k, v in desired.items())
     if isinstance(desired, list):
         return (isinstance(current, list) and len(current) == len(desired)
-                and all(_subset(c, d) for c, d in zip(current, desired, strict=True)))
+                and all(subset(c, d) for c, d in zip(current, desired, strict=True)))
     if isinstance(desired, float | int) and isinstance(current, float | int):
         return float(current) == float(desired)
     return current == desired
@@ -169,7 +169,7 @@ def plan_scaling(ctx: Context) -> list[Step]:
         wanted.pop("AlarmName")
         if not have:
             wanted.pop("AlarmActions")
-        same = _subset(alarm, wanted)
+        same = subset(alarm, wanted)
         action = "unchanged" if same and not policy_changes else "update"
 
     def put_alarm(outputs):
@@ -186,4 +186,4 @@ def _policy_action(have: dict | None, key: str, wanted: dict) -> str:
     """create / unchanged / update for a scaling policy found (or not) by name."""
     if have is None:
         return "create"
-    return "unchanged" if _subset(have.get(key), wanted) else "update"
+    return "unchanged" if subset(have.get(key), wanted) else "update"

@@ -13,6 +13,17 @@ CONTAINER = "worker"
 # Seconds between SIGTERM and SIGKILL (Celery's warm shutdown); the worker hands running
 # jobs back 20 s before that (WORKER_SHUTDOWN_DEADLINE).
 STOP_TIMEOUT = 120
+# ECS's startedBy (at most 36 characters) of the task `deploy` runs as a smoke check.
+SMOKE_STARTED_BY = "deploy-smoke-check"
+
+
+def partition_of(region: str) -> str:
+    """The AWS partition a region belongs to (ARNs and service principals depend on it)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
 
 
 def default_stack_name() -> str:
@@ -40,6 +51,12 @@ class Options:
     throttle_rate: float = 50.0
     throttle_burst: int = 100
     spot: bool = True
+    # Seconds `deploy` waits for the service to be stable, and for the smoke task to be
+    # healthy; a job older than max_message_age seconds in the queue raises an alarm.
+    rollout_timeout: float = 900.0
+    smoke_timeout: float = 600.0
+    max_message_age: int = 600
+    alarm_topic: str | None = None  # an SNS topic ARN the alarms notify
 
     def backlog_target(self) -> float:
         """Messages one task may have waiting: acceptable latency / seconds per job."""
@@ -56,8 +73,12 @@ class Stack:
     region: str
     account_id: str
     options: Options = field(default_factory=Options)
+    # From STS's caller identity (its ARN names the partition); else from the region.
+    partition: str = ""
 
     def __post_init__(self) -> None:
+        if not self.partition:
+            object.__setattr__(self, "partition", partition_of(self.region))
         if not self.name or not all(c.isalnum() or c == "-" for c in self.name) \
                 or len(self.name) > 32 or not self.name[0].isalpha():
             raise ValueError(f"stack name {self.name!r}: use 1-32 letters, digits and '-', "
@@ -140,9 +161,22 @@ class Stack:
     def alarm(self) -> str:
         return f"{self.name}-queue-waiting-no-workers"
 
+    @property
+    def dlq_alarm(self) -> str:
+        return f"{self.name}-dead-letters"
+
+    @property
+    def age_alarm(self) -> str:
+        return f"{self.name}-oldest-message-age"
+
+    @property
+    def dns_suffix(self) -> str:
+        return "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+
     # ARNs, known before anything exists (so `plan` can show the links)
     def _arn(self, service: str, resource: str, region: bool = True) -> str:
-        return f"arn:aws:{service}:{self.region if region else ''}:{self.account_id}:{resource}"
+        return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
+                f"{self.account_id}:{resource}")
 
     @property
     def queue_arn(self) -> str:
@@ -154,7 +188,7 @@ class Stack:
 
     @property
     def queue_url(self) -> str:
-        return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{self.queue_name}"
+        return f"https://sqs.{self.region}.{self.dns_suffix}/{self.account_id}/{self.queue_name}"
 
     @property
     def table_arn(self) -> str:
@@ -166,18 +200,22 @@ class Stack:
 
     @property
     def repository_uri(self) -> str:
-        return f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{self.repository}"
+        return f"{self.account_id}.dkr.ecr.{self.region}.{self.dns_suffix}/{self.repository}"
 
     @property
     def log_group_arn(self) -> str:
         return self._arn("logs", f"log-group:{self.log_group}")
 
     def role_arn(self, role: str) -> str:
-        return f"arn:aws:iam::{self.account_id}:role/{role}"
+        return f"arn:{self.partition}:iam::{self.account_id}:role/{role}"
 
     @property
     def cluster_arn(self) -> str:
         return self._arn("ecs", f"cluster/{self.cluster}")
+
+    @property
+    def service_arn(self) -> str:
+        return self._arn("ecs", f"service/{self.cluster}/{self.service}")
 
     @property
     def task_arn_pattern(self) -> str:
@@ -185,7 +223,7 @@ class Stack:
         return self._arn("ecs", f"task/{self.cluster}/*")
 
     def api_url(self, api_id: str) -> str:
-        return f"https://{api_id}.execute-api.{self.region}.amazonaws.com/{STAGE}"
+        return f"https://{api_id}.execute-api.{self.region}.{self.dns_suffix}/{STAGE}"
 
     def worker_environment(self) -> dict[str, str]:
         o = self.options

@@ -11,7 +11,8 @@ from tasks.ops.settings import Settings
 # botocore logs every credential and endpoint lookup at INFO; keep worker logs readable.
 logging.getLogger("botocore").setLevel(logging.WARNING)
 
-app = Celery("tasks", task_cls="tasks.jobkit.task:JobTask")
+app = Celery("tasks", task_cls="tasks.jobkit.task:JobTask",
+             control="tasks.results.control:Control")  # revoke through the job record
 app.config_from_object("celeryconfig")
 
 # Registering the jobs needs `app` defined above: each job module imports it.

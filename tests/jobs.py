@@ -5,8 +5,10 @@ Test workers load this module through JOBS_EXTRA_MODULES=tests.jobs (tests/conft
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from typing import Any
 
 from tasks.jobkit.once import once
 from tasks.jobkit.registry import job
@@ -59,3 +61,34 @@ def increment(self, value: float, by: float = 1) -> float:
 def total(self, values: list[float]) -> float:
     """For chords: the body receives the header's results as one list."""
     return sum(values)
+
+
+@job(schema={"type": "object", "properties": {"path": {"type": "string"}}}, public=False)
+def echo(self, value: Any, path: str | None = None) -> Any:
+    """Returns its argument (a chord body showing what the header passed on); with `path`,
+    also appends it there as a JSON line, once per run, so a test can count the runs."""
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(value) + "\n")
+    return value
+
+
+@job(schema={"type": "object", "properties": {"path": {"type": "string"}, "timeout": NUMBER},
+             "required": ["path"]}, public=False)
+def wait_for_file(self, value: Any, path: str, timeout: float = 60) -> Any:
+    """Returns `value` once `path` exists: a chord part a test holds back and then releases."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout}s")
+        time.sleep(0.05)
+    return value
+
+
+@job(schema={"type": "object", "properties": {"path": {"type": "string"}},
+             "required": ["path"]}, public=False)
+def record_errback(self, task_id: str, path: str) -> str:
+    """An errback as Celery calls a bound one: with the failed task's id (the chord's body)."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"task_id": task_id}) + "\n")
+    return task_id

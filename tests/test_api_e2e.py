@@ -52,8 +52,9 @@ def test_every_public_task_runs_over_http(shim, module_worker):
         assert job["status"] == "SUCCESS", job
         assert CASES[name][1](job["result"]), (name, job["result"])
         assert job["task"] == name and job["job_id"] == job_id
-        assert job["worker"] == module_worker.name
         assert job["created_at"] <= job["started_at"] <= job["finished_at"]
+        # No public job opts in to show its arguments or worker over HTTP.
+        assert not {"args", "kwargs", "worker", "traceback"} & set(job), job
 
 
 def test_submission_answer_and_status_url(shim, module_worker):
@@ -70,13 +71,26 @@ def test_submission_answer_and_status_url(shim, module_worker):
     assert done.body["result"] == 2
 
 
-def test_failure_shows_the_error(shim, module_worker):
-    job = shim.wait(shim.submit("tasks.debug.fail", {"message": "bad input: 'x' \"y\" é"}))
+def test_failure_shows_the_error_and_python_sees_everything(stack, shim, module_worker):
+    """Over HTTP: the error's type and message, not the traceback, arguments or worker.
+    From Python, AsyncResult (and the record) keep all of it."""
+    from celery.result import AsyncResult
+
+    job_id = shim.submit("tasks.debug.fail", {"message": "bad input: 'x' \"y\" é"})
+    job = shim.wait(job_id)
     assert job["status"] == "FAILURE"
     assert job["error"]["type"] == "RuntimeError"
     assert job["error"]["message"] == "bad input: 'x' \"y\" é"
-    assert "raise RuntimeError(message)" in job["traceback"]
     assert "result" not in job
+    assert not {"traceback", "args", "kwargs", "worker"} & set(job), job
+
+    result = AsyncResult(job_id)
+    assert result.state == "FAILURE"
+    assert "raise RuntimeError(message)" in result.traceback
+    assert result.worker == module_worker.name
+    assert isinstance(result.result, RuntimeError)
+    item = stack.item(job_id)
+    assert "bad input" in item["kwargs"]["S"] and item["args"]["S"] == "()"
 
 
 def test_progress_is_visible_mid_run(shim, module_worker):

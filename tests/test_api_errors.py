@@ -129,10 +129,19 @@ def test_wrong_content_type_is_415(stack, client, content_type):
     assert queued(stack) == before
 
 
-def test_body_size_limit_is_exact_and_the_message_fits_sqs(stack, client):
+def test_body_size_limit_is_sqs_own_and_the_message_fits(stack, client):
+    """A valid body is refused (413, saying the task's limit) exactly when its message would be
+    over SQS's maximum, as SQS itself refuses it; every body up to that limit fits."""
+    import urllib.parse
+
+    from api_shim.openapi import SAMPLE_ID
+    from api_shim.vtl import Params, render
     from tasks.ops.provision import MAX_MESSAGE_BYTES
 
-    limit = client.application.extensions["gateway"].max_body["tasks.text.analyze"]
+    gateway = client.application.extensions["gateway"]
+    limit = gateway.max_body["tasks.text.analyze"]
+    template = gateway.operation(ANALYZE, "post")["x-amazon-apigateway-integration"][
+        "requestTemplates"]["application/json"]
     frame = len(b'{"text": ""}')
 
     def body(size: int) -> bytes:
@@ -140,20 +149,34 @@ def test_body_size_limit_is_exact_and_the_message_fits_sqs(stack, client):
         chars, odd = divmod(size - frame, 2)
         return json.dumps({"text": "é" * chars + "a" * odd}, ensure_ascii=False).encode()
 
+    def message_bytes(size: int) -> int:
+        form = render(template, body=body(size).decode(), params=Params(),
+                      context={"requestId": SAMPLE_ID}).text
+        return len(urllib.parse.parse_qs(form)["MessageBody"][0].encode())
+
+    # The largest body whose message SQS takes: a binary search over the rendered message.
+    low, high = limit, limit + 20_000
+    assert message_bytes(low) <= MAX_MESSAGE_BYTES < message_bytes(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if message_bytes(middle) <= MAX_MESSAGE_BYTES else (low, middle)
+
     before = queued(stack)
-    too_big = body(limit + 1)
-    assert len(too_big) == limit + 1
-    assert_error(client.post(ANALYZE, data=too_big, content_type="application/json"), 413,
-                 "too large", str(limit))
+    refused = body(high)
+    assert len(refused) == high
+    answer = assert_error(client.post(ANALYZE, data=refused, content_type="application/json"),
+                          413, "too large", f"at most {limit} bytes")
+    assert "errors" not in answer
     assert queued(stack) == before
 
-    just_fits = body(limit)
-    response = client.post(ANALYZE, data=just_fits, content_type="application/json")
-    assert response.status_code == 202, response.get_json()
-    message = take_message(stack, response.get_json()["job_id"])
-    assert len(message.encode()) <= MAX_MESSAGE_BYTES
-    inner = base64.b64decode(json.loads(base64.b64decode(message))["body"])
-    assert json.loads(inner)[1] == json.loads(just_fits)
+    for size in (limit, low):
+        fits = body(size)
+        response = client.post(ANALYZE, data=fits, content_type="application/json")
+        assert response.status_code == 202, response.get_json()
+        message = take_message(stack, response.get_json()["job_id"])
+        assert len(message.encode()) <= MAX_MESSAGE_BYTES
+        inner = base64.b64decode(json.loads(base64.b64decode(message))["body"])
+        assert json.loads(inner)[1] == json.loads(fits)
 
 
 @pytest.mark.parametrize("job_id", ["not-a-uuid", "123", "3fa85f64-5717-4562-b3fc-2c963f66afaZ",
@@ -181,9 +204,13 @@ def test_api_key_is_required_when_configured(stack, keyed):
     assert doc["paths"][ADD]["post"]["security"] == [{"api_key": []}]
 
 
-def test_unknown_routes_are_json_404(client):
-    assert_error(client.get("/nothing/here"), 404)
-    assert_error(client.put(ADD, json={}), 405)
+def test_unknown_routes_and_methods_are_json_404(client):
+    """API Gateway answers an unknown resource or method with MISSING_AUTHENTICATION_TOKEN,
+    which the document maps to 404 {"message": "Not Found"}."""
+    for response in (client.get("/nothing/here"), client.put(ADD, json={}),
+                     client.get(ADD), client.post("/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6"),
+                     client.post("/tasks/a/b", json={}), client.delete("/tasks")):
+        assert assert_error(response, 404) == {"message": "Not Found"}
 
 
 def test_sqs_refusals_are_mapped_as_api_gateway_would(stack, make_app):

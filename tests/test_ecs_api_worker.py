@@ -11,10 +11,14 @@ import uuid
 import pytest
 
 from ecs.cli import main
-from ecs.clients import Clients
 from ecs.image import ImageBuilder
 from tests.conftest import RUN_ID, Stack, launch_worker, wait_until
-from tests.test_ecs_deploy import FakeEngine, allow_mock_integrations
+from tests.test_ecs_deploy import (
+    FakeAwsClients,
+    FakeEngine,
+    allow_fargate_tasks,
+    allow_mock_integrations,
+)
 
 pytestmark = pytest.mark.integration
 JSON = "application/json"
@@ -27,6 +31,7 @@ def server(monkeypatch):
     from moto.server import ThreadedMotoServer
 
     allow_mock_integrations(monkeypatch)
+    allow_fargate_tasks(monkeypatch)  # the smoke task (the fake ECS agent plays its life)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -45,11 +50,11 @@ def test_deployed_templates_make_a_job_a_worker_runs(server, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", server)
     name = f"it{RUN_ID}"
-    aws = Clients("us-east-1", endpoint_url=server)
+    aws = FakeAwsClients("us-east-1", endpoint_url=server)
     builder = ImageBuilder(runner=FakeEngine(aws), which=lambda n: n)
     lines: list[str] = []
     assert main(["deploy", "--stack", name], clients=aws, builder=builder,
-                echo=lines.append) == 0, "\n".join(lines)
+                echo=lines.append, clock=aws.time.clock) == 0, "\n".join(lines)
 
     # the worker's configuration is the task definition's, pointed at the emulator
     task_def = aws.ecs.describe_task_definition(taskDefinition=f"{name}-worker")

@@ -18,6 +18,7 @@ REQUIRED_WILDCARDS = {
     ("logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/ecs/t1:log-stream:*"),
     # Task ids exist only at run time; the tasks of this cluster only.
     ("ecs:UpdateTaskProtection", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/t1/*"),
+    ("ecs:DescribeTasks", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/t1/*"),
     # ECS Exec's Session Manager channels have no resource type.
     *{(f"ssmmessages:{a}", "*") for a in ("CreateControlChannel", "CreateDataChannel",
                                           "OpenControlChannel", "OpenDataChannel")},
@@ -26,6 +27,7 @@ REQUIRED_WILDCARDS = {
 QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:t1-jobs"
 DLQ = f"arn:aws:sqs:{REGION}:{ACCOUNT}:t1-jobs-dlq"
 TABLE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/t1-jobs"
+SERVICE = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/t1/worker"
 
 
 def _pairs(document: dict) -> set[tuple[str, str]]:
@@ -85,9 +87,13 @@ def test_deployed_roles_name_exactly_this_stacks_resources(aws, deployed):  # no
         *{(f"dynamodb:{a}", TABLE) for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem",
                                              "BatchGetItem")},
         ("ecs:UpdateTaskProtection", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/t1/*"),
+        # tasks.worker.protection reads its own task's deployment and its service's.
+        ("ecs:DescribeTasks", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/t1/*"),
+        ("ecs:DescribeServices", SERVICE),
     }
     api = inline("t1-apigateway")
-    assert _pairs(api) == {("sqs:SendMessage", QUEUE), ("dynamodb:GetItem", TABLE)}
+    assert _pairs(api) == {("sqs:SendMessage", QUEUE), ("dynamodb:GetItem", TABLE),
+                           ("dynamodb:UpdateItem", TABLE)}  # DELETE /jobs/{id}
     execution = inline("t1-task-execution")
     _assert_no_stray_wildcards(execution)
     pull = {r for a, r in _pairs(execution) if a == "ecr:BatchGetImage"}
@@ -113,3 +119,100 @@ def test_a_loosened_policy_is_put_back(aws, deployed, engine):  # noqa: F811
     document = aws.iam.get_role_policy(RoleName="t1-task",
                                        PolicyName="least-privilege")["PolicyDocument"]
     _assert_no_stray_wildcards(document)
+
+
+def test_trust_policies_guard_against_the_confused_deputy(aws, deployed):  # noqa: F811
+    """Each role may be assumed by its service on behalf of this account's resources in this
+    region only (aws:SourceAccount and aws:SourceArn, as AWS recommends)."""
+    expected = {
+        "t1-task": ("ecs-tasks.amazonaws.com", f"arn:aws:ecs:{REGION}:{ACCOUNT}:*"),
+        "t1-task-execution": ("ecs-tasks.amazonaws.com", f"arn:aws:ecs:{REGION}:{ACCOUNT}:*"),
+        "t1-apigateway": ("apigateway.amazonaws.com",
+                          f"arn:aws:execute-api:{REGION}:{ACCOUNT}:*"),
+    }
+    for role, (service, source) in expected.items():
+        (statement,) = aws.iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"][
+            "Statement"]
+        assert statement["Principal"] == {"Service": service}
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT},
+                                          "ArnLike": {"aws:SourceArn": source}}
+
+
+def test_a_trust_policy_without_the_conditions_is_put_back(aws, deployed, engine):  # noqa: F811
+    import json
+
+    from tests.test_ecs_deploy import run
+
+    aws.iam.update_assume_role_policy(RoleName="t1-apigateway", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"},
+            "Action": "sts:AssumeRole"}]}))
+    code, output = run(aws, engine, "deploy")
+    assert code == 0, output
+    assert "updated    iam role                     t1-apigateway  (trust policy)" in output
+    trust = aws.iam.get_role(RoleName="t1-apigateway")["Role"]["AssumeRolePolicyDocument"]
+    assert "aws:SourceArn" in trust["Statement"][0]["Condition"]["ArnLike"]
+
+
+@pytest.mark.parametrize("region, partition, suffix", [
+    ("eu-west-1", "aws", "amazonaws.com"),
+    ("cn-north-1", "aws-cn", "amazonaws.com.cn"),
+    ("us-gov-west-1", "aws-us-gov", "amazonaws.com"),
+])
+def test_arns_and_endpoints_follow_the_partition(region, partition, suffix):
+    import json
+
+    from ecs.api import build_definition
+
+    stack = Stack("t1", region, ACCOUNT)
+    assert stack.partition == partition
+    arns = [stack.queue_arn, stack.dlq_arn, stack.table_arn, stack.repository_arn,
+            stack.log_group_arn, stack.cluster_arn, stack.task_arn_pattern,
+            stack.role_arn(stack.task_role)]
+    assert all(a.startswith(f"arn:{partition}:") for a in arns), arns
+    assert stack.queue_url.startswith(f"https://sqs.{region}.{suffix}/")
+    assert stack.repository_uri.endswith(f".dkr.ecr.{region}.{suffix}/t1")
+    assert stack.api_url("abc") == f"https://abc.execute-api.{region}.{suffix}/v1"
+    documents = [policies.trust(service, stack) for _, service, _ in policies.roles(stack)]
+    documents += [policy for _, _, policy in policies.roles(stack)]
+    documents.append(build_definition(stack))
+    text = json.dumps(documents)
+    assert ("arn:aws:" in text) == (partition == "aws")
+    assert f"arn:{partition}:apigateway:{region}:sqs:path/{ACCOUNT}/t1-jobs" in text
+
+
+def test_a_deploy_in_china_names_no_aws_partition_arn(in_process_aws, monkeypatch, tmp_path):
+    """Every request of a whole deploy to cn-north-1 (moto knows its partition): no ARN
+    with the `aws` partition anywhere, the partition read from STS's caller identity."""
+    from tests.test_ecs_deploy import (
+        FakeAwsClients,
+        FakeEngine,
+        allow_fargate_tasks,
+        allow_mock_integrations,
+        build_inputs,
+        run,
+    )
+
+    allow_mock_integrations(monkeypatch)
+    allow_fargate_tasks(monkeypatch)
+    china = FakeAwsClients("cn-north-1")
+    assert china.partition() == "aws-cn"
+    code, output = run(china, FakeEngine(china, root=build_inputs(tmp_path / "src")), "deploy")
+    assert code == 0, output
+    assert ".amazonaws.com.cn/" in output
+
+    def strings(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from strings(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                yield from strings(v)
+        elif isinstance(value, bytes):
+            yield value.decode()
+        elif isinstance(value, str):
+            yield value
+
+    sent = [s for r in china.requests for s in strings(r.params)]
+    assert any("arn:aws-cn:" in s for s in sent)
+    assert [s for s in sent if "arn:aws:" in s] == []

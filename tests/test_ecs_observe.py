@@ -140,3 +140,63 @@ def test_dlq_and_redrive(aws, engine, deployed):  # noqa: F811
 def test_dlq_of_a_stack_not_deployed(aws, engine):  # noqa: F811
     code, output = run(aws, engine, "dlq")
     assert code == 1 and "deploy it first" in output
+
+
+def test_status_shows_alarms_tasks_and_recent_failures(aws, engine, deployed):  # noqa: F811
+    aws.cloudwatch.set_alarm_state(AlarmName="t1-dead-letters", StateValue="ALARM",
+                                   StateReason="Threshold Crossed: 1 datapoint [2.0]")
+    aws.cloudwatch.set_alarm_state(AlarmName="t1-oldest-message-age", StateValue="OK",
+                                   StateReason="ok")
+    # a worker task that crashed (what ECS keeps of it for an hour)
+    from tests.test_ecs_deploy import TaskScript
+
+    aws.agent.next_scripts.append(TaskScript(stop=[{"lastStatus": "STOPPED", "exitCode": 1}],
+                                             stopped_reason="Essential container in task "
+                                                            "exited"))
+    network = aws.ecs.describe_services(cluster="t1", services=["worker"])["services"][0][
+        "networkConfiguration"]
+    arn = aws.ecs.run_task(cluster="t1", taskDefinition="t1-worker", launchType="FARGATE",
+                           networkConfiguration=network)["tasks"][0]["taskArn"]
+    aws.ecs.stop_task(cluster="t1", task=arn)  # moto's way to a STOPPED task
+    code, output = run(aws, engine, "status")
+    assert code == 0, output
+    lines = output.splitlines()
+    assert "alarms:" in lines
+    assert "  ALARM             t1-dead-letters  (Threshold Crossed: 1 datapoint [2.0])" in lines
+    assert "  OK                t1-oldest-message-age" in lines
+    assert any(line.endswith("t1-queue-waiting-no-workers") for line in lines)
+    assert "failures:  1 stopped task(s) in the last hour" in lines
+    (failure,) = [line for line in lines if arn.rsplit("/", 1)[-1][:12] in line]
+    assert "t1-worker:1: Essential container in task exited" in failure
+    assert "container exit code 1" in failure
+    # the smoke task of the deploy stopped cleanly: not a failure
+    assert sum("exit code 0" in line for line in lines) == 0
+
+
+def test_status_of_alarms_not_deployed(aws, engine):  # noqa: F811
+    code, output = run(aws, engine, "status")
+    assert code == 0
+    assert "  not deployed      t1-dead-letters" in output
+
+
+def test_alarm_threshold_and_topic_are_options(aws, engine, deployed):  # noqa: F811
+    from tests.test_ecs_deploy import progress
+
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:ops"
+    code, output = run(aws, engine, "plan", "--max-message-age", "120", "--alarm-topic", topic)
+    assert code == 0
+    lines = [line for line in output.splitlines() if "cloudwatch alarm" in line]
+    assert any("update" in line and "t1-oldest-message-age" in line and "120s" in line
+               for line in lines), output
+    assert any("update" in line and "t1-dead-letters" in line for line in lines)
+    code, output = run(aws, engine, "deploy", "--max-message-age", "120", "--alarm-topic", topic)
+    assert code == 0, output
+    alarm = aws.cloudwatch.describe_alarms(AlarmNames=["t1-oldest-message-age"])[
+        "MetricAlarms"][0]
+    assert alarm["Threshold"] == 120.0
+    assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
+    again = progress(run(aws, engine, "deploy", "--max-message-age", "120",
+                         "--alarm-topic", topic)[1])
+    assert again["cloudwatch alarm"] == "unchanged"
+    code, output = run(aws, engine, "plan", "--max-message-age", "0")
+    assert code == 2 and "--max-message-age" in output

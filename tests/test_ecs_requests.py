@@ -145,3 +145,29 @@ def test_other_errors_and_the_last_throttle_are_raised():
                                   http_status_code=429)
         with pytest.raises(client.exceptions.TooManyRequestsException):
             with_backoff(client.get_rest_apis, attempts=2, sleep=lambda s: None)
+
+
+def test_the_api_import_fails_on_warnings(aws, engine, monkeypatch):  # noqa: F811
+    """failOnWarnings: an import API Gateway only half understood fails the deploy (AWS
+    rolls the import back); warnings in an answer are an error too."""
+    sent: list[dict] = []
+    aws.apigateway.meta.events.register(
+        "provide-client-params.api-gateway.PutRestApi",
+        lambda params, **kwargs: sent.append(dict(params)))
+    code, output = run(aws, engine, "deploy")
+    assert code == 0, output
+    assert [p["failOnWarnings"] for p in sent] == [True]
+
+    def warn(parsed, **kwargs):
+        parsed["warnings"] = ["Unsupported extension x-amazon-apigateway-foo ignored"]
+
+    aws.apigateway.meta.events.register("after-call.api-gateway.PutRestApi", warn)
+    from ecs import api as api_module
+
+    real = api_module.build_definition
+    monkeypatch.setattr(api_module, "build_definition",
+                        lambda stack: {**real(stack), "x-changed": 1})
+    code, output = run(aws, engine, "deploy")
+    assert code != 0
+    assert "  FAILED     api gateway rest api" in output
+    assert "Unsupported extension x-amazon-apigateway-foo ignored" in output

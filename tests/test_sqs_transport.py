@@ -185,12 +185,12 @@ def test_receiving_goes_to_batches_for_a_backlog_of_short_jobs_and_back(queue, i
     # Short jobs (two processes finishing one every 0.1 s) and a full receive: batch.
     channel._job_seconds = 0.2
     channel.note_received(requested=2, got=2)
-    assert channel.batched and channel.qos.prefetch_count == 2 + RECEIVE_BATCH
-    # Busy with both processes and a few reserved: wait for a whole batch of slots.
-    received = receive(channel, 5)
+    assert channel.batched and channel.qos.prefetch_count == 2 + 2 * RECEIVE_BATCH
+    # Busy with both processes and a batch reserved: wait for a whole batch of slots.
+    received = receive(channel, 13)
     assert not channel._batch_ready()
     # A process would wait (fewer held than processes): receive at once.
-    for message in received[:4]:
+    for message in received[:12]:
         channel.basic_ack(message.delivery_tag)
     channel._job_seconds = 0.2
     assert channel._batch_ready()

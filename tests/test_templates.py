@@ -30,6 +30,7 @@ from api_shim.openapi import (
     template_path,
 )
 from api_shim.vtl import Params, escape_javascript, render
+from tests.apigw import parse_overrides
 
 TARGETS = AwsTargets(region="eu-west-1", account_id="123456789012", queue_name="jobs-q",
                      table_name="jobs-t", role_arn="arn:aws:iam::123456789012:role/apigw")
@@ -220,9 +221,14 @@ def test_escape_javascript_is_commons_lang():
 JOB_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 
-def render_get_response(item: dict | None, job_id: str = JOB_ID):
+def get_response_template(exposed: tuple[str, ...] = ()) -> str:
+    """GET /jobs/{id}'s record template, with `task:field` words exposed (none by default)."""
+    return fill_template("get_job.response", exposed=list(exposed))
+
+
+def render_get_response(item: dict | None, job_id: str = JOB_ID, exposed: tuple[str, ...] = ()):
     body = json.dumps({"Item": item} if item is not None else {})
-    return render(load_template("get_job.response"), body=body,
+    return render(get_response_template(exposed), body=body,
                   params=Params(path={"job_id": job_id}), context={"requestId": "r"})
 
 
@@ -263,8 +269,10 @@ def test_success_item_maps_result_as_json():
     assert job["result"] == result
     assert job["status"] == "SUCCESS" and job["task"] == "tasks.text.analyze"
     assert job["attempts"] == 1 and job["retries"] == 0 and job["expires_at"] == 1790000000
-    assert job["kwargs"] == "{'text': 'it\\'s'}"
     assert job["finished_at"] == "2026-01-01T00:00:02.000Z"
+    assert "kwargs" not in job and "worker" not in job  # not exposed by default
+    job = json.loads(render_get_response(item, exposed=("tasks.text.analyze:kwargs",)).text)
+    assert job["kwargs"] == "{'text': 'it\\'s'}"
 
 
 def test_progress_and_failure_items():
@@ -278,6 +286,9 @@ def test_progress_and_failure_items():
     job = json.loads(render_get_response(failed).text)
     assert job["error"] == {"type": "RuntimeError", "message": "bad 'input'\n\"line 2\" ✗",
                             "module": "builtins"}
+    assert "traceback" not in job  # not exposed, and the item names no task
+    failed["task"] = {"S": "tasks.debug.fail"}
+    job = json.loads(render_get_response(failed, exposed=("tasks.debug.fail:traceback",)).text)
     assert job["traceback"] == "Traceback...\n  File \"x\"\n"
 
 
@@ -321,10 +332,14 @@ def test_openapi_document_is_valid_openapi_3():
 
 
 def test_template_files_are_what_the_document_carries():
+    from api_shim.openapi import exposed_words
+    from tasks.jobkit.registry import all_jobs
+
     doc = build_openapi(TARGETS)
     get = doc["paths"]["/jobs/{job_id}"]["get"]["x-amazon-apigateway-integration"]
-    assert get["responses"]["default"]["responseTemplates"]["application/json"] == \
-        template_path("get_job.response").read_text()
+    filled = template_path("get_job.response").read_text().replace(
+        "@EXPOSED@", " ".join(exposed_words(all_jobs())))
+    assert get["responses"]["default"]["responseTemplates"]["application/json"] == filled
     with pytest.raises(FileNotFoundError):
         template_path("../app.py")
 
@@ -345,18 +360,20 @@ def velocity(tmp_path_factory):
     subprocess.run(["javac", "-cp", classpath, "-d", str(out), str(HARNESS)], check=True)
 
     def run(template: str, body: str, request_id: str, path: str = "/", resource: str = "/",
-            job_id: str | None = None, with_status: bool = False):
+            job_id: str | None = None, with_status: bool = False,
+            times: tuple[int, str] | None = None):
         (out / "t.vtl").write_text(template, encoding="utf-8")
         (out / "body").write_text(body, encoding="utf-8")
+        extra = [job_id or "", str(times[0]), times[1]] if times else (
+            [job_id] if job_id else [])
         done = subprocess.run(
             ["java", "-cp", f"{out}:{classpath}", "RenderTemplate", str(out / "t.vtl"),
-             str(out / "body"), request_id, path, resource, *([job_id] if job_id else [])],
+             str(out / "body"), request_id, path, resource, *extra],
             capture_output=True, check=True, timeout=60)
         text = done.stdout.decode("utf-8")
         if not with_status:
             return text
-        status = done.stderr.decode().rpartition("status=")[2].strip()
-        return text, int(status) if status else None
+        return text, parse_overrides(text, done.stderr.decode()).status
 
     return run
 
@@ -389,8 +406,11 @@ def test_velocity_17_renders_the_same_job_json(velocity):
         {"status": {"S": "FAILURE"}, "error": {"M": {
             "type": {"S": "RuntimeError"}, "message": {"S": "bad 'input'\n\"two\" ✗ 😀 </x>"},
             "module": {"S": "builtins"}}}, "traceback": {"S": "Traceback\n  File \"x\"\n"}},
+        {"status": {"S": "FAILURE"}, "task": {"S": "tasks.debug.fail"},
+         "traceback": {"S": "Traceback\n  File \"x\"\n"}, "worker": {"S": "w@h"},
+         "args": {"S": "()"}, "kwargs": {"S": "{'message': 'x'}"}},
     ]
-    response = load_template("get_job.response")
+    response = get_response_template(("tasks.debug.fail:traceback", "tasks.debug.sleep:worker"))
     request = fill_template("get_job.request", table_name="jobs-t")
     for job_id in (JOB_ID, "not-a-uuid"):
         java = velocity(request, "", "r", job_id=job_id)
@@ -435,12 +455,12 @@ def test_velocity_17_renders_the_mock_templates_the_same(velocity):
 
 
 def test_velocity_17_maps_sqs_errors_the_same(velocity):
-    template = load_template("send_task.error")
+    template = fill_template("send_task.error", max_body_bytes="1000")
     too_long = ("<ErrorResponse><Error><Code>InvalidParameterValue</Code><Message>One or more "
                 "parameters are invalid. Reason: Message must be shorter than 1024 bytes."
                 "</Message></Error></ErrorResponse>")
     missing = "<ErrorResponse><Error><Code>NonExistentQueue</Code></Error></ErrorResponse>"
-    for body, status in ((too_long, None), (missing, 502)):
+    for body, status in ((too_long, 413), (missing, None)):
         ours = render(template, body=body, params=Params(), context={})
         assert velocity(template, body, "r", with_status=True) == (ours.text, status)
         assert ours.status_override == status
@@ -463,3 +483,86 @@ def test_util_input_and_strings_behave_as_on_api_gateway():
     assert out.split("|") == [
         "a+b*%7E%C3%A9%2B%2F", "a b+é", "é😀", "x", '{"n":5,"s":"😀"}', "5", "p1", "t1", "v",
         str(len(body.encode("utf-16-le")) // 2), '{"', "rid"]
+
+
+# --- DELETE /jobs/{job_id} ----------------------------------------------------------------
+REVOKE_TIME = (1796115629123, "01/Dec/2026:09:00:29 +0000")  # epoch ms, CLF: the same instant
+
+
+def render_revoke_request(job_id: str = JOB_ID) -> str:
+    text = fill_template("revoke_job.request", table_name="jobs-t", result_expires="604800")
+    return render(text, body="", params=Params(path={"job_id": job_id}), context={
+        "requestTimeEpoch": REVOKE_TIME[0], "requestTime": REVOKE_TIME[1]}).text
+
+
+def test_revoke_request_is_the_state_machines_revoke():
+    """The UpdateItem DELETE sends is JobRecords.revoke_request's, value for value."""
+    from datetime import UTC, datetime
+
+    from tasks.results.records import JobRecords
+
+    sent = json.loads(render_revoke_request())
+    when = datetime.fromtimestamp(REVOKE_TIME[0] / 1000, UTC)
+    expected = JobRecords(lambda: None, "jobs-t", 604800).revoke_request(JOB_ID, now=when)
+    assert sent.pop("ReturnValues") == "ALL_NEW"
+    assert sent.pop("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+    assert sent == expected
+    assert expected["ExpressionAttributeValues"][":now"] == {"S": "2026-12-01T09:00:29.123Z"}
+    # A malformed id writes nothing: a key without the key attribute is refused as invalid.
+    assert json.loads(render_revoke_request("x\"}, {"))["Key"] == {
+        "malformed_job_id": {"S": "-"}}
+
+
+def test_revoke_response_shows_the_record_as_get_does():
+    """The DELETE and GET templates share the record's lines (one rule for exposure)."""
+    def record_lines(name: str) -> list[str]:
+        lines = load_template(name).splitlines()
+        start = next(i for i, line in enumerate(lines)
+                     if line.startswith('{"job_id": "$id", "status": "$util'))
+        return lines[start:lines.index("}", start) + 1]
+
+    assert record_lines("revoke_job.response") == record_lines("get_job.response")
+
+
+CCF = "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"
+REVOKE_BODIES = [
+    (json.dumps({"Attributes": {"status": {"S": "REVOKED"}, "task": {"S": "tasks.debug.fail"},
+                                "revoked_at": {"S": "2026-12-01T09:07:09.123Z"},
+                                "traceback": {"S": "Traceback 'é' \"x\"\n"}}}), None),
+    (json.dumps({"__type": CCF, "message": "The conditional request failed", "Item": {
+        "status": {"S": "SUCCESS"}, "result": {"S": json.dumps({"s": "é 😀 'q' \"d\""})}}}),
+     409),
+    (json.dumps({"__type": CCF, "message": "The conditional request failed",
+                 "Item": {"status": {"S": "FAILURE"}, "error": {"M": {
+                     "type": {"S": "RuntimeError"}, "message": {"S": "bad 'x'\n"}}}}}), 409),
+    (json.dumps({"__type": CCF, "Item": {"status": {"S": "REVOKED"}}}), 200),
+    (json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException"}), 429),
+    (json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+                 "message": "Requested resource not found"}), None),
+    (json.dumps({"__type": "com.amazon.coral.validate#ValidationException",
+                 "message": "The provided key element does not match the schema"}), None),
+]
+
+
+@pytest.mark.parametrize(("body", "status"), REVOKE_BODIES)
+def test_revoke_response_statuses(body, status):
+    template = fill_template("revoke_job.response", exposed=["tasks.debug.fail:traceback"])
+    out = render(template, body=body, params=Params(path={"job_id": JOB_ID}), context={})
+    assert out.status_override == status
+    json.loads(out.text)
+    malformed = render(template, body=body, params=Params(path={"job_id": "x"}), context={})
+    assert malformed.status_override == 400
+
+
+def test_velocity_17_renders_the_same_revoke(velocity):
+    request = fill_template("revoke_job.request", table_name="jobs-t", result_expires="604800")
+    for job_id in (JOB_ID, "not-a-uuid"):
+        java = velocity(request, "", "r", job_id=job_id, times=REVOKE_TIME)
+        assert java == render_revoke_request(job_id)
+    response = fill_template("revoke_job.response", exposed=["tasks.debug.fail:traceback"])
+    for body, _ in REVOKE_BODIES:
+        for job_id in (JOB_ID, "not-a-uuid"):
+            text, status = velocity(response, body, "r", job_id=job_id, with_status=True)
+            ours = render(response, body=body, params=Params(path={"job_id": job_id}),
+                          context={})
+            assert (text, status) == (ours.text, ours.status_override), body

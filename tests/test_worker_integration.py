@@ -77,9 +77,9 @@ def test_chord_fires_its_body_once_with_all_results(stack, module_worker):
     assert result.get(timeout=90) == 15
     group_id = result.parent.id
     item = stack.dynamodb.get_item(TableName=stack.table,
-                                   Key={"job_id": {"S": f"group:{group_id}"}},
+                                   Key={"job_id": {"S": f"chord:{group_id}"}},
                                    ConsistentRead=True)["Item"]
-    assert len(item["done_ids"]["SS"]) == 5 and "chord_fired_at" in item
+    assert item["done"] == {"N": "5"} and "chord_fired_at" in item
 
 
 def test_a_result_too_large_for_dynamodb_fails_the_job_once(stack, module_worker):

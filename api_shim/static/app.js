@@ -1,5 +1,6 @@
-// The jobs page: talks only to GET /tasks, POST /tasks/{name} and GET /jobs/{id}, so it works
-// against the local shim and a deployed API Gateway alike (set the base URL and API key).
+// The jobs page: talks only to GET /tasks, POST /tasks/{name}, GET /jobs/{id} and DELETE
+// /jobs/{id} (cancel), so it works against the local shim and a deployed API Gateway alike
+// (set the base URL and API key).
 "use strict";
 
 const TERMINAL = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
@@ -197,6 +198,7 @@ function showJob(id) {
   $("job-empty").hidden = true;
   $("job-view").hidden = false;
   $("job-id").textContent = id;
+  $("cancel-note").hidden = true;
   const known = history().find((j) => j.id === id);
   renderJob({ job_id: id, status: "PENDING", task: known?.task });
   renderHistory();
@@ -226,6 +228,7 @@ function renderJob(job) {
   const badge = $("job-status");
   badge.textContent = status;
   badge.className = "badge " + status;
+  $("cancel-button").hidden = TERMINAL.has(status);  // pending or running only
   $("job-task").textContent = job.task ? `${job.task}${job.worker ? " · on " + job.worker : ""}` : "";
 
   const progress = job.progress;
@@ -267,6 +270,33 @@ function renderJob(job) {
     dd.textContent = typeof v === "string" ? new Date(v).toLocaleString() : String(v);
     times.append(dt, dd);
   });
+}
+
+// DELETE /jobs/{id}: 200 with the record (REVOKED), 409 with it when the job had finished.
+async function cancelJob() {
+  const id = state.currentId;
+  if (!id) return;
+  const button = $("cancel-button");
+  const note = $("cancel-note");
+  button.disabled = true;
+  try {
+    const res = await api("/jobs/" + encodeURIComponent(id), { method: "DELETE", headers: headers() });
+    if (state.currentId !== id) return;
+    if (res.status === 200 || res.status === 409) {
+      renderJob(res.body);
+      updateHistory(id, res.body.status);
+      note.textContent = res.status === 200
+        ? "Revoked: a queued job will not run; a running one stops at its next progress step."
+        : `Not cancelled: the job had already finished (${res.body.status}).`;
+    } else {
+      note.textContent = "Could not cancel. " + describeError(res);
+    }
+  } catch (e) {
+    note.textContent = "Network error: " + e;
+  } finally {
+    button.disabled = false;
+    note.hidden = false;
+  }
 }
 
 // --- jobs submitted from this browser -------------------------------------------------------
@@ -316,6 +346,7 @@ function init() {
   $("task-select").addEventListener("change", (e) => { location.hash = e.target.value; selectTask(e.target.value); });
   $("json-preview").addEventListener("input", () => { state.jsonEdited = true; });
   $("job-form").addEventListener("submit", submitJob);
+  $("cancel-button").addEventListener("click", cancelJob);
   $("clear-history").addEventListener("click", () => saveHistory([]));
   renderHistory();
   loadTasks();

@@ -15,3 +15,12 @@ class ResultNotSerializable(TypeError):
 
 class PoisonMessage(ValueError):
     """The queue message cannot be run: malformed, or naming an unknown task."""
+
+
+class JobRevoked(BaseException):
+    """The job was revoked while it ran (AsyncResult.revoke, DELETE /jobs/{id}).
+
+    Raised by a progress update (`Progress.update`, `self.update_state`) whose write the
+    REVOKED record refused. A BaseException, like KeyboardInterrupt, so that a job's
+    `except Exception:` does not swallow it by accident; `finally` blocks still run. The
+    job's message is acknowledged and its record stays REVOKED."""

@@ -9,7 +9,12 @@ PROGRESS_STATE = "PROGRESS"
 
 
 class Progress:
-    """`update(current, message)` writes at most every `min_interval` s, and the last step."""
+    """`update(current, message)` writes at most every `min_interval` s, and the last step.
+
+    A write is also how a running job learns that it was revoked: the REVOKED record refuses
+    it, and `update` raises JobRevoked (a BaseException, so `except Exception` does not stop
+    it), which ends the job as revoked (tasks.jobkit.task). A revoked job therefore stops at
+    its next write, at most `min_interval` after its next update."""
 
     def __init__(self, task: Any, total: int, *, min_interval: float = 0.5) -> None:
         self.task = task

@@ -3,18 +3,26 @@
 Only public jobs are reachable over HTTP; the API definition (api_shim) is
 generated from `public_jobs()`. The worker checks the same schema, so a
 `delay()` call with bad arguments fails as clearly as a bad HTTP request.
+Over HTTP a job record shows its error's type and message, never the fields in
+HTTP_DETAIL_FIELDS (arguments may carry personal data, tracebacks show code paths),
+unless the job lists them in `expose`; Python's AsyncResult always sees everything.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft4Validator
 
-from tasks.jobkit.errors import InvalidJobInput
+from tasks.jobkit.errors import InvalidJobInput, JobRevoked
+from tasks.results.revoked_mark import revoked_noted
+
+# Record fields GET /jobs/{id} hides unless the job opts in with @job(expose=...).
+HTTP_DETAIL_FIELDS = ("traceback", "args", "kwargs", "worker")
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,7 @@ class JobSpec:
     schema: dict[str, Any]
     public: bool
     summary: str
+    expose: frozenset[str] = frozenset()  # of HTTP_DETAIL_FIELDS, shown over HTTP
 
 
 _SPECS: dict[str, JobSpec] = {}
@@ -37,27 +46,100 @@ def describe_errors(validator: Draft4Validator, instance: Any) -> list[str]:
     return messages
 
 
+def job_signature(fn: Callable) -> inspect.Signature:
+    """The job function's parameters after `self` (jobs are bound tasks)."""
+    signature = inspect.signature(fn)
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+def check_arguments(name: str, signature: inspect.Signature, validator: Draft4Validator,
+                    args: tuple, kwargs: dict[str, Any]) -> None:
+    """Bind Celery's args and kwargs to the job's parameters and check them against the schema.
+
+    The schema sees the arguments by parameter name, without the function's defaults, so
+    its `required` holds for positional calls too, and its messages come first (the same
+    as over HTTP); what only the binding sees (too many arguments, an argument given twice,
+    a keyword the schema allows but the function lacks) follows. Raises InvalidJobInput.
+    """
+    params = list(signature.parameters.values())
+    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                  inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    arguments: dict[str, Any] = {
+        p.name: value for p, value in zip(positional, args, strict=False)}  # extras: below
+    rest = next((p for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+    if rest is not None and len(args) > len(positional):
+        arguments[rest.name] = list(args[len(positional):])
+    if arguments.keys() & kwargs.keys():  # given twice: no schema message would say so
+        bind(name, signature, args, kwargs)
+    problems = describe_errors(validator, {**kwargs, **arguments})
+    if problems:
+        raise InvalidJobInput("; ".join(problems))
+    bind(name, signature, args, kwargs)
+
+
+def bind(name: str, signature: inspect.Signature, args: tuple, kwargs: dict[str, Any]) -> None:
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        given = f" (got {len(args)})" if "too many positional" in str(exc) else ""
+        raise InvalidJobInput(f"{name}{plain(signature)}: {exc}{given}") from None
+
+
+def plain(signature: inspect.Signature) -> str:
+    """`(x, y=1)`: the parameters without annotations, for error messages."""
+    return str(signature.replace(
+        parameters=[p.replace(annotation=inspect.Parameter.empty)
+                    for p in signature.parameters.values()],
+        return_annotation=inspect.Signature.empty))
+
+
 def job(
-    *, schema: dict[str, Any], public: bool = True, summary: str = "", **task_options: Any
+    *, schema: dict[str, Any], public: bool = True, summary: str = "",
+    expose: Iterable[str] = (), **task_options: Any
 ) -> Callable:
-    """Register a Celery task whose keyword arguments follow `schema` (JSON Schema draft 4)."""
+    """Register a Celery task whose arguments follow `schema` (JSON Schema draft 4).
+
+    The schema describes the arguments by parameter name: positional ones (`delay(2, 3)`,
+    partial signatures, a chain's previous result) are bound to the function's parameters
+    before the check, so one schema serves Python calls and HTTP's keyword-only bodies.
+
+    `expose` names the record fields of HTTP_DETAIL_FIELDS that GET /jobs/{id} shows for
+    this job (none by default).
+    """
     Draft4Validator.check_schema(schema)
+    exposed = frozenset([expose] if isinstance(expose, str) else expose)
+    unknown = exposed - set(HTTP_DETAIL_FIELDS)
+    if unknown:
+        raise ValueError(f"expose={sorted(unknown)}: only {HTTP_DETAIL_FIELDS} can be exposed")
     validator = Draft4Validator(schema)
 
     def decorate(fn: Callable) -> Any:
         name = task_options.pop("name", f"{fn.__module__}.{fn.__name__}")
 
+        signature = job_signature(fn)
+
         @functools.wraps(fn)
         def run(self, *args: Any, **kwargs: Any) -> Any:
-            problems = describe_errors(validator, kwargs)
-            if problems:
-                raise InvalidJobInput("; ".join(problems))
-            return fn(self, *args, **kwargs)
+            # Celery passes positional arguments too (delay(2, 3), chains, partials):
+            # bind them to the parameters' names, then check the schema on those.
+            check_arguments(name, signature, validator, args, kwargs)
+            try:
+                result = fn(self, *args, **kwargs)
+            except JobRevoked:  # a progress write found the record REVOKED
+                raise self.dropped_as_revoked("while it ran") from None
+            if revoked_noted(self.request):
+                # It saw is_aborted() and returned: a revoked job never succeeds (its
+                # result would be refused, and its callbacks must not be sent).
+                raise self.dropped_as_revoked("while it ran")
+            return result
 
         from tasks.celery_app import app  # the app imports the job modules: not at the top
 
-        task = app.task(bind=True, name=name, **task_options)(run)
-        _SPECS[name] = JobSpec(name, schema, public, summary or (fn.__doc__ or "").strip())
+
+        task = app.task(bind=True, name=name, **{"stops_when_revoked": True, **task_options}
+                        )(run)
+        _SPECS[name] = JobSpec(name, schema, public, summary or (fn.__doc__ or "").strip(),
+                               exposed)
         return task
 
     return decorate

@@ -13,6 +13,7 @@ overwritten, and no write is preceded by a read. Reads are strongly consistent.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
@@ -27,8 +28,9 @@ from celery import states
 from celery.backends.base import BaseBackend
 from celery.canvas import maybe_signature
 from celery.exceptions import ChordError
-from celery.result import GroupResult, allow_join_result, result_from_tuple
+from celery.result import AsyncResult, GroupResult, ResultSet, result_from_tuple
 from kombu.utils.json import dumps as json_dumps
+from kombu.utils.uuid import uuid
 
 from tasks.jobkit.errors import ResultNotSerializable, ResultTooLarge
 from tasks.ops.clients import dynamodb_client
@@ -36,19 +38,27 @@ from tasks.ops.settings import Settings
 from tasks.results.records import (
     GROUP_PREFIX,
     MAX_RESULT_BYTES,
+    ChordCount,
     JobRecords,
+    chord_count,
+    chord_part_id,
+    group_page_id,
     item_num,
     item_str,
     s,
 )
+from tasks.results.revoked_mark import note_revoked, revoked_noted
 
 log = logging.getLogger(__name__)
 
 BATCH_GET_LIMIT = 100
 RETRYABLE_ERROR_CODES = ("ProvisionedThroughputExceededException", "ThrottlingException",
                          "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable")
-# How long one caller may hold the right to send a chord's body before another may.
-CHORD_LEASE_SECONDS = 60
+# How long one caller may hold the right to send a chord's body before another may:
+# this plus the join bound (reading 10,000 records takes 100 BatchGetItem calls).
+CHORD_LEASE_SECONDS = 30
+# The join bound when result_chord_join_timeout is unset: Celery's own default.
+DEFAULT_CHORD_JOIN_SECONDS = 3.0
 
 
 class DynamoDBJobBackend(BaseBackend):
@@ -76,7 +86,7 @@ class DynamoDBJobBackend(BaseBackend):
         # boto3 clients must not cross a fork: prefork children get their own.
         pid = os.getpid()
         if self._client is None or self._client_pid != pid:
-            self._client = dynamodb_client(self.settings)
+            self._client = dynamodb_client(self.settings, validate=False)
             self._client_pid = pid
         return self._client
 
@@ -112,17 +122,40 @@ class DynamoDBJobBackend(BaseBackend):
                     "Store large outputs elsewhere (S3) and return a reference."), facts)
             self.records.transition(task_id, state, result_text=text, facts=facts)
         elif state in (states.FAILURE, states.RETRY, states.REVOKED):
+            if state == states.REVOKED and request is not None and revoked_noted(request):
+                return result  # the revoke wrote REVOKED: a second write would be refused
             self.records.transition(task_id, state, error=self.error_of(result),
                                     traceback=traceback, facts=facts)
         elif state in (states.STARTED, states.PENDING, states.RECEIVED):
-            self.records.transition(task_id, state, facts=facts)
+            # A STARTED write refused by a REVOKED record: the job must not run
+            # (tasks.jobkit.task.JobTask.before_start reads the mark).
+            refusal: dict = {}
+            if not self.records.transition(task_id, state, facts=facts, refusal=refusal):
+                self.note_refusal(request, refusal)
         else:  # a custom state such as PROGRESS: its meta is the job's progress
             try:
                 text = json_dumps(result)
             except (TypeError, ValueError):
                 text = json_dumps({"message": repr(result)})
-            self.records.transition(task_id, state, progress_text=text, facts=facts)
+            refusal = {}
+            if not self.records.transition(task_id, state, progress_text=text, facts=facts,
+                                           refusal=refusal):
+                self.note_refusal(request, refusal)  # a running job was revoked
         return result
+
+    @staticmethod
+    def note_refusal(request: Any, refusal: dict) -> None:
+        """Mark the request when its job's record refused a write because it is REVOKED."""
+        if request is not None and item_str(refusal, "status") == states.REVOKED:
+            note_revoked(request)
+
+    def record_status(self, task_id: str) -> str | None:
+        """The record's status alone: one strongly consistent GetItem (JobTask.is_aborted)."""
+        item = self.client.get_item(
+            TableName=self.table, Key={"job_id": s(task_id)}, ConsistentRead=True,
+            ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"},
+        ).get("Item") or {}
+        return item_str(item, "status")
 
     def _fail(self, task_id: str, exc: BaseException, facts: dict | None) -> BaseException:
         self.records.transition(task_id, states.FAILURE, error=self.error_of(exc), facts=facts)
@@ -167,6 +200,8 @@ class DynamoDBJobBackend(BaseBackend):
         return self.meta_from_item(task_id, item)
 
     def meta_from_item(self, task_id: str, item: dict | None) -> dict:
+        """Celery's task meta of a job record, as Celery's own backends decode it: a
+        failure's result is the exception rebuilt by BaseBackend.exception_to_python."""
         if not item or "status" not in item:
             return {"task_id": task_id, "status": states.PENDING, "result": None,
                     "traceback": None, "children": []}
@@ -185,7 +220,7 @@ class DynamoDBJobBackend(BaseBackend):
             result = {"hostname": item_str(item, "worker")}
         elif "progress" in item:
             result = json.loads(item_str(item, "progress"))
-        return {
+        return self.meta_from_decoded({
             "task_id": task_id,
             "status": status,
             "result": result,
@@ -193,11 +228,13 @@ class DynamoDBJobBackend(BaseBackend):
             "children": [],
             "date_done": item_str(item, "finished_at"),
             "name": item_str(item, "task"),
+            "args": arguments_from_repr(item_str(item, "args"), list),
+            "kwargs": arguments_from_repr(item_str(item, "kwargs"), dict),
             "worker": item_str(item, "worker"),
             "retries": item_num(item, "retries"),
             "queue": item_str(item, "queue"),
             "attempts": item_num(item, "attempts"),
-        }
+        })
 
     def mget_items(self, task_ids: Iterable[str]) -> dict[str, dict]:
         """Strongly consistent BatchGetItem, 100 keys a call, retrying unprocessed keys."""
@@ -254,6 +291,12 @@ class DynamoDBJobBackend(BaseBackend):
                 break
 
     # --- groups and chords ------------------------------------------------------
+    # How a chord completes (the README's "Chords" section): every part that ends counts
+    # itself with two small writes (records.report_chord_part); the part that brings the
+    # counter to the chord's size (Celery announces it with set_chord_size) claims the
+    # chord, reads every member's record with BatchGetItem, and sends the body with their
+    # results, or fails it with a ChordError. Nothing waits on a result it polls for, so
+    # no chord shape can hold a worker process: the longest wait is chord_join_bound().
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
         self.records.save_group(group_id, json_dumps(result.as_tuple()))
         return result
@@ -265,11 +308,27 @@ class DynamoDBJobBackend(BaseBackend):
         ).get("Item")
         if not item or "result" not in item:
             return None
+        text = self.group_text(group_id, item)
+        if text is None:
+            return None
         return {
             "group_id": group_id,
-            "result": result_from_tuple(json.loads(item["result"]["S"]), self.app),
+            "result": result_from_tuple(json.loads(text), self.app),
             "date_done": item_str(item, "created_at"),
         }
+
+    def group_text(self, group_id: str, item: dict) -> str | None:
+        """A saved group's JSON, its pages put back together; None if a page is gone."""
+        pages = item_num(item, "pages") or 1
+        ids = [group_page_id(group_id, number) for number in range(1, pages)]
+        found = self.mget_items(ids) if ids else {}
+        texts = [item_str(item, "result") or ""]
+        for page_id in ids:
+            if page_id not in found:
+                log.warning("group %s: page %s is gone", group_id, page_id)
+                return None
+            texts.append(item_str(found[page_id], "result") or "")
+        return "".join(texts)
 
     def _delete_group(self, group_id: str) -> None:
         self.records.delete_group(group_id)
@@ -278,36 +337,225 @@ class DynamoDBJobBackend(BaseBackend):
         self.ensure_chords_allowed()
         header_result = self.app.GroupResult(*header_result_args)
         header_result.save(backend=self)
+        self.records.create_chord(header_result.id, len(chord_leaves(header_result)))
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        # Celery calls this before it sends the header's last task, so the part that
+        # ends last always sees the size. It also calls it for a group that ends a chain
+        # in a header: that group is no chord (its parts report to the enclosing one).
+        if not self.records.set_chord_size(group_id, int(chord_size)):
+            log.debug("set_chord_size(%s, %s): no chord with that id", group_id, chord_size)
+
+    def chord_join_bound(self) -> float:
+        """The longest a chord's completion waits for a member's record: Celery's
+        result_chord_join_timeout (3 s by default), never unbounded."""
+        timeout = self.app.conf.result_chord_join_timeout
+        return float(timeout) if timeout and timeout > 0 else DEFAULT_CHORD_JOIN_SECONDS
+
+    def chord_lease_seconds(self) -> int:
+        return int(self.chord_join_bound()) + CHORD_LEASE_SECONDS
 
     def on_chord_part_return(self, request, state, result, **kwargs) -> None:
         group_id = getattr(request, "group", None)
         if not group_id or not getattr(request, "chord", None):
             return
         callback = maybe_signature(request.chord, app=self.app)
-        deps = GroupResult.restore(group_id, backend=self)
-        if deps is None:
-            self.chord_error_from_stack(callback, ChordError(f"group {group_id} is gone"))
+        count = self.records.report_chord_part(group_id, request.id, state)
+        if count.gone:
+            self.end_chord(group_id, callback, ChordError(
+                f"chord {group_id} can no longer complete: its record is gone (its "
+                "GroupResult was deleted, or it expired after result_expires)"))
             return
-        done = self.records.add_chord_part(group_id, request.id)
-        size = request.chord.get("chord_size") or len(deps)
-        if done < size or not self.records.claim_chord(group_id, CHORD_LEASE_SECONDS):
+        if count.fired:
             return
-        join = deps.join_native if deps.supports_native_join else deps.join
-        try:
-            with allow_join_result():
-                values = join(timeout=self.app.conf.result_chord_join_timeout, propagate=True)
-        except Exception as exc:
-            self.chord_error_from_stack(callback, ChordError(f"a chord member failed: {exc!r}"))
-            self.records.mark_chord_fired(group_id)
-            return
-        try:
-            # The body keeps the id Celery gave it when the chord was built: sent
-            # before the chord is marked fired, so a crash in between re-sends it
-            # under the same id instead of losing it.
-            callback.delay(values)
-        except Exception as exc:
-            self.chord_error_from_stack(callback, ChordError(f"chord callback failed: {exc!r}"))
+        if state in states.PROPAGATE_STATES:
+            # Fail the body at once (Celery names the member that failed first in time),
+            # going by the member's record: a duplicate delivery cannot change its outcome.
+            meta = self.get_task_meta(request.id, cache=False)
+            if meta["status"] in states.PROPAGATE_STATES:
+                if not self.end_chord(group_id, callback, dependency_error(
+                        request.id, self.exception_to_python(meta["result"]))):
+                    self.complete_chord(group_id, callback, count)
+                return
+        if count.size is not None and count.done >= count.size:
+            self.complete_chord(group_id, callback, count)
+
+    def end_chord(self, group_id: str, callback, error: ChordError) -> bool:
+        """Fail the body with `error` unless someone else holds or has fired the chord."""
+        if not self.records.claim_chord(group_id, self.chord_lease_seconds()):
+            return False
+        self.finish_chord(group_id, callback, None, error)
+        return True
+
+    def complete_chord(self, group_id: str, callback, seen: ChordCount) -> None:
+        """Claim the chord and send its body, or its error, if every member has ended."""
+        token = uuid()
+        lease = self.chord_lease_seconds()
+        if not self.records.claim_chord(group_id, lease, token):
+            # Someone holds it. A live holder looks at the counter again after it lets go,
+            # so it sees this part; but a duplicate may be the redelivery of a holder that
+            # died, whose lease nobody else would wait out.
+            if not seen.duplicate or not self.await_chord_lease(group_id, lease):
+                return
+            if not self.records.claim_chord(group_id, lease, token):
+                return
+        done = seen.done
+        while True:
+            outcome = self.chord_outcome(group_id)
+            if outcome is not None:
+                self.finish_chord(group_id, callback, *outcome)
+                return
+            # The counter ran ahead of the members (a duplicate report counts again):
+            # let go, and look again only if a part reported meanwhile.
+            self.records.release_chord(group_id, token)
+            now = self.read_chord(group_id)
+            if now is None or now.fired or now.done <= done:
+                return
+            done = now.done
+            if not self.records.claim_chord(group_id, lease, token):
+                return
+
+    def chord_outcome(self, group_id: str) -> tuple[list | None, ChordError | None] | None:
+        """(values, None) when every member succeeded, (None, error) when the chord cannot
+        complete, None while a member has not ended yet. Bounded: BatchGetItem of the
+        members' records, and at most chord_join_bound() of waiting for records that their
+        members reported finished."""
+        header = self.restore_group(group_id, cache=False)
+        if header is None:
+            return None, ChordError(f"GroupResult {group_id} no longer exists")
+        ids = [leaf.id for leaf in chord_leaves(header)]
+        metas = self.read_metas(ids)
+        unfinished = [i for i in ids if metas[i]["status"] not in states.READY_STATES]
+        if unfinished and not self.failed_members(ids, metas):
+            parts = self.mget_items([chord_part_id(group_id, i) for i in unfinished])
+            if len(parts) < len(unfinished):
+                return None
+            # Each reported its end after its record was written: wait a little, then
+            # give up on records that are gone (forgotten, expired, or never stored).
+            deadline = time.monotonic() + self.chord_join_bound()
+            while unfinished and time.monotonic() < deadline:
+                time.sleep(min(0.25, max(deadline - time.monotonic(), 0)))
+                metas.update(self.read_metas(unfinished))
+                unfinished = [i for i in unfinished
+                              if metas[i]["status"] not in states.READY_STATES]
+            if unfinished and not self.failed_members(ids, metas):
+                member = unfinished[0]
+                return None, ChordError(
+                    f"Dependency {member} ended but its result record is "
+                    f"{'missing' if metas[member]['status'] == states.PENDING else 'unfinished'}"
+                    f" after {self.chord_join_bound():g}s (chord members must not ignore "
+                    f"their results; {len(unfinished)} of {len(ids)} members affected)")
+        failed = self.failed_members(ids, metas)
+        if failed:
+            first = min(failed, key=lambda meta: meta.get("date_done") or "")
+            return None, dependency_error(first["task_id"],
+                                          self.exception_to_python(first["result"]))
+        return chord_values(header.results, metas), None
+
+    @staticmethod
+    def failed_members(ids: list[str], metas: dict[str, dict]) -> list[dict]:
+        return [metas[i] for i in ids if metas[i]["status"] in states.PROPAGATE_STATES]
+
+    def read_metas(self, task_ids: list[str]) -> dict[str, dict]:
+        items = self.mget_items(task_ids)
+        return {task_id: self.meta_from_item(task_id, items.get(task_id)) for task_id in task_ids}
+
+    def read_chord(self, group_id: str) -> ChordCount | None:
+        item = self.client.get_item(
+            TableName=self.table, Key=self.records.chord_key(group_id), ConsistentRead=True
+        ).get("Item")
+        return chord_count(item) if item else None
+
+    def await_chord_lease(self, group_id: str, lease: int) -> bool:
+        """Wait (at most `lease` seconds) for another's claim to lapse; False if it fired."""
+        deadline = time.monotonic() + lease + 1
+        while time.monotonic() < deadline:
+            now = self.read_chord(group_id)
+            if now is None or now.fired:
+                return False
+            if not now.lease_until or now.lease_until < time.time():
+                return True
+            time.sleep(1.0)
+        return False
+
+    def finish_chord(self, group_id: str, callback, values: list | None,
+                     error: ChordError | None) -> None:
+        if error is None:
+            try:
+                # The body keeps the id Celery gave it when the chord was built: sent
+                # before the chord is marked fired, so a crash in between re-sends it
+                # under the same id instead of losing it.
+                self.send_chord_body(callback, values)
+            except Exception as exc:
+                error = ChordError(f"Callback error: {exc!r}")
+                error.__cause__ = exc
+        if error is not None:
+            log.warning("chord %s failed: %s", group_id, error)
+            try:
+                raise error  # Celery stores the error with the traceback of the stack
+            except ChordError as exc:
+                self.chord_error_from_stack(callback, exc)
         self.records.mark_chord_fired(group_id)
+
+    def send_chord_body(self, callback, values: list) -> None:
+        callback.delay(values)
+
+
+def chord_leaves(header: ResultSet) -> list[AsyncResult]:
+    """The results a chord waits for, in order: a group that ends a chain in the header
+    is one result holding its members' results (Celery does not unroll it)."""
+    leaves: list[AsyncResult] = []
+    for node in header.results:
+        if isinstance(node, ResultSet):
+            leaves.extend(chord_leaves(node))
+        else:
+            leaves.append(node)
+    return leaves
+
+
+def chord_values(nodes: Iterable, metas: dict[str, dict]) -> list:
+    """The body's argument: each header result's value, a nested group's as a list."""
+    return [chord_values(node.results, metas) if isinstance(node, ResultSet)
+            else metas[node.id]["result"] for node in nodes]
+
+
+def dependency_error(task_id: str, exc: Any) -> ChordError:
+    """Celery's wording: `Dependency <id> raised <exc!r>`, the member's error as the cause."""
+    error = ChordError(f"Dependency {task_id} raised {exc!r}")
+    if isinstance(exc, BaseException):
+        error.__cause__ = exc
+    return error
+
+
+# Celery cuts argsrepr/kwargsrepr at 1,024 characters (and 3 levels deep, as `...`): a
+# repr that long may have been cut, so it is not taken for the arguments.
+TRUSTED_REPR_CHARS = 1000
+
+
+def arguments_from_repr(text: str | None, kind: type) -> Any:
+    """AsyncResult.args/kwargs from the record's repr (JSON values only, so literal_eval
+    reads it back); a repr that may have been cut, or set by the caller (argsrepr=...),
+    stays the text it is."""
+    if text is None or len(text) >= TRUSTED_REPR_CHARS:
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return text
+    if kind is list and isinstance(value, tuple):
+        value = list(value)
+    return value if isinstance(value, kind) and not has_ellipsis(value) else text
+
+
+def has_ellipsis(value: Any) -> bool:
+    """saferepr writes `...` for what is nested too deep: not the arguments then."""
+    if value is Ellipsis:
+        return True
+    if isinstance(value, dict):
+        return any(has_ellipsis(k) or has_ellipsis(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set):
+        return any(has_ellipsis(v) for v in value)
+    return False
 
 
 def exception_args(error: dict) -> list:

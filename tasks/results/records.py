@@ -1,7 +1,8 @@
 """The job record's state machine: the only code that writes the jobs table.
 
-One DynamoDB item per job (partition key `job_id`), plus `group:<id>` items for
-groups and chords and `lease:<key>` items for side-effect leases. Every write is
+One DynamoDB item per job (partition key `job_id`), plus `group:<id>` items (and
+pages) for groups, `chord:<id>` and `chord:<id>:<part>` items for chords, and
+`lease:<key>` items for side-effect leases. Every write is
 one conditional UpdateItem or PutItem; the condition, not a read before the
 write, enforces the transition.
 
@@ -11,6 +12,7 @@ Transitions (the README's diagram shows the same):
     (none) | PENDING | RETRY[rejected] ──gate rejects, last receive──► FAILURE
     (none) | any non-terminal ──worker──► STARTED | PROGRESS | RETRY
     (none) | any non-terminal ──worker──► SUCCESS | FAILURE | REVOKED
+    (none) | any non-terminal ──revoke (AsyncResult.revoke, DELETE /jobs/{id})──► REVOKED
     SUCCESS | FAILURE | REVOKED ──► nothing, ever
 
 * A terminal state (SUCCESS, FAILURE, REVOKED) is never overwritten.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,12 +50,20 @@ MAX_PROGRESS_BYTES = 16_000
 MAX_REPR_CHARS = 2_000
 GROUP_PREFIX = "group:"
 LEASE_PREFIX = "lease:"
+CHORD_PREFIX = "chord:"
+# One page of a saved group's JSON (10,000 members make ~540 KB: two pages).
+GROUP_PAGE_CHARS = 300_000
 # DynamoDB's words for an item over 400 KB (ValidationException).
 ITEM_TOO_LARGE_MARKERS = ("item size has exceeded", "item size to update has exceeded")
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_utc(when: datetime) -> str:
+    """The records' timestamp format (utc_now's) for a given time."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def s(value: str) -> dict[str, str]:
@@ -124,6 +135,71 @@ def error_map(error: dict[str, Any]) -> dict:
     return {"M": mapped}
 
 
+def group_page_id(group_id: str, number: int) -> str:
+    return f"{GROUP_PREFIX}{group_id}:page:{number}"
+
+
+def chord_part_id(group_id: str, part_id: str) -> str:
+    return f"{CHORD_PREFIX}{group_id}:{part_id}"
+
+
+def split_pages(text: str) -> list[str]:
+    """Cut `text` into pages an item can hold (a character is at most 4 bytes of UTF-8)."""
+    size = GROUP_PAGE_CHARS if text.isascii() else GROUP_PAGE_CHARS // 4
+    return [text[start:start + size] for start in range(0, len(text), size)] or [""]
+
+
+# The revoke transition: one UpdateItem, the worker's condition (a finished job stays
+# finished). api_shim/templates/revoke_job.request.vtl writes the very same expressions for
+# DELETE /jobs/{job_id} (tests/test_revoke.py compares them), so keep the two in step.
+REVOKE_ERROR = {"type": "TaskRevokedError", "module": "celery.exceptions",
+                "message": "revoked", "args": '["revoked"]'}
+REVOKE_EXPRESSION = (
+    "SET #status = :revoked, #error = :revoke_error, #revoked_at = :now, #finished_at = :now,"
+    " #updated_at = :now, #created_at = if_not_exists(#created_at, :now)")
+REVOKE_EXPIRES = ", #expires_at = :now_s + :ttl"  # the TTL, when results expire
+REVOKE_TERMINATE = ", #terminate = :signal"  # revoke(terminate=True): the signal to send
+REVOKE_CONDITION = (
+    "attribute_not_exists(#status) OR NOT (#status IN (:success, :failure, :revoked))")
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What one revoke did. `revoked`: this call made the record REVOKED; `status`: the
+    record's state now (a finished job keeps SUCCESS or FAILURE); `previous`: its state
+    before (PENDING when there was no record: queued, or unknown)."""
+
+    job_id: str
+    revoked: bool
+    status: str
+    previous: str
+    terminate: str | None = None  # the signal a worker sends it (revoke(terminate=True))
+
+    def __str__(self) -> str:
+        if self.revoked:
+            return f"job {self.job_id} revoked (was {self.previous})"
+        return f"job {self.job_id} not revoked: already {self.status}"
+
+
+@dataclass(frozen=True)
+class ChordCount:
+    """A chord's counter as one write left it."""
+
+    done: int
+    size: int | None  # announced by set_chord_size, else the header's number of results
+    fired: bool
+    lease_until: int | None
+    duplicate: bool = False  # this part had reported before
+    gone: bool = False  # the counter is gone: deleted with its group, or expired
+
+
+def chord_count(item: dict, duplicate: bool = False) -> ChordCount:
+    size = item_num(item, "chord_size")
+    return ChordCount(item_num(item, "done") or 0, size if size is not None else
+                      item_num(item, "leaves"), "chord_fired_at" in item,
+                      item_num(item, "chord_lease"), duplicate, "kind" not in item)
+
+
 class JobRecords:
     """Writes of the jobs table, each a transition of the job's state machine."""
 
@@ -144,18 +220,20 @@ class JobRecords:
     # --- a job's own transitions ---------------------------------------------------
     def transition(self, job_id: str, state: str, *, result_text: str | None = None,
                    error: dict[str, Any] | None = None, traceback: str | None = None,
-                   progress_text: str | None = None, facts: dict[str, Any] | None = None
-                   ) -> bool:
+                   progress_text: str | None = None, facts: dict[str, Any] | None = None,
+                   refusal: dict | None = None) -> bool:
         """Move the job to `state` unless it is terminal; True if the write was made.
 
         `result_text` is the JSON of a SUCCESS result, `error` the `{type, message,
         module, args}` of a FAILURE, RETRY or REVOKED, `facts` what the request knows
         (task, attempts, worker, argsrepr...). An item over DynamoDB's size limit is
-        recorded as FAILURE ResultTooLarge instead.
+        recorded as FAILURE ResultTooLarge instead. Given a `refusal` dict, a refused
+        write fills it with the record that refused it (the terminal item, returned by
+        the same request: ReturnValuesOnConditionCheckFailure, no extra read).
         """
         update = self._job_update(state, result_text, error, traceback, progress_text, facts)
         try:
-            return self._apply(job_id, update, self._worker_condition)
+            return self._apply(job_id, update, self._worker_condition, refusal)
         except ClientError as exc:
             if not is_item_too_large(exc):
                 raise
@@ -187,7 +265,8 @@ class JobRecords:
         "attribute_not_exists(#status) OR #status = :pending"
         " OR (attribute_exists(#rejected) AND NOT (#status IN (:success, :failure, :revoked)))")
 
-    def _apply(self, job_id: str, update: Update, condition: str) -> bool:
+    def _apply(self, job_id: str, update: Update, condition: str,
+               refusal: dict | None = None) -> bool:
         update.names["#status"] = "status"
         if "#rejected" in condition:
             update.names["#rejected"] = "rejected"
@@ -195,19 +274,24 @@ class JobRecords:
                               ":revoked": s(states.REVOKED)})
         if ":pending" in condition:
             update.values[":pending"] = s(states.PENDING)
+        extra = {} if refusal is None else {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
         try:
             self.client.update_item(
                 TableName=self.table, Key={"job_id": s(job_id)},
                 UpdateExpression=update.expression(), ConditionExpression=condition,
-                ExpressionAttributeNames=update.names, ExpressionAttributeValues=update.values)
+                ExpressionAttributeNames=update.names, ExpressionAttributeValues=update.values,
+                **extra)
         except ClientError as exc:
             if is_conditional_failure(exc):
+                if refusal is not None:
+                    refusal.update(exc.response.get("Item") or {})
                 if condition is self._gate_condition:
                     log.info("job %s has a record a worker wrote; the gate leaves it alone",
                              job_id)
                 else:
-                    log.info("job %s is already finished; a later %s write was ignored",
-                             job_id, update.values[":status"]["S"])
+                    log.info("job %s is already %s; a later %s write was ignored", job_id,
+                             item_str(refusal or {}, "status") or "finished",
+                             update.values[":status"]["S"])
                 return False
             raise
         return True
@@ -261,6 +345,54 @@ class JobRecords:
     def forget(self, job_id: str) -> None:
         self.client.delete_item(TableName=self.table, Key={"job_id": s(job_id)})
 
+    # --- revocation -------------------------------------------------------------------
+    def revoke_request(self, job_id: str, *, terminate: str | None = None,
+                       now: datetime | None = None) -> dict[str, Any]:
+        """The revoke transition's UpdateItem (without its ReturnValues): REVOKED unless
+        the record is terminal, with `revoked_at`, and `terminate` (a signal name) when the
+        running job is to be stopped by its worker (tasks.worker.revocation)."""
+        when = now or datetime.now(UTC)
+        expression = REVOKE_EXPRESSION
+        names = {f"#{a}": a for a in ("status", "error", "revoked_at", "finished_at",
+                                       "updated_at", "created_at")}
+        values = {":revoked": s(states.REVOKED), ":success": s(states.SUCCESS),
+                  ":failure": s(states.FAILURE), ":revoke_error": error_map(REVOKE_ERROR),
+                  ":now": s(iso_utc(when))}
+        if self.expires_seconds:
+            expression += REVOKE_EXPIRES
+            names["#expires_at"] = "expires_at"
+            values[":now_s"] = n(int(when.timestamp()))
+            values[":ttl"] = n(self.expires_seconds)
+        if terminate:
+            expression += REVOKE_TERMINATE
+            names["#terminate"] = "terminate"
+            values[":signal"] = s(terminate)
+        return {"TableName": self.table, "Key": {"job_id": s(job_id)},
+                "UpdateExpression": expression, "ConditionExpression": REVOKE_CONDITION,
+                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+
+    def revoke(self, job_id: str, *, terminate: str | None = None) -> Revocation:
+        """Mark the job REVOKED unless it has finished: one conditional UpdateItem, no read.
+
+        A job with no record yet (queued, or waiting for its countdown) is REVOKED too: the
+        worker's STARTED write is then refused and the job never runs. A finished job is
+        left as it is; the refusal brings its record back (ALL_OLD) to say so."""
+        try:
+            old = self.client.update_item(
+                **self.revoke_request(job_id, terminate=terminate), ReturnValues="UPDATED_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD").get("Attributes") or {}
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+            status = item_str(exc.response.get("Item") or {}, "status") or states.PENDING
+            log.info("job %s is already %s: not revoked", job_id, status)
+            return Revocation(job_id, False, status, status, item_str(
+                exc.response.get("Item") or {}, "terminate"))
+        previous = item_str(old, "status") or states.PENDING
+        log.info("job %s revoked (was %s%s)", job_id, previous,
+                 f"; its worker sends it {terminate}" if terminate else "")
+        return Revocation(job_id, True, states.REVOKED, previous, terminate)
+
     def reset_for_redrive(self, job_id: str) -> bool:
         """Forget a rejected or failed job's record so its redriven message can run.
 
@@ -278,15 +410,34 @@ class JobRecords:
         return True
 
     # --- groups and chords --------------------------------------------------------
+    # A group's JSON is split over page items past GROUP_PAGE_CHARS. A chord has one small
+    # counter item (`chord:<group_id>`: how many parts reported, the size Celery announced,
+    # the lease of whoever is firing it, and when it fired) and one small item per reported
+    # part (`chord:<group_id>:<part_id>`): no item grows with the number of parts.
     def group_key(self, group_id: str) -> dict:
         return {"job_id": s(GROUP_PREFIX + group_id)}
 
+    def chord_key(self, group_id: str) -> dict:
+        return {"job_id": s(CHORD_PREFIX + group_id)}
+
     def save_group(self, group_id: str, result_text: str) -> None:
+        """Save a GroupResult's JSON, over several items if it is longer than one page.
+
+        Pages are written before the group item that counts them, so a reader never finds
+        the group naming a page that is not there yet."""
+        pages = split_pages(result_text)
+        expires_at = self.expires_at()
+        for number, page in enumerate(pages[1:], start=1):
+            item = {"job_id": s(group_page_id(group_id, number)), "kind": s("group_page"),
+                    "result": s(page)}
+            if expires_at:
+                item["expires_at"] = expires_at
+            self.client.put_item(TableName=self.table, Item=item)
         update = Update()
         update.set("kind", s("group"))
-        update.set("result", s(result_text))
+        update.set("result", s(pages[0]))
+        update.set("pages", n(len(pages)))
         update.set("created_at", s(utc_now()), if_absent=True)
-        expires_at = self.expires_at()
         if expires_at:
             update.set("expires_at", expires_at)
         self.client.update_item(
@@ -295,37 +446,130 @@ class JobRecords:
             ExpressionAttributeNames=update.names, ExpressionAttributeValues=update.values)
 
     def delete_group(self, group_id: str) -> None:
-        self.client.delete_item(TableName=self.table, Key=self.group_key(group_id))
+        """Delete a group, its pages and its chord counter (the chord can no longer fire)."""
+        old = self.client.delete_item(
+            TableName=self.table, Key=self.group_key(group_id), ReturnValues="ALL_OLD"
+        ).get("Attributes") or {}
+        for number in range(1, item_num(old, "pages") or 1):
+            self.client.delete_item(TableName=self.table,
+                                    Key={"job_id": s(group_page_id(group_id, number))})
+        self.client.delete_item(TableName=self.table, Key=self.chord_key(group_id))
 
-    def add_chord_part(self, group_id: str, part_id: str) -> int:
-        """Count a finished chord part; returns how many distinct parts are done.
+    def create_chord(self, group_id: str, leaves: int | None) -> bool:
+        """The chord's counter, before any header task is sent. `leaves` (the header's
+        results) is the size used until Celery announces one with set_chord_size.
 
-        A string set, not a counter: a redelivered part adds its id again and
-        changes nothing, so duplicates cannot fire the body early."""
-        attributes = self.client.update_item(
-            TableName=self.table, Key=self.group_key(group_id),
-            UpdateExpression="ADD #done :id",
-            ExpressionAttributeNames={"#done": "done_ids"},
-            ExpressionAttributeValues={":id": {"SS": [part_id]}},
-            ReturnValues="UPDATED_NEW")["Attributes"]
-        return len(attributes["done_ids"]["SS"])
+        False if the chord exists: a frozen chord applied again reuses its ids, and
+        its parts then report as duplicates, so its body is sent once only."""
+        item = {**self.chord_key(group_id), "kind": s("chord"), "done": n(0),
+                "created_at": s(utc_now())}
+        if leaves is not None:
+            item["leaves"] = n(leaves)
+        expires_at = self.expires_at()
+        if expires_at:
+            item["expires_at"] = expires_at
+        try:
+            self.client.put_item(TableName=self.table, Item=item,
+                                 ConditionExpression="attribute_not_exists(job_id)")
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                log.warning("chord %s exists already: its body is sent once only", group_id)
+                return False
+            raise
+        return True
 
-    def claim_chord(self, group_id: str, lease_seconds: int) -> bool:
-        """Take the right to send a chord's body for `lease_seconds`.
+    def set_chord_size(self, group_id: str, size: int) -> bool:
+        """Record how many parts will report (Celery's set_chord_size). False when no chord
+        has this id: Celery also announces the sizes of groups that end a chain in a
+        header, whose parts report to the enclosing chord."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=self.chord_key(group_id),
+                UpdateExpression="SET #size = :size", ConditionExpression="attribute_exists(#kind)",
+                ExpressionAttributeNames={"#size": "chord_size", "#kind": "kind"},
+                ExpressionAttributeValues={":size": n(size)})
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def report_chord_part(self, group_id: str, part_id: str, state: str) -> ChordCount:
+        """Count a finished part: two small writes, whatever the chord's size.
+
+        The part's own item (written if absent) tells a duplicate report from a first one
+        and shows, when the chord fires, which parts have reported. The counter is then
+        incremented even for a duplicate: a part that crashed between the two writes must
+        still be counted when its message comes back. The counter may therefore run
+        ahead, never behind; it only says when to look, and the body is sent only once
+        every member's record is finished (tasks.results.backend)."""
+        part = {"job_id": s(chord_part_id(group_id, part_id)), "kind": s("chord_part"),
+                "part_state": s(state), "reported_at": s(utc_now())}
+        expires_at = self.expires_at()
+        if expires_at:
+            part["expires_at"] = expires_at
+        duplicate = False
+        try:
+            self.client.put_item(TableName=self.table, Item=part,
+                                 ConditionExpression="attribute_not_exists(job_id)")
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+            duplicate = True
+        try:
+            attributes = self.client.update_item(
+                TableName=self.table, Key=self.chord_key(group_id),
+                UpdateExpression="ADD #done :one", ConditionExpression="attribute_exists(#kind)",
+                ExpressionAttributeNames={"#done": "done", "#kind": "kind"},
+                ExpressionAttributeValues={":one": n(1)}, ReturnValues="ALL_NEW")["Attributes"]
+        except ClientError as exc:
+            if is_conditional_failure(exc):  # deleted, or expired: the chord is gone
+                return ChordCount(0, None, fired=False, lease_until=None, duplicate=duplicate,
+                                  gone=True)
+            raise
+        return chord_count(attributes, duplicate=duplicate)
+
+    def claim_chord(self, group_id: str, lease_seconds: int, token: str = "") -> bool:
+        """Take the right to send a chord's body (or its error) for `lease_seconds`.
 
         The body is sent (with its pre-assigned id) before `chord_fired`; a
         claimer that crashes in between leaves a lease that expires, so the
         next redelivered part sends it: the body is never lost, and at most
-        re-sent under its own id."""
+        re-sent under its own id. Claiming a chord whose counter is gone leaves
+        a marker, so that its error is reported once."""
         now = int(time.time())
+        values = {":until": n(now + lease_seconds), ":now": n(now), ":token": s(token or "-")}
+        expression = "SET #lease = :until, #claim = :token"
+        expires_at = self.expires_at()
+        if expires_at:
+            values[":expires"] = expires_at
+            expression += ", #expires = if_not_exists(#expires, :expires)"
         try:
             self.client.update_item(
-                TableName=self.table, Key=self.group_key(group_id),
-                UpdateExpression="SET #lease = :until",
+                TableName=self.table, Key=self.chord_key(group_id),
+                UpdateExpression=expression,
                 ConditionExpression=("attribute_not_exists(#fired) AND "
                                      "(attribute_not_exists(#lease) OR #lease < :now)"),
-                ExpressionAttributeNames={"#fired": "chord_fired_at", "#lease": "chord_lease"},
-                ExpressionAttributeValues={":until": n(now + lease_seconds), ":now": n(now)})
+                ExpressionAttributeNames={"#fired": "chord_fired_at", "#lease": "chord_lease",
+                                          "#claim": "chord_claim",
+                                          **({"#expires": "expires_at"} if expires_at else {})},
+                ExpressionAttributeValues=values)
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def release_chord(self, group_id: str, token: str) -> bool:
+        """Give a claim back (the chord was not complete after all); only the claimer's."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=self.chord_key(group_id),
+                UpdateExpression="SET #lease = :zero",
+                ConditionExpression="#claim = :token AND attribute_not_exists(#fired)",
+                ExpressionAttributeNames={"#lease": "chord_lease", "#claim": "chord_claim",
+                                          "#fired": "chord_fired_at"},
+                ExpressionAttributeValues={":zero": n(0), ":token": s(token or "-")})
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False
@@ -334,7 +578,7 @@ class JobRecords:
 
     def mark_chord_fired(self, group_id: str) -> None:
         self.client.update_item(
-            TableName=self.table, Key=self.group_key(group_id),
+            TableName=self.table, Key=self.chord_key(group_id),
             UpdateExpression="SET #fired = :now REMOVE #lease",
             ExpressionAttributeNames={"#fired": "chord_fired_at", "#lease": "chord_lease"},
             ExpressionAttributeValues={":now": s(utc_now())})

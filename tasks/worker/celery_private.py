@@ -38,6 +38,8 @@ OVERRIDDEN: tuple[tuple[type, str, tuple[str, ...]], ...] = (
     (Request, "on_failure", ("self", "exc_info", "send_failed_event", "return_ok")),
     (Request, "acknowledge", ("self",)),
     (Request, "reject", ("self", "requeue")),
+    # Celery's revoke(terminate=True) path: kill the job's pool process (tasks.worker.revocation).
+    (Request, "terminate", ("self", "pool", "signal")),
     (SQSChannel, "_put", ("self", "queue", "message")),
     (SQSChannel, "_get_async", ("self", "queue", "count", "callback")),
     (SQSChannel, "_get_from_sqs", ("self", "queue_name", "queue_url", "connection", "count",
@@ -64,6 +66,16 @@ def held_requests() -> list:
     for _ in range(5):
         try:
             return list(worker_state.requests.values())
+        except RuntimeError:  # changed size while copied from another thread
+            time.sleep(0.01)
+    return []
+
+
+def running_requests() -> list:
+    """The requests whose job a pool process has accepted and is running."""
+    for _ in range(5):
+        try:
+            return list(worker_state.active_requests)
         except RuntimeError:  # changed size while copied from another thread
             time.sleep(0.01)
     return []
@@ -117,6 +129,12 @@ def request_dict(request: Any) -> dict:
 def request_context(request: Any) -> Any:
     """The request as the task will see it (what the backend reads facts from)."""
     return request._context
+
+
+def terminate_request(request: Any, consumer: Any, signal: str) -> None:
+    """Celery's revoke(terminate=True) for one request (on the event loop): its pool process
+    gets `signal`, the job is recorded REVOKED and its message acknowledged."""
+    request.terminate(consumer.pool, signal=signal)
 
 
 def delivery_count(request: Any) -> int | None:

@@ -2,9 +2,9 @@
 
 Celery spreads a worker's extension points over bootsteps, signals and
 subclasses of its Consumer and Request. Here each concern (health, visibility
-heartbeat, shutdown deadline, scale-in protection) is a `Middleware` with
-no-op hooks, and one consumer step (`Middlewares`) plus our Request class call
-them: a new concern is one class added to `MIDDLEWARE`, not a step, a signal
+heartbeat, shutdown deadline, scale-in protection, revoke with terminate) is a
+`Middleware` with no-op hooks, and one consumer step (`Middlewares`) plus our Request
+class call them: a new concern is one class added to `MIDDLEWARE`, not a step, a signal
 handler and an override.
 
 Every hook runs in the consumer's (main) process, on its event loop unless it
@@ -65,11 +65,12 @@ def default_middleware() -> list[Middleware]:
     from tasks.worker.liveness import ProgressMarks
     from tasks.worker.metrics import JobMetrics
     from tasks.worker.protection import ScaleInProtection
+    from tasks.worker.revocation import RevokedJobTerminator
     from tasks.worker.shutdown import ShutdownDeadline
     from tasks.worker.visibility import VisibilityHeartbeat
 
     return [ProgressMarks(), VisibilityHeartbeat(), ShutdownDeadline(), ScaleInProtection(),
-            JobMetrics()]
+            JobMetrics(), RevokedJobTerminator()]
 
 
 class Middlewares(bootsteps.StartStopStep):

@@ -16,10 +16,11 @@ Receiving adapts by itself, with no setting:
   behind another;
 * jobs are short (a worker finishes one every SHORT_JOB_SECONDS / concurrency or
   faster) and the last receive came back full (a backlog): the channel allows
-  RECEIVE_BATCH more messages in flight and receives again only when a whole
-  batch of slots is free, or a process would otherwise wait. One ReceiveMessage
-  then brings 10 jobs instead of one or two.
-A reserved message waits at most about RECEIVE_BATCH short jobs, and the
+  two batches (2 x RECEIVE_BATCH) more messages in flight and receives again
+  when a whole batch of slots is free, so one batch is always waiting while
+  the next is fetched, or at once when a process would otherwise wait. One
+  ReceiveMessage then brings 10 jobs instead of one or two.
+A reserved message waits at most about 2 x RECEIVE_BATCH short jobs, and the
 visibility heartbeat holds it meanwhile.
 
 Without an event loop (a producer, `celery call`), acks delete at once, as kombu does.
@@ -83,7 +84,7 @@ class AdaptiveBatches:
                      "batches of 10" if batched else "ones", self._job_seconds or 0,
                      self._backlog)
         self.batched = batched
-        self.qos.prefetch_count = base + RECEIVE_BATCH if batched else base
+        self.qos.prefetch_count = base + 2 * RECEIVE_BATCH if batched else base
 
     def note_received(self, requested: int, got: int) -> None:
         self._backlog = requested > 0 and got >= min(requested, RECEIVE_BATCH)

@@ -1,7 +1,10 @@
 // Renders an API Gateway mapping template with Apache Velocity 1.7 (the engine API Gateway
 // runs) so tests can compare the shim's airspeed output byte for byte.
-// Usage: java RenderTemplate <template> <body file> <requestId> <path> <resourcePath> [job_id]
-// Prints the output; a status set through $context.responseOverride goes to stderr.
+// Usage: java RenderTemplate <template> <body file> <requestId> <path> <resourcePath> [job_id
+//        [requestTimeEpoch requestTime]]
+//        java RenderTemplate --batch <dir> <count>   (see main)
+// Prints the output; what $context.responseOverride sets goes to stderr, one line each:
+// `status=<code>` and `header:<name>=<value>`.
 import java.io.StringWriter;
 import java.net.URLEncoder;
 import java.nio.charset.StandardCharsets;
@@ -108,29 +111,71 @@ public class RenderTemplate {
         public String urlEncode(String s) throws Exception { return URLEncoder.encode(s, "UTF-8"); }
     }
 
-    public static void main(String[] args) throws Exception {
-        String template = new String(Files.readAllBytes(Paths.get(args[0])), StandardCharsets.UTF_8);
-        String body = new String(Files.readAllBytes(Paths.get(args[1])), StandardCharsets.UTF_8);
-        VelocityEngine engine = new VelocityEngine();
-        engine.setProperty("runtime.log.logsystem.class",
-                           "org.apache.velocity.runtime.log.NullLogChute");
-        engine.init();
+    // Renders one template; returns the output and writes the overrides to `overrides`.
+    static String render(VelocityEngine engine, String template, String body, String requestId,
+                         String path, String resourcePath, String jobId, String[] times,
+                         StringBuilder overrides) {
         VelocityContext context = new VelocityContext();
         Map<String, Object> ctx = new HashMap<>();
-        ctx.put("requestId", args[2]);
-        ctx.put("path", args[3]);
-        ctx.put("resourcePath", args[4]);
+        ctx.put("requestId", requestId);
+        ctx.put("path", path);
+        ctx.put("resourcePath", resourcePath);
+        // $context.requestTimeEpoch is a number (milliseconds), requestTime CLF-formatted.
+        if (times != null && !times[0].isEmpty()) {
+            ctx.put("requestTimeEpoch", Long.valueOf(times[0]));
+            ctx.put("requestTime", times[1]);
+        }
         Map<String, Object> override = new HashMap<>();
+        Map<String, Object> headers = new java.util.TreeMap<>();
+        override.put("header", headers);
         ctx.put("responseOverride", override);
         context.put("context", ctx);
         Map<String, String> params = new HashMap<>();
-        if (args.length > 5) params.put("job_id", args[5]);
+        if (jobId != null) params.put("job_id", jobId);
         context.put("input", new Input(body, params));
         context.put("util", new Util());
         StringWriter out = new StringWriter();
         engine.evaluate(context, out, "template", template);
-        System.out.write(out.toString().getBytes(StandardCharsets.UTF_8));
+        if (override.get("status") != null) overrides.append("status=").append(override.get("status")).append('\n');
+        for (Map.Entry<String, Object> e : headers.entrySet()) {
+            overrides.append("header:").append(e.getKey()).append('=').append(e.getValue()).append('\n');
+        }
+        return out.toString();
+    }
+
+    static String read(String path) throws Exception {
+        return new String(Files.readAllBytes(Paths.get(path)), StandardCharsets.UTF_8);
+    }
+
+    // One JVM for many renders: `--batch <dir> <n>` renders case <i> from <dir>/<i>.template,
+    // <i>.body and <i>.args (requestId, path, resourcePath, job_id, and optionally
+    // requestTimeEpoch and requestTime: one a line) into <i>.out and <i>.err.
+    public static void main(String[] args) throws Exception {
+        VelocityEngine engine = new VelocityEngine();
+        engine.setProperty("runtime.log.logsystem.class",
+                           "org.apache.velocity.runtime.log.NullLogChute");
+        engine.init();
+        if (args[0].equals("--batch")) {
+            int n = Integer.parseInt(args[2]);
+            for (int i = 0; i < n; i++) {
+                String base = args[1] + "/" + i;
+                String[] a = read(base + ".args").split("\n", -1);
+                StringBuilder overrides = new StringBuilder();
+                String[] times = a.length > 5 ? new String[] {a[4], a[5]} : null;
+                String text = render(engine, read(base + ".template"), read(base + ".body"), a[0],
+                                     a[1], a[2], a[3].isEmpty() ? null : a[3], times, overrides);
+                Files.write(Paths.get(base + ".out"), text.getBytes(StandardCharsets.UTF_8));
+                Files.write(Paths.get(base + ".err"),
+                            overrides.toString().getBytes(StandardCharsets.UTF_8));
+            }
+            return;
+        }
+        StringBuilder overrides = new StringBuilder();
+        String[] times = args.length > 7 ? new String[] {args[6], args[7]} : null;
+        String text = render(engine, read(args[0]), read(args[1]), args[2], args[3], args[4],
+                             args.length > 5 ? args[5] : null, times, overrides);
+        System.out.write(text.getBytes(StandardCharsets.UTF_8));
         System.out.flush();
-        if (override.get("status") != null) System.err.print("status=" + override.get("status"));
+        System.err.print(overrides);
     }
 }
