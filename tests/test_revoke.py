@@ -247,7 +247,8 @@ def test_the_terminator_reads_nothing_while_no_job_runs_and_kills_only_terminate
     running.extend([plain, revoked, killed])
     app.control.revoke(revoked.id)
     app.control.revoke(killed.id, terminate=True, signal="KILL")
-    calls = count_calls(app.backend.client)
+    # Celery's app.backend is per thread: count on the client the terminator's thread uses.
+    calls = count_calls(terminator.executor().submit(lambda: app.backend.client).result())
     terminator.check()
     wait_until(lambda: calls and not terminator.reading, 10, message="the read")
     assert terminator.reads == 1 and calls == ["BatchGetItem"]
