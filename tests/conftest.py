@@ -276,3 +276,16 @@ def in_process_aws(monkeypatch) -> Iterator[None]:
     with mock_aws():
         yield
     aws._cached_client.cache_clear()
+
+
+@pytest.fixture
+def records(in_process_aws):
+    """The job-record state machine on moto in process, for unit tests of its transitions."""
+    from tasks.ops.clients import dynamodb_client
+    from tasks.ops.provision import ensure_table
+    from tasks.ops.settings import Settings
+    from tasks.results.records import JobRecords
+
+    client = dynamodb_client(Settings.from_env())
+    ensure_table(client, "jobs")
+    return JobRecords(lambda: client, "jobs", 3600)

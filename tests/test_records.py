@@ -10,22 +10,8 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from celery import states
 
-from tasks.ops.clients import dynamodb_client
-from tasks.ops.provision import ensure_table
-from tasks.ops.settings import Settings
 from tasks.results.records import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS, JobRecords
-
-
-@pytest.fixture
-def records(in_process_aws) -> JobRecords:
-    client = dynamodb_client(Settings.from_env())
-    ensure_table(client, "jobs")
-    return JobRecords(lambda: client, "jobs", 3600)
-
-
-def item(records: JobRecords, job_id: str) -> dict:
-    return records.client.get_item(TableName="jobs", Key={"job_id": {"S": job_id}},
-                                   ConsistentRead=True).get("Item", {})
+from tests.records_fixture import item
 
 
 def status(records: JobRecords, job_id: str) -> str | None:

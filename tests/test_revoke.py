@@ -29,28 +29,16 @@ from celery.exceptions import Ignore, TaskRevokedError
 
 from tasks import app
 from tasks.jobkit.errors import JobRevoked
-from tasks.ops.clients import dynamodb_client
-from tasks.ops.provision import ensure_table
 from tasks.ops.settings import Settings
-from tasks.results.records import JobRecords
 from tasks.results.revoked_mark import note_revoked, revoked_noted
 from tasks.worker.revocation import REVOKE_CHECK_SECONDS
 from tests.conftest import wait_until
+from tests.records_fixture import item
 
 REVOKE_JOBS = "tests.jobs,tests.revoke_jobs"
 
 
 # --- the state machine's revoke transition (moto in process) -----------------------------
-@pytest.fixture
-def records(in_process_aws) -> JobRecords:
-    client = dynamodb_client(Settings.from_env())
-    ensure_table(client, "jobs")
-    return JobRecords(lambda: client, "jobs", 3600)
-
-
-def item(records: JobRecords, job_id: str) -> dict:
-    return records.client.get_item(TableName="jobs", Key={"job_id": {"S": job_id}},
-                                   ConsistentRead=True).get("Item", {})
 
 
 def count_calls(client) -> list[str]:
