@@ -234,51 +234,33 @@ def _first_error(validator: Schema, instance: Any, where: str) -> str | None:
     return f"{where}{'.' + path if path else ''}: {message}"
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
+def _scan(value: Any, *, finite: bool) -> str | None:
+    """What the schema cannot say, in one walk: "deep" (nesting past MAX_DEPTH), "nonfinite"
+    (NaN or Infinity, when `finite` is asked for) or "surrogate", else None.
+
+    A lone surrogate (JSON allows "\\ud800") is not Unicode, so not UTF-8: DynamoDB refuses
+    the job record that would hold it (argsrepr, an error message), and Celery's backend
+    retries that write for minutes."""
+    nonfinite = surrogate = False
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
+        if depth > MAX_DEPTH:
+            return "deep"
+        if isinstance(item, str):
+            if not surrogate:
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    surrogate = True
+        elif isinstance(item, float):
+            nonfinite = nonfinite or (finite and not math.isfinite(item))
+        elif isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item)
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return False
-
-
-def _lone_surrogate(value: Any) -> bool:
-    """True if a string in `value` holds a lone surrogate (JSON allows "\\ud800").
-
-    Not Unicode, so not UTF-8: DynamoDB refuses the job record that would hold it
-    (argsrepr, an error message), and Celery's backend retries that write for minutes."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def _finite(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return False
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return True
+    return "nonfinite" if nonfinite else "surrogate" if surrogate else None
 
 
 def job_identity(message: Any) -> tuple[str | None, str | None]:
@@ -380,9 +362,10 @@ def check(message: Any, registered: Any) -> Verdict | None:
     # first: the schema's error messages repr() the value.)
     properties = getattr(message, "properties", None)
     for where, value in (("headers", headers), ("properties", properties)):
-        if _depth_exceeds(value, MAX_DEPTH):
+        found = _scan(value, finite=False)
+        if found == "deep":
             return refuse(f"{where} nest deeper than {MAX_DEPTH} levels")
-        if _lone_surrogate(value):
+        if found == "surrogate":
             return refuse(f"{where} hold a string that is not Unicode (a lone surrogate)")
     problem = _first_error(_HEADERS, headers, "headers")
     if problem:
@@ -405,11 +388,12 @@ def check(message: Any, registered: Any) -> Verdict | None:
         payload = json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return refuse(f"body is not JSON: {str(exc)[:200]}")
-    if _depth_exceeds(payload, MAX_DEPTH):
+    found = _scan(payload, finite=True)
+    if found == "deep":
         return refuse(f"body nests deeper than {MAX_DEPTH} levels")
-    if not _finite(payload):
+    if found == "nonfinite":
         return refuse("body holds a number that is not finite (NaN or Infinity)")
-    if _lone_surrogate(payload):
+    if found == "surrogate":
         return refuse("body holds a string that is not Unicode (a lone surrogate)")
     problem = _first_error(_BODY, payload, "body")
     if problem:
