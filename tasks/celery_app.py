@@ -6,6 +6,7 @@ import logging
 from celery import Celery
 
 from tasks import JOB_MODULES
+from tasks.jobkit import publish
 from tasks.ops.settings import Settings
 
 # botocore logs every credential and endpoint lookup at INFO; keep worker logs readable.
@@ -14,6 +15,7 @@ logging.getLogger("botocore").setLevel(logging.WARNING)
 app = Celery("tasks", task_cls="tasks.jobkit.task:JobTask",
              control="tasks.results.control:Control")  # revoke through the job record
 app.config_from_object("celeryconfig")
+publish.connect()  # what every submission adds to its message
 
 # Registering the jobs needs `app` defined above: each job module imports it.
 for _module in (*JOB_MODULES, *Settings.from_env().extra_job_modules):

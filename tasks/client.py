@@ -21,6 +21,7 @@ from botocore.config import Config
 from celery import Celery
 from kombu.transport import SQS
 
+from tasks.jobkit import publish
 from tasks.ops.clients import sqs_client
 from tasks.ops.settings import Settings
 
@@ -42,4 +43,5 @@ class Transport(SQS.Transport):
 
 app = Celery("tasks.client", control="tasks.results.control:Control")  # revoke, as the app
 app.config_from_object("celeryconfig")
+publish.connect()  # what every submission adds to its message
 app.conf.broker_transport = "tasks.client:Transport"
