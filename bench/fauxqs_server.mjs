@@ -22,6 +22,7 @@ SqsStore.prototype.getQueue = function getQueue(url) {
 
 const xml = (s) => String(s).replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 const sqsStore = new SqsStore();
+sqsStore.host = "";  // queue URLs then name the address clients used: http://127.0.0.1:<port>/...
 const app = buildApp({ logger: false, stores: { sqsStore } });
 
 app.addHook("preHandler", async (request, reply) => {
