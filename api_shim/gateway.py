@@ -74,7 +74,7 @@ def targets_from_settings(settings: Settings) -> AwsTargets:
     return AwsTargets(region=settings.region, account_id=account,
                       queue_name=settings.queue_name, table_name=settings.table_name,
                       role_arn=f"arn:aws:iam::{account}:role/api-shim-local",
-                      result_expires=settings.result_expires)
+                      result_expires=settings.result_expires, bucket_name=settings.bucket_name)
 
 
 def _request_time(now: float) -> str:
@@ -306,6 +306,10 @@ class Gateway:
     # --- integrations -------------------------------------------------------------------
     def _answer(self, chosen: dict[str, Any], body: str, params: Params,
                 context: dict[str, Any]) -> Reply:
+        if JSON_TYPE not in chosen.get("responseTemplates", {}):
+            # No template: API Gateway passes the integration's body through (S3's object).
+            return Reply(int(chosen["statusCode"]), body,
+                         response_headers(chosen.get("responseParameters", {})))
         reply = render(chosen["responseTemplates"][JSON_TYPE], body=body, params=params,
                        context=context)
         headers = {**response_headers(chosen.get("responseParameters", {})),
@@ -325,6 +329,10 @@ class Gateway:
     def _integrate(self, incoming: Incoming, route: Route, params: Params) -> Reply:
         integration = route.operation["x-amazon-apigateway-integration"]
         context = self.context(incoming, route.resource)
+        if ":s3:path/" in integration["uri"]:  # GET /jobs/{id}/result: no request template
+            answer = self.integration.get_object(_path_uri(integration, route.path_params))
+            chosen = select_response(integration["responses"], answer.status)
+            return self._answer(chosen, answer.body, params, context)
         body = incoming.body.decode("utf-8")
         if ":sqs:" in integration["uri"] and _never_fits(len(incoming.body)):
             answer = _sqs_too_long(context["requestId"])  # not worth rendering 10 MB
@@ -339,6 +347,18 @@ class Gateway:
                                                _static_headers(integration))
         chosen = select_response(integration["responses"], answer.status)
         return self._answer(chosen, answer.body, params, context)
+
+
+def _path_uri(integration: dict[str, Any], path_params: dict[str, str]) -> str:
+    """The URI with its `{name}`s filled from `integration.request.path.<name>` mappings
+    (`method.request.path.<param>`), each URL-encoded whole, as API Gateway does."""
+    uri = integration["uri"]
+    prefix, source = "integration.request.path.", "method.request.path."
+    for key, value in integration.get("requestParameters", {}).items():
+        if key.startswith(prefix) and value.startswith(source):
+            given = path_params.get(value[len(source):], "")
+            uri = uri.replace("{" + key[len(prefix):] + "}", urllib.parse.quote(given, safe=""))
+    return uri
 
 
 def _shorten(text: str, limit: int = 500) -> str:

@@ -2,8 +2,10 @@
 
 The integration's `uri` says where: `arn:<partition>:apigateway:<region>:sqs:path/<account>/<queue>`
 is a POST to the queue's URL with the rendered body; `...:dynamodb:action/GetItem` is a
-POST of the rendered JSON with `X-Amz-Target: DynamoDB_20120810.GetItem`. The request is
-signed with SigV4 from boto3's credentials, and endpoints follow Settings (moto locally).
+POST of the rendered JSON with `X-Amz-Target: DynamoDB_20120810.GetItem`;
+`...:s3:path/<bucket>/<key>` (GET /jobs/{id}/result) is a GET of the object, path-style, its
+body passed through. The request is signed with SigV4 from boto3's credentials, and endpoints
+follow Settings (moto locally).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import socket
 from dataclasses import dataclass
 
 import boto3
-from botocore.auth import SigV4Auth
+from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
@@ -44,8 +46,22 @@ class AwsIntegration:
 
     def _endpoint(self, service: str, region: str) -> str:
         override = {"sqs": self.settings.sqs_endpoint,
-                    "dynamodb": self.settings.dynamodb_endpoint}.get(service)
+                    "dynamodb": self.settings.dynamodb_endpoint,
+                    "s3": self.settings.s3_endpoint}.get(service)
         return (override or f"https://{service}.{region}.amazonaws.com").rstrip("/")
+
+    def get_object(self, uri: str) -> IntegrationResponse:
+        """An S3 `path/<bucket>/<key>` integration (the key's parameters filled in and
+        URL-encoded already): a signed GET, path-style as API Gateway addresses S3."""
+        match = _URI.match(uri)
+        if not match or match["service"] != "s3" or match["kind"] != "path":
+            raise ValueError(f"not an S3 path integration URI: {uri}")
+        region = match["region"]
+        request = AWSRequest(method="GET", url=f"{self._endpoint('s3', region)}/{match['rest']}")
+        S3SigV4Auth(self.credentials.get_frozen_credentials(), "s3", region).add_auth(request)
+        response = self.session.send(request.prepare())
+        return IntegrationResponse(response.status_code, response.content.decode("utf-8",
+                                                                                  "replace"))
 
     def send(self, uri: str, body: str, headers: dict[str, str]) -> IntegrationResponse:
         match = _URI.match(uri)

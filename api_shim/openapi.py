@@ -27,7 +27,7 @@ JOB_ID_PATTERN = (
     "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 JSON = "application/json"
-CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key"
+CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key,Idempotency-Key,X-Callback-Url"
 CORS_MAX_AGE = "600"
 # Seconds a client is told to wait after a throttled (429) or unavailable (503) answer; the
 # templates that set it through $context.responseOverride write the same literal.
@@ -48,6 +48,7 @@ class AwsTargets:
     role_arn: str  # API Gateway's integration credentials role
     partition: str = "aws"  # aws-cn, aws-us-gov: the integration URIs' ARN partition
     result_expires: int = 7 * 24 * 3600  # the TTL a DELETE gives a record (JOBS_RESULT_EXPIRES)
+    bucket_name: str = "jobs-payloads"  # large results (GET /jobs/{id}/result): JOBS_BUCKET
 
 
 def template_path(name: str) -> Path:
@@ -110,8 +111,12 @@ def max_body_bytes(request_template: str) -> int:
     from api_shim.vtl import Params, render
     from tasks.ops.provision import MAX_MESSAGE_BYTES
 
-    sample = render(request_template, body="{}", params=Params(),
-                    context={"requestId": SAMPLE_ID}).text
+    # The longest headers the template admits: a 13-digit submitted_at, a 2,048-character
+    # callback_url.
+    longest = Params(header={"Idempotency-Key": SAMPLE_ID,
+                             "X-Callback-Url": "https://" + "a" * (2048 - 8)})
+    sample = render(request_template, body="{}", params=longest,
+                    context={"requestId": SAMPLE_ID, "requestTimeEpoch": 9_999_999_999_999}).text
     message = urllib.parse.parse_qs(sample)["MessageBody"][0]
     envelope = json.loads(base64.b64decode(message))
     inner_b64 = envelope["body"]
@@ -204,6 +209,20 @@ def _security(api_key_required: bool) -> dict[str, Any]:
     return {"security": [{"api_key": []}]} if api_key_required else {}
 
 
+# POST /tasks/{name}'s optional headers (method.request.header.*): send_task.request checks
+# their form itself (a malformed one is a 400 saying the form, never a message).
+SUBMIT_HEADERS = [
+    {"name": "Idempotency-Key", "in": "header", "required": False,
+     "description": "A UUID: the job id. A retried POST with the same key answers the same "
+                    "job id, and the job runs once.",
+     "schema": {"type": "string", "pattern": JOB_ID_PATTERN}},
+    {"name": "X-Callback-Url", "in": "header", "required": False,
+     "description": "An https URL told of the job's outcome (http to 127.0.0.1, localhost "
+                    "or [::1] for local use); at most 2,048 characters.",
+     "schema": {"type": "string", "maxLength": 2048}},
+]
+
+
 def _submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
     names = {"task_name": spec.name, "queue_name": targets.queue_name}
     request = fill_template("send_task.request", **names)
@@ -212,12 +231,14 @@ def _submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str,
         "operationId": "submit_" + re.sub(r"\W", "_", spec.name),
         "summary": spec.summary or spec.name,
         "tags": ["tasks"],
+        "parameters": SUBMIT_HEADERS,
         "requestBody": {"required": True, "content": {
             JSON: {"schema": {"$ref": f"#/components/schemas/{model_name(spec.name)}"}}}},
         "responses": {
             "202": {"description": "Queued", "headers": _ORIGIN_HEADER,
                     "content": {JSON: {"schema": {"$ref": "#/components/schemas/JobAccepted"}}}},
-            "400": _error_response("The body is not JSON or does not match the schema"),
+            "400": _error_response("The body is not JSON or does not match the schema, or "
+                                   "Idempotency-Key or X-Callback-Url is malformed"),
             "403": _error_response("Missing or wrong API key"),
             "413": _error_response("The body is too large for one queue message"),
             "415": _error_response("The body is not application/json"),
@@ -371,6 +392,124 @@ def _revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: boo
     }
 
 
+def _get_job_result(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
+    """GET /jobs/{job_id}/result: a result kept in S3 (`result_url` of GET /jobs/{job_id}),
+    read by API Gateway itself, a GetObject of `results/<job_id>.json`, passed through."""
+    error = load_template("get_job_result.error")
+    return {
+        "operationId": "get_job_result",
+        "summary": "A result too large for the job record, as JSON (at most 10 MB here: "
+                   "API Gateway's response limit)",
+        "tags": ["jobs"],
+        "parameters": _path_parameter("job_id", JOB_ID_PATTERN),
+        "responses": {
+            "200": {"description": "The job's return value, as JSON",
+                    "headers": {**_ORIGIN_HEADER, "Content-Type": _STRING},
+                    "content": {JSON: {"schema": {}}}},
+            "400": _error_response("The job id is not a UUID"),
+            "403": _error_response("Missing or wrong API key"),
+            "404": _error_response("No result is stored for this job (not finished, small "
+                                   "enough to be in its record, or expired)"),
+            "503": _error_response("The results bucket is unavailable: retry after "
+                                   "Retry-After seconds", _RETRY_HEADERS),
+        },
+        **_security(api_key_required),
+        "x-amazon-apigateway-request-validator": "params-only",
+        "x-amazon-apigateway-integration": {
+            "type": "aws",
+            "httpMethod": "GET",
+            "uri": (f"arn:{targets.partition}:apigateway:{targets.region}:s3:path/"
+                    f"{targets.bucket_name}/results/{{job_id}}.json"),
+            "credentials": targets.role_arn,
+            "requestParameters": {
+                "integration.request.path.job_id": "method.request.path.job_id"},
+            "passthroughBehavior": "when_no_match",
+            "responses": {
+                # No response template: S3's body (the JSON the worker stored) passes as is.
+                "default": {"statusCode": "200", "responseParameters": {
+                    **_ORIGIN, "method.response.header.Content-Type":
+                        "integration.response.header.Content-Type"}},
+                # S3 answers 403 for a missing key when the role may not list the bucket
+                # (it may not), 404 when it may: both are "no result" (a malformed id, 400).
+                r"4\d{2}": _integration_response("404", error),
+                r"5\d{2}": _integration_response(
+                    "503", load_template("get_job_result.unavailable"), _RETRY),
+            },
+        },
+    }
+
+
+LISTED_STATUSES = ["STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
+
+
+def _query_parameter(name: str, schema: dict[str, Any], description: str,
+                     required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": schema}
+
+
+def _list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
+    """GET /jobs: one Query of the `by_status` index (one shard of a status) per request.
+
+    No request validator: list_jobs.request/response check the parameters themselves, so a
+    missing or unknown status is a 400 that lists the statuses (API Gateway's own check
+    would answer a bare "Missing required request parameters")."""
+    from tasks.ops.provision import LIST_INDEX
+
+    listed = {"type": "object", "required": ["job_id", "status", "created_at"],
+              "properties": {name: {"type": "string"} for name in (
+                  "job_id", "status", "task", "created_at", "updated_at", "submitted_at",
+                  "started_at", "finished_at")}}
+    return {
+        "operationId": "list_jobs",
+        "summary": "Jobs by status, newest first (one shard a page: follow next)",
+        "tags": ["jobs"],
+        "parameters": [
+            _query_parameter("status", {"type": "string", "enum": LISTED_STATUSES},
+                             "The jobs' status (PENDING jobs have no record)", required=True),
+            _query_parameter("task", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"},
+                             "Only this task's jobs (filtered after Limit: a page may be "
+                             "short, follow next)"),
+            _query_parameter("since", {"type": "string"},
+                             "Only jobs created since then: ISO-8601 UTC "
+                             "(2026-12-01T00:00:00Z or 2026-12-01)"),
+            _query_parameter("limit", {"type": "integer", "minimum": 1, "maximum": 100,
+                                       "default": 50}, "Jobs per page"),
+            _query_parameter("cursor", {"type": "string"},
+                             "The next of the previous page (opaque)"),
+        ],
+        "responses": {
+            "200": {"description": "A page of jobs, and the cursor of the next (or null)",
+                    "headers": _ORIGIN_HEADER, "content": {JSON: {"schema": {
+                        "type": "object", "required": ["jobs", "next"], "properties": {
+                            "jobs": {"type": "array", "items": listed},
+                            "next": {"type": "string", "nullable": True}}}}}},
+            "400": _error_response("A missing or unknown status, a bad limit, task or since, "
+                                   "or an invalid cursor"),
+            "403": _error_response("Missing or wrong API key"),
+            **_retry_responses("The job table"),
+        },
+        **_security(api_key_required),
+        "x-amazon-apigateway-integration": {
+            "type": "aws",
+            "httpMethod": "POST",
+            "uri": f"arn:{targets.partition}:apigateway:{targets.region}:dynamodb:action/Query",
+            "credentials": targets.role_arn,
+            "requestTemplates": {JSON: fill_template(
+                "list_jobs.request", table_name=targets.table_name, list_index=LIST_INDEX)},
+            "passthroughBehavior": "never",
+            "responses": {
+                "default": _integration_response("200", load_template("list_jobs.response")),
+                # DynamoDB's 400: throttling (429), a cursor outside the query's range
+                # (400), else a deployment fault (502); the template tells them apart.
+                r"4\d{2}": _integration_response("502", load_template("list_jobs.error")),
+                r"5\d{2}": _integration_response(
+                    "503", load_template("get_job.unavailable"), _RETRY),
+            },
+        },
+    }
+
+
 _JOB_SCHEMA = {
     "type": "object",
     "required": ["job_id", "status"],
@@ -380,6 +519,10 @@ _JOB_SCHEMA = {
                                               "SUCCESS", "FAILURE", "REVOKED"]},
         "task": {"type": "string"},
         "result": {"description": "The task's return value, as JSON"},
+        "result_url": {"type": "string", "description": (
+            "Where a result too large for the record is read (GET /jobs/{job_id}/result), "
+            "instead of `result`")},
+        "result_bytes": {"type": "integer", "description": "That result's size in bytes"},
         "progress": {"type": "object", "properties": {
             "current": {"type": "integer"}, "total": {"type": "integer"},
             "message": {"type": "string"}}},
@@ -391,6 +534,7 @@ _JOB_SCHEMA = {
         "retries": {"type": "integer"},
         "worker": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
+        "submitted_at": {"type": "string", "format": "date-time"},
         "started_at": {"type": "string", "format": "date-time"},
         "revoked_at": {"type": "string", "format": "date-time"},
         "finished_at": {"type": "string", "format": "date-time"},
@@ -457,10 +601,15 @@ def build_openapi(targets: AwsTargets, *, title: str = "sqs-jobs",
                                    "options": _options("POST,OPTIONS")}
     paths["/tasks/{name}"] = {"post": _unknown_task(api_key_required),
                               "options": _options("POST,OPTIONS", _path_parameter("name"))}
+    paths["/jobs"] = {"get": _list_jobs(targets, api_key_required),
+                      "options": _options("GET,OPTIONS")}
     paths["/jobs/{job_id}"] = {"get": _get_job(targets, all_jobs(), api_key_required),
                                "delete": _revoke_job(targets, all_jobs(), api_key_required),
                                "options": _options("GET,DELETE,OPTIONS",
                                                    _path_parameter("job_id"))}
+    paths["/jobs/{job_id}/result"] = {"get": _get_job_result(targets, api_key_required),
+                                      "options": _options("GET,OPTIONS",
+                                                          _path_parameter("job_id"))}
     document: dict[str, Any] = {
         "openapi": "3.0.1",
         "info": {

@@ -23,7 +23,8 @@ def build_definition(stack) -> dict:
 
     targets = AwsTargets(region=stack.region, account_id=stack.account_id,
                          queue_name=stack.queue_name, table_name=stack.table_name,
-                         role_arn=stack.role_arn(stack.api_role), partition=stack.partition)
+                         role_arn=stack.role_arn(stack.api_role), partition=stack.partition,
+                         bucket_name=stack.bucket_name)
     return build_openapi(targets, title=stack.api_name, api_key_required=True)
 
 

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         _deploy_options(p)
     commands = {
-        "status": "service, tasks, alarms, queue depth, oldest message, recent jobs",
+        "status": "service, tasks, alarms, queue depth, oldest message, recent and failed jobs",
         "logs": "the workers' logs",
         "dlq": "the dead-letter queue's messages",
         "redrive": "move the dead-letter queue's messages back to the work queue",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ecs.callback_secret import container_secrets
 from ecs.plan import Context, Step, canonical_json
 from ecs.retry import poll, retry_until, role_not_ready
 from ecs.stack import CONTAINER, STOP_TIMEOUT
@@ -67,9 +68,9 @@ def plan_cluster(ctx: Context) -> Step:
                 run=None if action == "unchanged" else run)
 
 
-def render_task_definition(stack, image: str) -> dict:
+def render_task_definition(stack, image: str, callback_secret_arn: str | None = None) -> dict:
     """The task definition `deploy` registers (without tags), as register_task_definition
-    takes it."""
+    takes it. The callbacks' HMAC key comes in through ECS `secrets` (ecs.callback_secret)."""
     o = stack.options
     env = stack.worker_environment()
     return {
@@ -90,6 +91,8 @@ def render_task_definition(stack, image: str) -> dict:
             # ECS Exec needs an init process to reap its agent's children.
             "linuxParameters": {"initProcessEnabled": True},
             "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
+            **({"secrets": container_secrets(callback_secret_arn)} if callback_secret_arn
+               else {}),
             "healthCheck": {"command": ["CMD", "python", "-m", "tasks.worker.health"],
                             "interval": 30, "timeout": 10, "retries": 3, "startPeriod": 60},
             "logConfiguration": {"logDriver": "awslogs", "options": {
@@ -130,7 +133,8 @@ def latest_task_definition(ecs, family: str) -> dict | None:
 
 def plan_task_definition(ctx: Context) -> Step:
     stack, ecs = ctx.stack, ctx.clients.ecs
-    desired = render_task_definition(stack, ctx.predicted["image"])
+    desired = render_task_definition(stack, ctx.predicted["image"],
+                                     ctx.predicted.get("callback_secret_arn"))
     latest = latest_task_definition(ecs, stack.family)
     if latest is not None and _same(latest, desired):
         arn = latest["taskDefinitionArn"]
@@ -141,7 +145,8 @@ def plan_task_definition(ctx: Context) -> Step:
     action = "create" if latest is None else "update"
 
     def run(outputs):
-        definition = render_task_definition(stack, outputs["image"])
+        definition = render_task_definition(stack, outputs["image"],
+                                            outputs.get("callback_secret_arn"))
         made = retry_until(
             ecs.register_task_definition, **definition,
             tags=[{"key": k, "value": v} for k, v in stack.tags.items()],

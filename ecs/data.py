@@ -1,4 +1,5 @@
-"""The jobs table, the queue and its DLQ: planned read-only here, made by tasks.ops.provision."""
+"""The jobs table, the queue, its DLQ and the bucket of large results and arguments: planned
+read-only here, made by tasks.ops.provision."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from botocore.exceptions import ClientError
 
 from ecs.plan import Context, Step
 from ecs.retry import queue_deleted_recently, retry_until
-from tasks.ops.provision import MAX_MESSAGE_BYTES, RETENTION_SECONDS, ensure_queues, ensure_table
+from tasks.ops.provision import (
+    LIST_INDEX,
+    MAX_MESSAGE_BYTES,
+    RETENTION_SECONDS,
+    bucket_differences,
+    bucket_exists,
+    ensure_bucket,
+    ensure_queues,
+    ensure_table,
+)
+from tasks.ops.settings import Settings
 
 # SQS frees a deleted queue's name after 60 s; a little more for the clocks to agree.
 QUEUE_NAME_REUSE_SECONDS = 90.0
@@ -57,7 +68,11 @@ def plan_table(ctx: Context) -> Step:
     if table is not None:
         ttl = ddb.describe_time_to_live(TableName=stack.table_name)["TimeToLiveDescription"]
         enabled = ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
-        action, detail = ("unchanged", "") if enabled else ("update", "TTL on expires_at")
+        indexed = any(index.get("IndexName") == LIST_INDEX
+                      for index in table.get("GlobalSecondaryIndexes") or [])
+        changes = ([] if enabled else ["TTL on expires_at"]) + (
+            [] if indexed else [f"index {LIST_INDEX} (GET /jobs)"])
+        action, detail = ("update", ", ".join(changes)) if changes else ("unchanged", "")
 
     def run(outputs):
         made = ensure_table(ddb, stack.table_name, tags=stack.tags)
@@ -111,3 +126,28 @@ def plan_queues(ctx: Context) -> Step:
         known["dlq_url"] = dlq
     return Step("sqs queue and dlq", f"{stack.queue_name}, {stack.dlq_name}",
                 action, detail, run=None if action == "unchanged" else run, outputs=known)
+
+
+def record_seconds() -> int:
+    """The records' TTL as the deployed workers have it (the task definition sets no
+    JOBS_RESULT_EXPIRES: the default, 7 days); the bucket's objects expire with it."""
+    return Settings().result_expires
+
+
+def plan_bucket(ctx: Context) -> Step:
+    stack, s3 = ctx.stack, ctx.clients.s3
+    ttl = record_seconds()
+    if not bucket_exists(s3, stack.bucket_name):
+        action, detail = "create", ""
+    else:
+        changed = bucket_differences(s3, stack.bucket_name, ttl)
+        action, detail = ("update", ", ".join(changed)) if changed else ("unchanged", "")
+
+    def run(outputs):
+        ensure_bucket(s3, stack.bucket_name, stack.region, record_seconds=ttl,
+                      tags=stack.tags, partition=stack.partition)
+        return None
+
+    return Step("s3 bucket", stack.bucket_name, action, detail,
+                run=None if action == "unchanged" else run,
+                outputs={"bucket_arn": stack.bucket_arn})

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ecs import alarms, api, cluster, data, log_group, network, registry, roles, rollout, scaling
+from ecs import schedules as schedule_steps
+from ecs.callback_secret import plan_callback_secret
 from ecs.image import ImageBuilder
 from ecs.plan import Context, Outputs, Plan, Step, apply
 from ecs.retry import REAL_CLOCK, Clock
@@ -24,9 +26,11 @@ def make_plan(clients, stack: Stack, builder: ImageBuilder | None = None,
     steps: list[Step] = [
         data.plan_table(ctx),
         data.plan_queues(ctx),
+        data.plan_bucket(ctx),
         registry.plan_repository(ctx),
         registry.plan_image(ctx, builder),
         log_group.plan_log_group(ctx),
+        plan_callback_secret(ctx),  # before the task definition, which names its ARN
         *roles.plan_roles(ctx),
         cluster.plan_cluster(ctx),
         network.plan_network(ctx),
@@ -37,6 +41,8 @@ def make_plan(clients, stack: Stack, builder: ImageBuilder | None = None,
         *scaling.plan_scaling(ctx),
         *alarms.plan_alarms(ctx),
         *api.plan_api(ctx),
+        # Last: a schedule fires only once workers that know its task serve the queue.
+        *schedule_steps.plan_schedules(ctx),
     ]
     return Plan(steps)
 
@@ -68,5 +74,8 @@ def print_endpoint(stack: Stack, outputs: Outputs, echo: Callable[[str], None]) 
     echo(f"  curl -s -X POST -H \"x-api-key: $KEY\" -H 'Content-Type: application/json' "
          f"-d '{{\"x\": 2, \"y\": 3}}' {url}/tasks/tasks.debug.add")
     echo(f"  curl -s -H \"x-api-key: $KEY\" {url}/jobs/JOB_ID")
+    echo("Completion callbacks (X-Callback-Url) are signed with the key your receivers read with:")
+    echo(f"  aws secretsmanager get-secret-value --region {stack.region} --secret-id "
+         f"{stack.callback_secret_name} --query SecretString --output text")
     echo(f"(stage {STAGE}; the first job after a quiet spell waits a minute or two while the "
          "service scales out from zero)")

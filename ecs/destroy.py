@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
-from ecs import alarms, api, cluster, data, log_group, network, registry, roles, scaling
+from ecs import alarms, api, cluster, data, log_group, network, registry, roles, scaling, schedules
+from ecs.callback_secret import destroy_callback_secret
 from ecs.plan import progress_line
 from ecs.retry import REAL_CLOCK, Clock, Patient, WaitTimeout, poll
 from ecs.stack import SMOKE_STARTED_BY, STOP_TIMEOUT, Stack
@@ -39,15 +40,24 @@ def destroy(clients, stack: Stack, *, keep_data: bool = False, echo: Echo = prin
     echo(f"destroying stack {stack.name} in {stack.region}")
     deleted = 0
     waits = _Waits(wait, clock)
-    for step in (_api, _alarms, _scaling, _service, _smoke_tasks, _task_definitions, _cluster,
-                 _security_group, _roles, _logs, _repository, _queues):
+    for step in (_schedules, _api, _alarms, _scaling, _service, _smoke_tasks, _task_definitions,
+                 _cluster, _security_group, _roles, _callback_secret, _logs, _repository,
+                 _queues):
         deleted += step(clients, stack, echo, waits)
     if keep_data:
         _line(echo, "kept", "dynamodb table", stack.table_name)
+        _line(echo, "kept", "s3 bucket", stack.bucket_name)
     else:
         deleted += _table(clients, stack, echo, waits)
+        deleted += _bucket(clients, stack, echo, waits)
     echo(f"{deleted} resource(s) deleted" if deleted else "nothing left to delete")
     return deleted
+
+
+def _schedules(clients, stack, echo, wait) -> int:
+    """First, so that nothing fires into a queue that is going away."""
+    return schedules.destroy_schedules(
+        clients, stack, lambda verb, kind, name: _line(echo, verb, kind, name))
 
 
 def _api(clients, stack, echo, wait) -> int:
@@ -224,7 +234,7 @@ def _security_group(clients, stack, echo, wait) -> int:
 def _roles(clients, stack, echo, wait) -> int:
     iam = clients.iam
     n = 0
-    for name in (stack.execution_role, stack.task_role, stack.api_role):
+    for name in (stack.execution_role, stack.task_role, stack.api_role, stack.scheduler_role):
         role = roles.get_role(iam, name)
         if role:
             for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
@@ -235,6 +245,11 @@ def _roles(clients, stack, echo, wait) -> int:
             n += 1
         _line(echo, "deleted" if role else "absent", "iam role", name)
     return n
+
+
+def _callback_secret(clients, stack, echo, wait) -> int:
+    return destroy_callback_secret(clients, stack,
+                                   lambda verb, kind, name: _line(echo, verb, kind, name))
 
 
 def _logs(clients, stack, echo, wait) -> int:
@@ -262,6 +277,26 @@ def _queues(clients, stack, echo, wait) -> int:
             n += 1
         _line(echo, "deleted" if url else "absent", "sqs queue", name)
     return n
+
+
+def _bucket(clients, stack, echo, wait) -> int:
+    """S3 deletes only an empty bucket: its objects and unfinished uploads go first."""
+    s3 = clients.s3
+    found = data.bucket_exists(s3, stack.bucket_name)
+    if found:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket_name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:  # a page holds at most 1,000 keys, DeleteObjects' limit
+                s3.delete_objects(Bucket=stack.bucket_name,
+                                  Delete={"Objects": keys, "Quiet": True})
+        for page in s3.get_paginator("list_multipart_uploads").paginate(
+                Bucket=stack.bucket_name):
+            for upload in page.get("Uploads", []):
+                s3.abort_multipart_upload(Bucket=stack.bucket_name, Key=upload["Key"],
+                                          UploadId=upload["UploadId"])
+        s3.delete_bucket(Bucket=stack.bucket_name)
+    _line(echo, "deleted" if found else "absent", "s3 bucket", stack.bucket_name)
+    return 1 if found else 0
 
 
 def _table(clients, stack, echo, wait) -> int:

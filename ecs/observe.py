@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from ecs import alarms, cluster, data
 from ecs.rollout import describe_stop
 from ecs.stack import Stack
+from tasks.ops.provision import LIST_INDEX
 
 Echo = Callable[[str], None]
 RECENT_JOBS = 10
@@ -46,16 +47,14 @@ def oldest_age(cloudwatch, queue: str, now: datetime | None = None) -> str:
     return f"{latest['Maximum']:.0f}s"
 
 
-def recent_jobs(dynamodb, table: str, limit: int = RECENT_JOBS) -> list[dict]:
-    """A few job records, newest first (a bounded Scan: the table has no time index)."""
-    items = dynamodb.scan(
-        TableName=table, Limit=100,
-        ProjectionExpression="job_id, #s, task, updated_at",
-        ExpressionAttributeNames={"#s": "status"})["Items"]
-    rows = [{k: next(iter(v.values())) for k, v in item.items()} for item in items
-            if not item["job_id"]["S"].startswith(("group:", "once:"))]
-    rows.sort(key=lambda r: r.get("updated_at", ""), reverse=True)
-    return rows[:limit]
+def recent_jobs(dynamodb, table: str, limit: int = RECENT_JOBS, *, status: str | None = None,
+                since: datetime | None = None) -> list[dict]:
+    """The newest jobs (of one status, since a time), from the listing index: no Scan."""
+    from tasks.results.listing import list_jobs
+    from tasks.results.records import iso_utc
+
+    return list_jobs(status, since=iso_utc(since) if since else None, limit=limit,
+                     client=dynamodb, table=table).jobs
 
 
 def alarm_states(cloudwatch, stack: Stack) -> list[tuple[str, str, str]]:
@@ -120,14 +119,26 @@ def status(clients, stack: Stack, echo: Echo = print) -> None:
         echo(f"queue:     {main[0]} visible, {main[1]} in flight, "
              f"{dlq[0] + dlq[1] if dlq else 'n/a'} in the dead-letter queue")
         echo(f"oldest:    {oldest_age(clients.cloudwatch, stack.queue_name)}")
-    if data.describe_table(clients.dynamodb, stack.table_name) is None:
+    table = data.describe_table(clients.dynamodb, stack.table_name)
+    if table is None:
         echo("jobs:      table not deployed")
+        return
+    if not any(index.get("IndexName") == LIST_INDEX
+               for index in table.get("GlobalSecondaryIndexes") or []):
+        echo(f"jobs:      the table has no {LIST_INDEX} index yet: run deploy")
         return
     jobs = recent_jobs(clients.dynamodb, stack.table_name)
     echo(f"jobs:      {len(jobs)} recent" if jobs else "jobs:      none yet")
     for job in jobs:
         echo(f"  {job['job_id']:38} {job.get('status', '?'):9} {job.get('task', ''):28} "
              f"{job.get('updated_at', '')}")
+    day_ago = datetime.now(UTC) - timedelta(hours=24)
+    failed = recent_jobs(clients.dynamodb, stack.table_name, status="FAILURE", since=day_ago)
+    echo(f"failed:    {len(failed)} job(s) in the last 24 h" + (
+        " (the newest shown)" if len(failed) == RECENT_JOBS else "")
+         if failed else "failed:    no job in the last 24 h")
+    for job in failed:
+        echo(f"  {job['job_id']:38} {job.get('task', ''):38} {job.get('finished_at', '')}")
 
 
 def logs(clients, stack: Stack, *, since: timedelta, follow: bool = False,

@@ -17,9 +17,9 @@ from ecs.retry import REAL_CLOCK, Clock
 
 # "check" steps change nothing: they wait for and verify what the steps before them made
 # (the service's rollout, the smoke task), so that the API is only switched after them.
-Action = Literal["create", "update", "unchanged", "check"]
+Action = Literal["create", "update", "unchanged", "check", "delete"]
 PAST = {"create": "created", "update": "updated", "unchanged": "unchanged",
-        "check": "checked"}
+        "check": "checked", "delete": "deleted"}
 Outputs = dict[str, str]
 
 
@@ -51,13 +51,15 @@ class Plan:
 
     @property
     def changes(self) -> int:
-        return sum(1 for s in self.steps if s.action in ("create", "update"))
+        return sum(1 for s in self.steps if s.action in ("create", "update", "delete"))
 
     def summary(self) -> str:
         counts = {a: sum(1 for s in self.steps if s.action == a)
                   for a in ("create", "update", "unchanged", "check")}
         text = (f"{counts['create']} to create, {counts['update']} to update, "
                 f"{counts['unchanged']} unchanged")
+        deletes = sum(1 for s in self.steps if s.action == "delete")  # a removed schedule
+        text += f", {deletes} to delete" if deletes else ""
         return text + (f", {counts['check']} to check" if counts["check"] else "")
 
 

@@ -7,6 +7,7 @@ nothing narrower, and each such place says so; tests/test_ecs_iam.py holds the l
 from __future__ import annotations
 
 from ecs.stack import Stack
+from tasks.ops.provision import LIST_INDEX
 
 VERSION = "2012-10-17"
 
@@ -17,6 +18,9 @@ WORKER_QUEUE_ACTIONS = [
 ]
 # The DLQ is only looked up and read for its depth by the worker; redrive runs from `ecs`.
 WORKER_DLQ_ACTIONS = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+# The claim check (tasks.results.large_objects): results and arguments, by key, in their
+# two prefixes only; no ListBucket (a missing key is then a 403, which readers expect).
+WORKER_OBJECT_ACTIONS = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
 WORKER_TABLE_ACTIONS = [
     "dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
     "dynamodb:UpdateItem",
@@ -25,6 +29,7 @@ WORKER_TABLE_ACTIONS = [
 
 ECS_TASKS = "ecs-tasks.amazonaws.com"
 API_GATEWAY = "apigateway.amazonaws.com"
+SCHEDULER = "scheduler.amazonaws.com"
 # The service whose resources assume each principal's roles: aws:SourceArn names them.
 _SOURCE_SERVICE = {ECS_TASKS: "ecs", API_GATEWAY: "execute-api"}
 
@@ -41,6 +46,26 @@ def trust(service: str, stack: Stack) -> dict:
                       "ArnLike": {"aws:SourceArn": source}}}]}
 
 
+def scheduler_trust(stack: Stack) -> dict:
+    """EventBridge Scheduler, for this account's schedules in this stack's group only (the
+    condition its confused-deputy page recommends: aws:SourceArn of the schedule group)."""
+    return {"Version": VERSION, "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": SCHEDULER}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": stack.account_id},
+                      "ArnLike": {"aws:SourceArn": stack.schedule_group_arn}}}]}
+
+
+def scheduler_policy(stack: Stack) -> dict:
+    """A schedule's execution role: send to the work queue, and its failed deliveries to the
+    DLQ (EventBridge Scheduler sends dead-letter events with the execution role too)."""
+    return {"Version": VERSION, "Statement": [
+        {"Sid": "FireJobs", "Effect": "Allow", "Action": ["sqs:SendMessage"],
+         "Resource": stack.queue_arn},
+        {"Sid": "DeadLetters", "Effect": "Allow", "Action": ["sqs:SendMessage"],
+         "Resource": stack.dlq_arn},
+    ]}
+
+
 def execution_policy(stack: Stack) -> dict:
     """What ECS itself needs to start the container: pull the image, write the logs."""
     return {"Version": VERSION, "Statement": [
@@ -55,6 +80,9 @@ def execution_policy(stack: Stack) -> dict:
         {"Sid": "WriteLogs", "Effect": "Allow",
          "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{stack.log_group_arn}:log-stream:*"},
+        # ECS `secrets`: the completion callbacks' HMAC key into JOBS_CALLBACK_SECRET.
+        {"Sid": "CallbackSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+         "Resource": stack.callback_secret_arn_pattern},
     ]}
 
 
@@ -67,6 +95,8 @@ def task_policy(stack: Stack) -> dict:
          "Resource": stack.dlq_arn},
         {"Sid": "JobRecords", "Effect": "Allow", "Action": WORKER_TABLE_ACTIONS,
          "Resource": stack.table_arn},
+        {"Sid": "LargeResultsAndArguments", "Effect": "Allow", "Action": WORKER_OBJECT_ACTIONS,
+         "Resource": [f"{stack.bucket_arn}/results/*", f"{stack.bucket_arn}/payloads/*"]},
         # Task ids exist only at run time: the tasks of this cluster, nothing else.
         {"Sid": "ScaleInProtection", "Effect": "Allow", "Action": ["ecs:UpdateTaskProtection"],
          "Resource": stack.task_arn_pattern},
@@ -97,6 +127,12 @@ def api_policy(stack: Stack) -> dict:
          "Resource": stack.table_arn},
         {"Sid": "RevokeJobs", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"],
          "Resource": stack.table_arn},
+        # GET /jobs: Query of the listing index only (never the table, never a Scan).
+        {"Sid": "ListJobs", "Effect": "Allow", "Action": ["dynamodb:Query"],
+         "Resource": f"{stack.table_arn}/index/{LIST_INDEX}"},
+        # GET /jobs/{id}/result: one result object; never the arguments, never a listing.
+        {"Sid": "ReadLargeResults", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": f"{stack.bucket_arn}/results/*"},
     ]}
 
 

@@ -76,7 +76,8 @@ _ROLE_ERROR_CODES = {"InvalidParameterException", "ClientException", "BadRequest
                      "ValidationException"}
 _ROLE_NOT_READY = re.compile(
     r"role is not valid|invalid role|unable to assume|cannot be assumed|could not be assumed"
-    r"|not authorized to perform: sts:AssumeRole|service linked role", re.IGNORECASE)
+    r"|not authorized to perform: sts:AssumeRole|service linked role"
+    r"|must allow .* to assume the role", re.IGNORECASE)  # EventBridge Scheduler's
 
 
 def role_not_ready(exc: ClientError) -> str | None:

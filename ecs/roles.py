@@ -38,9 +38,10 @@ def inline_policy(iam, role: str, name: str = INLINE_POLICY) -> dict | None:
         raise
 
 
-def plan_role(ctx: Context, name: str, service: str, policy: dict) -> Step:
+def plan_role(ctx: Context, name: str, service: str, policy: dict,
+              trust: dict | None = None) -> Step:
     stack, iam = ctx.stack, ctx.clients.iam
-    trust = policies.trust(service, stack)
+    trust = trust or policies.trust(service, stack)
     role = get_role(iam, name)
     changes = []
     if role is None:

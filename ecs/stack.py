@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -122,6 +123,14 @@ class Stack:
         return f"{self.name}-apigateway"
 
     @property
+    def scheduler_role(self) -> str:
+        return f"{self.name}-scheduler"
+
+    @property
+    def schedule_group(self) -> str:
+        return f"{self.name}-schedules"
+
+    @property
     def cluster(self) -> str:
         return self.name
 
@@ -191,8 +200,27 @@ class Stack:
         return f"https://sqs.{self.region}.{self.dns_suffix}/{self.account_id}/{self.queue_name}"
 
     @property
+    def schedule_group_arn(self) -> str:
+        return self._arn("scheduler", f"schedule-group/{self.schedule_group}")
+
+    @property
     def table_arn(self) -> str:
         return self._arn("dynamodb", f"table/{self.table_name}")
+
+    @property
+    def bucket_name(self) -> str:
+        """Large results and arguments (the claim check). S3 names are global: the account
+        and region make it this stack's; a long stack name is cut and given a hash."""
+        rest = f"-{self.account_id}-{self.region}-payloads"
+        base = self.name.lower()
+        if len(base) + len(rest) > 63:
+            digest = hashlib.sha256(self.name.encode()).hexdigest()[:6]
+            base = f"{base[:63 - len(rest) - 7].rstrip('-')}-{digest}"
+        return base + rest
+
+    @property
+    def bucket_arn(self) -> str:
+        return f"arn:{self.partition}:s3:::{self.bucket_name}"
 
     @property
     def repository_arn(self) -> str:
@@ -205,6 +233,17 @@ class Stack:
     @property
     def log_group_arn(self) -> str:
         return self._arn("logs", f"log-group:{self.log_group}")
+
+    @property
+    def callback_secret_name(self) -> str:
+        """The completion callbacks' HMAC key in Secrets Manager (ecs.callback_secret)."""
+        return f"{self.name}-callback-secret"
+
+    @property
+    def callback_secret_arn_pattern(self) -> str:
+        # Secrets Manager appends "-" and six random characters to a secret's ARN: the
+        # pattern AWS documents for naming one secret before it exists.
+        return self._arn("secretsmanager", f"secret:{self.callback_secret_name}-??????")
 
     def role_arn(self, role: str) -> str:
         return f"arn:{self.partition}:iam::{self.account_id}:role/{role}"
@@ -235,6 +274,7 @@ class Stack:
             "JOBS_QUEUE_URL": self.queue_url,
             "JOBS_DLQ_NAME": self.dlq_name,
             "JOBS_TABLE_NAME": self.table_name,
+            "JOBS_BUCKET": self.bucket_name,
             "JOBS_VISIBILITY_TIMEOUT": str(o.visibility_timeout),
             "JOBS_MAX_RECEIVE_COUNT": str(o.max_receive_count),
             "WORKER_CONCURRENCY": str(o.concurrency),

@@ -2,7 +2,8 @@
 
 Starts moto's server (the embedded AWS) on 127.0.0.1:4566, creates the queue,
 dead-letter queue and table with the same code `python -m ecs deploy` uses,
-starts a worker and the API shim (gunicorn), prints how to use them and
+starts a worker, the local scheduler (the jobs' schedules, as EventBridge
+Scheduler fires them on AWS) and the API shim (gunicorn), prints how to use them and
 streams their logs. Ctrl-C stops every process it started.
 """
 
@@ -24,7 +25,7 @@ PID_FILE = RUN_DIR / "run.pid"
 AWS_PORT = int(os.environ.get("LOCAL_AWS_PORT", "4566"))
 API_PORT = int(os.environ.get("LOCAL_API_PORT", "8000"))
 ENDPOINT = f"http://127.0.0.1:{AWS_PORT}"
-COLOURS = {"aws": "\033[90m", "worker": "\033[36m", "api": "\033[35m"}
+COLOURS = {"aws": "\033[90m", "worker": "\033[36m", "api": "\033[35m", "sched": "\033[33m"}
 RESET = "\033[0m"
 
 
@@ -57,6 +58,9 @@ EMULATOR_NOISE = re.compile(
     r"|This is a development server|Press CTRL\+C to quit|Running on http")
 
 
+LOCAL_CALLBACK_SECRET = "local-callback-secret"
+
+
 def emulator_noise(line: str) -> bool:
     return bool(EMULATOR_NOISE.search(line))
 
@@ -69,6 +73,10 @@ def environment() -> dict[str, str]:
     env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Completion callbacks are refused without a key: a fixed one for this machine only.
+    env.setdefault("JOBS_CALLBACK_SECRET", LOCAL_CALLBACK_SECRET)
+    # A job with a schedule, so the local scheduler has something to show (never deployed).
+    env.setdefault("JOBS_EXTRA_MODULES", "tasks.demo_schedules")
     return env
 
 
@@ -123,8 +131,9 @@ class Stack:
 def banner() -> str:
     return f"""
   ready:
-    AWS emulator  {ENDPOINT}  (moto: SQS + DynamoDB)
+    AWS emulator  {ENDPOINT}  (moto: SQS + DynamoDB + S3)
     worker        celery -A tasks worker
+    scheduler     python -m tasks.ops.local_scheduler  (the jobs' schedules; [sched] lines)
     API + page    http://127.0.0.1:{API_PORT}/
 
   submit from Python (another terminal, in this directory):
@@ -135,6 +144,9 @@ r = analyze.delay(text='Long work waits its turn. Workers do it.'); print(r.get(
     curl -s -X POST http://127.0.0.1:{API_PORT}/tasks/tasks.text.analyze \\
          -H 'Content-Type: application/json' -d '{{"text": "Hello there. How are you?"}}'
     curl -s http://127.0.0.1:{API_PORT}/jobs/<job_id>
+
+  completion callbacks: add -H 'X-Callback-Url: http://127.0.0.1:<port>/hook' to the POST;
+    signed with JOBS_CALLBACK_SECRET ({LOCAL_CALLBACK_SECRET} unless you set one)
 
   Ctrl-C stops everything.
 """
@@ -161,6 +173,8 @@ def main() -> int:
                        check=True)
         stack.start("worker", [sys.executable, "-m", "celery", "-A", "tasks", "worker",
                                "-l", "info", "-n", "local@%h"])
+        # The jobs' schedules, fired as EventBridge Scheduler fires them on AWS.
+        stack.start("sched", [sys.executable, "-m", "tasks.ops.local_scheduler"])
         stack.start("api", [sys.executable, "-m", "gunicorn", "-c", "python:api_shim.gunicorn_conf",
                             "-b", f"127.0.0.1:{API_PORT}", "api_shim.app:create_app()"])
         stack.wait_for_port(API_PORT, "API shim")

@@ -23,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from tasks.celery_app import app
 
         return app
+    if name == "list_jobs":  # tasks.list_jobs("FAILURE"): the listing, without the app
+        from tasks.results.listing import list_jobs
+
+        return list_jobs
     raise AttributeError(f"module 'tasks' has no attribute {name!r}")

@@ -5,6 +5,8 @@
     result = app.send_task("tasks.text.analyze", kwargs={"text": "Hello there."})
     result.get(timeout=60)              # or later: app.AsyncResult(job_id).get()
     app.AsyncResult(job_id).revoke()    # or app.control.revoke(job_id): the job record
+    list_jobs("FAILURE", since="2026-12-01T00:00:00Z").jobs   # newest first (README)
+    app.send_task(name, kwargs={...}, headers=callback("https://example.com/hook"))
 
 It loads the project's Celery configuration (`celeryconfig`: queue, table, JSON only) and
 nothing else: no job module, no `tasks.worker`, and it needs none of the job code, so a
@@ -22,8 +24,10 @@ from celery import Celery
 from kombu.transport import SQS
 
 from tasks.jobkit import publish
+from tasks.jobkit.callbacks import callback  # noqa: F401  headers=callback(url): see README
 from tasks.ops.clients import sqs_client
 from tasks.ops.settings import Settings
+from tasks.results.listing import JobPage, list_jobs  # noqa: F401  jobs by status, newest first
 
 
 class Channel(SQS.Channel):
@@ -41,7 +45,8 @@ class Transport(SQS.Transport):
     Channel = Channel
 
 
-app = Celery("tasks.client", control="tasks.results.control:Control")  # revoke, as the app
+app = Celery("tasks.client", control="tasks.results.control:Control",  # revoke, as the app
+             amqp="tasks.jobkit.claim_check:ClaimCheckAMQP")  # large arguments go to S3
 app.config_from_object("celeryconfig")
 publish.connect()  # what every submission adds to its message
 app.conf.broker_transport = "tasks.client:Transport"

@@ -52,6 +52,7 @@ class Case:
     # $context.requestTimeEpoch (a number, as on API Gateway) and $context.requestTime
     request_time_epoch: int | None = None
     request_time: str = ""
+    query: dict[str, str] = field(default_factory=dict)  # $input.params' query string
 
 
 def velocity_available() -> bool:
@@ -78,7 +79,8 @@ class Velocity:
             (batch / f"{i}.args").write_text("\n".join(
                 [case.request_id, case.path, case.resource, case.job_id or "",
                  "" if case.request_time_epoch is None else str(case.request_time_epoch),
-                 case.request_time]), encoding="utf-8")
+                 case.request_time, *(f"{k}={v}" for k, v in case.query.items())]),
+                encoding="utf-8")
         subprocess.run(["java", "-cp", f"{self.workdir}:{self.classpath}", "RenderTemplate",
                         "--batch", str(batch), str(len(cases))],
                        check=True, capture_output=True, timeout=120)
@@ -108,7 +110,8 @@ def shim_engine(case: Case) -> Rendered:
     times = {} if case.request_time_epoch is None else {
         "requestTimeEpoch": case.request_time_epoch, "requestTime": case.request_time}
     out = render(case.template, body=case.body,
-                 params=Params(path={"job_id": case.job_id} if case.job_id else {}),
+                 params=Params(path={"job_id": case.job_id} if case.job_id else {},
+                               querystring=dict(case.query)),
                  context={"requestId": case.request_id, "path": case.path,
                           "resourcePath": case.resource, **times})
     return Rendered(out.text, out.status_override, out.header_overrides)

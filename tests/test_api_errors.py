@@ -150,8 +150,9 @@ def test_body_size_limit_is_sqs_own_and_the_message_fits(stack, client):
         return json.dumps({"text": "é" * chars + "a" * odd}, ensure_ascii=False).encode()
 
     def message_bytes(size: int) -> int:
+        # requestTimeEpoch: the `submitted_at` header, 13 digits as on every real request.
         form = render(template, body=body(size).decode(), params=Params(),
-                      context={"requestId": SAMPLE_ID}).text
+                      context={"requestId": SAMPLE_ID, "requestTimeEpoch": 1_790_000_000_000}).text
         return len(urllib.parse.parse_qs(form)["MessageBody"][0].encode())
 
     # The largest body whose message SQS takes: a binary search over the rendered message.
@@ -241,7 +242,8 @@ def test_http_message_is_shaped_like_the_projects_own_delay(stack, client):
     assert list(ours) == list(real)
     assert list(ours["headers"]) == list(real["headers"])
     assert list(ours["properties"]) == list(real["properties"])
-    same = set(real["headers"]) - {"id", "root_id", "origin", "kwargsrepr"}
+    same = set(real["headers"]) - {"id", "root_id", "origin", "kwargsrepr", "submitted_at"}
+    assert isinstance(ours["headers"]["submitted_at"], int)  # epoch ms, as delay() sends
     assert {k: ours["headers"][k] for k in same} == {k: real["headers"][k] for k in same}
     assert ours["properties"]["delivery_info"] == real["properties"]["delivery_info"]
     for key in ("delivery_mode", "priority", "body_encoding"):

@@ -115,7 +115,7 @@ def test_missing_or_wrong_api_key_is_403(stack, keyed, keyed_doc):
 @pytest.mark.parametrize(("method", "path"), [
     ("GET", "/admin"), ("PUT", ADD), ("GET", ADD), ("PATCH", "/jobs/" + str(uuid.uuid4())),
     ("DELETE", ADD), ("DELETE", "/tasks"),
-    ("POST", "/tasks/a/b"), ("POST", "/"), ("POST", "/tasks/"), ("GET", "/jobs"),
+    ("POST", "/tasks/a/b"), ("POST", "/"), ("POST", "/tasks/"), ("PUT", "/jobs"),
 ])
 def test_unknown_route_or_method_is_404(client, keyed, doc, method, path):
     """No such resource or method: API Gateway's MISSING_AUTHENTICATION_TOKEN (403 by

@@ -29,6 +29,19 @@ def test_the_worker_state_we_read_is_there():
     for name in ("requests", "active_requests", "reserved_requests", "revoked"):
         assert hasattr(worker_state, name), name
     assert celery_private.held_requests() == list(worker_state.requests.values())
+    assert hasattr(worker_state, "scheduled_requests")
+    # Two requests of one job id (a duplicate delivery): `requests` keeps one, we hold both.
+    class Held:  # weak-referenceable, as Celery's requests are
+        id = "same"
+
+    first, second = Held(), Held()
+    try:
+        worker_state.requests["same"] = second
+        worker_state.active_requests.add(first)
+        assert {id(r) for r in celery_private.held_requests()} == {id(first), id(second)}
+    finally:
+        worker_state.requests.pop("same", None)
+        worker_state.active_requests.discard(first)
     assert celery_private.active_or_reserved() is bool(
         worker_state.active_requests or worker_state.reserved_requests)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ecs.policies import API_GATEWAY, ECS_TASKS
+from ecs import schedules as ecs_schedules
+from ecs.policies import API_GATEWAY, ECS_TASKS, SCHEDULER
 from ecs.stack import Stack
 from tests.test_ecs_deploy import ACCOUNT, REGION, Request, aws, engine, progress, run  # noqa: F401
 from tests.test_ecs_observe import _celery_body
@@ -37,8 +38,25 @@ NOT_BOTO3_CALLS = {
     "iam:CreateServiceLinkedRole": "first cluster / scalable target of an account",
     # the older name of logs:TagResource for tags given to CreateLogGroup
     "logs:TagLogGroup": "tag on create (older action name)",
+    # deploy adds the listing index to a table made before it (the session's table has it)
+    "dynamodb:UpdateTable": "a jobs table from before the listing index",
     # deploy turns Container Insights back on with it; moto has no UpdateClusterSettings
     "ecs:UpdateClusterSettings": "not implemented by moto",
+    # destroy empties a bucket that holds objects or unfinished uploads (the session's is empty)
+    "s3:DeleteObject": "destroy of a bucket with objects",
+    "s3:AbortMultipartUpload": "destroy of a bucket with unfinished uploads",
+}
+
+# S3's IAM actions are not all named as its API calls.
+S3_ACTIONS = {
+    "HeadBucket": "s3:ListBucket", "ListObjectsV2": "s3:ListBucket",
+    "GetBucketEncryption": "s3:GetEncryptionConfiguration",
+    "PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads", "DeleteObjects": "s3:DeleteObject",
 }
 
 # Tags given at creation need the service's tagging action as well.
@@ -51,6 +69,8 @@ TAG_ACTIONS = {
     ("cloudwatch", "PutMetricAlarm"): "cloudwatch:TagResource",
     ("ec2", "CreateSecurityGroup"): "ec2:CreateTags",
     ("application-autoscaling", "RegisterScalableTarget"): "application-autoscaling:TagResource",
+    ("scheduler", "CreateScheduleGroup"): "scheduler:TagResource",
+    ("secretsmanager", "CreateSecret"): "secretsmanager:TagResource",
     **{("ecs", op): "ecs:TagResource" for op in (
         "CreateCluster", "CreateService", "RegisterTaskDefinition", "RunTask")},
 }
@@ -77,7 +97,8 @@ def resources(request: Request) -> list[str] | None:
         name = p.get("QueueName") or p.get("QueueUrl", "").rsplit("/", 1)[-1]
         return [_arn("sqs", name)] if name else None
     if service == "dynamodb" and "TableName" in p:
-        return [_arn("dynamodb", f"table/{p['TableName']}")]
+        index = f"/index/{p['IndexName']}" if "IndexName" in p else ""
+        return [_arn("dynamodb", f"table/{p['TableName']}{index}")]
     if service == "iam" and "RoleName" in p:
         return [f"arn:aws:iam::{ACCOUNT}:role/{p['RoleName']}"]
     if service == "ecr":
@@ -96,6 +117,16 @@ def resources(request: Request) -> list[str] | None:
         return [_arn("ec2", "security-group/sg-new"), _arn("ec2", f"vpc/{p['VpcId']}")]
     if service == "ec2" and request.operation == "DeleteSecurityGroup":
         return [_arn("ec2", f"security-group/{p['GroupId']}")]
+    if service == "s3" and "Bucket" in p:
+        bucket = f"arn:aws:s3:::{p['Bucket']}"
+        return [f"{bucket}/*"] if request.operation in ("DeleteObjects",
+                                                        "AbortMultipartUpload") else [bucket]
+    if service == "scheduler" and request.operation.endswith("ScheduleGroup"):
+        return [_arn("scheduler", f"schedule-group/{p['Name']}")]
+    if service == "scheduler" and request.operation.endswith("Schedule"):
+        return [_arn("scheduler", f"schedule/{p.get('GroupName', 'default')}/{p['Name']}")]
+    if service == "secretsmanager":  # a secret's ARN ends in "-" and six random characters
+        return [_arn("secretsmanager", f"secret:{p.get('SecretId') or p['Name']}-AbCdEf")]
     return None
 
 
@@ -104,6 +135,8 @@ def needs(request: Request) -> list[tuple[str, list[str] | None, dict]]:
     service, op, p = request.service, request.operation, request.params
     if service == "apigateway":
         action = f"apigateway:{request.model.http['method']}"
+    elif service == "s3":
+        action = S3_ACTIONS.get(op, f"s3:{op}")
     else:
         action = f"{service}:{op}"
     context = {}
@@ -114,6 +147,8 @@ def needs(request: Request) -> list[tuple[str, list[str] | None, dict]]:
         tag_context = {"ec2:CreateAction": op} if service == "ec2" else {}
         made = resources(request)  # the tags go on what is made, not on its VPC
         out.append((TAG_ACTIONS[service, op], made[:1] if made else None, tag_context))
+    if service == "s3" and op == "CreateBucket" and p.get("ObjectOwnership"):
+        out.append(("s3:PutBucketOwnershipControls", resources(request), {}))
     if service == "apigateway" and p.get("tags"):
         out.append(("apigateway:PUT", [f"arn:aws:apigateway:{REGION}::/tags/x"], {}))
     passed = [p[k] for k in ("taskRoleArn", "executionRoleArn") if p.get(k)]
@@ -121,6 +156,9 @@ def needs(request: Request) -> list[tuple[str, list[str] | None, dict]]:
         passed = [STACK.role_arn(STACK.task_role), STACK.role_arn(STACK.execution_role)]
     if passed:
         out.append(("iam:PassRole", passed, {"iam:PassedToService": ECS_TASKS}))
+    if service == "scheduler" and op in ("CreateSchedule", "UpdateSchedule"):
+        out.append(("iam:PassRole", [p["Target"]["RoleArn"]],
+                    {"iam:PassedToService": SCHEDULER}))
     if op == "PutRestApi":
         body = json.loads(p["body"])
         roles = {i["x-amazon-apigateway-integration"]["credentials"]
@@ -183,8 +221,16 @@ def test_the_checker_rejects_what_the_document_does_not_allow(policy):
     assert allowed(policy, "sqs:SendMessage", [_arn("sqs", "t1-jobs")], {})
 
 
-def _session(aws, engine) -> list[Request]:  # noqa: F811
+def _session(aws, engine, schedules: dict) -> list[Request]:  # noqa: F811
     """Every command, and every update path deploy has, once."""
+    from tasks.jobkit.schedules import Schedule
+
+    def declare(*names: str) -> None:  # the job modules' schedules, as `deploy` finds them
+        schedules.clear()
+        schedules.update({n: Schedule("rate(1 hour)", {"x": 1, "y": 2}, n, "tasks.debug.add",
+                                      "tasks.debug") for n in names})
+
+    declare("kept", "removed")
     steps = [["plan"], ["deploy"], ["deploy"]]
     for argv in steps:
         code, output = run(aws, engine, *argv)
@@ -201,6 +247,12 @@ def _session(aws, engine) -> list[Request]:  # noqa: F811
     aws.ecs.put_cluster_capacity_providers(cluster="t1", capacityProviders=["FARGATE"],
                                            defaultCapacityProviderStrategy=[])
     (engine.root / "tasks" / "reports.py").write_text("JOBS = []\n")
+    declare("kept", "added")  # a schedule deleted, one created
+    aws.scheduler.update_schedule(Name="kept", GroupName="t1-schedules",  # and one drifted: updated
+                                  ScheduleExpression="rate(2 hours)",
+                                  FlexibleTimeWindow={"Mode": "OFF"}, Target={
+                                      "Arn": STACK.queue_arn,
+                                      "RoleArn": STACK.role_arn(STACK.scheduler_role)})
     code, output = run(aws, engine, "deploy", "--log-retention", "30", "--max-tasks", "5",
                        "--seconds-per-job", "4", "--max-message-age", "300")
     assert code == 0, output
@@ -235,12 +287,16 @@ TAMPERING = {
     "PutClusterCapacityProviders": lambda p: p["capacityProviders"] == ["FARGATE"],
     "SendMessage": lambda p: p["QueueUrl"].endswith("-dlq"),
     "CreatePolicy": lambda p: True,
+    "UpdateSchedule": lambda p: p["ScheduleExpression"] == "rate(2 hours)",
     "AttachRolePolicy": lambda p: True,
 }
 
 
-def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(aws, engine, policy):  # noqa: F811
-    requests = _session(aws, engine)
+def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(aws, engine, policy,  # noqa: F811
+                                                                           monkeypatch):
+    schedules: dict = {}
+    monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda: dict(schedules))
+    requests = _session(aws, engine, schedules)
     denied, used = [], set()
     for request in requests:
         for action, arns, context in needs(request):
@@ -256,4 +312,6 @@ def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(aws, 
     # the session did go through the paths that matter
     assert {"ecs:RunTask", "ecs:StopTask", "ecs:UpdateService", "sqs:SetQueueAttributes",
             "iam:UpdateAssumeRolePolicy", "iam:DetachRolePolicy", "iam:PassRole",
-            "apigateway:PUT", "apigateway:PATCH", "apigateway:DELETE"} <= used
+            "apigateway:PUT", "apigateway:PATCH", "apigateway:DELETE",
+            "scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule",
+            "scheduler:DeleteScheduleGroup"} <= used

@@ -9,6 +9,7 @@ from ecs import policies
 from ecs.stack import Options, Stack
 from tests.test_ecs_deploy import ACCOUNT, REGION, aws, deployed, engine  # noqa: F401
 
+BUCKET = f"arn:aws:s3:::t1-{ACCOUNT}-{REGION}-payloads"
 # (action, resource) pairs where AWS needs a wildcard, and why.
 REQUIRED_WILDCARDS = {
     # GetAuthorizationToken has no resource type: it is always "*".
@@ -22,6 +23,9 @@ REQUIRED_WILDCARDS = {
     # ECS Exec's Session Manager channels have no resource type.
     *{(f"ssmmessages:{a}", "*") for a in ("CreateControlChannel", "CreateDataChannel",
                                           "OpenControlChannel", "OpenDataChannel")},
+    # The claim check's objects are named by job id at run time: its two prefixes only.
+    *{(f"s3:{a}", f"{BUCKET}/{prefix}/*") for a in ("GetObject", "PutObject", "DeleteObject")
+      for prefix in ("results", "payloads")},
 }
 
 QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:t1-jobs"
@@ -90,10 +94,15 @@ def test_deployed_roles_name_exactly_this_stacks_resources(aws, deployed):  # no
         # tasks.worker.protection reads its own task's deployment and its service's.
         ("ecs:DescribeTasks", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/t1/*"),
         ("ecs:DescribeServices", SERVICE),
+        *{(f"s3:{a}", f"{BUCKET}/{prefix}/*") for a in ("GetObject", "PutObject",
+                                                         "DeleteObject")
+          for prefix in ("results", "payloads")},
     }
     api = inline("t1-apigateway")
     assert _pairs(api) == {("sqs:SendMessage", QUEUE), ("dynamodb:GetItem", TABLE),
-                           ("dynamodb:UpdateItem", TABLE)}  # DELETE /jobs/{id}
+                           ("dynamodb:UpdateItem", TABLE),  # DELETE /jobs/{id}
+                           ("dynamodb:Query", f"{TABLE}/index/by_status"),  # GET /jobs
+                           ("s3:GetObject", f"{BUCKET}/results/*")}  # GET /jobs/{id}/result
     execution = inline("t1-task-execution")
     _assert_no_stray_wildcards(execution)
     pull = {r for a, r in _pairs(execution) if a == "ecr:BatchGetImage"}

@@ -70,10 +70,16 @@ def test_status_shows_service_queues_and_recent_jobs(aws, engine, deployed):  # 
     for _ in range(3):
         aws.sqs.send_message(QueueUrl=url, MessageBody="x")
     aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)
-    for n, state in enumerate(["SUCCESS", "FAILURE"]):
+    from tasks.results.records import utc_now
+
+    # Job records as tasks.results.records writes them: in the listing index (list_pk).
+    for n, (state, created) in enumerate([("SUCCESS", "2026-01-01T00:00:00.000Z"),
+                                          ("FAILURE", "2026-01-02T00:00:00.000Z"),
+                                          ("FAILURE", utc_now())]):
         aws.dynamodb.put_item(TableName="t1-jobs", Item={
-            "job_id": {"S": f"job-{n}"}, "status": {"S": state},
-            "task": {"S": "tasks.debug.add"}, "updated_at": {"S": f"2026-01-0{n + 1}T00:00:00Z"}})
+            "job_id": {"S": f"job-{n}"}, "status": {"S": state}, "list_pk": {"S": f"{state}#0"},
+            "task": {"S": "tasks.debug.add"}, "created_at": {"S": created},
+            "updated_at": {"S": created}, "finished_at": {"S": created}})
     aws.dynamodb.put_item(TableName="t1-jobs", Item={"job_id": {"S": "once:abc"}})
     code, output = run(aws, engine, "status")
     assert code == 0, output
@@ -83,7 +89,9 @@ def test_status_shows_service_queues_and_recent_jobs(aws, engine, deployed):  # 
     assert "oldest:    n/a" in output
     lines = output.splitlines()
     jobs = [line.split()[:2] for line in lines if line.startswith("  job-")]
-    assert jobs == [["job-1", "FAILURE"], ["job-0", "SUCCESS"]]  # newest first, no markers
+    assert jobs == [["job-2", "FAILURE"], ["job-1", "FAILURE"], ["job-0", "SUCCESS"],  # newest
+                    ["job-2", "tasks.debug.add"]]  # then the failures of the last 24 h
+    assert "failed:    1 job(s) in the last 24 h" in output
 
 
 def test_oldest_message_age_from_cloudwatch(aws):  # noqa: F811

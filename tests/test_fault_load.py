@@ -123,7 +123,7 @@ def dynamodb_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def load_stack(dynamodb_server: str) -> Iterator[LoadStack]:
+def load_stack(dynamodb_server: str, moto_server: str) -> Iterator[LoadStack]:
     from tasks.ops.clients import dynamodb_client, sqs_client
     from tasks.ops.provision import provision
     from tasks.ops.settings import Settings
@@ -137,6 +137,7 @@ def load_stack(dynamodb_server: str) -> Iterator[LoadStack]:
             "JOBS_TARGET": "local",
             "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
             "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server,
+            "AWS_ENDPOINT_URL_S3": moto_server,  # the large-payload bucket: no load on it
             "JOBS_QUEUE_NAME": name,
             "JOBS_DLQ_NAME": f"{name}-dlq",
             "JOBS_TABLE_NAME": name,

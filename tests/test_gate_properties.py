@@ -126,6 +126,7 @@ HEADER_VALUES: dict[str, list[Any]] = {
     "countdown": [-1, "5", 1e300, float("nan"), [1], True],
     "retries": COUNTS, "group_index": COUNTS, "replaced_task_nesting": COUNTS,
     "delivery_count": COUNTS,
+    "submitted_at": [-1, "1", 1.5, 10**20, True, [0], float("nan"), 32_503_680_000_001],
     "root_id": IDS, "parent_id": IDS, "group": IDS, "shadow": IDS,
     "stamps": [[], "x", 5, {"k": deep(990)}, {"a": "\ud800"}, {"groups": [JOB]},
                {str(i): i for i in range(101)}, {"stamped_headers": 5}],
@@ -153,6 +154,7 @@ EDGE_HEADER_VALUES: dict[str, list[Any]] = {
                   [0, 0], [2, 1], None],
     "retries": EDGE_COUNTS, "group_index": EDGE_COUNTS, "replaced_task_nesting": EDGE_COUNTS,
     "delivery_count": EDGE_COUNTS,
+    "submitted_at": [0, 32_503_680_000_000, None],
     "root_id": EDGE_IDS, "parent_id": EDGE_IDS, "group": EDGE_IDS, "shadow": EDGE_IDS,
     "stamps": [{str(i): i for i in range(100)}, {"groups": [JOB]}, None, {"x": deep(60)}],
     "stamped_headers": [["id"], ["stamps"], ["groups"], [""], ["x"] * 100, []],
@@ -937,7 +939,7 @@ def test_the_valid_message_is_what_kombu_writes(stack):
     ours = kombu_envelope(job_id, queue=stack.env["JOBS_QUEUE_NAME"])
     assert list(real) == list(ours)
     assert base64.b64decode(real["body"]) == base64.b64decode(ours["body"])
-    for part, varying in (("headers", {"origin"}),
+    for part, varying in (("headers", {"origin", "submitted_at"}),
                           ("properties", {"reply_to", "delivery_tag"})):
         assert list(real[part]) == list(ours[part]), part
         for key in real[part]:

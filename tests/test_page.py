@@ -117,3 +117,42 @@ def test_cross_origin_api_with_key(stack, shim, module_worker, page):
         assert page.text_content("#result-json").strip() == "42"
     finally:
         stop_shim(keyed)
+
+
+def test_recent_jobs_lists_everyones_jobs_by_status(shim, module_worker, page):
+    """GET /jobs from the page: the four shards' first pages, merged newest first."""
+    failed = [shim.submit("tasks.debug.fail", {"message": f"recent {i}"}) for i in range(4)]
+    done = shim.submit("tasks.debug.add", {"x": 1, "y": 2})
+    for job_id in [*failed, done]:
+        shim.wait(job_id)
+    page.goto(shim.url + "/")
+    for job_id in failed:  # FAILURE is the default filter
+        page.wait_for_selector(f"#recent tr[data-id='{job_id}']", timeout=30_000)
+    ids = page.eval_on_selector_all(
+        "#recent tr", "rows => rows.map(r => r.dataset.id)")
+    assert not page.locator(f"#recent tr[data-id='{done}']").count()
+    assert len(ids) >= 4
+    page.select_option("#recent-status", "SUCCESS")
+    page.wait_for_selector(f"#recent tr[data-id='{done}']", timeout=30_000)
+    page.click(f"#recent tr[data-id='{done}']")
+    page.wait_for_selector("#job-status.SUCCESS", timeout=30_000)
+    page.screenshot(path=str(OUTPUT / "page-recent.png"), full_page=True)
+
+
+def test_a_result_kept_in_s3_is_a_download_link(shim, module_worker, page):
+    """Over the record's limit: the page links GET /jobs/{id}/result instead of showing it."""
+    import json
+
+    from tests.jobs import big_result
+
+    result = big_result.delay(size=500_000)
+    result.get(timeout=60)
+    page.goto(shim.url)
+    page.evaluate("(id) => showJob(id)", result.id)
+    link = page.locator("#result-download")
+    link.wait_for(state="visible", timeout=30_000)
+    assert link.text_content() == "download result (500002 bytes)"
+    assert page.locator("#result-json").is_hidden()
+    with page.expect_download() as download:
+        link.click()
+    assert json.loads(Path(download.value.path()).read_text()) == "x" * 500_000

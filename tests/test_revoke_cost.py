@@ -49,7 +49,9 @@ def test_requests_per_job_with_and_without_revocation(stack, start_worker, monke
         base = calls()
         sleep.delay(seconds=6, steps=3).get(timeout=60)
         long_job = spent(base)
-        assert long_job["UpdateItem"] == 2 + 3  # STARTED, three progress steps, SUCCESS
+        # STARTED, three progress steps, SUCCESS; and its run lease's renewal if a beat (a
+        # third of the 30 s visibility timeout: tasks.worker.lease_heartbeat) fell in its run.
+        assert 2 + 3 <= long_job["UpdateItem"] <= 2 + 3 + 1
         assert 1 <= long_job.get("BatchGetItem", 0) <= 2  # one per 5 s while it runs
     print(f"\nDynamoDB requests of the worker: {jobs} jobs {plain}; {jobs} revoked before "
           f"they ran {dropped}; one 6 s job with 3 progress steps {long_job}")

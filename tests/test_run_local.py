@@ -54,10 +54,13 @@ def test_run_local_serves_jobs_refuses_a_second_copy_and_stops_cleanly(tmp_path)
         emulator = [line for line in console.splitlines() if line.startswith("[aws")]
         assert not [line for line in emulator if "HTTP/1.1" in line], emulator
         assert "[worker]" in console and "ready." in console
+        # the local scheduler runs with the rest, with the demo schedule (tasks.demo_schedules)
+        assert "schedule tasks.demo_schedules.heartbeat-0: rate(1 minute)" in console
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     assert not _port_open(aws_port) and not _port_open(api_port)
     assert not (tmp_path / "run.pid").exists()
+    assert "local_scheduler stopped after" in log.read_text()  # SIGTERM: a clean stop
     leftovers = subprocess.run(["pgrep", "-f", f"moto.server.*{aws_port}"], capture_output=True)
     assert leftovers.returncode == 1, "moto server left running"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -65,8 +66,14 @@ RAW_BODIES = [
 ]
 
 
-def render_post(body: str, request_id: str, template: str = POST_TEMPLATE) -> str:
-    return render(template, body=body, params=Params(), context={"requestId": request_id}).text
+# $context.requestTimeEpoch: API Gateway's request time, epoch milliseconds.
+EPOCH_MS = 1_790_000_000_123
+
+
+def render_post(body: str, request_id: str, template: str = POST_TEMPLATE,
+                headers: dict[str, str] | None = None) -> str:
+    return render(template, body=body, params=Params(header=headers or {}),
+                  context={"requestId": request_id, "requestTimeEpoch": EPOCH_MS}).text
 
 
 def sqs_message_body(rendered: str) -> str:
@@ -195,7 +202,7 @@ def test_envelope_matches_a_real_delay_message(delay_message, kombu_channel):
     assert _shape(ours) == _shape(real)
     assert list(ours["headers"]) == list(real["headers"])
     assert list(ours["properties"]) == list(real["properties"])
-    varying = {"id", "root_id", "origin", "kwargsrepr"}
+    varying = {"id", "root_id", "origin", "kwargsrepr", "submitted_at"}
     for key, value in real["headers"].items():
         if key not in varying:
             assert ours["headers"][key] == value, key
@@ -361,7 +368,7 @@ def velocity(tmp_path_factory):
 
     def run(template: str, body: str, request_id: str, path: str = "/", resource: str = "/",
             job_id: str | None = None, with_status: bool = False,
-            times: tuple[int, str] | None = None):
+            times: tuple[int, str] | None = None, headers: dict[str, str] | None = None):
         (out / "t.vtl").write_text(template, encoding="utf-8")
         (out / "body").write_text(body, encoding="utf-8")
         extra = [job_id or "", str(times[0]), times[1]] if times else (
@@ -369,7 +376,8 @@ def velocity(tmp_path_factory):
         done = subprocess.run(
             ["java", "-cp", f"{out}:{classpath}", "RenderTemplate", str(out / "t.vtl"),
              str(out / "body"), request_id, path, resource, *extra],
-            capture_output=True, check=True, timeout=60)
+            capture_output=True, check=True, timeout=60,
+            env={**os.environ, "VTL_HEADERS": json.dumps(headers or {})})
         text = done.stdout.decode("utf-8")
         if not with_status:
             return text
@@ -384,7 +392,8 @@ def test_velocity_17_renders_the_same_message(velocity):
     samples += [*RAW_BODIES, '{"t": "' + "😀" * 508 + '"}', '{"t": "' + "a" * 1015 + '"}']
     job_id = str(uuid.uuid4())
     for body in samples:
-        assert velocity(POST_TEMPLATE, body, job_id, "/", "/") == render_post(body, job_id), body
+        assert velocity(POST_TEMPLATE, body, job_id, "/", "/", times=(EPOCH_MS, "-")) == \
+            render_post(body, job_id), body
     response = load_template("send_task.response")
     java = velocity(response, "", job_id, "/prod/tasks/tasks.debug.add", "/tasks/tasks.debug.add")
     ours = render(response, body="", params=Params(),
@@ -566,3 +575,103 @@ def test_velocity_17_renders_the_same_revoke(velocity):
             ours = render(response, body=body, params=Params(path={"job_id": job_id}),
                           context={})
             assert (text, status) == (ours.text, ours.status_override), body
+
+
+# --- Idempotency-Key, X-Callback-Url, submitted_at (POST headers) ----------------------------
+KEY = "3FA85F64-5717-4562-B3FC-2C963F66AFA6"
+HEADER_CASES = [
+    {},
+    {"Idempotency-Key": KEY},
+    {"idempotency-key": KEY.lower(), "X-Callback-Url": "https://hooks.example/cb?a=1&b='x'#f"},
+    {"X-Callback-Url": "http://127.0.0.1:8080/done"},
+    {"X-Callback-Url": "http://[::1]/done"},
+    {"Idempotency-Key": "not-a-uuid"},
+    {"Idempotency-Key": KEY + "0"},
+    {"Idempotency-Key": " " + KEY},
+    {"X-Callback-Url": "http://example.com/"},
+    {"X-Callback-Url": "https://a\"b"},
+    {"X-Callback-Url": "https://a\\b"},
+    {"X-Callback-Url": "https://é.example/"},
+    {"X-Callback-Url": "https://x.example/" + "a" * (2048 - 18)},
+    {"X-Callback-Url": "https://x.example/" + "a" * (2049 - 18)},
+    {"X-Callback-Url": "ftp://x.example/"},
+]
+
+
+def post_answer(headers: dict[str, str], job_id: str = JOB_ID):
+    """What the three POST templates make of these headers: (request, 202 answer, 4xx answer)."""
+    context = {"requestId": job_id, "path": "/tasks/tasks.debug.add",
+               "resourcePath": "/tasks/tasks.debug.add", "requestTimeEpoch": EPOCH_MS}
+    request = render_post('{"x": 1, "y": 2}', job_id, headers=headers)
+    accepted = render(load_template("send_task.response"), body="",
+                      params=Params(header=headers), context=context)
+    refused = render(fill_template("send_task.error", max_body_bytes="1000"), body="",
+                     params=Params(header=headers), context=context)
+    return request, accepted, refused
+
+
+def test_idempotency_key_is_the_job_id(kombu_channel):
+    request, accepted, _ = post_answer({"Idempotency-Key": KEY}, job_id=str(uuid.uuid4()))
+    message, (_, kwargs, _embed) = kombu_decode(kombu_channel, sqs_message_body(request))
+    assert message.headers["id"] == message.headers["root_id"] == KEY.lower()
+    assert message.properties["correlation_id"] == KEY.lower()
+    assert kwargs == {"x": 1, "y": 2}
+    assert accepted.status_override is None
+    assert json.loads(accepted.text)["job_id"] == KEY.lower()
+    assert json.loads(accepted.text)["status_url"] == f"/jobs/{KEY.lower()}"
+
+
+def test_submitted_at_and_callback_url_headers(kombu_channel):
+    url = "https://hooks.example/cb?a=1&b='x'#f"
+    message, _ = kombu_decode(kombu_channel, sqs_message_body(
+        render_post('{"x": 1}', JOB_ID, headers={"X-Callback-Url": url})))
+    assert message.headers["submitted_at"] == EPOCH_MS
+    assert message.headers["callback_url"] == url
+    plain, _ = kombu_decode(kombu_channel, sqs_message_body(render_post('{"x": 1}', JOB_ID)))
+    assert "callback_url" not in plain.headers  # absent header: no key at all
+    from tasks.worker.gate import check  # the worker's message gate
+    for decoded in (message, plain):
+        assert check(decoded, {"tasks.debug.add"}) is None
+
+
+@pytest.mark.parametrize("headers", HEADER_CASES, ids=lambda h: json.dumps(h)[:60])
+def test_malformed_headers_are_400_and_never_a_message(headers):
+    request, accepted, refused = post_answer(headers)
+    fields = urllib.parse.parse_qs(request)
+    key = next((v for k, v in headers.items() if k.lower() == "idempotency-key"), None)
+    url = headers.get("X-Callback-Url")
+    key_ok = key is None or re.fullmatch(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}",
+                                         key) is not None
+    url_ok = url is None or (len(url) <= 2048 and re.fullmatch(
+        r"(https://[!#-\[\]-~]+)|(http://(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?"
+        r"([/?][!#-\[\]-~]*)?)", url) is not None)
+    if key_ok and url_ok:
+        assert set(fields) == {"Action", "MessageBody"}
+        assert accepted.status_override is None
+        assert json.loads(accepted.text)["job_id"] == (key or JOB_ID).lower()
+        return
+    # A request SQS refuses (an invalid attribute type): never a message; both answers 400.
+    assert fields["MessageBody"] == ["refused"]
+    assert fields["MessageAttribute.1.Value.DataType"] == ["Refused"]
+    for answer in (accepted, refused):
+        assert answer.status_override == 400
+        message = json.loads(answer.text)["message"]
+        assert message.startswith("Idempotency-Key must be a UUID such as" if not key_ok
+                                  else "X-Callback-Url must be an https URL")
+
+
+def test_velocity_17_renders_the_post_headers_the_same(velocity):
+    templates = {"request": POST_TEMPLATE, "accepted": load_template("send_task.response"),
+                 "refused": fill_template("send_task.error", max_body_bytes="1000")}
+    for headers in HEADER_CASES:
+        ours = dict(zip(templates, post_answer(headers), strict=True))
+        for name, template in templates.items():
+            body = '{"x": 1, "y": 2}' if name == "request" else ""
+            java = velocity(template, body, JOB_ID, "/tasks/tasks.debug.add",
+                            "/tasks/tasks.debug.add", with_status=True,
+                            times=(EPOCH_MS, "-"), headers=headers)
+            mine = ours[name]
+            if name == "request":
+                assert java[0] == mine, (name, headers)
+            else:
+                assert java == (mine.text, mine.status_override), (name, headers)

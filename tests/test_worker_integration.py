@@ -82,12 +82,13 @@ def test_chord_fires_its_body_once_with_all_results(stack, module_worker):
     assert item["done"] == {"N": "5"} and "chord_fired_at" in item
 
 
-def test_a_result_too_large_for_dynamodb_fails_the_job_once(stack, module_worker):
+def test_a_result_too_large_for_dynamodb_is_kept_in_s3(stack, module_worker):
+    """Over the item limit: the record keeps a reference (tests/test_large_objects.py)."""
     from tests.jobs import big_result
 
     result = big_result.delay(size=500_000)
-    with pytest.raises(Exception, match="DynamoDB's item limit is 400 KB"):
-        result.get(timeout=60)
+    assert result.get(timeout=60) == "x" * 500_000
+    assert "result" not in stack.item(result.id) and "result_ref" in stack.item(result.id)
     wait_until(lambda: stack.queue_counts() == (0, 0), 30, message="queue drained")
 
 

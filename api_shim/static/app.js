@@ -1,5 +1,5 @@
-// The jobs page: talks only to GET /tasks, POST /tasks/{name}, GET /jobs/{id} and DELETE
-// /jobs/{id} (cancel), so it works against the local shim and a deployed API Gateway alike
+// The jobs page: talks only to GET /tasks, POST /tasks/{name}, GET /jobs/{id}, DELETE
+// /jobs/{id} (cancel) and GET /jobs?status= (recent jobs), so it works against the local shim and a deployed API Gateway alike
 // (set the base URL and API key).
 "use strict";
 
@@ -176,12 +176,24 @@ async function submitJob(event) {
   const button = $("submit-button");
   button.disabled = true;
   try {
+    const callbackUrl = $("callback-url").value.trim();  // X-Callback-Url: a completion callback
+    const extra = { "Content-Type": "application/json" };
+    if (callbackUrl) extra["X-Callback-Url"] = callbackUrl;
+    // Idempotency-Key: resubmitting the same arguments after a network error reuses the key,
+    // so a POST that did arrive is not run twice; any answer ends the key's use.
+    const attempt = state.task.name + "\n" + callbackUrl + "\n" + text;
+    if (!state.submitKey || state.submitKey.attempt !== attempt) {
+      state.submitKey = window.crypto && crypto.randomUUID
+        ? { attempt, key: crypto.randomUUID() } : null;
+    }
+    if (state.submitKey) extra["Idempotency-Key"] = state.submitKey.key;
     const res = await api("/tasks/" + encodeURIComponent(state.task.name), {
-      method: "POST", headers: headers({ "Content-Type": "application/json" }), body: text,
+      method: "POST", headers: headers(extra), body: text,
     });
+    state.submitKey = null;
     if (res.status !== 202) { showFormError(describeError(res)); return; }
     const job = { id: res.body.job_id, task: state.task.name, submitted: new Date().toISOString(),
-                  status: "PENDING" };
+                  status: "PENDING", callback: !!callbackUrl };
     saveHistory([job, ...history().filter((j) => j.id !== job.id)].slice(0, 50));
     showJob(job.id);
   } catch (e) {
@@ -215,7 +227,12 @@ async function poll(id) {
   if (res.ok) {
     renderJob(res.body);
     updateHistory(id, res.body.status);
-    if (TERMINAL.has(res.body.status)) return;
+    // A finished job with a callback asked for: keep watching until it is delivered or given up.
+    const asked = history().find((j) => j.id === id)?.callback;
+    const cb = res.body.callback;
+    const waiting = asked ? !cb || cb.state === "pending" : cb?.state === "pending";
+    const done = res.body.finished_at && Date.now() - Date.parse(res.body.finished_at) > 20 * 60e3;
+    if (TERMINAL.has(res.body.status) && (!waiting || done)) return;  // retries end in 15 min
   } else if (res.status >= 400 && res.status < 500) {
     renderJob({ job_id: id, status: "FAILURE", error: { type: "HTTP " + res.status, message: res.body?.message || "" } });
     return;
@@ -255,10 +272,30 @@ function renderJob(job) {
   $("traceback-text").textContent = job.traceback || "";
 
   const result = $("job-result");
-  if (status === "SUCCESS") {
+  const download = $("result-download");
+  download.hidden = !(status === "SUCCESS" && job.result_url);
+  $("result-json").hidden = !download.hidden;
+  if (status === "SUCCESS" && job.result_url) {  // too large for the record: kept in S3
+    download.textContent = `download result (${job.result_bytes ?? "?"} bytes)`;
+    download.dataset.url = job.result_url;
+    download.dataset.job = job.job_id || state.currentId || "result";
+    result.hidden = false;
+  } else if (status === "SUCCESS") {
     $("result-json").textContent = JSON.stringify(job.result, null, 2);
     result.hidden = false;
   } else result.hidden = true;
+
+  const cb = job.callback;  // {state, attempts, host, last_status, last_error, ...}: never the URL
+  const cbLine = $("job-callback");
+  cbLine.hidden = !cb;
+  if (cb) {
+    const parts = [`Callback ${cb.state}`, cb.host ? `to ${cb.host}` : "",
+                   `after ${cb.attempts ?? 0} attempt(s)`,
+                   cb.last_status ? `last answer ${cb.last_status}` : "",
+                   cb.last_error ? `— ${cb.last_error}` : ""];
+    cbLine.textContent = parts.filter(Boolean).join(" ");
+    cbLine.className = cb.state === "failed" || cb.state === "refused" ? "error" : "hint";
+  }
 
   const times = $("job-times");
   times.replaceChildren();
@@ -270,6 +307,26 @@ function renderJob(job) {
     dd.textContent = typeof v === "string" ? new Date(v).toLocaleString() : String(v);
     times.append(dt, dd);
   });
+}
+
+// GET /jobs/{id}/result behind the API key: a plain link cannot send x-api-key, so the
+// page fetches it and saves the body. result_url keeps the stage: resolve it on the base's
+// origin (the shim's own origin when no base is set).
+async function downloadResult(event) {
+  event.preventDefault();
+  const link = event.currentTarget;
+  const url = new URL(link.dataset.url, baseUrl() || window.location.origin);
+  const response = await fetch(url, { headers: headers() });
+  if (!response.ok) {
+    link.textContent = `download failed: ${response.status}`;
+    return;
+  }
+  const blob = new Blob([await response.arrayBuffer()], { type: "application/json" });
+  const save = document.createElement("a");
+  save.href = URL.createObjectURL(blob);
+  save.download = `${link.dataset.job}.json`;
+  save.click();
+  setTimeout(() => URL.revokeObjectURL(save.href), 60e3);
 }
 
 // DELETE /jobs/{id}: 200 with the record (REVOKED), 409 with it when the job had finished.
@@ -332,6 +389,45 @@ function renderHistory() {
   $("history-empty").hidden = jobs.length > 0;
 }
 
+// --- everyone's jobs by status (GET /jobs) --------------------------------------------------
+// One GET /jobs answers one of the status's 4 shards (next walks them), so the view asks for
+// the first page of each shard (the cursor of a shard's start is "v1|<shard>||", base64url)
+// and merges them, newest first.
+const RECENT_SHARDS = 4;
+const RECENT_LIMIT = 20;
+function shardStart(shard) { return btoa(`v1|${shard}||`).replace(/=+$/, ""); }
+async function loadRecent() {
+  const status = $("recent-status").value;
+  const pages = await Promise.all([...Array(RECENT_SHARDS).keys()].map((shard) => {
+    const query = new URLSearchParams({ status, limit: String(RECENT_LIMIT) });
+    if (shard > 0) query.set("cursor", shardStart(shard));
+    return api("/jobs?" + query, { headers: headers() })
+      .catch((e) => ({ status: 0, ok: false, body: { message: String(e) } }));
+  }));
+  const failed = pages.find((res) => !res.ok);
+  $("recent-error").hidden = !failed;
+  if (failed) $("recent-error").textContent = describeError(failed);
+  const jobs = pages.filter((res) => res.ok).flatMap((res) => res.body.jobs)
+    .sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0))
+    .slice(0, RECENT_LIMIT);
+  $("recent").replaceChildren(...jobs.map((job) => {
+    const row = document.createElement("tr");
+    row.dataset.id = job.job_id;
+    const badge = document.createElement("span");
+    badge.className = "badge " + job.status; badge.textContent = job.status;
+    const id = document.createElement("code");
+    id.textContent = job.job_id;
+    [new Date(job.created_at).toLocaleString(), job.task || "", badge, id].forEach((c) => {
+      const td = document.createElement("td");
+      if (c instanceof Node) td.append(c); else td.textContent = c;
+      row.append(td);
+    });
+    row.addEventListener("click", () => showJob(job.job_id));
+    return row;
+  }));
+  $("recent-empty").hidden = jobs.length > 0 || Boolean(failed);
+}
+
 // --- wiring ---------------------------------------------------------------------------------
 function init() {
   $("base-url").value = localStorage.getItem("sqsjobs.baseUrl") || "";
@@ -342,14 +438,19 @@ function init() {
     localStorage.setItem("sqsjobs.apiKey", $("api-key").value.trim());
     $("connection").open = false;
     loadTasks();
+    loadRecent();
   });
   $("task-select").addEventListener("change", (e) => { location.hash = e.target.value; selectTask(e.target.value); });
   $("json-preview").addEventListener("input", () => { state.jsonEdited = true; });
   $("job-form").addEventListener("submit", submitJob);
   $("cancel-button").addEventListener("click", cancelJob);
+  $("result-download").addEventListener("click", downloadResult);
   $("clear-history").addEventListener("click", () => saveHistory([]));
+  $("recent-status").addEventListener("change", loadRecent);
+  $("recent-refresh").addEventListener("click", loadRecent);
   renderHistory();
   loadTasks();
+  loadRecent();
 }
 
 init();

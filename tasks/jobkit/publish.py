@@ -2,20 +2,34 @@
 
 One `before_task_publish` receiver for both apps (tasks.app, which has the job code, and
 tasks.client, which has not), so `delay()`, `apply_async()` and `send_task()` all pass
-through it. Each step edits the outgoing headers (and, for the claim check, the body) in
-place; the worker reads them back (tasks.worker).
+through it. Each step edits the outgoing headers in place; the worker reads them back
+(tasks.worker). The body cannot be replaced here (the signal gets the tuple `(args,
+kwargs, embed)`), so large arguments are moved to S3 one step earlier, in
+tasks.jobkit.claim_check's `as_task_v2`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from celery.signals import before_task_publish
 
+from tasks.jobkit import claim_check
+
 # A step: step(body, headers, properties). Called in order, in the submitting process.
 PublishStep = Callable[[Any, dict[str, Any], dict[str, Any]], None]
 STEPS: list[PublishStep] = []
+
+
+def stamp_submitted_at(body: Any, headers: dict[str, Any], properties: dict[str, Any]) -> None:
+    """`submitted_at` (epoch ms): when the job was sent; the worker records it (listing)."""
+    headers.setdefault("submitted_at", int(time.time() * 1000))
+
+
+STEPS.append(stamp_submitted_at)
+STEPS.append(claim_check.only_this_messages_payload_ref)  # large arguments: S3
 
 
 def _before_publish(sender: str | None = None, body: Any = None,

@@ -18,7 +18,9 @@ from typing import Any
 
 from jsonschema import Draft4Validator
 
+from tasks.jobkit import schedules as schedules_module
 from tasks.jobkit.errors import InvalidJobInput, JobRevoked
+from tasks.jobkit.schedules import Schedule
 from tasks.results.revoked_mark import revoked_noted
 
 # Record fields GET /jobs/{id} hides unless the job opts in with @job(expose=...).
@@ -32,6 +34,7 @@ class JobSpec:
     public: bool
     summary: str
     expose: frozenset[str] = frozenset()  # of HTTP_DETAIL_FIELDS, shown over HTTP
+    schedules: tuple[Schedule, ...] = ()  # tasks.jobkit.schedules: fired with no beat
 
 
 _SPECS: dict[str, JobSpec] = {}
@@ -95,7 +98,8 @@ def plain(signature: inspect.Signature) -> str:
 
 def job(
     *, schema: dict[str, Any], public: bool = True, summary: str = "",
-    expose: Iterable[str] = (), **task_options: Any
+    expose: Iterable[str] = (), schedule: str | Schedule | list | None = None,
+    **task_options: Any
 ) -> Callable:
     """Register a Celery task whose arguments follow `schema` (JSON Schema draft 4).
 
@@ -105,6 +109,10 @@ def job(
 
     `expose` names the record fields of HTTP_DETAIL_FIELDS that GET /jobs/{id} shows for
     this job (none by default).
+
+    `schedule` fires the job on a schedule: an EventBridge Scheduler expression
+    ("rate(15 minutes)", "cron(0 6 * * ? *)"), a `Schedule(expression, kwargs=..., name=...)`,
+    or a list of them; expressions and kwargs are checked here (tasks/jobkit/schedules.py).
     """
     Draft4Validator.check_schema(schema)
     exposed = frozenset([expose] if isinstance(expose, str) else expose)
@@ -117,6 +125,10 @@ def job(
         name = task_options.pop("name", f"{fn.__module__}.{fn.__name__}")
 
         signature = job_signature(fn)
+        declared = schedules_module.bind(
+            name, schedule,
+            lambda kwargs: check_arguments(name, signature, validator, (), kwargs),
+            fn.__module__)
 
         @functools.wraps(fn)
         def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -139,7 +151,7 @@ def job(
         task = app.task(bind=True, name=name, **{"stops_when_revoked": True, **task_options}
                         )(run)
         _SPECS[name] = JobSpec(name, schema, public, summary or (fn.__doc__ or "").strip(),
-                               exposed)
+                               exposed, declared)
         return task
 
     return decorate

@@ -11,7 +11,9 @@ worker learns of it from its own writes, which the REVOKED record refuses, at no
 * `self.is_aborted()`, when a job asks: one strongly consistent GetItem.
 
 The result backend marks the request (tasks.results.revoked_mark) when a refusal came from a REVOKED
-record; everything here reads that mark.
+record; everything here reads that mark. A STARTED write refused by the job's run lease
+(another run holds the job, or it finished: tasks.results.run_lease) marks the request as a
+duplicate, and `before_start` drops it the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from celery.exceptions import Ignore
 
 from tasks.jobkit.errors import JobRevoked
 from tasks.results.revoked_mark import note_revoked, revoked_noted
+from tasks.results.run_lease import duplicate_finished, duplicate_noted
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,19 @@ class JobTask(Task):
         # job must not run.
         if revoked_noted(self.request):
             raise self.dropped_as_revoked("before it started")
+        # Refused by the job's run lease (tasks.results.run_lease): another run holds it,
+        # or the job finished. Ignore acknowledges this duplicate message and stores nothing.
+        duplicate = duplicate_noted(self.request)
+        if duplicate:
+            log.warning("job %s[%s] is %s: duplicate message dropped", self.name, task_id,
+                        duplicate)
+            finished = duplicate_finished(self.request)
+            if finished and getattr(self.request, "chord", None):
+                # A part whose run ended but whose process died before it told its chord:
+                # its message comes back and is told again (the counter may run ahead, never
+                # behind; the body waits for every member's record: tasks.results.backend).
+                self.backend.on_chord_part_return(self.request, finished, None)
+            raise Ignore(f"duplicate: {duplicate}")
 
     def update_state(self, task_id: str | None = None, state: str | None = None,
                      meta: Any = None, **kwargs: Any) -> None:

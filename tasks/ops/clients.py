@@ -63,6 +63,19 @@ def dynamodb_client(settings: Settings, *, validate: bool = True):
     return client("dynamodb", settings, settings.dynamodb_endpoint, config)
 
 
+# Path-style addressing: an emulator on 127.0.0.1 has no per-bucket host names.
+# SigV4 always (the claim check's objects are read and written with it on AWS too).
+S3_EMULATOR_CONFIG = RETRY_CONFIG.merge(Config(s3={"addressing_style": "path"},
+                                               signature_version="s3v4"))
+S3_CONFIG = RETRY_CONFIG.merge(Config(signature_version="s3v4"))
+
+
+def s3_client(settings: Settings):
+    """The bucket of large results and arguments (Settings.bucket_name)."""
+    config = S3_EMULATOR_CONFIG if settings.s3_endpoint else S3_CONFIG
+    return client("s3", settings, settings.s3_endpoint, config)
+
+
 def queue_url(settings: Settings) -> str:
     """The work queue's URL: from the settings when known, else asked of SQS once."""
     return settings.derived_queue_url() or sqs_client(settings).get_queue_url(

@@ -47,6 +47,8 @@ def describe(message: dict) -> DeadLetter:
     headers = headers if isinstance(headers, dict) else {}
     task = headers.get("task") if isinstance(headers.get("task"), str) else None
     task_id = headers.get("id") if isinstance(headers.get("id"), str) else None
+    if isinstance(envelope, dict) and "scheduled" in envelope:  # a schedule's own message
+        task, task_id = _scheduled_identity(envelope)
     return DeadLetter(
         message_id=message["MessageId"],
         receipt_handle=message["ReceiptHandle"],
@@ -55,6 +57,19 @@ def describe(message: dict) -> DeadLetter:
         task=task,
         task_id=task_id,
     )
+
+
+def _scheduled_identity(fields: dict) -> tuple[str | None, str | None]:
+    """Task and job id of a scheduled message (tasks.jobkit.schedules): its id is derived."""
+    from tasks.jobkit.schedules import job_id
+
+    task, schedule, when = (fields.get(k) for k in ("task", "schedule", "scheduled_time"))
+    if not all(isinstance(v, str) for v in (task, schedule, when)):
+        return (task if isinstance(task, str) else None), None
+    try:
+        return task, job_id(schedule, when)
+    except UnicodeEncodeError:
+        return task, None
 
 
 def _receive(sqs, url: str, visibility: int) -> list[dict]:

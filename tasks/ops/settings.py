@@ -2,7 +2,8 @@
 
 Every value has a local default so that `make run` works with no configuration.
 Endpoints follow boto3's own variables (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SQS,
-AWS_ENDPOINT_URL_DYNAMODB), so the same code talks to AWS, moto or LocalStack.
+AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3), so the same code talks to AWS, moto or
+LocalStack.
 
 JOBS_TARGET chooses what an unset endpoint means. `aws` (the default): boto3's
 usual resolution of endpoint and credentials, nothing assumed. `local` (`make
@@ -17,6 +18,7 @@ their endpoint and credentials from here explicitly.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 # moto's (and LocalStack's) default account: queue URLs on an emulator use it.
@@ -39,6 +41,15 @@ def _endpoint(service: str, local: bool) -> str | None:
     return explicit or (LOCAL_ENDPOINT if local else None)
 
 
+def default_bucket_name(table_name: str, suffix: str = "payloads") -> str:
+    """`<table>-<suffix>` as a valid S3 name (lowercase letters, digits, hyphens, 3-63).
+
+    Good for an emulator; S3 names are global on AWS, so `ecs deploy` adds the account and
+    region (ecs.stack) and hands the name to the worker in JOBS_BUCKET."""
+    base = re.sub(r"[^a-z0-9-]+", "-", table_name.lower()).strip("-") or "jobs"
+    return f"{base[:62 - len(suffix)].rstrip('-')}-{suffix}"
+
+
 def _modules(raw: str) -> tuple[str, ...]:
     return tuple(m.strip() for m in raw.split(",") if m.strip())
 
@@ -52,6 +63,10 @@ class Settings:
     table_name: str = "jobs"
     sqs_endpoint: str | None = None
     dynamodb_endpoint: str | None = None
+    # Results and arguments too large for a record or a message (JOBS_BUCKET; the claim
+    # check, tasks.results.large_objects). `ecs deploy` names it uniquely on AWS.
+    bucket_name: str = "jobs-payloads"
+    s3_endpoint: str | None = None
     visibility_timeout: int = 300
     max_receive_count: int = 5
     result_expires: int = 7 * 24 * 3600
@@ -70,6 +85,15 @@ class Settings:
     secret_access_key: str | None = None
     # Job modules beyond tasks.JOB_MODULES (JOBS_EXTRA_MODULES, comma-separated): tests.
     extra_job_modules: tuple[str, ...] = field(default_factory=tuple)
+    # Completion callbacks (tasks.jobkit.callbacks): the HMAC key (no key: callbacks are
+    # refused, never sent unsigned; repr=False keeps it out of logs), the allow-list of
+    # hosts/CIDRs exempt from the private-address rule, and the retry bounds.
+    callback_secret: str | None = field(default=None, repr=False)
+    callback_allow: tuple[str, ...] = field(default_factory=tuple)
+    callback_max_attempts: int = 10
+    callback_backoff: float = 2.0  # seconds; full jitter over base * 2**attempt
+    callback_max_delay: float = 300.0
+    callback_deadline: int = 900  # seconds from the first attempt
 
     @property
     def local(self) -> bool:
@@ -93,6 +117,9 @@ class Settings:
             table_name=os.environ.get("JOBS_TABLE_NAME", "jobs"),
             sqs_endpoint=_endpoint("SQS", local),
             dynamodb_endpoint=_endpoint("DYNAMODB", local),
+            bucket_name=os.environ.get("JOBS_BUCKET") or default_bucket_name(
+                os.environ.get("JOBS_TABLE_NAME", "jobs")),
+            s3_endpoint=_endpoint("S3", local),
             visibility_timeout=_env_int("JOBS_VISIBILITY_TIMEOUT", 300),
             max_receive_count=_env_int("JOBS_MAX_RECEIVE_COUNT", 5),
             result_expires=_env_int("JOBS_RESULT_EXPIRES", 7 * 24 * 3600),
@@ -108,6 +135,12 @@ class Settings:
             secret_access_key=(os.environ.get("AWS_SECRET_ACCESS_KEY") or "testing")
             if local else None,
             extra_job_modules=_modules(os.environ.get("JOBS_EXTRA_MODULES", "")),
+            callback_secret=os.environ.get("JOBS_CALLBACK_SECRET") or None,
+            callback_allow=_modules(os.environ.get("JOBS_CALLBACK_ALLOW", "")),
+            callback_max_attempts=_env_int("JOBS_CALLBACK_MAX_ATTEMPTS", 10),
+            callback_backoff=float(os.environ.get("JOBS_CALLBACK_BACKOFF") or 2.0),
+            callback_max_delay=float(os.environ.get("JOBS_CALLBACK_MAX_DELAY") or 300.0),
+            callback_deadline=_env_int("JOBS_CALLBACK_DEADLINE", 900),
         )
 
     def derived_queue_url(self) -> str | None:

@@ -5,7 +5,8 @@ Item layout (the job-record contract in DESIGN.md): `job_id` (partition key),
 `traceback`, `progress` (JSON text), `attempts`, `retries`, `worker`, `queue`,
 `args`/`kwargs` (reprs), `created_at`, `started_at`, `finished_at`,
 `updated_at` (ISO-8601 UTC), `expires_at` (epoch seconds, the TTL attribute),
-`parent_id`, `root_id`, `group_id`.
+`parent_id`, `root_id`, `group_id`; while a run holds the job, `run_lease` (epoch
+seconds) and `run_token` (tasks.results.run_lease).
 
 Every state change is one conditional UpdateItem: a terminal state is never
 overwritten, and no write is preceded by a read. Reads are strongly consistent.
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from celery import states
 from celery.backends.base import BaseBackend
@@ -33,8 +34,9 @@ from kombu.utils.json import dumps as json_dumps
 from kombu.utils.uuid import uuid
 
 from tasks.jobkit.errors import ResultNotSerializable, ResultTooLarge
-from tasks.ops.clients import dynamodb_client
+from tasks.ops.clients import dynamodb_client, s3_client
 from tasks.ops.settings import Settings
+from tasks.results import large_objects
 from tasks.results.records import (
     GROUP_PREFIX,
     MAX_RESULT_BYTES,
@@ -48,6 +50,7 @@ from tasks.results.records import (
     s,
 )
 from tasks.results.revoked_mark import note_revoked, revoked_noted
+from tasks.results.run_lease import note_duplicate
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,9 @@ class DynamoDBJobBackend(BaseBackend):
         self.expires_seconds = int(expires) if expires else None
         self._client = None
         self._client_pid: int | None = None
-        self.records = JobRecords(lambda: self.client, self.table, self.expires_seconds)
+        # A run's lease lasts one visibility timeout: its message is back after that too.
+        self.records = JobRecords(lambda: self.client, self.table, self.expires_seconds,
+                                  run_lease_seconds=self.settings.visibility_timeout)
 
     # --- plumbing ---------------------------------------------------------------
     @property
@@ -114,12 +119,8 @@ class DynamoDBJobBackend(BaseBackend):
             except (TypeError, ValueError) as exc:
                 return self._fail(task_id, ResultNotSerializable(f"result is not JSON: {exc}"),
                                   facts)
-            size = len(text.encode())
-            if size > MAX_RESULT_BYTES:
-                return self._fail(task_id, ResultTooLarge(
-                    f"result is {size} bytes of JSON; a job record holds at most "
-                    f"{MAX_RESULT_BYTES} (DynamoDB's item limit is 400 KB). "
-                    "Store large outputs elsewhere (S3) and return a reference."), facts)
+            if len(text.encode()) > MAX_RESULT_BYTES:
+                return self._store_large_result(task_id, text, facts, result)
             self.records.transition(task_id, state, result_text=text, facts=facts)
         elif state in (states.FAILURE, states.RETRY, states.REVOKED):
             if state == states.REVOKED and request is not None and revoked_noted(request):
@@ -131,7 +132,7 @@ class DynamoDBJobBackend(BaseBackend):
             # (tasks.jobkit.task.JobTask.before_start reads the mark).
             refusal: dict = {}
             if not self.records.transition(task_id, state, facts=facts, refusal=refusal):
-                self.note_refusal(request, refusal)
+                self.note_refusal(request, refusal, starting=state == states.STARTED)
         else:  # a custom state such as PROGRESS: its meta is the job's progress
             try:
                 text = json_dumps(result)
@@ -143,11 +144,36 @@ class DynamoDBJobBackend(BaseBackend):
                 self.note_refusal(request, refusal)  # a running job was revoked
         return result
 
+    def _store_large_result(self, task_id: str, text: str, facts: dict | None,
+                            result: Any) -> Any:
+        """A result over what a record holds: its JSON in S3, the record its reference."""
+        try:
+            ref = large_objects.store_result(self.s3, self.settings.bucket_name, task_id, text)
+        except (ClientError, BotoCoreError) as exc:
+            log.error("job %s: S3 refused its %d-byte result: %s", task_id, len(text), exc)
+            return self._fail(task_id, ResultTooLarge(
+                f"result is {len(text.encode())} bytes of JSON, over the {MAX_RESULT_BYTES} a "
+                "job record holds (DynamoDB's item limit is 400 KB), and the results bucket "
+                f"{self.settings.bucket_name} refused it: {exc}"), facts)
+        self.records.transition(task_id, states.SUCCESS, facts=facts,
+                                result_ref=large_objects.result_ref_map(ref))
+        return result
+
+    @property
+    def s3(self):
+        return s3_client(self.settings)  # cached per process (tasks.ops.clients)
+
     @staticmethod
-    def note_refusal(request: Any, refusal: dict) -> None:
-        """Mark the request when its job's record refused a write because it is REVOKED."""
-        if request is not None and item_str(refusal, "status") == states.REVOKED:
+    def note_refusal(request: Any, refusal: dict, *, starting: bool = False) -> None:
+        """Mark the request when its job's record refused a write because it is REVOKED,
+        or, for a STARTED write, because another run holds it or it finished (a duplicate:
+        tasks.results.run_lease)."""
+        if request is None or not refusal:
+            return
+        if item_str(refusal, "status") == states.REVOKED:
             note_revoked(request)
+        elif starting and getattr(request, "run_token", None):
+            note_duplicate(request, refusal)
 
     def record_status(self, task_id: str) -> str | None:
         """The record's status alone: one strongly consistent GetItem (JobTask.is_aborted)."""
@@ -190,7 +216,9 @@ class DynamoDBJobBackend(BaseBackend):
             return False
 
     def _forget(self, task_id: str) -> None:
-        self.records.forget(task_id)
+        ref = large_objects.ref_from_item(self.records.forget(task_id))
+        if ref is not None:
+            large_objects.delete(self.s3, ref.bucket, ref.key)
 
     # --- reads ------------------------------------------------------------------
     def _get_task_meta_for(self, task_id: str) -> dict:
@@ -209,6 +237,8 @@ class DynamoDBJobBackend(BaseBackend):
         result: Any = None
         if status == states.SUCCESS and "result" in item:
             result = json.loads(item_str(item, "result"))
+        elif status == states.SUCCESS and "result_ref" in item:  # kept in S3: one GetObject
+            result = large_objects.load_result(self.s3, large_objects.ref_from_item(item))
         elif status in (states.FAILURE, states.RETRY, states.REVOKED):
             error = item.get("error", {}).get("M", {})
             result = {
@@ -583,10 +613,13 @@ def request_facts(request: Any) -> dict[str, Any]:
             facts[attr] = value
     for attr, source in (("worker", "hostname"), ("args", "argsrepr"), ("kwargs", "kwargsrepr"),
                          ("parent_id", "parent_id"), ("root_id", "root_id"),
-                         ("group_id", "group")):
+                         ("group_id", "group"), ("run_token", "run_token")):
         value = getattr(request, source, None)
         if isinstance(value, str):
             facts[attr] = value
+    submitted = getattr(request, "submitted_at", None)  # a header: epoch milliseconds
+    if isinstance(submitted, int) and not isinstance(submitted, bool):
+        facts["submitted_at"] = submitted
     delivery = getattr(request, "delivery_info", None) or {}
     if isinstance(delivery, dict) and delivery.get("routing_key"):
         facts["queue"] = str(delivery["routing_key"])

@@ -16,6 +16,16 @@ Transitions (the README's diagram shows the same):
     SUCCESS | FAILURE | REVOKED ──► nothing, ever
 
 * A terminal state (SUCCESS, FAILURE, REVOKED) is never overwritten.
+* STARTED takes the job's run lease (`run_lease`, `run_token`: tasks.results.run_lease):
+  a worker's STARTED is refused while another run holds an unexpired lease, so a duplicate
+  message does not run the job. A crashed first run is told from a running one by the
+  lease having expired (a live run renews it on the visibility heartbeat) or by its own
+  message coming back (same SQS message id, higher receive count: always allowed). RETRY
+  (only the holder's) leaves the lease to lapse, and the retried message (higher `retries`)
+  may start at once; a worker's terminal write removes it.
+
+    STARTED [lease free | expired | my message again | a later retry] ──► STARTED [mine]
+    STARTED [another run's unexpired lease]  ──► refused: the duplicate is dropped
 * The message gate writes only where no worker ever did (no record, PENDING, or
   an earlier rejection): a forged message that reuses a real job's id cannot
   fail that job. It records FAILURE only on the message's last receive (or for
@@ -39,6 +49,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from celery import states
 
+from tasks.results.run_lease import earlier_tokens
+
 log = logging.getLogger(__name__)
 
 TERMINAL_STATES = frozenset((states.SUCCESS, states.FAILURE, states.REVOKED))
@@ -53,6 +65,12 @@ LEASE_PREFIX = "lease:"
 CHORD_PREFIX = "chord:"
 # One page of a saved group's JSON (10,000 members make ~540 KB: two pages).
 GROUP_PAGE_CHARS = 300_000
+# The sparse index of job items by status (tasks.results.listing, GET /jobs): its partition
+# key `list_pk` is "<status>#<shard>", the shard taken from the job id's last hex digit so
+# that one status's writes spread over LIST_SHARDS partitions (README: Listing jobs).
+LIST_SHARDS = 4
+# A run lease's length when none is given: Settings' default visibility timeout.
+DEFAULT_RUN_LEASE_SECONDS = 300
 # DynamoDB's words for an item over 400 KB (ValidationException).
 ITEM_TOO_LARGE_MARKERS = ("item size has exceeded", "item size to update has exceeded")
 
@@ -64,6 +82,22 @@ def utc_now() -> str:
 def iso_utc(when: datetime) -> str:
     """The records' timestamp format (utc_now's) for a given time."""
     return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def list_shard(job_id: str) -> int:
+    """The listing shard of a job: its id's last hex digit modulo LIST_SHARDS (0 if none).
+    The revoke template computes the same from the UUID's last character."""
+    last = job_id[-1:]
+    return int(last, 16) % LIST_SHARDS if last and last in "0123456789abcdefABCDEF" else 0
+
+
+def list_pk(status: str, job_id: str) -> str:
+    return f"{status}#{list_shard(job_id)}"
+
+
+def epoch_ms_iso(millis: int) -> str:
+    """Epoch milliseconds (the `submitted_at` header) in the records' timestamp format."""
+    return iso_utc(datetime.fromtimestamp(millis / 1000, UTC))
 
 
 def s(value: str) -> dict[str, str]:
@@ -156,7 +190,8 @@ REVOKE_ERROR = {"type": "TaskRevokedError", "module": "celery.exceptions",
                 "message": "revoked", "args": '["revoked"]'}
 REVOKE_EXPRESSION = (
     "SET #status = :revoked, #error = :revoke_error, #revoked_at = :now, #finished_at = :now,"
-    " #updated_at = :now, #created_at = if_not_exists(#created_at, :now)")
+    " #updated_at = :now, #created_at = if_not_exists(#created_at, :now),"
+    " #list_pk = :list_pk")
 REVOKE_EXPIRES = ", #expires_at = :now_s + :ttl"  # the TTL, when results expire
 REVOKE_TERMINATE = ", #terminate = :signal"  # revoke(terminate=True): the signal to send
 REVOKE_CONDITION = (
@@ -203,10 +238,12 @@ def chord_count(item: dict, duplicate: bool = False) -> ChordCount:
 class JobRecords:
     """Writes of the jobs table, each a transition of the job's state machine."""
 
-    def __init__(self, client: Callable[[], Any], table: str, expires_seconds: int | None):
+    def __init__(self, client: Callable[[], Any], table: str, expires_seconds: int | None,
+                 run_lease_seconds: int = DEFAULT_RUN_LEASE_SECONDS):
         self._client = client  # a callable: the boto3 client must not cross a fork
         self.table = table
         self.expires_seconds = expires_seconds
+        self.run_lease_seconds = run_lease_seconds  # the queue's visibility timeout
 
     @property
     def client(self):
@@ -221,8 +258,11 @@ class JobRecords:
     def transition(self, job_id: str, state: str, *, result_text: str | None = None,
                    error: dict[str, Any] | None = None, traceback: str | None = None,
                    progress_text: str | None = None, facts: dict[str, Any] | None = None,
-                   refusal: dict | None = None) -> bool:
+                   refusal: dict | None = None, result_ref: dict | None = None) -> bool:
         """Move the job to `state` unless it is terminal; True if the write was made.
+
+        `result_ref` (a DynamoDB map {bucket, key, size}) stands for a SUCCESS result kept
+        in S3 (tasks.results.large_objects): the record keeps it instead of `result`.
 
         `result_text` is the JSON of a SUCCESS result, `error` the `{type, message,
         module, args}` of a FAILURE, RETRY or REVOKED, `facts` what the request knows
@@ -231,9 +271,11 @@ class JobRecords:
         write fills it with the record that refused it (the terminal item, returned by
         the same request: ReturnValuesOnConditionCheckFailure, no extra read).
         """
-        update = self._job_update(state, result_text, error, traceback, progress_text, facts)
+        update = self._job_update(state, result_text, error, traceback, progress_text, facts,
+                                  result_ref=result_ref)
+        condition = self._run_lease(update, state, facts)
         try:
-            return self._apply(job_id, update, self._worker_condition, refusal)
+            return self._apply(job_id, update, condition, refusal)
         except ClientError as exc:
             if not is_item_too_large(exc):
                 raise
@@ -243,7 +285,67 @@ class JobRecords:
                 "type": "ResultTooLarge", "module": "tasks.jobkit.errors",
                 "message": f"the job record was refused as too large: {exc}"},
                 None, None, facts)
-            return self._apply(job_id, fallback, self._worker_condition)
+            return self._apply(job_id, fallback, self._run_lease(fallback, states.FAILURE, facts))
+
+    def _run_lease(self, update: Update, state: str, facts: dict[str, Any] | None) -> str:
+        """The run lease's part of a worker write (tasks.results.run_lease); its condition.
+
+        STARTED with this delivery's `run_token` takes the lease: not terminal, and no
+        other run holds an unexpired one (or it is this very message, received again, or
+        a later Celery retry). RETRY is written only by the run that holds the lease, and
+        keeps it until it lapses (no longer renewed): the retried message starts by its
+        higher `retries`, while a duplicate of an earlier attempt is still refused. A
+        terminal state removes it."""
+        if state in TERMINAL_STATES:
+            update.remove("run_lease")
+            update.remove("run_token")
+            return self._worker_condition
+        token = (facts or {}).get("run_token")
+        if not isinstance(token, str) or not token:
+            return self._worker_condition  # not a worker's delivery: no lease to take
+        if state == states.RETRY:
+            update.names["#run_token"] = "run_token"
+            update.values[":my_run_token"] = s(token)
+            return (f"({self._worker_condition}) AND "
+                    "(attribute_not_exists(#run_token) OR #run_token = :my_run_token)")
+        if state != states.STARTED:
+            return self._worker_condition
+        now = int(time.time())
+        update.set("run_lease", n(now + self.run_lease_seconds))
+        update.set("run_token", s(token))
+        update.values[":lease_now"] = n(now)
+        mine = [":run_token"]
+        for number, earlier in enumerate(earlier_tokens(token)):
+            update.values[f":earlier_{number}"] = s(earlier)
+            mine.append(f":earlier_{number}")
+        free = ["attribute_not_exists(#run_lease)", "#run_lease < :lease_now",
+                f"#run_token IN ({', '.join(mine)})"]
+        if ":retries" in update.values:  # a later retry's message may start
+            free.append("(attribute_not_exists(#retries) OR #retries < :retries)")
+        return f"({self._worker_condition}) AND ({' OR '.join(free)})"
+
+    def renew_run_lease(self, job_id: str, token: str) -> bool:
+        """Push a running job's lease forward (the heartbeat: tasks.worker.lease_heartbeat).
+
+        Only the run that holds it, and only while the job is not finished; False when
+        the lease is no longer this run's (the job finished, or retried)."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"job_id": s(job_id)},
+                UpdateExpression="SET #run_lease = :until",
+                ConditionExpression=("#run_token = :token AND "
+                                     "NOT (#status IN (:success, :failure, :revoked))"),
+                ExpressionAttributeNames={"#run_lease": "run_lease", "#run_token": "run_token",
+                                          "#status": "status"},
+                ExpressionAttributeValues={
+                    ":until": n(int(time.time()) + self.run_lease_seconds), ":token": s(token),
+                    ":success": s(states.SUCCESS), ":failure": s(states.FAILURE),
+                    ":revoked": s(states.REVOKED)})
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
     def reject_message(self, job_id: str, reason: str, *, final: bool,
                        facts: dict[str, Any] | None = None) -> bool:
@@ -268,6 +370,8 @@ class JobRecords:
     def _apply(self, job_id: str, update: Update, condition: str,
                refusal: dict | None = None) -> bool:
         update.names["#status"] = "status"
+        # Every status write moves the job in the listing index (a job item only: sparse).
+        update.set("list_pk", s(list_pk(update.values[":status"]["S"], job_id)))
         if "#rejected" in condition:
             update.names["#rejected"] = "rejected"
         update.values.update({":success": s(states.SUCCESS), ":failure": s(states.FAILURE),
@@ -298,10 +402,15 @@ class JobRecords:
 
     def _job_update(self, state: str, result_text: str | None, error: dict | None,
                     traceback: str | None, progress_text: str | None,
-                    facts: dict[str, Any] | None) -> Update:
+                    facts: dict[str, Any] | None, *, result_ref: dict | None = None
+                    ) -> Update:
         now = utc_now()
         update = Update()
-        if state == states.SUCCESS:
+        if state == states.SUCCESS and result_ref is not None:
+            update.set("result_ref", result_ref)
+            for attr in ("result", "error", "traceback", "progress"):
+                update.remove(attr)
+        elif state == states.SUCCESS:
             update.set("result", s(result_text if result_text is not None else "null"))
             for attr in ("error", "traceback", "progress"):
                 update.remove(attr)
@@ -336,14 +445,21 @@ class JobRecords:
                 update.set(attr, n(facts[attr]))
         if isinstance(facts.get("worker"), str):
             update.set("worker", s(facts["worker"][:500]))
+        submitted = facts.get("submitted_at")  # epoch ms from the message header
+        if isinstance(submitted, int) and not isinstance(submitted, bool) \
+                and 0 <= submitted < 32_503_680_000_000:  # before the year 3000
+            update.set("submitted_at", s(epoch_ms_iso(submitted)), if_absent=True)
         if state in (states.STARTED, *TERMINAL_STATES):
             for attr in ("args", "kwargs", "queue", "parent_id", "root_id", "group_id"):
                 value = facts.get(attr)
                 if isinstance(value, str) and value:
                     update.set(attr, s(value[:MAX_REPR_CHARS]))
 
-    def forget(self, job_id: str) -> None:
-        self.client.delete_item(TableName=self.table, Key={"job_id": s(job_id)})
+    def forget(self, job_id: str) -> dict:
+        """Delete the record; returns it (ALL_OLD), so that a result kept in S3 (its
+        `result_ref`) can be deleted too (tasks.results.backend)."""
+        return self.client.delete_item(TableName=self.table, Key={"job_id": s(job_id)},
+                                       ReturnValues="ALL_OLD").get("Attributes") or {}
 
     # --- revocation -------------------------------------------------------------------
     def revoke_request(self, job_id: str, *, terminate: str | None = None,
@@ -354,10 +470,10 @@ class JobRecords:
         when = now or datetime.now(UTC)
         expression = REVOKE_EXPRESSION
         names = {f"#{a}": a for a in ("status", "error", "revoked_at", "finished_at",
-                                       "updated_at", "created_at")}
+                                       "updated_at", "created_at", "list_pk")}
         values = {":revoked": s(states.REVOKED), ":success": s(states.SUCCESS),
                   ":failure": s(states.FAILURE), ":revoke_error": error_map(REVOKE_ERROR),
-                  ":now": s(iso_utc(when))}
+                  ":now": s(iso_utc(when)), ":list_pk": s(list_pk(states.REVOKED, job_id))}
         if self.expires_seconds:
             expression += REVOKE_EXPIRES
             names["#expires_at"] = "expires_at"
@@ -403,6 +519,33 @@ class JobRecords:
                 ConditionExpression="attribute_exists(job_id) AND #s <> :success",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":success": s(states.SUCCESS)})
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def record_callback(self, job_id: str, callback: dict[str, str | int]) -> bool:
+        """Write the job's `callback` map (tasks.jobkit.callbacks): one attempt or outcome.
+
+        Only on a terminal record, and only while the callback is still pending (or not
+        yet written): `status` is not touched, and a delivered, failed or refused callback
+        is final. Strings and integers only. False if the condition refused the write."""
+        value = {"M": {key: n(v) if isinstance(v, int) else s(str(v))
+                       for key, v in callback.items() if v is not None}}
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"job_id": s(job_id)},
+                UpdateExpression="SET #callback = :callback",
+                ConditionExpression=(
+                    "#status IN (:success, :failure, :revoked) AND "
+                    "(attribute_not_exists(#callback) OR #callback.#state = :pending)"),
+                ExpressionAttributeNames={"#callback": "callback", "#status": "status",
+                                          "#state": "state"},
+                ExpressionAttributeValues={
+                    ":callback": value, ":pending": s("pending"),
+                    ":success": s(states.SUCCESS), ":failure": s(states.FAILURE),
+                    ":revoked": s(states.REVOKED)})
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False

@@ -62,10 +62,18 @@ def parameters(cls: type, name: str) -> tuple[str, ...]:
 
 # --- the worker's own state (celery.worker.state) ---------------------------------
 def held_requests() -> list:
-    """Every request this worker holds (reserved, scheduled or running), copied safely."""
+    """Every request this worker holds (reserved, scheduled or running), copied safely.
+
+    `requests` is keyed by task id: two deliveries of one job id (a duplicate, dropped by
+    the run lease) share a key, and the first to end pops the other's. The sets hold every
+    request object, so the union misses none (each once)."""
     for _ in range(5):
         try:
-            return list(worker_state.requests.values())
+            held = {id(r): r for r in worker_state.requests.values()}
+            for group in (worker_state.reserved_requests, worker_state.active_requests,
+                          getattr(worker_state, "scheduled_requests", ())):
+                held.update((id(r), r) for r in list(group))
+            return list(held.values())
         except RuntimeError:  # changed size while copied from another thread
             time.sleep(0.01)
     return []

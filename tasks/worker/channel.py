@@ -26,7 +26,7 @@ from vine import ensure_promise, promise
 
 from tasks.ops.clients import sqs_client
 from tasks.ops.settings import Settings
-from tasks.worker import gate, liveness
+from tasks.worker import gate, liveness, scheduled
 from tasks.worker.sqs_io import sqs_io
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,18 @@ class EnvelopeGate:
     kombu decodes the base64 SQS body, parses the JSON envelope and decodes its
     body inside the event loop; a body that is not base64, nests too deep, or
     holds the wrong types there would stop the worker. A body that fails
-    tasks.worker.gate.envelope_problem becomes a stand-in the gate rejects."""
+    tasks.worker.gate.envelope_problem becomes a stand-in the gate rejects. A scheduled
+    message (tasks.worker.scheduled) is turned into the envelope first."""
 
     def _message_to_python(self, message, queue_name, q_url):
         try:
+            # EventBridge Scheduler's JSON form becomes the envelope delay() would write.
+            parsed = scheduled.looks_scheduled(message.get("Body"))
+            if parsed is not None:
+                message, problem = scheduled.as_kombu_message(message, parsed, queue_name)
+                if problem is not None:
+                    return gate.stand_in({"headers": scheduled.identity(parsed)}, problem,
+                                         message, q_url)
             payload = super()._message_to_python(message, queue_name, q_url)
             problem = gate.envelope_problem(payload)
         except Exception as exc:  # RecursionError, UnicodeDecodeError, ...

@@ -78,6 +78,21 @@ HEADERS: dict[str, Any] = {
         "stamps": {"type": ["object", "null"], "maxProperties": 100},
         # Ours (tasks.worker.request); a retry copies it from the request into its message.
         "delivery_count": {"anyOf": [{"type": "null"}, COUNT]},
+        # Arguments kept in S3 (the claim check: tasks.jobkit.claim_check writes it,
+        # tasks.worker.claim_check reads them back and checks size and sha256).
+        "payload_ref": {"type": "object", "required": ["bucket", "key", "size", "sha256"],
+                        "additionalProperties": False, "properties": {
+                            "bucket": {"type": "string", "minLength": 3, "maxLength": 63},
+                            "key": {"type": "string", "minLength": 1, "maxLength": 1024},
+                            "size": {"type": "integer", "minimum": 0},
+                            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+        # When the submitter sent it, epoch milliseconds (tasks.jobkit.publish, the POST
+        # template's $context.requestTimeEpoch); the record keeps it as `submitted_at`.
+        "submitted_at": {"anyOf": [{"type": "null"}, {
+            "type": "integer", "minimum": 0, "maximum": 32_503_680_000_000}]},
+        # A completion callback (tasks.jobkit.callbacks; X-Callback-Url over HTTP). Its
+        # rules (https, no private address) are checked when it is delivered.
+        "callback_url": {"type": ["string", "null"], "maxLength": 2048},
     },
     # Extra headers end up in the task's request context: plain names only, and none
     # that would shadow what Celery puts there itself.

@@ -62,6 +62,7 @@ def dispatch(hook: str, *args: Any) -> None:
 
 
 def default_middleware() -> list[Middleware]:
+    from tasks.worker.lease_heartbeat import RunLeaseHeartbeat
     from tasks.worker.liveness import ProgressMarks
     from tasks.worker.metrics import JobMetrics
     from tasks.worker.protection import ScaleInProtection
@@ -70,7 +71,7 @@ def default_middleware() -> list[Middleware]:
     from tasks.worker.visibility import VisibilityHeartbeat
 
     return [ProgressMarks(), VisibilityHeartbeat(), ShutdownDeadline(), ScaleInProtection(),
-            JobMetrics(), RevokedJobTerminator()]
+            JobMetrics(), RevokedJobTerminator(), RunLeaseHeartbeat()]
 
 
 class Middlewares(bootsteps.StartStopStep):

@@ -15,6 +15,15 @@ def receive_count(message) -> int | None:
         return None
 
 
+def message_id(message) -> str | None:
+    """SQS's MessageId of a kombu message: the same on every receive of that message."""
+    try:
+        value = message.delivery_info["sqs_message"]["MessageId"]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
 def sqs_location(message) -> tuple[str, str] | None:
     """(queue URL, receipt handle) of a kombu message received from SQS, if it has them."""
     info = getattr(message, "delivery_info", None) or {}

@@ -3,6 +3,7 @@
 // Usage: java RenderTemplate <template> <body file> <requestId> <path> <resourcePath> [job_id
 //        [requestTimeEpoch requestTime]]
 //        java RenderTemplate --batch <dir> <count>   (see main)
+// Request headers ($input.params('<header>')): the VTL_HEADERS environment variable, JSON.
 // Prints the output; what $context.responseOverride sets goes to stderr, one line each:
 // `status=<code>` and `header:<name>=<value>`.
 import java.io.StringWriter;
@@ -29,7 +30,17 @@ public class RenderTemplate {
             this.params = params;
         }
         public String getBody() { return body; }
-        public String params(String name) { return params.get(name); }
+        // Path parameters by name; then request headers, by name in any case, from the
+        // VTL_HEADERS environment variable (a JSON object), as API Gateway looks them up.
+        public String params(String name) {
+            if (params.containsKey(name)) return params.get(name);
+            String raw = System.getenv("VTL_HEADERS");
+            if (raw == null || raw.isEmpty()) return null;
+            for (Map.Entry<?, ?> e : ((Map<?, ?>) new Json(raw).value()).entrySet()) {
+                if (((String) e.getKey()).equalsIgnoreCase(name)) return (String) e.getValue();
+            }
+            return null;
+        }
         // The JSONPath subset the templates use: $ and .name segments.
         public Object path(String path) {
             Object current = body.trim().isEmpty() ? null : new Json(body).value();
@@ -114,7 +125,7 @@ public class RenderTemplate {
     // Renders one template; returns the output and writes the overrides to `overrides`.
     static String render(VelocityEngine engine, String template, String body, String requestId,
                          String path, String resourcePath, String jobId, String[] times,
-                         StringBuilder overrides) {
+                         Map<String, String> query, StringBuilder overrides) {
         VelocityContext context = new VelocityContext();
         Map<String, Object> ctx = new HashMap<>();
         ctx.put("requestId", requestId);
@@ -132,6 +143,7 @@ public class RenderTemplate {
         context.put("context", ctx);
         Map<String, String> params = new HashMap<>();
         if (jobId != null) params.put("job_id", jobId);
+        if (query != null) params.putAll(query);
         context.put("input", new Input(body, params));
         context.put("util", new Util());
         StringWriter out = new StringWriter();
@@ -162,8 +174,15 @@ public class RenderTemplate {
                 String[] a = read(base + ".args").split("\n", -1);
                 StringBuilder overrides = new StringBuilder();
                 String[] times = a.length > 5 ? new String[] {a[4], a[5]} : null;
+                // Lines after the sixth: query string parameters, `name=value` each.
+                Map<String, String> query = new HashMap<>();
+                for (int j = 6; j < a.length; j++) {
+                    int eq = a[j].indexOf('=');
+                    if (eq > 0) query.put(a[j].substring(0, eq), a[j].substring(eq + 1));
+                }
                 String text = render(engine, read(base + ".template"), read(base + ".body"), a[0],
-                                     a[1], a[2], a[3].isEmpty() ? null : a[3], times, overrides);
+                                     a[1], a[2], a[3].isEmpty() ? null : a[3], times, query,
+                                     overrides);
                 Files.write(Paths.get(base + ".out"), text.getBytes(StandardCharsets.UTF_8));
                 Files.write(Paths.get(base + ".err"),
                             overrides.toString().getBytes(StandardCharsets.UTF_8));
@@ -173,7 +192,7 @@ public class RenderTemplate {
         StringBuilder overrides = new StringBuilder();
         String[] times = args.length > 7 ? new String[] {args[6], args[7]} : null;
         String text = render(engine, read(args[0]), read(args[1]), args[2], args[3], args[4],
-                             args.length > 5 ? args[5] : null, times, overrides);
+                             args.length > 5 ? args[5] : null, times, null, overrides);
         System.out.write(text.getBytes(StandardCharsets.UTF_8));
         System.out.flush();
         System.err.print(overrides);

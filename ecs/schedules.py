@@ -1,0 +1,167 @@
+"""The jobs' schedules as EventBridge Scheduler schedules: no beat process runs anywhere.
+
+Each `@job(schedule=...)` of the deployed job modules (tasks.JOB_MODULES: what the worker
+image registers) becomes one schedule in the stack's schedule group, whose target is the
+work queue itself: SQS SendMessage with the scheduled message as Input
+(tasks.jobkit.schedules.scheduled_body, context attributes filled in by EventBridge),
+failed deliveries to the stack's DLQ, sent with the stack's scheduler role (SendMessage
+on those two queues only). A schedule in the group that no job declares any more is
+deleted. UpdateSchedule replaces a whole definition, so each is compared with GetSchedule
+first and written only when it differs.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from ecs import policies, roles
+from ecs.plan import Context, Step, canonical_json
+from ecs.retry import retry_until, role_not_ready
+
+ROLE_PROPAGATION_SECONDS = 120.0
+# A firing whose SendMessage keeps failing is retried for an hour at most, then its
+# dead-letter event goes to the DLQ (AWS's default is 24 hours and 185 attempts; a
+# periodic job's next firing is the better retry).
+RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 10}
+
+
+def deployed_schedules() -> dict:
+    """name -> Schedule, of the job modules the worker image registers (JOBS_EXTRA_MODULES,
+    test and demo jobs, are never on AWS, so their schedules are never deployed)."""
+    from tasks import JOB_MODULES
+    from tasks.jobkit.schedules import schedules
+
+    return {name: s for name, s in schedules().items()
+            if s.module in JOB_MODULES}
+
+
+def definition(stack, schedule) -> dict:
+    """The CreateSchedule / UpdateSchedule request of one schedule."""
+    from tasks.jobkit.schedules import scheduled_body
+
+    return {
+        "Name": schedule.name,
+        "GroupName": stack.schedule_group,
+        "Description": f"{stack.name}: {schedule.task}",
+        "ScheduleExpression": schedule.expression,
+        "ScheduleExpressionTimezone": "UTC",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED",
+        "Target": {
+            "Arn": stack.queue_arn,
+            "RoleArn": stack.role_arn(stack.scheduler_role),
+            "Input": scheduled_body(schedule.task, schedule.kwargs),
+            "DeadLetterConfig": {"Arn": stack.dlq_arn},
+            "RetryPolicy": dict(RETRY_POLICY),
+        },
+    }
+
+
+def differences(current: dict, wanted: dict) -> list[str]:
+    """The fields of `wanted` a GetSchedule answer (which has more) does not match."""
+    out = [k for k in wanted if k not in ("Name", "GroupName", "Target")
+           and canonical_json(current.get(k)) != canonical_json(wanted[k])]
+    target = current.get("Target") or {}
+    return out + [f"Target.{k}" for k, v in wanted["Target"].items()
+                  if canonical_json(target.get(k)) != canonical_json(v)]
+
+
+def find_group(scheduler, name: str) -> dict | None:
+    try:
+        return scheduler.get_schedule_group(Name=name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def group_schedules(scheduler, group: str) -> list[str]:
+    names = []
+    for page in scheduler.get_paginator("list_schedules").paginate(GroupName=group):
+        names += [s["Name"] for s in page["Schedules"]]
+    return sorted(names)
+
+
+def _get(scheduler, group: str, name: str) -> dict | None:
+    try:
+        return scheduler.get_schedule(GroupName=group, Name=name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def plan_schedules(ctx: Context) -> list[Step]:
+    stack, scheduler = ctx.stack, ctx.clients.scheduler
+    wanted = deployed_schedules()
+    group = find_group(scheduler, stack.schedule_group)
+    existing = group_schedules(scheduler, stack.schedule_group) if group else []
+    if not wanted and not existing:
+        return []  # no schedules: no role, no group
+    steps: list[Step] = []
+    if wanted:
+        steps.append(roles.plan_role(ctx, stack.scheduler_role, policies.SCHEDULER,
+                                     policies.scheduler_policy(stack),
+                                     trust=policies.scheduler_trust(stack)))
+
+        def make_group(outputs):
+            scheduler.create_schedule_group(
+                Name=stack.schedule_group,
+                Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()])
+            return None
+
+        steps.append(Step("schedule group", stack.schedule_group,
+                          "unchanged" if group else "create",
+                          run=None if group else make_group))
+    for name, schedule in wanted.items():
+        steps.append(_plan_one(ctx, schedule, name in existing))
+    for name in existing:
+        if name not in wanted:
+            steps.append(Step("schedule", name, "delete", "no job declares it any more",
+                              run=_deleter(scheduler, stack.schedule_group, name)))
+    return steps
+
+
+def _deleter(scheduler, group: str, name: str):
+    def run(outputs):
+        scheduler.delete_schedule(GroupName=group, Name=name)
+        return None
+    return run
+
+
+def _plan_one(ctx: Context, schedule, exists: bool) -> Step:
+    stack, scheduler = ctx.stack, ctx.clients.scheduler
+    wanted = definition(stack, schedule)
+    detail = f"{schedule.expression} -> {schedule.task}"
+    current = _get(scheduler, stack.schedule_group, schedule.name) if exists else None
+    changed = differences(current, wanted) if current is not None else []
+    action = "create" if current is None else "update" if changed else "unchanged"
+    if changed:
+        detail += f"; {', '.join(changed)} differ"
+
+    def run(outputs):
+        call = scheduler.create_schedule if current is None else scheduler.update_schedule
+        # A scheduler role made seconds ago is refused until IAM has propagated it.
+        retry_until(call, **wanted, retryable=role_not_ready,
+                    deadline=ROLE_PROPAGATION_SECONDS, clock=ctx.clock,
+                    progress=ctx.progress("schedule", schedule.name))
+        return None
+
+    return Step("schedule", schedule.name, action, detail,
+                run=None if action == "unchanged" else run)
+
+
+def destroy_schedules(clients, stack, line) -> int:
+    """Delete the group's schedules, then the group; `line(verb, kind, name)` reports."""
+    scheduler = clients.scheduler
+    group = find_group(scheduler, stack.schedule_group)
+    if group is None:
+        line("absent", "schedule group", stack.schedule_group)
+        return 0
+    names = group_schedules(scheduler, stack.schedule_group)
+    for name in names:
+        scheduler.delete_schedule(GroupName=stack.schedule_group, Name=name)
+        line("deleted", "schedule", name)
+    scheduler.delete_schedule_group(Name=stack.schedule_group)
+    line("deleted", "schedule group", stack.schedule_group)
+    return len(names) + 1
