@@ -23,11 +23,11 @@ from botocore.config import Config
 from celery import Celery
 from kombu.transport import SQS
 
-from tasks.jobkit import publish
-from tasks.jobkit.callbacks import callback  # noqa: F401  headers=callback(url): see README
+from tasks.callbacks import callback  # noqa: F401  headers=callback(url): see README
 from tasks.ops.clients import sqs_client
 from tasks.ops.settings import Settings
 from tasks.results.listing import JobPage, list_jobs  # noqa: F401  jobs by status, newest first
+from tasks.submit import publish
 
 
 class Channel(SQS.Channel):
@@ -46,7 +46,7 @@ class Transport(SQS.Transport):
 
 
 app = Celery("tasks.client", control="tasks.results.control:Control",  # revoke, as the app
-             amqp="tasks.jobkit.claim_check:ClaimCheckAMQP")  # large arguments go to S3
+             amqp="tasks.submit.claim_check:ClaimCheckAMQP")  # large arguments go to S3
 app.config_from_object("celeryconfig")
 publish.connect()  # what every submission adds to its message
 app.conf.broker_transport = "tasks.client:Transport"

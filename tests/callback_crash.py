@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tasks.jobkit import callbacks
+from tasks import callbacks
 
 _enqueue = callbacks.deliver.apply_async
 

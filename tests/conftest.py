@@ -204,6 +204,12 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    def close(self, timeout: float = 30) -> None:
+        """Warm shutdown, killed if it has not ended within `timeout` seconds."""
+        self.stop(timeout=timeout)
+        if self.alive():
+            self.kill()
+
 
 def launch_worker(stack: Stack, label: str, concurrency: int = 2, pool: str = "prefork",
                   env: dict[str, str] | None = None, ready_timeout: float = 60) -> Worker:
@@ -247,9 +253,7 @@ def start_worker(stack: Stack, request) -> Iterator[Callable[..., Worker]]:
 
     yield start
     for worker in workers:
-        worker.stop(timeout=30)
-        if worker.alive():
-            worker.kill()
+        worker.close()
 
 
 @pytest.fixture(scope="module")
@@ -257,9 +261,7 @@ def module_worker(stack: Stack, request) -> Iterator[Worker]:
     """One worker shared by the tests of a module (for tests that do not disturb it)."""
     worker = launch_worker(stack, request.module.__name__.rsplit(".", 1)[-1][:30], 2)
     yield worker
-    worker.stop(timeout=30)
-    if worker.alive():
-        worker.kill()
+    worker.close()
 
 
 @pytest.fixture

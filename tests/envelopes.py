@@ -78,7 +78,7 @@ def kombu_envelope(job_id: str = JOB, *, task: str = "tasks.debug.add",
             "timelimit": [None, None], "root_id": job_id, "parent_id": None,
             "argsrepr": repr(tuple(args)), "kwargsrepr": repr(kwargs), "origin": "gen1@host",
             "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None,
-            "stamps": {}, "submitted_at": 1796115629123,  # tasks.jobkit.publish's step
+            "stamps": {}, "submitted_at": 1796115629123,  # tasks.submit.publish's step
         },
         "properties": {
             "correlation_id": job_id, "reply_to": "b7b1e43b-d675-3066-8032-9cdc5612f8bf",

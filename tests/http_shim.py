@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,16 @@ def launch_shim(env: dict[str, str], label: str) -> Shim:
 
     wait_until(ready, 60, message="gunicorn serving the shim")
     return shim
+
+
+@contextlib.contextmanager
+def running_shim(env: dict[str, str], label: str) -> Iterator[Shim]:
+    """launch_shim for the length of a `with` block (a module fixture's usual body)."""
+    shim = launch_shim(env, label)
+    try:
+        yield shim
+    finally:
+        stop_shim(shim)
 
 
 def stop_shim(shim: Shim) -> None:

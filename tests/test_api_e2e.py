@@ -14,16 +14,15 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import wait_until
-from tests.http_shim import TERMINAL, Shim, http, launch_shim, stop_shim
+from tests.http_shim import TERMINAL, Shim, http, running_shim
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def shim(stack) -> Iterator[Shim]:
-    server = launch_shim(stack.env, "e2e")
-    yield server
-    stop_shim(server)
+    with running_shim(stack.env, "e2e") as server:
+        yield server
 
 
 TEXT = ("Queues decouple requests from work. Workers take jobs from the queue! "

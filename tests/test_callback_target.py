@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.jobkit.callback_signing import sign, signature, verify
-from tasks.jobkit.callback_target import CallbackRefused, Target, check_form, vet
-from tasks.jobkit.callbacks import callback
+from tasks.callbacks import attempt as callback_delivery
+from tasks.callbacks import callback
+from tasks.callbacks.post import PostFailed, post
+from tasks.callbacks.signing import sign, signature, verify
+from tasks.callbacks.target import CallbackRefused, Target, check_form, vet
 from tasks.ops.settings import Settings
-from tasks.worker import callback_delivery
-from tasks.worker.callback_post import PostFailed, post
 from tests.test_templates import velocity  # noqa: F401  (Apache Velocity 1.7, when installed)
 
 JOB_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
@@ -417,7 +417,7 @@ def test_retries_end_at_the_attempt_limit_or_the_deadline(monkeypatch):
 
 
 def test_only_a_worker_with_the_key_can_seal_a_delivery():
-    from tasks.jobkit.callbacks import seal_for, sealed
+    from tasks.callbacks import seal_for, sealed
 
     url = "https://hooks.example.com/x"
     good = seal_for(WORKER, JOB_ID, url)

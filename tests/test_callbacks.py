@@ -21,7 +21,7 @@ import pytest
 
 from tasks.client import callback
 from tests.conftest import launch_worker, wait_until
-from tests.http_shim import Shim, http, launch_shim, stop_shim
+from tests.http_shim import Shim, http, running_shim
 from tests.test_page import browser, page  # noqa: F401  (headless Chromium, when installed)
 
 pytestmark = pytest.mark.integration
@@ -81,16 +81,13 @@ def receiver() -> Iterator[Receiver]:
 def callback_worker(stack):
     worker = launch_worker(stack, "callbacks", 2, env=WORKER_ENV)
     yield worker
-    worker.stop(timeout=30)
-    if worker.alive():
-        worker.kill()
+    worker.close()
 
 
 @pytest.fixture(scope="module")
 def shim(stack) -> Iterator[Shim]:
-    server = launch_shim(stack.env, "callbacks")
-    yield server
-    stop_shim(server)
+    with running_shim(stack.env, "callbacks") as server:
+        yield server
 
 
 def callback_of(stack, job_id: str, state: str) -> dict | None:
@@ -205,7 +202,7 @@ def test_a_delivery_sent_by_hand_is_dropped(stack, callback_worker, receiver):
 
     job_id = add.delay(x=1, y=2).id
     wait_until(lambda: stack.status(job_id) == "SUCCESS", 30, message="the job")
-    app.send_task("tasks.jobkit.callbacks.deliver",
+    app.send_task("tasks.callbacks.deliver",
                   kwargs={"job_id": job_id, "url": f"{receiver.url}/forged", "seal": "0" * 64})
     wait_until(lambda: f"a delivery for job {job_id} was not sealed" in callback_worker.log(),
                30, message="the forged delivery dropped")

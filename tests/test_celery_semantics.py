@@ -47,9 +47,7 @@ def worker(stack: Stack) -> Iterator[Worker]:
     proc = launch_worker(stack, "semantics", 2, env={
         "JOBS_EXTRA_MODULES": "tests.jobs,tests.celery_semantics_jobs"})
     yield proc
-    proc.stop(timeout=30)
-    if proc.alive():
-        proc.kill()
+    proc.close()
 
 
 # --- arguments as Celery passes them ---------------------------------------------------

@@ -100,6 +100,4 @@ def test_deployed_templates_make_a_job_a_worker_runs(server, monkeypatch):
         assert found.status == 200
         assert json.loads(found.body)["Item"]["status"] == {"S": "SUCCESS"}
     finally:
-        worker.stop(timeout=30)
-        if worker.alive():
-            worker.kill()
+        worker.close()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import wait_until
-from tests.http_shim import Shim, http, launch_shim, stop_shim
+from tests.http_shim import Shim, http, running_shim
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -79,9 +79,8 @@ CASES: list[tuple[str, str, str, str | None, bytes, int | tuple[int, ...]]] = [
 
 @pytest.fixture(scope="module")
 def shim(stack) -> Iterator[Shim]:
-    server = launch_shim(stack.env, "edge")
-    yield server
-    stop_shim(server)
+    with running_shim(stack.env, "edge") as server:
+        yield server
 
 
 def raw_request(shim: Shim, method: str, path: str, content_type: str | None, body: bytes,

@@ -226,9 +226,7 @@ def test_ten_thousand_jobs_over_http(load_stack: LoadStack, shim_url: str):
         assert all(w.alive() for w in workers), "a worker died under load"
     finally:
         for worker in workers:
-            worker.stop(timeout=30)
-            if worker.alive():
-                worker.kill()
+            worker.close()
 
     items = load_stack.items(list(jobs))
     missing = [j for j in jobs if j not in items]

@@ -48,9 +48,7 @@ def lane(stack) -> Iterator[Lane]:
     worker = launch_worker(stack, "idempotency", concurrency=2, env=EXTRA)
     yield Lane(shim, worker)
     stop_shim(shim)
-    worker.stop(timeout=30)
-    if worker.alive():
-        worker.kill()
+    worker.close()
 
 
 def dropped(log: str, job_id: str) -> int:

@@ -24,7 +24,7 @@ from tasks.ops.provision import MAX_MESSAGE_BYTES
 from tasks.results.records import MAX_RESULT_BYTES
 from tests.conftest import launch_worker, wait_until
 from tests.envelopes import b64, kombu_envelope
-from tests.http_shim import Shim, http, launch_shim, stop_shim
+from tests.http_shim import Shim, http, running_shim
 from tests.large_jobs import big_json, digest, digest_after_a_retry
 
 pytestmark = pytest.mark.integration
@@ -38,16 +38,13 @@ def worker(stack) -> Iterator:
     worker = launch_worker(stack, "largeobjects", 2,
                            env={"JOBS_EXTRA_MODULES": "tests.jobs,tests.large_jobs"})
     yield worker
-    worker.stop(timeout=30)
-    if worker.alive():
-        worker.kill()
+    worker.close()
 
 
 @pytest.fixture(scope="module")
 def shim(stack) -> Iterator[Shim]:
-    server = launch_shim(stack.env, "large")
-    yield server
-    stop_shim(server)
+    with running_shim(stack.env, "large") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +133,7 @@ def test_a_3_mb_argument_travels_in_s3(stack, worker, s3, bucket, sent_messages)
 def test_a_reference_is_never_inherited(stack, worker, monkeypatch):
     """Celery copies a request's custom headers into its retries: a payload_ref given by
     hand, or inherited, is dropped unless the arguments were stored for this very message."""
-    from tasks.jobkit import claim_check, publish
+    from tasks.submit import claim_check, publish
 
     seen: list[bool] = []
     step = publish.STEPS.index(claim_check.only_this_messages_payload_ref)
@@ -164,7 +161,7 @@ def test_a_retry_of_a_job_with_large_arguments_gets_them_again(stack, worker):
 
 def test_the_size_estimate_is_what_kombu_sends(stack, worker, monkeypatch, sent_messages):
     """Measured, not guessed: the estimate covers the message kombu's transport sends."""
-    from tasks.jobkit import claim_check
+    from tasks.submit import claim_check
 
     estimates: list[int] = []
     real = claim_check.sqs_message_bytes

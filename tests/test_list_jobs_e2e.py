@@ -12,16 +12,15 @@ from collections.abc import Iterator
 import pytest
 
 from tasks.results.records import utc_now
-from tests.http_shim import Shim, http, launch_shim, stop_shim
+from tests.http_shim import Shim, http, running_shim
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def shim(stack) -> Iterator[Shim]:
-    server = launch_shim(stack.env, "listing")
-    yield server
-    stop_shim(server)
+    with running_shim(stack.env, "listing") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +110,7 @@ def test_python_list_jobs_merges_the_shards_newest_first(stack, shim, submitted)
         jobs.extend(page.jobs)
     assert newest_first(jobs)
     assert sorted(j["job_id"] for j in jobs) == sorted(submitted["adds"] + submitted["python"])
-    # Jobs sent from Python carry submitted_at (tasks.jobkit.publish), before created_at.
+    # Jobs sent from Python carry submitted_at (tasks.submit.publish), before created_at.
     by_id = {j["job_id"]: j for j in jobs}
     for job_id in submitted["python"]:
         assert by_id[job_id]["submitted_at"] <= by_id[job_id]["created_at"]

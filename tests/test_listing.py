@@ -99,7 +99,7 @@ def test_submitted_at_comes_from_the_header_and_is_kept(records):
 
 
 def test_the_publish_step_stamps_submitted_at():
-    from tasks.jobkit.publish import stamp_submitted_at
+    from tasks.submit.publish import stamp_submitted_at
 
     headers: dict = {}
     stamp_submitted_at(None, headers, {})

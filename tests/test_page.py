@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import OUTPUT
-from tests.http_shim import Shim, launch_shim, stop_shim
+from tests.http_shim import Shim, launch_shim, running_shim, stop_shim
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -32,9 +32,8 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def shim(stack) -> Iterator[Shim]:
-    server = launch_shim(stack.env, "page")
-    yield server
-    stop_shim(server)
+    with running_shim(stack.env, "page") as server:
+        yield server
 
 
 @pytest.fixture

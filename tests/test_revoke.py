@@ -252,9 +252,7 @@ def worker(stack):
 
     w = launch_worker(stack, "revoke", 2, env={"JOBS_EXTRA_MODULES": REVOKE_JOBS})
     yield w
-    w.stop(timeout=30)
-    if w.alive():
-        w.kill()
+    w.close()
 
 
 def drained(stack) -> bool:

@@ -85,7 +85,7 @@ class Settings:
     secret_access_key: str | None = None
     # Job modules beyond tasks.JOB_MODULES (JOBS_EXTRA_MODULES, comma-separated): tests.
     extra_job_modules: tuple[str, ...] = field(default_factory=tuple)
-    # Completion callbacks (tasks.jobkit.callbacks): the HMAC key (no key: callbacks are
+    # Completion callbacks (tasks.callbacks): the HMAC key (no key: callbacks are
     # refused, never sent unsigned; repr=False keeps it out of logs), the allow-list of
     # hosts/CIDRs exempt from the private-address rule, and the retry bounds.
     callback_secret: str | None = field(default=None, repr=False)

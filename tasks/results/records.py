@@ -75,6 +75,15 @@ DEFAULT_RUN_LEASE_SECONDS = 300
 ITEM_TOO_LARGE_MARKERS = ("item size has exceeded", "item size to update has exceeded")
 
 
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+# The values of `:success, :failure, :revoked` in every "not terminal" condition.
+TERMINAL_VALUES = {":success": s(states.SUCCESS), ":failure": s(states.FAILURE),
+                   ":revoked": s(states.REVOKED)}
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -98,10 +107,6 @@ def list_pk(status: str, job_id: str) -> str:
 def epoch_ms_iso(millis: int) -> str:
     """Epoch milliseconds (the `submitted_at` header) in the records' timestamp format."""
     return iso_utc(datetime.fromtimestamp(millis / 1000, UTC))
-
-
-def s(value: str) -> dict[str, str]:
-    return {"S": value}
 
 
 def n(value: int | float) -> dict[str, str]:
@@ -339,8 +344,7 @@ class JobRecords:
                                           "#status": "status"},
                 ExpressionAttributeValues={
                     ":until": n(int(time.time()) + self.run_lease_seconds), ":token": s(token),
-                    ":success": s(states.SUCCESS), ":failure": s(states.FAILURE),
-                    ":revoked": s(states.REVOKED)})
+                    **TERMINAL_VALUES})
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False
@@ -374,8 +378,7 @@ class JobRecords:
         update.set("list_pk", s(list_pk(update.values[":status"]["S"], job_id)))
         if "#rejected" in condition:
             update.names["#rejected"] = "rejected"
-        update.values.update({":success": s(states.SUCCESS), ":failure": s(states.FAILURE),
-                              ":revoked": s(states.REVOKED)})
+        update.values.update(TERMINAL_VALUES)
         if ":pending" in condition:
             update.values[":pending"] = s(states.PENDING)
         extra = {} if refusal is None else {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
@@ -526,7 +529,7 @@ class JobRecords:
         return True
 
     def record_callback(self, job_id: str, callback: dict[str, str | int]) -> bool:
-        """Write the job's `callback` map (tasks.jobkit.callbacks): one attempt or outcome.
+        """Write the job's `callback` map (tasks.callbacks): one attempt or outcome.
 
         Only on a terminal record, and only while the callback is still pending (or not
         yet written): `status` is not touched, and a delivered, failed or refused callback
@@ -544,8 +547,7 @@ class JobRecords:
                                           "#state": "state"},
                 ExpressionAttributeValues={
                     ":callback": value, ":pending": s("pending"),
-                    ":success": s(states.SUCCESS), ":failure": s(states.FAILURE),
-                    ":revoked": s(states.REVOKED)})
+                    **TERMINAL_VALUES})
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False

@@ -1,6 +1,6 @@
 """The worker's half of the claim check: arguments a message refers to, read back from S3.
 
-A message with the `payload_ref` header (tasks.jobkit.claim_check) carries empty
+A message with the `payload_ref` header (tasks.submit.claim_check) carries empty
 arguments; SQSRequest (tasks.worker.request) asks `claimed_body` for the real ones when
 Celery builds the request, before the pool runs the job and before the job's schema check
 (tasks.jobkit.registry binds and validates the arguments it is called with).

@@ -78,7 +78,7 @@ HEADERS: dict[str, Any] = {
         "stamps": {"type": ["object", "null"], "maxProperties": 100},
         # Ours (tasks.worker.request); a retry copies it from the request into its message.
         "delivery_count": {"anyOf": [{"type": "null"}, COUNT]},
-        # Arguments kept in S3 (the claim check: tasks.jobkit.claim_check writes it,
+        # Arguments kept in S3 (the claim check: tasks.submit.claim_check writes it,
         # tasks.worker.claim_check reads them back and checks size and sha256).
         "payload_ref": {"type": "object", "required": ["bucket", "key", "size", "sha256"],
                         "additionalProperties": False, "properties": {
@@ -86,11 +86,11 @@ HEADERS: dict[str, Any] = {
                             "key": {"type": "string", "minLength": 1, "maxLength": 1024},
                             "size": {"type": "integer", "minimum": 0},
                             "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
-        # When the submitter sent it, epoch milliseconds (tasks.jobkit.publish, the POST
+        # When the submitter sent it, epoch milliseconds (tasks.submit.publish, the POST
         # template's $context.requestTimeEpoch); the record keeps it as `submitted_at`.
         "submitted_at": {"anyOf": [{"type": "null"}, {
             "type": "integer", "minimum": 0, "maximum": 32_503_680_000_000}]},
-        # A completion callback (tasks.jobkit.callbacks; X-Callback-Url over HTTP). Its
+        # A completion callback (tasks.callbacks; X-Callback-Url over HTTP). Its
         # rules (https, no private address) are checked when it is delivered.
         "callback_url": {"type": ["string", "null"], "maxLength": 2048},
     },

@@ -3,9 +3,9 @@ middleware's job hooks (started, finished)."""
 
 from __future__ import annotations
 
+from tasks.callbacks.attempt import deliver_after_lost_run
 from tasks.results.run_lease import run_token
 from tasks.worker import middleware
-from tasks.worker.callback_delivery import deliver_after_lost_run
 from tasks.worker.celery_private import Request, request_dict
 from tasks.worker.claim_check import HEADER as PAYLOAD_HEADER
 from tasks.worker.claim_check import claimed_body

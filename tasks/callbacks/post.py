@@ -1,4 +1,4 @@
-"""One POST to a vetted callback address (tasks.jobkit.callback_target.Target).
+"""One POST to a vetted callback address (tasks.callbacks.target.Target).
 
 The connection goes to the vetted IP itself, never to the name again (no second DNS
 lookup: rebinding cannot move it), while TLS sends the URL's host as SNI and checks the
@@ -12,7 +12,7 @@ import http.client
 import socket
 import ssl
 
-from tasks.jobkit.callback_target import Target
+from tasks.callbacks.target import Target
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 5.0

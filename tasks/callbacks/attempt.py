@@ -11,7 +11,7 @@ Outcomes, in the record's `callback.state`:
   again cannot help), or retries used up (JOBS_CALLBACK_MAX_ATTEMPTS, or the next try
   would fall past JOBS_CALLBACK_DEADLINE seconds after the first);
 * `refused`: never attempted: no JOBS_CALLBACK_SECRET on the worker (a callback is never
-  sent unsigned), or the URL broke a rule of tasks.jobkit.callback_target;
+  sent unsigned), or the URL broke a rule of tasks.callbacks.target;
 * `pending`: an attempt failed (3xx, 408, 429, 5xx, timeout, connection or TLS error, a
   name that did not resolve) and another is scheduled, with full jitter.
 """
@@ -28,11 +28,11 @@ from typing import Any
 from billiard.exceptions import Terminated, WorkerLostError
 from celery import states
 
-from tasks.jobkit.callback_signing import SIGNATURE_HEADER, sign
-from tasks.jobkit.callback_target import CallbackRefused, vet
+from tasks.callbacks.post import PostFailed, post
+from tasks.callbacks.signing import SIGNATURE_HEADER, sign
+from tasks.callbacks.target import CallbackRefused, vet
 from tasks.ops.settings import Settings
 from tasks.results.records import TERMINAL_STATES, item_str, s, utc_now
-from tasks.worker.callback_post import PostFailed, post
 from tasks.worker.celery_private import request_dict
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def deliver_after_lost_run(request: Any, exc: BaseException) -> None:
     exc = getattr(exc, "exc", exc)  # billiard wraps it in ExceptionWithTraceback
     if not isinstance(exc, WorkerLostError | Terminated):
         return
-    from tasks.jobkit.callbacks import HEADER, enqueue
+    from tasks.callbacks import HEADER, enqueue
 
     url = request_dict(request).get(HEADER)
     if not url:

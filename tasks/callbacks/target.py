@@ -12,7 +12,7 @@ private services answer. So, safe by default:
   (100.64.0.0/10), or an IPv4-mapped, 6to4 or NAT64 form of one of those;
 * JOBS_CALLBACK_ALLOW (comma-separated CIDRs or host names) exempts addresses or hosts
   from the address rule (never from the scheme rule, never 0.0.0.0 or ::);
-* the caller connects to the vetted address itself (tasks.worker.callback_post), never
+* the caller connects to the vetted address itself (tasks.callbacks.post), never
   resolving the name again, so a DNS answer that changes (rebinding) cannot redirect it.
 
 `check_form` is the submission-side check (no DNS: the worker's allow-list is not known

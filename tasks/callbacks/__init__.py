@@ -12,9 +12,9 @@ REVOKED; never on RETRY), the pool process that wrote the terminal record enqueu
 built-in task `deliver` on the work queue *before* the job's message is acknowledged, so a
 worker that dies in between runs the job's message again and enqueues it then (or, when
 SUCCESS was stored, Celery acknowledges without a rerun and the main process enqueues it:
-tasks.worker.callback_delivery.deliver_after_lost_run). `deliver`
-(tasks.worker.callback_delivery) POSTs the record as GET /jobs/{id} shows it, signed
-(tasks.jobkit.callback_signing), to an address vetted by tasks.jobkit.callback_target, and
+tasks.callbacks.attempt.deliver_after_lost_run). `deliver`
+(tasks.callbacks.attempt) POSTs the record as GET /jobs/{id} shows it, signed
+(tasks.callbacks.signing), to an address vetted by tasks.callbacks.target, and
 retries with exponential backoff and full jitter (Celery's retry with a countdown) within
 JOBS_CALLBACK_MAX_ATTEMPTS and JOBS_CALLBACK_DEADLINE. Each attempt and the outcome are
 written to the record's `callback` map (tasks.results.records.JobRecords.record_callback).
@@ -33,7 +33,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import shared_task, signals, states
 
-from tasks.jobkit.callback_target import check_form
+from tasks.callbacks.target import check_form
 from tasks.ops.settings import Settings
 from tasks.results.revoked_mark import revoked_noted
 from tasks.results.run_lease import duplicate_finished
@@ -41,7 +41,7 @@ from tasks.results.run_lease import duplicate_finished
 log = logging.getLogger(__name__)
 
 HEADER = "callback_url"
-DELIVER_TASK = "tasks.jobkit.callbacks.deliver"
+DELIVER_TASK = "tasks.callbacks.deliver"
 TERMINAL = (states.SUCCESS, states.FAILURE, states.REVOKED)
 
 
@@ -54,7 +54,7 @@ def callback(url: str) -> dict[str, str]:
     return {HEADER: check_form(url, local=Settings.from_env().local)}
 
 
-@signals.task_postrun.connect(weak=False, dispatch_uid="tasks.jobkit.callbacks")
+@signals.task_postrun.connect(weak=False, dispatch_uid="tasks.callbacks")
 def _job_ended(sender: Any = None, task_id: str | None = None, task: Any = None,
                state: str | None = None, **_: Any) -> None:
     """In the pool process, after the terminal write and before the message's ack (not a
@@ -70,7 +70,7 @@ def _job_ended(sender: Any = None, task_id: str | None = None, task: Any = None,
     elif state == states.IGNORED and duplicate_finished(request):
         # A message of a job that had finished: maybe the run that finished it died
         # before its enqueue (a FAILURE is handed back, then dropped here). Enqueue again;
-        # a delivered callback is not sent twice (tasks.worker.callback_delivery).
+        # a delivered callback is not sent twice (tasks.callbacks.attempt).
         state = duplicate_finished(request)
     if state not in TERMINAL or getattr(task, "ignore_result", False):
         return  # RETRY: not the end yet; ignore_result: no record to send
@@ -110,7 +110,7 @@ def sealed(settings: Settings, job_id: Any, url: Any, value: Any) -> bool:
 def deliver(self: Any, job_id: str, url: str, first_at: float | None = None,
             seal: str | None = None) -> None:
     """One delivery attempt; retries itself (countdown) until delivered or given up."""
-    from tasks.worker.callback_delivery import attempt
+    from tasks.callbacks.attempt import attempt
 
     settings = Settings.from_env()
     if not sealed(settings, job_id, url, seal):

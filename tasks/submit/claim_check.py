@@ -8,7 +8,7 @@ base64 of a JSON envelope holding base64 of the JSON body `[args, kwargs, embed]
 and `headers["payload_ref"]` = {bucket, key, size, sha256} says where they are; the worker
 reads them back before the job starts (tasks.worker.claim_check).
 
-Why an AMQP subclass and not a `before_task_publish` step (tasks.jobkit.publish): the
+Why an AMQP subclass and not a `before_task_publish` step (tasks.submit.publish): the
 signal gets the body as the tuple `(args, kwargs, embed)`, which cannot be replaced, and
 editing `args`/`kwargs` in place would change the caller's own list and dict. `as_task_v2`
 returns the message before anything is serialised, and `Celery(amqp=...)` is the
@@ -89,7 +89,7 @@ def claim_check(message: Any) -> Any:
 
 def only_this_messages_payload_ref(body: Any, headers: dict[str, Any],
                                    properties: dict[str, Any]) -> None:
-    """A publish step (tasks.jobkit.publish): the message carries `payload_ref` if and only
+    """A publish step (tasks.submit.publish): the message carries `payload_ref` if and only
     if as_task_v2 stored its arguments just now. A retry inherits the header from its request
     (Celery copies custom headers), with arguments that are in the body again, or stored anew."""
     made = _made.get()
@@ -101,7 +101,7 @@ def only_this_messages_payload_ref(body: Any, headers: dict[str, Any],
 
 
 class ClaimCheckAMQP(AMQP):
-    """`Celery(amqp="tasks.jobkit.claim_check:ClaimCheckAMQP")`: both apps use it."""
+    """`Celery(amqp="tasks.submit.claim_check:ClaimCheckAMQP")`: both apps use it."""
 
     def as_task_v2(self, task_id, name, *args, **kwargs):
         return claim_check(super().as_task_v2(task_id, name, *args, **kwargs))

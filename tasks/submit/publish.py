@@ -5,7 +5,7 @@ tasks.client, which has not), so `delay()`, `apply_async()` and `send_task()` al
 through it. Each step edits the outgoing headers in place; the worker reads them back
 (tasks.worker). The body cannot be replaced here (the signal gets the tuple `(args,
 kwargs, embed)`), so large arguments are moved to S3 one step earlier, in
-tasks.jobkit.claim_check's `as_task_v2`.
+tasks.submit.claim_check's `as_task_v2`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from celery.signals import before_task_publish
 
-from tasks.jobkit import claim_check
+from tasks.submit import claim_check
 
 # A step: step(body, headers, properties). Called in order, in the submitting process.
 PublishStep = Callable[[Any, dict[str, Any], dict[str, Any]], None]
@@ -44,4 +44,4 @@ def _before_publish(sender: str | None = None, body: Any = None,
 def connect() -> None:
     """Idempotent: both apps call it; the receiver is connected once (dispatch_uid)."""
     before_task_publish.connect(_before_publish, weak=False,
-                                dispatch_uid="tasks.jobkit.publish")
+                                dispatch_uid="tasks.submit.publish")
