@@ -8,13 +8,11 @@ on, with the reason in the record. JOBS_TARGET=local: http to loopback is allowe
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,15 +29,18 @@ WORKER_ENV = {"JOBS_CALLBACK_SECRET": SECRET, "JOBS_CALLBACK_MAX_ATTEMPTS": "3",
               "JOBS_CALLBACK_BACKOFF": "0.05", "JOBS_CALLBACK_MAX_DELAY": "0.2"}
 
 
-def verify(secret: str, body: bytes, header: str, tolerance: int = 300) -> bool:
-    """The README's receiver check, verbatim."""
-    fields = dict(part.split("=", 1) for part in header.split(","))
-    timestamp = int(fields["t"])
-    if abs(time.time() - timestamp) > tolerance:
-        return False
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body,
-                        hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, fields["v1"])
+def readme_verify():
+    """The README's receiver check, read from the README itself (its `def verify` block), so
+    the example a reader copies is the one these tests run."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = text.index("import hashlib, hmac, time\n\ndef verify(")
+    code = text[start:text.index("```", start)]
+    scope: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), scope)  # our own document, not input
+    return scope["verify"]
+
+
+verify = readme_verify()
 
 
 class Receiver:
