@@ -19,17 +19,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.ops.settings import Settings
 from tasks.worker.celery_private import request_dict, running_requests
-from tasks.worker.middleware import Middleware
+from tasks.worker.middleware import Periodic
 from tasks.worker.visibility import heartbeat_interval
 
 log = logging.getLogger(__name__)
 
 
-class RunLeaseHeartbeat(Middleware):
+class RunLeaseHeartbeat(Periodic):
     def __init__(self) -> None:
         self.interval = heartbeat_interval(Settings.from_env().visibility_timeout)
-        self.consumer: Any = None
-        self.tref: Any = None
         self.renewing = False
         self.renewals = 0  # UpdateItem calls made (tests)
         self._executor: ThreadPoolExecutor | None = None
@@ -38,14 +36,10 @@ class RunLeaseHeartbeat(Middleware):
         # Off only with the visibility heartbeat, for tests that show redelivery without it.
         if os.environ.get("JOBS_VISIBILITY_HEARTBEAT", "on") == "off":
             return
-        self.consumer = consumer
-        if self.tref is None:
-            self.tref = consumer.timer.call_repeatedly(self.interval, self.beat)
+        super().consumer_started(consumer)
 
-    def consumer_stopping(self, consumer: Any) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
+    def tick(self) -> None:
+        self.beat()
 
     def leases(self) -> list[tuple[str, str]]:
         """(job id, run token) of every job a pool process runs for this worker."""

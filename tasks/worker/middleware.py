@@ -49,6 +49,28 @@ class Middleware:
 _active: list[Middleware] = []
 
 
+class Periodic(Middleware):
+    """A middleware with a beat: `tick` every `interval` seconds on the consumer's timer (the
+    event loop), from consumer start to consumer stop. Slow work belongs on a thread."""
+
+    interval: float = 0.0
+    consumer: Any = None
+    tref: Any = None
+
+    def consumer_started(self, consumer: Any) -> None:
+        self.consumer = consumer
+        if self.tref is None:
+            self.tref = consumer.timer.call_repeatedly(self.interval, self.tick)
+
+    def consumer_stopping(self, consumer: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
 def active() -> list[Middleware]:
     return list(_active)
 

@@ -27,7 +27,7 @@ from celery import states
 
 from tasks.results.revoked_mark import note_revoked
 from tasks.worker.celery_private import request_context, running_requests, terminate_request
-from tasks.worker.middleware import Middleware
+from tasks.worker.middleware import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +36,15 @@ REVOKE_CHECK_SECONDS = 5.0
 BATCH_GET_LIMIT = 100
 
 
-class RevokedJobTerminator(Middleware):
+class RevokedJobTerminator(Periodic):
     def __init__(self, interval: float = REVOKE_CHECK_SECONDS) -> None:
         self.interval = interval
-        self.consumer: Any = None
-        self.tref: Any = None
         self.reading = False
         self.reads = 0  # BatchGetItem calls made (tests)
         self._executor: ThreadPoolExecutor | None = None
 
-    def consumer_started(self, consumer: Any) -> None:
-        self.consumer = consumer
-        if self.tref is None:
-            self.tref = consumer.timer.call_repeatedly(self.interval, self.check)
-
-    def consumer_stopping(self, consumer: Any) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
+    def tick(self) -> None:
+        self.check()
 
     def executor(self) -> ThreadPoolExecutor:
         if self._executor is None:
