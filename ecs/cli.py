@@ -1,4 +1,5 @@
-"""Command line of `python -m ecs`: deploy, plan, status, logs, dlq, redrive, destroy."""
+"""Command line of `python -m ecs`: deploy, plan, status, logs, dlq, redrive, destroy,
+iam-policy."""
 
 from __future__ import annotations
 
@@ -76,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         "redrive": "move the dead-letter queue's messages back to the work queue",
         "destroy": "remove everything deploy made",
     }
+    policy = sub.add_parser(
+        "iam-policy", help="the IAM policies an administrator creates for this stack",
+        description="Print (or write to --out) the stack's permissions boundary policy and "
+                    "the deployer's policies, rendered for this stack, account and region.")
+    _common(policy)
+    policy.add_argument("--account", help="AWS account id (default: your credentials')")
+    policy.add_argument("--out", help="write NAME.json files into this directory and print "
+                                      "the aws commands that create them")
     for name, text in commands.items():
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         _common(p)
@@ -122,8 +131,9 @@ def main(argv: list[str] | None = None, *, clients=None, builder=None,
         options = options_from(args)
         options.backlog_target()
         clients = clients or Clients(_region(args))
-        stack = Stack(args.stack, clients.region, clients.account_id(), options,
-                      partition=clients.partition())
+        account = getattr(args, "account", None)  # iam-policy --account: no call to STS
+        stack = Stack(args.stack, clients.region, account or clients.account_id(), options,
+                      partition="" if account else clients.partition())
         return _run(args, clients, stack, builder, confirm, echo, clock)
     except (ValueError, RuntimeError) as exc:
         echo(f"error: {exc}")
@@ -145,6 +155,10 @@ def _run(args, clients, stack: Stack, builder, confirm, echo, clock: Clock) -> i
         deploy.show_plan(deploy.make_plan(clients, stack, builder, echo, clock), echo)
     elif command == "deploy":
         deploy.deploy(clients, stack, builder, echo, clock)
+    elif command == "iam-policy":
+        from ecs.deployer_policy import show
+
+        show(stack, args.out, echo)
     elif command == "status":
         observe.status(clients, stack, echo)
     elif command == "logs":

@@ -24,6 +24,9 @@ def make_plan(clients, stack: Stack, builder: ImageBuilder | None = None,
     builder = builder or ImageBuilder()
     ctx = Context(clients, stack, echo=echo, clock=clock)
     steps: list[Step] = [
+        # First: every role is made with it, and a deployer that lacks it (an administrator
+        # makes it) is stopped before anything is made.
+        roles.plan_boundary(ctx),
         data.plan_table(ctx),
         data.plan_queues(ctx),
         data.plan_bucket(ctx),

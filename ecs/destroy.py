@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from ecs import alarms, api, cluster, data, log_group, network, registry, roles, scaling, schedules
 from ecs.callback_secret import destroy_callback_secret
 from ecs.plan import progress_line
+from ecs.policies import boundary_arn, boundary_name
 from ecs.retry import REAL_CLOCK, Clock, Patient, WaitTimeout, poll
 from ecs.stack import SMOKE_STARTED_BY, STOP_TIMEOUT, Stack
 
@@ -41,8 +42,8 @@ def destroy(clients, stack: Stack, *, keep_data: bool = False, echo: Echo = prin
     deleted = 0
     waits = _Waits(wait, clock)
     for step in (_schedules, _api, _alarms, _scaling, _service, _smoke_tasks, _task_definitions,
-                 _cluster, _security_group, _roles, _callback_secret, _logs, _repository,
-                 _queues):
+                 _cluster, _security_group, _roles, _boundary, _callback_secret, _logs,
+                 _repository, _queues):
         deleted += step(clients, stack, echo, waits)
     if keep_data:
         _line(echo, "kept", "dynamodb table", stack.table_name)
@@ -245,6 +246,18 @@ def _roles(clients, stack, echo, wait) -> int:
             n += 1
         _line(echo, "deleted" if role else "absent", "iam role", name)
     return n
+
+
+def _boundary(clients, stack, echo, wait) -> int:
+    """Kept: it is an administrator's to delete (the deployer policy may not), and it grants
+    nothing on its own."""
+    arn = boundary_arn(stack)
+    found = roles.boundary_document(clients.iam, arn) is not None
+    _line(echo, "kept" if found else "absent", "iam permissions boundary",
+          boundary_name(stack))
+    if found:
+        echo(f"  (an administrator deletes it: aws iam delete-policy --policy-arn {arn})")
+    return 0
 
 
 def _callback_secret(clients, stack, echo, wait) -> int:

@@ -1,10 +1,13 @@
-"""IAM documents: who may assume each role, and exactly what each role may do.
+"""IAM documents: who may assume each role, exactly what each role may do, and the
+permissions boundary that caps every role of the stack.
 
 Every statement names this stack's resources. A wildcard appears only where AWS offers
 nothing narrower, and each such place says so; tests/test_ecs_iam.py holds the list.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from ecs.stack import Stack
 from tasks.ops.provision import LIST_INDEX
@@ -143,3 +146,27 @@ def roles(stack: Stack) -> list[tuple[str, str, dict]]:
         (stack.task_role, ECS_TASKS, task_policy(stack)),
         (stack.api_role, API_GATEWAY, api_policy(stack)),
     ]
+
+
+def boundary_name(stack: Stack) -> str:
+    return f"{stack.name}-boundary"
+
+
+def boundary_arn(stack: Stack) -> str:
+    return f"arn:{stack.partition}:iam::{stack.account_id}:policy/{boundary_name(stack)}"
+
+
+def boundary_policy(stack: Stack) -> dict:
+    """The permissions boundary every role of the stack is created with: the most any of
+    them may ever do, whatever its own policy says. It is the union of the roles' own
+    policies (ECS Exec's channels included, so that --enable-exec needs no new boundary),
+    so it depends on the stack's name, account, region and partition only. Whoever holds
+    the deployer policy may neither change it nor take it off a role
+    (ecs/deployer-policy.json): through the roles they can reach these permissions, no more.
+    """
+    full = replace(stack, options=replace(stack.options, enable_exec=True))
+    statements = []
+    for role, policy in (("Execution", execution_policy(full)), ("Task", task_policy(full)),
+                         ("Api", api_policy(full)), ("Scheduler", scheduler_policy(full))):
+        statements += [{**s, "Sid": role + s["Sid"]} for s in policy["Statement"]]
+    return {"Version": VERSION, "Statement": statements}

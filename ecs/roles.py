@@ -1,4 +1,7 @@
-"""IAM roles with one inline policy each (documents in ecs.policies)."""
+"""IAM roles with one inline policy each and the stack's permissions boundary (documents in
+ecs.policies). Every role is created with the boundary, and a role found without it (or
+with another) gets it back before anything else of it is changed: the deployer policy
+allows changing a stack role only while the boundary is on it."""
 
 from __future__ import annotations
 
@@ -38,15 +41,22 @@ def inline_policy(iam, role: str, name: str = INLINE_POLICY) -> dict | None:
         raise
 
 
+def role_boundary(role: dict) -> str | None:
+    return (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
+
+
 def plan_role(ctx: Context, name: str, service: str, policy: dict,
               trust: dict | None = None) -> Step:
     stack, iam = ctx.stack, ctx.clients.iam
     trust = trust or policies.trust(service, stack)
+    boundary = policies.boundary_arn(stack)
     role = get_role(iam, name)
     changes = []
     if role is None:
         action = "create"
     else:
+        if role_boundary(role) != boundary:
+            changes.append("permissions boundary")
         if canonical_json(_document(role["AssumeRolePolicyDocument"])) != canonical_json(trust):
             changes.append("trust policy")
         current = inline_policy(iam, name)
@@ -57,15 +67,79 @@ def plan_role(ctx: Context, name: str, service: str, policy: dict,
     def run(outputs):
         if role is None:
             iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
-                            Description=f"{stack.name}: {service}",
+                            Description=f"{stack.name}: {service}", PermissionsBoundary=boundary,
                             Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()])
-        elif "trust policy" in changes:
-            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
+        else:
+            # The boundary first: the deployer may change a role only while it is on.
+            if "permissions boundary" in changes:
+                iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
+            if "trust policy" in changes:
+                iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
         iam.put_role_policy(RoleName=name, PolicyName=INLINE_POLICY,
                             PolicyDocument=json.dumps(policy))
         return None
 
     return Step("iam role", name, action, ", ".join(changes),
+                run=None if action == "unchanged" else run)
+
+
+def boundary_document(iam, arn: str) -> dict | None:
+    """The default version's document of a managed policy, or None if there is none."""
+    try:
+        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "NoSuchEntity":
+            return None
+        raise
+    found = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]
+    return _document(found["Document"])
+
+
+def _replace_default_version(iam, arn: str, document: dict) -> None:
+    # A managed policy keeps at most five versions: the oldest non-default one makes room.
+    versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+    old = sorted((v for v in versions if not v["IsDefaultVersion"]),
+                 key=lambda v: v["CreateDate"])
+    if len(versions) >= 5 and old:
+        iam.delete_policy_version(PolicyArn=arn, VersionId=old[0]["VersionId"])
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(document),
+                              SetAsDefault=True)
+
+
+def plan_boundary(ctx: Context) -> Step:
+    """The permissions boundary policy: made if missing, put right if it differs. Both need
+    an administrator: the deployer policy may read it, never write it (else its holder
+    could widen what the roles it makes may do). `python -m ecs iam-policy` prints it."""
+    stack, iam = ctx.stack, ctx.clients.iam
+    name, arn = policies.boundary_name(stack), policies.boundary_arn(stack)
+    wanted = policies.boundary_policy(stack)
+    current = boundary_document(iam, arn)
+    if current is None:
+        action, detail = "create", ""
+    elif canonical_json(current) != canonical_json(wanted):
+        action, detail = "update", "document differs"
+    else:
+        action, detail = "unchanged", ""
+
+    def run(outputs):
+        try:
+            if current is None:
+                iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(wanted),
+                                  Description=f"{stack.name}: permissions boundary of its roles")
+            else:
+                _replace_default_version(iam, arn, wanted)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("AccessDenied", "AccessDeniedException"):
+                raise
+            state = "missing" if current is None else "out of date"
+            raise RuntimeError(
+                f"the permissions boundary {arn} is {state} and these credentials may not "
+                "write it (the deployer policy never may): an "
+                f"administrator runs `python -m ecs iam-policy --stack {stack.name}` and "
+                "creates or updates it as README.md's IAM permissions section says") from exc
+        return None
+
+    return Step("iam permissions boundary", name, action, detail,
                 run=None if action == "unchanged" else run)
 
 

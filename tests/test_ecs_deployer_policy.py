@@ -1,31 +1,35 @@
-"""ecs/deployer-policy.json, the IAM policy of whoever runs `python -m ecs`, against every
-call the commands make.
+"""ecs/deployer-policy.json, the IAM policy of whoever runs `python -m ecs` (rendered for the
+stack by ecs.deployer_policy), against every call the commands make.
 
 Every request of a whole session under moto (plan, deploy, redeploys that take each update
 path, status, logs, dlq, redrive, destroy) is recorded with botocore's
 `provide-client-params` hook on every client, turned into the IAM actions AWS checks for it
-(with the resource where the request names one, and the actions a request implies: tags on
-create, iam:PassRole), and each must be allowed by the document. The other way round, every
-action in the document must be needed: seen in the session, or listed below with the reason
-moto cannot show it.
+(with the ARNs the request acts on, the condition keys AWS fills in for it, and the actions
+a request implies: tags on create, iam:PassRole), and each must be allowed by the document,
+Deny statements included. A request whose ARN this test cannot name is checked against
+`"Resource": "*"`, so it passes only where the document grants the action on everything.
+The other way round, every action the document allows must be needed: seen in the session,
+or listed below with the reason moto cannot show it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from ecs import deployer_policy, policies
 from ecs import schedules as ecs_schedules
 from ecs.policies import API_GATEWAY, ECS_TASKS, SCHEDULER
 from ecs.stack import Stack
 from tests.test_ecs_deploy import ACCOUNT, REGION, Request, aws, engine, progress, run  # noqa: F401
 from tests.test_ecs_observe import _celery_body
 
-POLICY = Path(__file__).resolve().parent.parent / "ecs" / "deployer-policy.json"
 STACK = Stack("t1", REGION, ACCOUNT)
+BOUNDARY = policies.boundary_arn(STACK)
+# An id AWS assigns to a scalable target when it is registered (its ARN ends with it).
+SCALABLE_TARGET = f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/0e1f2a3b"
 
 # In the document, but not a boto3 call of the session: why each is there.
 NOT_BOTO3_CALLS = {
@@ -75,6 +79,15 @@ TAG_ACTIONS = {
         "CreateCluster", "CreateService", "RegisterTaskDefinition", "RunTask")},
 }
 TAG_PARAMS = ("tags", "Tags", "TagSpecifications")
+# The condition key AWS sets to the role's boundary on the calls that change a role
+# (the Service Authorization Reference's iam:PermissionsBoundary): the new one where the
+# call sets it, else the one the role has.
+BOUNDARY_SET = ("CreateRole", "PutRolePermissionsBoundary")
+BOUNDARY_HELD = ("AttachRolePolicy", "DeleteRole", "DeleteRolePolicy", "DetachRolePolicy",
+                 "GetRole", "PutRolePolicy", "UpdateAssumeRolePolicy")
+# ECS requests on the cluster's resources carry ecs:cluster.
+ECS_IN_CLUSTER = ("CreateService", "DeleteService", "DescribeServices", "DescribeTasks",
+                  "ListTasks", "RunTask", "StopTask", "UpdateService")
 
 
 def _arn(service: str, resource: str, region: str = REGION) -> str:
@@ -90,8 +103,45 @@ def _apigateway_path(request: Request) -> str:
     return path
 
 
+def _ecs(kind: str, name: str, cluster: str = "") -> str:
+    """The ARN ECS gives a resource named by name (or already by ARN) in a request."""
+    if name.startswith("arn:"):
+        return name
+    if kind == "task-definition":
+        family, _, revision = name.partition(":")
+        name = f"{family}:{revision or '1'}"
+    elif kind in ("service", "task"):
+        name = f"{cluster.rsplit('/', 1)[-1]}/{name}"
+    return _arn("ecs", f"{kind}/{name}")
+
+
+def _ecs_resources(request: Request) -> list[str] | None:
+    p, op = request.params, request.operation
+    cluster = p.get("cluster", "")
+    if op == "CreateCluster":
+        return [_ecs("cluster", p["clusterName"])]
+    if op == "DescribeClusters":
+        return [_ecs("cluster", c) for c in p["clusters"]]
+    if op in ("DeleteCluster", "PutClusterCapacityProviders", "UpdateClusterSettings"):
+        return [_ecs("cluster", cluster)]
+    if op in ("CreateService", "UpdateService", "DeleteService", "DescribeServices"):
+        names = p.get("services") or [p.get("serviceName") or p["service"]]
+        return [_ecs("service", n, cluster) for n in names]
+    if op == "RegisterTaskDefinition":  # the new revision's ARN
+        return [_ecs("task-definition", p["family"])]
+    if op == "RunTask":
+        return [_ecs("task-definition", p["taskDefinition"])]
+    if op == "DeleteTaskDefinitions":
+        return [_ecs("task-definition", t) for t in p["taskDefinitions"]]
+    if op in ("DescribeTasks", "StopTask"):
+        return [_ecs("task", t, cluster) for t in p.get("tasks") or [p["task"]]]
+    # ListTasks names no container instance, and the task definition lookups have no
+    # resource type: AWS checks these against "*".
+    return None
+
+
 def resources(request: Request) -> list[str] | None:
-    """The ARNs a request acts on, where its parameters name them (None: not derived)."""
+    """The ARNs a request acts on, where its parameters name them (None: "*")."""
     p, service = request.params, request.service
     if service == "sqs":
         name = p.get("QueueName") or p.get("QueueUrl", "").rsplit("/", 1)[-1]
@@ -101,14 +151,16 @@ def resources(request: Request) -> list[str] | None:
         return [_arn("dynamodb", f"table/{p['TableName']}{index}")]
     if service == "iam" and "RoleName" in p:
         return [f"arn:aws:iam::{ACCOUNT}:role/{p['RoleName']}"]
+    if service == "iam" and ("PolicyArn" in p or "PolicyName" in p):
+        return [p.get("PolicyArn") or f"arn:aws:iam::{ACCOUNT}:policy/{p['PolicyName']}"]
     if service == "ecr":
         names = p.get("repositoryNames") or ([p["repositoryName"]]
                                              if "repositoryName" in p else None)
         return [_arn("ecr", f"repository/{n}") for n in names] if names else None
     if service == "logs":
         name = p.get("logGroupName")
-        return [_arn("logs", f"log-group:{name}")] if name else [_arn("logs", "log-group:x")]
-    if service == "cloudwatch" and request.operation != "DescribeAlarms":
+        return [_arn("logs", f"log-group:{name}")] if name else None
+    if service == "cloudwatch":
         names = p.get("AlarmNames") or ([p["AlarmName"]] if "AlarmName" in p else None)
         return [_arn("cloudwatch", f"alarm:{n}") for n in names] if names else None
     if service == "apigateway":
@@ -127,11 +179,53 @@ def resources(request: Request) -> list[str] | None:
         return [_arn("scheduler", f"schedule/{p.get('GroupName', 'default')}/{p['Name']}")]
     if service == "secretsmanager":  # a secret's ARN ends in "-" and six random characters
         return [_arn("secretsmanager", f"secret:{p.get('SecretId') or p['Name']}-AbCdEf")]
+    if service == "ecs":
+        return _ecs_resources(request)
+    if service == "application-autoscaling" and "ScalableDimension" in p \
+            and not request.operation.startswith("Describe"):
+        return [SCALABLE_TARGET]
     return None
 
 
-def needs(request: Request) -> list[tuple[str, list[str] | None, dict]]:
-    """(IAM action, resources or None, condition context) AWS checks for a request."""
+def _context(request: Request, boundaries: dict[str, str]) -> dict:
+    """The condition keys AWS puts in the request context for this request."""
+    service, op, p = request.service, request.operation, request.params
+    context: dict = {}
+    if service == "ec2" and op == "DeleteSecurityGroup":
+        context = {"ec2:ResourceTag/stack": STACK.name}  # deploy tags the group it makes
+    if service == "iam" and op in BOUNDARY_SET and p.get("PermissionsBoundary"):
+        context["iam:PermissionsBoundary"] = p["PermissionsBoundary"]
+    if service == "iam" and op in BOUNDARY_HELD and p["RoleName"] in boundaries:
+        context["iam:PermissionsBoundary"] = boundaries[p["RoleName"]]
+    if service == "ecs" and op in ECS_IN_CLUSTER:
+        context["ecs:cluster"] = _ecs("cluster", p["cluster"])
+    if service == "ecs" and op in ("CreateService", "UpdateService") \
+            and p.get("taskDefinition"):
+        context["ecs:task-definition"] = _ecs("task-definition", p["taskDefinition"])
+    if service == "application-autoscaling" and "ServiceNamespace" in p:
+        context["application-autoscaling:service-namespace"] = p["ServiceNamespace"]
+        if "ScalableDimension" in p:
+            context["application-autoscaling:scalable-dimension"] = p["ScalableDimension"]
+    return context
+
+
+def _tag_context(request: Request) -> tuple[list[str] | None, dict]:
+    """What tag-on-create is checked against: the new resource, and the create action."""
+    service, op, p = request.service, request.operation, request.params
+    if service == "ecs":
+        made = _ecs("task", "new-task", p["cluster"]) if op == "RunTask" \
+            else _ecs_resources(request)[0]
+        return [made], {"ecs:CreateAction": op}
+    if service == "iam":
+        return resources(request), {"aws:TagKeys": [t["Key"] for t in p["Tags"]]}
+    made = resources(request)  # the tags go on what is made, not on its VPC
+    return (made[:1] if made else None), ({"ec2:CreateAction": op} if service == "ec2" else {})
+
+
+def needs(request: Request,
+          boundaries: dict[str, str]) -> list[tuple[str, list[str] | None, dict]]:
+    """(IAM action, resources or None, condition context) AWS checks for a request;
+    `boundaries` is each role's permissions boundary before the request."""
     service, op, p = request.service, request.operation, request.params
     if service == "apigateway":
         action = f"apigateway:{request.model.http['method']}"
@@ -139,14 +233,9 @@ def needs(request: Request) -> list[tuple[str, list[str] | None, dict]]:
         action = S3_ACTIONS.get(op, f"s3:{op}")
     else:
         action = f"{service}:{op}"
-    context = {}
-    if service == "ec2" and op == "DeleteSecurityGroup":
-        context = {"ec2:ResourceTag/app": "sqs-jobs"}  # deploy tags the group it makes
-    out = [(action, resources(request), context)]
+    out = [(action, resources(request), _context(request, boundaries))]
     if (service, op) in TAG_ACTIONS and any(p.get(k) for k in TAG_PARAMS):
-        tag_context = {"ec2:CreateAction": op} if service == "ec2" else {}
-        made = resources(request)  # the tags go on what is made, not on its VPC
-        out.append((TAG_ACTIONS[service, op], made[:1] if made else None, tag_context))
+        out.append((TAG_ACTIONS[service, op], *_tag_context(request)))
     if service == "s3" and op == "CreateBucket" and p.get("ObjectOwnership"):
         out.append(("s3:PutBucketOwnershipControls", resources(request), {}))
     if service == "apigateway" and p.get("tags"):
@@ -168,6 +257,17 @@ def needs(request: Request) -> list[tuple[str, list[str] | None, dict]]:
     return out
 
 
+def track_boundaries(request: Request, boundaries: dict[str, str]) -> None:
+    """What a request (the deployer's or the test's own) does to the roles' boundaries."""
+    p, op = request.params, request.operation
+    if request.service != "iam":
+        return
+    if op in BOUNDARY_SET and p.get("PermissionsBoundary"):
+        boundaries[p["RoleName"]] = p["PermissionsBoundary"]
+    elif op in ("DeleteRolePermissionsBoundary", "DeleteRole"):
+        boundaries.pop(p["RoleName"], None)
+
+
 def _listed(value) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -179,50 +279,117 @@ def _matches(pattern: str, value: str) -> bool:
 
 
 def _condition_holds(statement: dict, context: dict) -> bool:
+    """IAM's rules for the operators the document uses: keys AND-ed, values OR-ed; a key
+    missing from the request makes a condition false, and a negated one true."""
     for operator, keys in statement.get("Condition", {}).items():
-        assert operator == "StringEquals", f"the checker does not know {operator}"
         for key, values in keys.items():
-            if context.get(key) not in _listed(values):
+            values, have = _listed(values), context.get(key)
+            if operator == "ForAllValues:StringEquals":
+                holds = all(v in values for v in _listed(have or []))
+            elif operator in ("StringEquals", "ArnEquals"):
+                holds = have is not None and have in values
+            elif operator == "ArnLike":
+                holds = have is not None and any(_matches(v, have) for v in values)
+            elif operator in ("StringNotEquals", "ArnNotEquals"):
+                holds = have is None or have not in values
+            else:
+                raise AssertionError(f"the checker does not know {operator}")
+            if not holds:
                 return False
     return True
 
 
 def allowed(policy: dict, action: str, arns: list[str] | None, context: dict) -> bool:
-    for arn in arns or [None]:
-        if not any(action in _listed(s["Action"])
-                   and (arn is None or any(_matches(r, arn) for r in _listed(s["Resource"])))
-                   and _condition_holds(s, context)
-                   for s in policy["Statement"]):
+    """Allowed by some Allow statement and denied by no Deny, on every ARN; a request whose
+    ARN is not known (None) needs `"Resource": "*"`."""
+    def applies(statement: dict, arn: str) -> bool:
+        return (action in _listed(statement["Action"])
+                and any(_matches(r, arn) for r in _listed(statement["Resource"]))
+                and _condition_holds(statement, context))
+
+    for arn in arns or ["*"]:
+        if any(applies(s, arn) for s in policy["Statement"] if s["Effect"] == "Deny"):
+            return False
+        if not any(applies(s, arn) for s in policy["Statement"] if s["Effect"] == "Allow"):
             return False
     return True
 
 
+def allowed_actions(policy: dict) -> set[str]:
+    return {a for s in policy["Statement"] if s["Effect"] == "Allow"
+            for a in _listed(s["Action"])}
+
+
 @pytest.fixture(scope="module")
 def policy() -> dict:
-    return json.loads(POLICY.read_text())
+    return deployer_policy.render(STACK)
 
 
-def test_the_document_has_no_wildcard_action_and_only_allows(policy):
+def test_the_document_has_no_wildcard_action_and_denies_only_boundary_changes(policy):
+    denies = []
     for statement in policy["Statement"]:
-        assert statement["Effect"] == "Allow"
+        assert statement["Effect"] in ("Allow", "Deny")
         assert not {"NotAction", "NotResource", "NotPrincipal"} & set(statement)
         for action in _listed(statement["Action"]):
             assert "*" not in action and "?" not in action, action
             assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", action), action
+        if statement["Effect"] == "Deny":
+            denies += _listed(statement["Action"])
+    assert set(denies) == {
+        "iam:AttachRolePolicy", "iam:CreateRole", "iam:PutRolePermissionsBoundary",
+        "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePermissionsBoundary",
+        "iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy",
+        "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion"}
 
 
 def test_the_checker_rejects_what_the_document_does_not_allow(policy):
+    role = f"arn:aws:iam::{ACCOUNT}:role/t1-task"
     assert not allowed(policy, "sqs:PurgeQueue", [_arn("sqs", "t1-jobs")], {})
     assert not allowed(policy, "sqs:SendMessage", [_arn("sqs", "someone-elses-queue")], {})
-    assert not allowed(policy, "iam:PassRole", [f"arn:aws:iam::{ACCOUNT}:role/t1-task"],
+    assert not allowed(policy, "sqs:SendMessage", [_arn("sqs", "t2-jobs")], {})  # another stack
+    assert not allowed(policy, "iam:PassRole", [role],
                        {"iam:PassedToService": "lambda.amazonaws.com"})
+    assert not allowed(policy, "iam:PassRole", [f"arn:aws:iam::{ACCOUNT}:role/t1-apigateway"],
+                       {"iam:PassedToService": ECS_TASKS})
     assert not allowed(policy, "ec2:DeleteSecurityGroup", [_arn("ec2", "security-group/sg-1")],
-                       {"ec2:ResourceTag/app": "other"})
+                       {"ec2:ResourceTag/stack": "other"})
+    # roles only with the stack's boundary; the boundary neither removed nor changed
+    other = f"arn:aws:iam::{ACCOUNT}:policy/AdministratorAccess"
+    assert not allowed(policy, "iam:CreateRole", [role], {})
+    assert not allowed(policy, "iam:CreateRole", [role], {"iam:PermissionsBoundary": other})
+    assert not allowed(policy, "iam:PutRolePolicy", [role], {})
+    assert not allowed(policy, "iam:PutRolePermissionsBoundary", [role],
+                       {"iam:PermissionsBoundary": other})
+    assert not allowed(policy, "iam:DeleteRolePermissionsBoundary", [role],
+                       {"iam:PermissionsBoundary": BOUNDARY})
+    assert not allowed(policy, "iam:CreatePolicyVersion", [BOUNDARY], {})
+    assert not allowed(policy, "iam:CreatePolicy", [BOUNDARY], {})
+    assert not allowed(policy, "iam:TagRole", [role], {"aws:TagKeys": ["admin"]})
+    # ECS: this stack's cluster, service and task definitions only
+    assert not allowed(policy, "ecs:RunTask", [_ecs("task-definition", "other:1")],
+                       {"ecs:cluster": _ecs("cluster", "t1")})
+    assert not allowed(policy, "ecs:RunTask", [_ecs("task-definition", "t1-worker:1")],
+                       {"ecs:cluster": _ecs("cluster", "other")})
+    assert not allowed(policy, "ecs:UpdateService", [_ecs("service", "worker", "t1")],
+                       {"ecs:task-definition": _ecs("task-definition", "other:3")})
+    assert not allowed(policy, "ecs:ListTasks", None, {"ecs:cluster": _ecs("cluster", "x")})
+    assert not allowed(policy, "ecs:RegisterTaskDefinition", None, {})
+    assert not allowed(policy, "ecr:PutImage", [_arn("ecr", "repository/other")], {})
     assert allowed(policy, "sqs:SendMessage", [_arn("sqs", "t1-jobs")], {})
+    assert allowed(policy, "iam:PutRolePolicy", [role], {"iam:PermissionsBoundary": BOUNDARY})
 
 
-def _session(aws, engine, schedules: dict) -> list[Request]:  # noqa: F811
-    """Every command, and every update path deploy has, once."""
+def _administrator_creates_the_boundary(aws) -> None:  # noqa: F811
+    """As README.md says, before the first deploy (a client of its own: not recorded)."""
+    import boto3
+
+    iam = boto3.client("iam", region_name=REGION, endpoint_url=aws._endpoint)
+    iam.create_policy(PolicyName=policies.boundary_name(STACK),
+                      PolicyDocument=json.dumps(policies.boundary_policy(STACK)))
+
+
+def _session(aws, engine, schedules: dict) -> list[tuple[Request, bool]]:  # noqa: F811
+    """Every command, and every update path deploy has, once: (request, made by the test)."""
     from tasks.jobkit.schedules import Schedule
 
     def declare(*names: str) -> None:  # the job modules' schedules, as `deploy` finds them
@@ -230,6 +397,7 @@ def _session(aws, engine, schedules: dict) -> list[Request]:  # noqa: F811
         schedules.update({n: Schedule("rate(1 hour)", {"x": 1, "y": 2}, n, "tasks.debug.add",
                                       "tasks.debug") for n in names})
 
+    _administrator_creates_the_boundary(aws)
     declare("kept", "removed")
     steps = [["plan"], ["deploy"], ["deploy"]]
     for argv in steps:
@@ -246,6 +414,7 @@ def _session(aws, engine, schedules: dict) -> list[Request]:  # noqa: F811
             "Action": "sts:AssumeRole"}]}))
     aws.ecs.put_cluster_capacity_providers(cluster="t1", capacityProviders=["FARGATE"],
                                            defaultCapacityProviderStrategy=[])
+    aws.iam.delete_role_permissions_boundary(RoleName="t1-apigateway")  # a role from before
     (engine.root / "tasks" / "reports.py").write_text("JOBS = []\n")
     declare("kept", "added")  # a schedule deleted, one created
     aws.scheduler.update_schedule(Name="kept", GroupName="t1-schedules",  # and one drifted: updated
@@ -259,6 +428,7 @@ def _session(aws, engine, schedules: dict) -> list[Request]:  # noqa: F811
     changed = progress(output)
     assert {changed[k] for k in ("sqs queue and dlq", "ecr repository", "ecs cluster",
                                  "ecs service", "cloudwatch log group")} == {"updated"}, output
+    assert "t1-apigateway  (permissions boundary)" in output
     # the operator's commands, with something to show
     dlq = aws.sqs.get_queue_url(QueueName="t1-jobs-dlq")["QueueUrl"]
     aws.sqs.send_message(QueueUrl=dlq, MessageBody=_celery_body("tasks.debug.fail", "id-1"))
@@ -273,8 +443,8 @@ def _session(aws, engine, schedules: dict) -> list[Request]:  # noqa: F811
     code, output = run(aws, engine, "destroy", "--yes")
     assert code == 0, output
     # the test's own setup calls above are not the deployer's
-    return [r for r in aws.requests if not (r.operation in TAMPERING
-                                            and TAMPERING[r.operation](r.params))]
+    return [(r, r.operation in TAMPERING and TAMPERING[r.operation](r.params))
+            for r in aws.requests]
 
 
 # The test's own calls, told from the deployer's by what they send (deploy sends the
@@ -286,9 +456,10 @@ TAMPERING = {
     "UpdateAssumeRolePolicy": lambda p: "Condition" not in p["PolicyDocument"],
     "PutClusterCapacityProviders": lambda p: p["capacityProviders"] == ["FARGATE"],
     "SendMessage": lambda p: p["QueueUrl"].endswith("-dlq"),
-    "CreatePolicy": lambda p: True,
+    "CreatePolicy": lambda p: p["PolicyName"] == "extra",
     "UpdateSchedule": lambda p: p["ScheduleExpression"] == "rate(2 hours)",
     "AttachRolePolicy": lambda p: True,
+    "DeleteRolePermissionsBoundary": lambda p: True,
 }
 
 
@@ -296,16 +467,17 @@ def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(aws, 
                                                                            monkeypatch):
     schedules: dict = {}
     monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda: dict(schedules))
-    requests = _session(aws, engine, schedules)
-    denied, used = [], set()
-    for request in requests:
-        for action, arns, context in needs(request):
+    denied, used, boundaries = [], set(), {}
+    for request, by_the_test in _session(aws, engine, schedules):
+        for action, arns, context in [] if by_the_test else needs(request, boundaries):
             used.add(action)
             if not allowed(policy, action, arns, context):
-                denied.append(f"{request.service}.{request.operation} needs {action} on {arns}")
+                denied.append(f"{request.service}.{request.operation} needs {action} on "
+                              f"{arns or '*'} with {context}")
+        track_boundaries(request, boundaries)
     assert denied == [], "\n".join(sorted(set(denied)))
 
-    in_document = {a for s in policy["Statement"] for a in _listed(s["Action"])}
+    in_document = allowed_actions(policy)
     assert set(NOT_BOTO3_CALLS) <= in_document
     unused = in_document - used - set(NOT_BOTO3_CALLS)
     assert unused == set(), f"in the document but never needed: {sorted(unused)}"
@@ -314,4 +486,5 @@ def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(aws, 
             "iam:UpdateAssumeRolePolicy", "iam:DetachRolePolicy", "iam:PassRole",
             "apigateway:PUT", "apigateway:PATCH", "apigateway:DELETE",
             "scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule",
-            "scheduler:DeleteScheduleGroup"} <= used
+            "scheduler:DeleteScheduleGroup", "iam:PutRolePermissionsBoundary",
+            "iam:GetPolicyVersion", "ecs:TagResource"} <= used

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecs import policies
+from ecs import policies, roles
 from ecs.stack import Options, Stack
 from tests.test_ecs_deploy import ACCOUNT, REGION, aws, deployed, engine  # noqa: F401
 
@@ -225,3 +225,140 @@ def test_a_deploy_in_china_names_no_aws_partition_arn(in_process_aws, monkeypatc
     sent = [s for r in china.requests for s in strings(r.params)]
     assert any("arn:aws-cn:" in s for s in sent)
     assert [s for s in sent if "arn:aws:" in s] == []
+
+
+# ---- the permissions boundary (issue 17: the deployer could make itself an administrator)
+
+BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/t1-boundary"
+STACK = Stack("t1", REGION, ACCOUNT)
+STACK_ROLES = ("t1-task", "t1-task-execution", "t1-apigateway", "t1-scheduler")
+
+
+def _boundary_of(aws, role: str) -> str | None:  # noqa: F811
+    found = aws.iam.get_role(RoleName=role)["Role"].get("PermissionsBoundary") or {}
+    return found.get("PermissionsBoundaryArn")
+
+
+@pytest.fixture
+def with_a_schedule(monkeypatch):
+    """A job with a schedule, so that deploy makes the scheduler role as well."""
+    from ecs import schedules as ecs_schedules
+    from tasks.jobkit.schedules import Schedule
+
+    monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda: {
+        "hourly": Schedule("rate(1 hour)", {"x": 1, "y": 2}, "hourly", "tasks.debug.add",
+                           "tasks.debug")})
+
+
+def test_every_role_has_the_boundary_deploy_made_first(aws, engine, with_a_schedule):  # noqa: F811
+    from tests.test_ecs_deploy import progress, run
+
+    code, output = run(aws, engine, "deploy")
+    assert code == 0, output
+    assert progress(output)["iam permissions boundary"] == "created"
+    assert output.index("iam permissions boundary") < output.index("dynamodb table")
+    made = [r["RoleName"] for r in aws.iam.list_roles()["Roles"] if r["RoleName"].startswith("t1-")]
+    assert sorted(made) == sorted(STACK_ROLES)
+    assert {role: _boundary_of(aws, role) for role in made} == dict.fromkeys(made, BOUNDARY)
+    assert roles.boundary_document(aws.iam, BOUNDARY) == policies.boundary_policy(STACK)
+
+
+# The steps alone, against moto: no whole deploy needed.
+
+def _step(aws, step):  # noqa: F811
+    from ecs.plan import Context
+
+    return step(Context(aws, STACK, echo=lambda line: None))
+
+
+def test_a_role_without_the_boundary_or_with_another_gets_it_back(aws):  # noqa: F811
+    _step(aws, roles.plan_boundary).run({})
+    for role in ("t1-task", "t1-apigateway"):
+        _step(aws, lambda ctx, role=role: roles.plan_role(
+            ctx, role, policies.ECS_TASKS, policies.task_policy(STACK))).run({})
+    other = aws.iam.create_policy(PolicyName="wide", PolicyDocument=(
+        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", '
+        '"Resource": "*"}]}'))["Policy"]["Arn"]
+    aws.iam.delete_role_permissions_boundary(RoleName="t1-task")  # made before the boundary
+    aws.iam.put_role_permissions_boundary(RoleName="t1-apigateway", PermissionsBoundary=other)
+    for role in ("t1-task", "t1-apigateway"):
+        step = _step(aws, lambda ctx, role=role: roles.plan_role(
+            ctx, role, policies.ECS_TASKS, policies.task_policy(STACK)))
+        assert (step.action, step.detail) == ("update", "permissions boundary")
+        before = len(aws.requests)
+        step.run({})
+        assert _boundary_of(aws, role) == BOUNDARY
+        # first: the deployer may change a role only while the boundary is on it
+        calls = [r.operation for r in aws.requests[before:]]
+        assert calls.index("PutRolePermissionsBoundary") < calls.index("PutRolePolicy")
+
+
+def test_a_changed_boundary_is_put_back_as_a_new_version(aws):  # noqa: F811
+    """By an administrator's deploy: the deployer policy may not write the boundary."""
+    import json
+
+    _step(aws, roles.plan_boundary).run({})
+    loose = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]}
+    for _ in range(4):  # IAM keeps five versions at most: deploy makes room
+        aws.iam.create_policy_version(PolicyArn=BOUNDARY, PolicyDocument=json.dumps(loose),
+                                      SetAsDefault=True)
+    step = _step(aws, roles.plan_boundary)
+    assert (step.action, step.detail) == ("update", "document differs")
+    step.run({})
+    assert roles.boundary_document(aws.iam, BOUNDARY) == policies.boundary_policy(STACK)
+    assert _step(aws, roles.plan_boundary).action == "unchanged"
+
+
+def test_without_the_boundary_a_deployer_is_told_who_makes_it(aws):  # noqa: F811
+    """The deployer policy denies iam:CreatePolicy on the boundary: deploy stops (before it
+    makes anything: the step comes first) and says who must create it, and how."""
+    from botocore.exceptions import ClientError
+
+    def refuse(**kwargs):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "explicit deny"}},
+                          "CreatePolicy")
+
+    aws.iam.meta.events.register("before-call.iam.CreatePolicy", refuse)
+    step = _step(aws, roles.plan_boundary)
+    assert step.action == "create"
+    with pytest.raises(RuntimeError, match=f"the permissions boundary {BOUNDARY} is missing"
+                                           r".*python -m ecs iam-policy --stack t1"):
+        step.run({})
+
+
+def test_destroy_keeps_the_boundary_for_an_administrator(aws):  # noqa: F811
+    from ecs.destroy import _boundary  # destroy's step for it (the others find nothing here)
+
+    _step(aws, roles.plan_boundary).run({})
+    lines: list[str] = []
+    assert _boundary(aws, STACK, lines.append, None) == 0
+    assert "  kept       iam permissions boundary     t1-boundary" in lines
+    assert f"  (an administrator deletes it: aws iam delete-policy --policy-arn {BOUNDARY})" \
+        in lines
+    assert roles.boundary_document(aws.iam, BOUNDARY) is not None
+
+
+def test_iam_policy_writes_the_boundary_and_the_deployers_policies(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from ecs import deployer_policy
+    from ecs.cli import main
+
+    lines: list[str] = []
+    offline = SimpleNamespace(region=REGION)  # with --account, nothing asks AWS
+    code = main(["iam-policy", "--stack", "t1", "--account", ACCOUNT, "--out", str(tmp_path)],
+                clients=offline, echo=lines.append)
+    assert code == 0, lines
+    written = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert written == deployer_policy.documents(STACK)
+    assert sorted(written) == ["t1-boundary", "t1-deployer-1", "t1-deployer-2"]
+    text = "\n".join(lines)
+    for name in written:
+        assert f"aws iam create-policy --policy-name {name} " \
+               f"--policy-document file://{tmp_path}/{name}.json" in text
+    assert f"--policy-arn arn:aws:iam::{ACCOUNT}:policy/t1-deployer-2" in text
+    code = main(["iam-policy", "--stack", "t1", "--account", ACCOUNT], clients=offline,
+                echo=lines.append)
+    assert code == 0 and json.loads(lines[-1]) == written
