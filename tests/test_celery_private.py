@@ -70,6 +70,22 @@ def test_the_hub_records_its_loop_thread():
     hub.close()
 
 
+def test_the_pool_says_how_many_jobs_it_runs_at_once():
+    from celery.concurrency.base import BasePool
+    from celery.concurrency.prefork import TaskPool
+
+    assert celery_private.pool_size(SimpleNamespace(pool=BasePool(limit=3))) == 3
+    assert celery_private.pool_size(SimpleNamespace(pool=None)) is None
+    pool = TaskPool(limit=2)
+    assert celery_private.pool_size(SimpleNamespace(pool=pool)) is None  # not started
+    pool.start()
+    try:
+        assert celery_private.pool_size(SimpleNamespace(pool=pool)) == 2
+    finally:
+        pool.stop()
+        pool.terminate()
+
+
 def test_the_prefork_pool_keeps_its_processes_where_we_look():
     from billiard.pool import Pool
 

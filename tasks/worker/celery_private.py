@@ -157,6 +157,14 @@ def pool_processes(consumer: Any) -> list:
     return list(getattr(pool, "_pool", None) or [])
 
 
+def pool_size(consumer: Any) -> int | None:
+    """How many jobs the worker's pool runs at once now (its processes; autoscale changes it)."""
+    try:
+        return int(consumer.pool.num_processes)
+    except (AttributeError, TypeError, ValueError):  # no pool (yet), or not started
+        return None
+
+
 def loop_thread(hub: Any) -> int | None:
     """The thread id kombu's hub runs its loop on."""
     return getattr(hub, "_loop_thread", None)

@@ -1,8 +1,12 @@
 """Container health check: `python -m tasks.worker.health` exits 0 while the worker progresses.
 
-Healthy while the heartbeat file (tasks.worker.progress) is younger than
-WORKER_HEARTBEAT_MAX_AGE seconds (45 by default): a receive from SQS completed,
-or a job started, finished or had its visibility extended, that recently.
+Healthy while the heartbeat file (tasks.worker.liveness) is younger than
+WORKER_HEARTBEAT_MAX_AGE seconds (45 by default): that recently a receive from SQS
+completed, a job started or finished, or the consumer's event loop pulsed while
+every pool process was busy and SQS kept confirming the held messages' visibility
+extensions. A worker busy for hours with long jobs therefore stays healthy; a
+wedged event loop, a hung connection to SQS or a consumer that stopped consuming
+does not (tasks.worker.liveness says within what bound).
 Imports nothing but the standard library: it runs every 30 s in the container.
 """
 
@@ -32,15 +36,24 @@ def last_progress(path: str) -> str:
         return "?"
 
 
+def max_age() -> float:
+    """WORKER_HEARTBEAT_MAX_AGE (the worker paces its busy pulse by it too)."""
+    try:
+        value = float(os.environ.get("WORKER_HEARTBEAT_MAX_AGE") or DEFAULT_MAX_AGE)
+    except ValueError:
+        return DEFAULT_MAX_AGE
+    return value if value > 0 else DEFAULT_MAX_AGE
+
+
 def main() -> int:
     path = os.environ.get("WORKER_HEARTBEAT_FILE") or DEFAULT_FILE
-    max_age = float(os.environ.get("WORKER_HEARTBEAT_MAX_AGE") or DEFAULT_MAX_AGE)
+    limit = max_age()
     age = heartbeat_age(path)
     if age is None:
         print(f"unhealthy: no heartbeat file at {path} (the worker has not started consuming)")
         return 1
-    if age > max_age:
-        print(f"unhealthy: no progress for {age:.0f} s (limit {max_age:.0f} s; last: "
+    if age > limit:
+        print(f"unhealthy: no progress for {age:.0f} s (limit {limit:.0f} s; last: "
               f"{last_progress(path)})")
         return 1
     print(f"healthy: last progress ({last_progress(path)}) {age:.0f} s ago")

@@ -14,13 +14,20 @@ a message's visibility can reach at most 12 hours after it was received.
 A message whose ETA lies beyond that cannot be held, so it is refused when
 received: its job is recorded FAILURE (`EtaBeyondVisibilityLimit`, saying
 why) and the message is acknowledged. Schedule such work outside the queue.
+
+`keeping()` tells the health check's busy pulse (tasks.worker.liveness) whether the
+heartbeat still holds the messages: it turns False once a beat went unconfirmed by
+SQS (failed, or no answer) and the next beat has not been confirmed either within
+ANSWER_GRACE of being sent: the held messages are about to be delivered again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,7 +36,6 @@ from celery import states
 from tasks.ops import clients
 from tasks.ops.clients import sqs_client
 from tasks.ops.settings import Settings
-from tasks.worker import liveness
 from tasks.worker.celery_private import (
     held_requests,
     mark_revoked,
@@ -46,7 +52,9 @@ log = logging.getLogger(__name__)
 SQS_MAX_VISIBILITY = 12 * 3600
 # Refuse ETAs this close to the ceiling: the job needs time to run once due.
 ETA_MARGIN = 3600
-
+# A beat's call is answered (or has failed) within this: tasks.ops.clients.QUICK_CONFIG makes
+# two attempts of at most 1 s to connect and 3 s to read, with a short backoff between them.
+ANSWER_GRACE = 10.0
 
 
 class EtaBeyondVisibilityLimit(Exception):
@@ -94,6 +102,10 @@ class VisibilityHeartbeat(Middleware):
         self.interval = heartbeat_interval(self.timeout)
         self.received_at: dict[str, float] = {}  # receipt handle -> when first seen
         self.tref = None
+        # When each beat SQS has not confirmed was sent (monotonic), oldest first: the first
+        # of the latest run of misses, then those in flight. Written from sqs_io's thread too.
+        self._unconfirmed: list[float] = []
+        self._lock = threading.Lock()
 
     def consumer_started(self, consumer) -> None:
         # Off only for tests that show what happens without it.
@@ -136,11 +148,34 @@ class VisibilityHeartbeat(Middleware):
 
     def beat(self) -> None:
         entries = self.entries()
-        if entries:
-            # Off the event loop; a job SQS kept for us is evidence the worker progresses.
-            future = sqs_io().extend(entries)
-            future.add_done_callback(
-                lambda f: f.exception() is None and f.result() and liveness.mark("extend"))
+        if not entries:
+            with self._lock:
+                self._unconfirmed.clear()  # nothing held, nothing to keep
+            return
+        sent = time.monotonic()
+        with self._lock:
+            self._unconfirmed.append(sent)
+        # Off the event loop.
+        future = sqs_io().extend(entries)
+        future.add_done_callback(lambda f: self._answered(sent, f))
+
+    def _answered(self, sent: float, future: Future) -> None:
+        """On sqs_io's thread: a beat's call ended; SQS kept our messages if it accepted any."""
+        kept = future.exception() is None and bool(future.result())
+        with self._lock:
+            if kept:
+                # Calls end in order: every earlier beat has ended, and this one supersedes it.
+                self._unconfirmed = [t for t in self._unconfirmed if t > sent]
+            elif sent in self._unconfirmed and self._unconfirmed[0] < sent:
+                # An older miss is already counted: the first miss in a row is what ages.
+                self._unconfirmed.remove(sent)
+
+    def keeping(self, now: float | None = None) -> bool:
+        """False once two beats in a row went unconfirmed (the second given ANSWER_GRACE)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            oldest = self._unconfirmed[0] if self._unconfirmed else None
+        return oldest is None or now - oldest <= self.interval + ANSWER_GRACE
 
 
 def eta_delay(request) -> float | None:
