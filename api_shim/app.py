@@ -55,8 +55,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
-        if exc.code in (404, 405):  # no such resource or method: API Gateway's 403, mapped
-            return _respond(gateway.gateway_response("MISSING_AUTHENTICATION_TOKEN"))
+        if exc.code in (404, 405):
+            # Flask's routes did not match (a segment with a newline escapes its <path>, a
+            # method outside METHODS): the gateway routes it as API Gateway does.
+            return _respond(gateway.handle(_incoming()))
         return _respond(gateway.gateway_response("DEFAULT_4XX", status=exc.code or 400,
                                                  message=exc.name))
 

@@ -22,10 +22,20 @@ from pathlib import Path
 from typing import Any
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+# The forms the templates check (with Java's String.matches: the whole value), written here
+# as the document's patterns; tests/test_api_conformance.py finds each in its templates.
 # Celery task ids and API Gateway request ids are both UUIDs.
-JOB_ID_PATTERN = (
-    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
+UUID_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# X-Callback-Url: https, or http to this host; printable ASCII, no quote or backslash.
+HTTPS_URL_REGEX = r"https://[\x21\x23-\x5B\x5D-\x7E]+"
+LOCAL_URL_REGEX = (r"http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?"
+                   r"([/?][\x21\x23-\x5B\x5D-\x7E]*)?")
+# GET /jobs: task, since and the form of a cursor (base64url of 6 or 66 bytes).
+TASK_FILTER_REGEX = "[A-Za-z0-9_.:-]{1,255}"
+SINCE_REGEX = (r"[0-9]{4}-[01][0-9]-[0-3][0-9]"
+               r"(T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z)?")
+CURSOR_FORM_REGEX = "[A-Za-z0-9_-]{8}|[A-Za-z0-9_-]{88}"
+JOB_ID_PATTERN = f"^{UUID_REGEX}$"
 JSON = "application/json"
 CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key,Idempotency-Key,X-Callback-Url"
 CORS_MAX_AGE = "600"
@@ -210,16 +220,20 @@ def _security(api_key_required: bool) -> dict[str, Any]:
 
 
 # POST /tasks/{name}'s optional headers (method.request.header.*): send_task.request checks
-# their form itself (a malformed one is a 400 saying the form, never a message).
+# their form itself (a malformed one is a 400 saying the form, never a message). An empty
+# value is no header: $input.params('<name>') is '' for both, so the templates treat them
+# alike, and the patterns admit ''.
 SUBMIT_HEADERS = [
     {"name": "Idempotency-Key", "in": "header", "required": False,
      "description": "A UUID: the job id. A retried POST with the same key answers the same "
-                    "job id, and the job runs once.",
-     "schema": {"type": "string", "pattern": JOB_ID_PATTERN}},
+                    "job id, and the job runs once. Empty: no key.",
+     "schema": {"type": "string", "pattern": f"^({UUID_REGEX})?$"}},
     {"name": "X-Callback-Url", "in": "header", "required": False,
      "description": "An https URL told of the job's outcome (http to 127.0.0.1, localhost "
-                    "or [::1] for local use); at most 2,048 characters.",
-     "schema": {"type": "string", "maxLength": 2048}},
+                    "or [::1] for local use); at most 2,048 printable ASCII characters, "
+                    "without quotes, backslashes or spaces. Empty: no callback.",
+     "schema": {"type": "string", "maxLength": 2048,
+                "pattern": f"^({HTTPS_URL_REGEX}|{LOCAL_URL_REGEX})?$"}},
 ]
 
 
@@ -279,7 +293,8 @@ def _unknown_task(api_key_required: bool) -> dict[str, Any]:
         "operationId": "unknown_task",
         "summary": "Not a public task",
         "parameters": _path_parameter("name"),
-        "responses": {"404": _error_response("No public task has this name")},
+        "responses": {"403": _error_response("Missing or wrong API key"),
+                      "404": _error_response("No public task has this name")},
         **_security(api_key_required),
         "x-amazon-apigateway-integration": {
             "type": "mock",
@@ -298,7 +313,8 @@ def _catalog(jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
         "summary": "The public tasks and the JSON Schema of their arguments",
         "tags": ["tasks"],
         "responses": {"200": {"description": "Task catalog", "headers": _ORIGIN_HEADER,
-                              "content": {JSON: {"schema": {"type": "object"}}}}},
+                              "content": {JSON: {"schema": {"type": "object"}}}},
+                      "403": _error_response("Missing or wrong API key")},
         **_security(api_key_required),
         "x-amazon-apigateway-integration": {
             "type": "mock",
@@ -444,8 +460,11 @@ LISTED_STATUSES = ["STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKE
 
 def _query_parameter(name: str, schema: dict[str, Any], description: str,
                      required: bool = False) -> dict[str, Any]:
+    """An optional one may be sent empty: the templates read `limit=` as no limit
+    ($input.params('limit') is '' for both)."""
+    empty = {} if required else {"allowEmptyValue": True}
     return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": schema}
+            "schema": schema, **empty}
 
 
 def _list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
@@ -467,16 +486,18 @@ def _list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
         "parameters": [
             _query_parameter("status", {"type": "string", "enum": LISTED_STATUSES},
                              "The jobs' status (PENDING jobs have no record)", required=True),
-            _query_parameter("task", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,255}$"},
+            _query_parameter("task", {"type": "string", "pattern": f"^{TASK_FILTER_REGEX}$"},
                              "Only this task's jobs (filtered after Limit: a page may be "
                              "short, follow next)"),
-            _query_parameter("since", {"type": "string"},
+            _query_parameter("since", {"type": "string", "pattern": f"^{SINCE_REGEX}$"},
                              "Only jobs created since then: ISO-8601 UTC "
                              "(2026-12-01T00:00:00Z or 2026-12-01)"),
             _query_parameter("limit", {"type": "integer", "minimum": 1, "maximum": 100,
                                        "default": 50}, "Jobs per page"),
-            _query_parameter("cursor", {"type": "string"},
-                             "The next of the previous page (opaque)"),
+            _query_parameter("cursor", {"type": "string",
+                                        "pattern": f"^({CURSOR_FORM_REGEX})$"},
+                             "The next of the previous page (opaque: one of this form that "
+                             "no page gave is a 400)"),
         ],
         "responses": {
             "200": {"description": "A page of jobs, and the cursor of the next (or null)",

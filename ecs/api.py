@@ -18,13 +18,17 @@ ROLE_PROPAGATION_SECONDS = 120.0
 
 
 def build_definition(stack) -> dict:
+    """The document the shim serves (api_shim.openapi.build_openapi), for this stack's names:
+    the same builder, templates and patterns; API keys required, as the shim with
+    JOBS_API_KEYS (tests/test_api_conformance.py compares the two)."""
     import tasks  # noqa: F401 - registers the public jobs the document lists
     from api_shim.openapi import AwsTargets, build_openapi
+    from ecs.data import record_seconds
 
     targets = AwsTargets(region=stack.region, account_id=stack.account_id,
                          queue_name=stack.queue_name, table_name=stack.table_name,
                          role_arn=stack.role_arn(stack.api_role), partition=stack.partition,
-                         bucket_name=stack.bucket_name)
+                         result_expires=record_seconds(), bucket_name=stack.bucket_name)
     return build_openapi(targets, title=stack.api_name, api_key_required=True)
 
 
