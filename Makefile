@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # runtime.lock (the same pins, runtime part only) is what docker/Dockerfile installs.
 LOCKS  := requirements-runtime.lock requirements.lock
 
-.PHONY: run test test-fast lint bench system-deps clean lock
+.PHONY: run test test-fast test-long lint bench system-deps clean lock
 
 $(STAMP): $(LOCKS) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ test: $(STAMP) system-deps
 ## test-fast: unit tests only (moto in process)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -ra -m "not integration and not fault and not browser and not container"
+
+## test-long: the model-based tests of the job record with a much larger budget (minutes)
+test-long: $(STAMP)
+	TEST_MODEL_EXAMPLES=1500 $(BIN)/python -m pytest -ra tests/test_record_model.py --timeout=3600
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

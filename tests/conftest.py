@@ -90,7 +90,9 @@ def moto_server() -> Iterator[str]:
     OUTPUT.mkdir(exist_ok=True)
     log = open(OUTPUT / f"moto-{MOTO_PORT}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
+        # moto's server, its DynamoDB writes made atomic as AWS's are (tests/atomic_moto_server.py).
+        [sys.executable, "-m", "tests.atomic_moto_server", "-H", "127.0.0.1", "-p",
+         str(MOTO_PORT)],
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:

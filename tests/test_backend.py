@@ -194,12 +194,13 @@ def test_group_save_and_restore(backend):
 
 def test_chord_body_is_claimed_once_until_its_lease_lapses(backend, monkeypatch):
     backend.save_group("g2", app.GroupResult("g2", [app.AsyncResult("a")]))
-    assert backend.records.claim_chord("g2", 60) is True
-    assert backend.records.claim_chord("g2", 60) is False
+    assert backend.records.claim_chord("g2", 60, "t1") is True
+    assert backend.records.claim_chord("g2", 60, "t1") is True  # its own claim, sent again
+    assert backend.records.claim_chord("g2", 60, "t2") is False
     # The claimer crashed before sending the body: once the lease lapses another may send it.
     later = time.time() + 61
     monkeypatch.setattr("tasks.results.records.time.time", lambda: later)
-    assert backend.records.claim_chord("g2", 60) is True
+    assert backend.records.claim_chord("g2", 60, "t3") is True
     backend.records.mark_chord_fired("g2")
     monkeypatch.setattr("tasks.results.records.time.time", lambda: later + 3600)
-    assert backend.records.claim_chord("g2", 60) is False  # fired: never again
+    assert backend.records.claim_chord("g2", 60, "t3") is False  # fired: never again

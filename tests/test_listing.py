@@ -80,7 +80,7 @@ def test_the_gates_rejection_and_the_revoke_set_it(records):
 def test_groups_chords_and_leases_stay_out_of_the_index(records):
     records.save_group("g1", "[]")
     records.create_chord("c1", 2)
-    records.claim_lease("k1", 60)
+    records.claim_lease("k1", 60, "t1")
     for key in ("group:g1", "chord:c1", "lease:k1"):
         assert "list_pk" not in item(records, key)
 

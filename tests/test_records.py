@@ -102,14 +102,33 @@ def test_any_other_validation_error_is_raised_not_disguised(records):
 
 def test_a_lease_is_held_once_released_on_error_and_reclaimed_after_a_crash(records,
                                                                            monkeypatch):
-    assert records.claim_lease("k", 60)
-    assert not records.claim_lease("k", 60)  # someone holds it
-    records.release_lease("k")  # their effect failed: the next attempt may run it
-    assert records.claim_lease("k", 60)
+    assert records.claim_lease("k", 60, "t1")
+    busy = records.claim_lease("k", 60, "t2")  # someone holds it, not done
+    assert not busy and not busy.done and busy.until is not None
+    assert not records.release_lease("k", "t2")  # only the holder's own claim is released
+    assert records.release_lease("k", "t1")  # their effect failed: the next may run it
+    assert records.claim_lease("k", 60, "t3")
     # The holder crashed (no release, no finish): once the lease lapses it can be claimed.
     later = __import__("time").time() + 61
     monkeypatch.setattr("tasks.results.records.time.time", lambda: later)
-    assert records.claim_lease("k", 60)
+    assert records.claim_lease("k", 60, "t4")
     records.finish_lease("k")
     monkeypatch.setattr("tasks.results.records.time.time", lambda: later + 10_000)
-    assert not records.claim_lease("k", 60)  # done is done, however late
+    done = records.claim_lease("k", 60, "t5")
+    assert not done and done.done  # done is done, however late
+
+
+def test_a_claim_is_taken_over_by_a_later_run_of_the_same_job_only(records):
+    assert records.claim_lease("k", 600, "t1", job_id="j", run="m1:1")
+    # Another job's claim waits for the lease; the same job's next run takes it over.
+    assert not records.claim_lease("k", 600, "t2", job_id="other", run="m9:1")
+    assert not records.claim_lease("k", 600, "t3", job_id="j", run="m1:1")
+    assert records.claim_lease("k", 600, "t4", job_id="j", run="m1:2")
+
+
+def test_a_claim_applied_but_answered_with_an_error_is_still_the_callers(records):
+    """DynamoDB: a 500 or a timeout "may or may not" have applied the write; botocore then
+    sends the same request again. The caller's own token makes the repeat succeed."""
+    assert records.claim_lease("k", 600, "t1")
+    assert records.claim_lease("k", 600, "t1")  # the same request again
+    assert not records.claim_lease("k", 600, "t2")

@@ -24,9 +24,10 @@ from tasks.results.run_lease import (
 JOB = "5b6c2a1e-0000-4000-8000-00000000beef"
 
 
-def start(records, token: str, retries: int = 0, worker: str = "w1@h", refusal=None) -> bool:
+def start(records, token: str, retries: int = 0, worker: str = "w1@h", refusal=None,
+          retry_of: str | None = None) -> bool:
     facts = {"task": "tests.jobs.append_line", "run_token": token, "retries": retries,
-             "attempts": 1, "worker": worker}
+             "attempts": 1, "worker": worker, "retry_of": retry_of}
     return records.transition(JOB, states.STARTED, facts=facts, refusal=refusal)
 
 
@@ -83,15 +84,17 @@ def test_retry_lets_the_retried_message_start_and_still_refuses_old_duplicates(r
                               facts=facts)
     assert item(records)["run_token"]["S"] == "msg-a:1"  # left to lapse, not renewed
     assert not start(records, "msg-c:1", retries=0)  # a duplicate of the first attempt
-    assert start(records, "msg-b:1", retries=1)  # the retry
+    assert not start(records, "msg-b:1", retries=1)  # a retry another run sent
+    assert start(records, "msg-b:1", retries=1, retry_of="msg-a:1")  # the holder's retry
     assert item(records)["run_token"]["S"] == "msg-b:1"
 
 
 def test_a_later_retry_may_start_before_the_retry_write(records):
     """Task.retry sends the retried message before the RETRY write that releases the lease."""
     assert start(records, "msg-a:1", retries=0)
-    assert start(records, "msg-b:1", retries=1, worker="w2@h")
-    assert not start(records, "msg-c:1", retries=1)  # a duplicate of that retry: refused
+    assert start(records, "msg-b:1", retries=1, worker="w2@h", retry_of="msg-a:1")
+    # A duplicate of that retry: refused, even naming the same sender.
+    assert not start(records, "msg-c:1", retries=1, retry_of="msg-a:1")
     # The first run's late RETRY write cannot release the new run's lease.
     assert not records.transition(JOB, states.RETRY, error={"type": "X", "message": "x"},
                                   facts={"run_token": "msg-a:1", "retries": 0})
@@ -161,3 +164,31 @@ def test_a_dropped_duplicate_tells_its_chord_only_if_the_job_finished(monkeypatc
         finally:
             add.pop_request()
         assert calls == expected, status
+
+
+def test_a_retry_never_starts_beside_a_run_that_took_the_lapsed_lease(records):
+    """The model's counterexample (tests/test_record_model.py): run A retries with a long
+    countdown, its lease lapses, a duplicate B of the first attempt starts; A's retry, due
+    later, must not start while B runs (it used to: `retries` above the record's)."""
+    assert start(records, "msg-a:1", retries=0)
+    assert records.transition(JOB, states.RETRY, error={"type": "X", "message": "x"},
+                              facts={"run_token": "msg-a:1", "retries": 0})
+    lapse(records)
+    assert start(records, "msg-dup:1", retries=0, worker="w2@h")  # the lease had lapsed
+    assert not start(records, "msg-r:1", retries=1, retry_of="msg-a:1")
+    assert item(records)["run_token"]["S"] == "msg-dup:1"
+
+
+def test_retries_never_go_down(records):
+    assert start(records, "msg-a:1", retries=0)
+    assert start(records, "msg-b:1", retries=1, retry_of="msg-a:1")
+    lapse(records)
+    assert not start(records, "msg-old:1", retries=0)  # an earlier attempt, late
+    assert item(records)["retries"]["N"] == "1"
+
+
+def lapse(records) -> None:
+    records.client.update_item(
+        TableName=records.table, Key={"job_id": {"S": JOB}},
+        UpdateExpression="SET run_lease = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}})

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from botocore.exceptions import ClientError
+from tasks.results.records import JobRecords
 
 PEEK_ROUNDS = 50
 
@@ -103,26 +103,18 @@ def drain(sqs, dlq_url: str) -> Iterator[DeadLetter]:
         yield from (describe(m) for m in batch)
 
 
-def reset_record(dynamodb, table: str, task_id: str) -> None:
-    """Forget a rejected job's FAILURE record so its redriven message can run."""
-    try:
-        dynamodb.delete_item(
-            TableName=table, Key={"job_id": {"S": task_id}},
-            ConditionExpression="attribute_exists(job_id) AND #s <> :success",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":success": {"S": "SUCCESS"}},
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-
-
 def redrive(sqs, dynamodb, dlq_url: str, queue_url: str, table: str) -> int:
-    """Move every DLQ message back to the work queue; returns how many moved."""
+    """Move every DLQ message back to the work queue; returns how many moved.
+
+    A job whose record is FAILURE (the gate's or a lost run's on the last receive) has it
+    reset so that the message can run; any other record stays (tasks.results.transitions,
+    `redrive`): a running job keeps its lease, so a message sent twice by a redrive that
+    was interrupted and run again is a duplicate it refuses; a REVOKED job stays revoked."""
+    records = JobRecords(lambda: dynamodb, table, None)
     moved = 0
     for letter in drain(sqs, dlq_url):
         if letter.task_id:
-            reset_record(dynamodb, table, letter.task_id)
+            records.reset_for_redrive(letter.task_id)
         sqs.send_message(QueueUrl=queue_url, MessageBody=letter.body)
         sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
         moved += 1

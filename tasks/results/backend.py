@@ -146,17 +146,23 @@ class DynamoDBJobBackend(BaseBackend):
 
     def _store_large_result(self, task_id: str, text: str, facts: dict | None,
                             result: Any) -> Any:
-        """A result over what a record holds: its JSON in S3, the record its reference."""
+        """A result over what a record holds: its JSON in S3 under this run's own key, the
+        record its reference with the checksum. Only the winner of the conditional SUCCESS
+        write publishes it where HTTP reads it; a refused finisher removes its copy."""
+        bucket = self.settings.bucket_name
         try:
-            ref = large_objects.store_result(self.s3, self.settings.bucket_name, task_id, text)
+            ref = large_objects.store_result(self.s3, bucket, task_id, uuid(), text)
         except (ClientError, BotoCoreError) as exc:
             log.error("job %s: S3 refused its %d-byte result: %s", task_id, len(text), exc)
             return self._fail(task_id, ResultTooLarge(
                 f"result is {len(text.encode())} bytes of JSON, over the {MAX_RESULT_BYTES} a "
                 "job record holds (DynamoDB's item limit is 400 KB), and the results bucket "
-                f"{self.settings.bucket_name} refused it: {exc}"), facts)
-        self.records.transition(task_id, states.SUCCESS, facts=facts,
-                                result_ref=large_objects.result_ref_map(ref))
+                f"{bucket} refused it: {exc}"), facts)
+        if self.records.transition(task_id, states.SUCCESS, facts=facts,
+                                   result_ref=large_objects.result_ref_map(ref)):
+            large_objects.publish_result(self.s3, bucket, task_id, text)
+        else:
+            large_objects.delete(self.s3, ref.bucket, ref.key)
         return result
 
     @property
@@ -219,6 +225,7 @@ class DynamoDBJobBackend(BaseBackend):
         ref = large_objects.ref_from_item(self.records.forget(task_id))
         if ref is not None:
             large_objects.delete(self.s3, ref.bucket, ref.key)
+            large_objects.delete(self.s3, ref.bucket, large_objects.result_key(task_id))
 
     # --- reads ------------------------------------------------------------------
     def _get_task_meta_for(self, task_id: str) -> dict:
@@ -412,7 +419,7 @@ class DynamoDBJobBackend(BaseBackend):
 
     def end_chord(self, group_id: str, callback, error: ChordError) -> bool:
         """Fail the body with `error` unless someone else holds or has fired the chord."""
-        if not self.records.claim_chord(group_id, self.chord_lease_seconds()):
+        if not self.records.claim_chord(group_id, self.chord_lease_seconds(), uuid()):
             return False
         self.finish_chord(group_id, callback, None, error)
         return True
@@ -613,7 +620,8 @@ def request_facts(request: Any) -> dict[str, Any]:
             facts[attr] = value
     for attr, source in (("worker", "hostname"), ("args", "argsrepr"), ("kwargs", "kwargsrepr"),
                          ("parent_id", "parent_id"), ("root_id", "root_id"),
-                         ("group_id", "group"), ("run_token", "run_token")):
+                         ("group_id", "group"), ("run_token", "run_token"),
+                         ("retry_of", "retry_of")):
         value = getattr(request, source, None)
         if isinstance(value, str):
             facts[attr] = value

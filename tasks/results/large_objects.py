@@ -1,11 +1,15 @@
 """The claim check: results and arguments too large for a record or a message, in S3.
 
-A SUCCESS result whose JSON is over MAX_RESULT_BYTES is stored at `results/<job_id>.json`
-and its record keeps `result_ref` {bucket, key, size} instead of `result`; arguments that
-would make the SQS message too large are stored at `payloads/<task_id>.json` as the JSON
-`[args, kwargs]` and the message carries the `payload_ref` header {bucket, key, size,
-sha256} with empty arguments. The bucket (tasks.ops.provision.ensure_bucket) expires both
-prefixes with their records and messages.
+A SUCCESS result whose JSON is over MAX_RESULT_BYTES is stored under the run's own key,
+`results/<job_id>/<run>.json`, and its record keeps `result_ref` {bucket, key, size, sha256}
+instead of `result`; only the run whose SUCCESS write won then publishes the same bytes at
+`results/<job_id>.json` (what GET /jobs/{id}/result serves, on API Gateway by key), and a
+refused finisher deletes its own object: two finishers never overwrite each other's result.
+
+Arguments that would make the SQS message too large are stored at `payloads/<task_id>.json`
+as the JSON `[args, kwargs]`, and the message carries the `payload_ref` header {bucket, key,
+size, sha256} with empty arguments. The bucket (tasks.ops.provision.ensure_bucket) expires
+both prefixes with their records and messages.
 
 Objects are JSON only, written with the project's S3 client (tasks.ops.clients.s3_client)
 and read with one GetObject.
@@ -56,7 +60,13 @@ class ObjectRef:
 
 
 def result_key(job_id: str) -> str:
+    """The published result: what GET /jobs/{id}/result reads."""
     return f"{RESULTS_PREFIX}{job_id}.json"
+
+
+def run_result_key(job_id: str, run: str) -> str:
+    """One finisher's own copy, which the record's `result_ref` names."""
+    return f"{RESULTS_PREFIX}{job_id}/{run}.json"
 
 
 def payload_key(task_id: str) -> str:
@@ -94,21 +104,30 @@ def delete(s3, bucket: str, key: str) -> None:
 
 
 # --- results --------------------------------------------------------------------------
-def store_result(s3, bucket: str, job_id: str, text: str) -> ObjectRef:
-    return put_json_text(s3, bucket, result_key(job_id), text)
+def store_result(s3, bucket: str, job_id: str, run: str, text: str) -> ObjectRef:
+    return put_json_text(s3, bucket, run_result_key(job_id, run), text)
+
+
+def publish_result(s3, bucket: str, job_id: str, text: str) -> None:
+    """The winner's result at the key GET /jobs/{id}/result reads."""
+    put_json_text(s3, bucket, result_key(job_id), text)
 
 
 def result_ref_map(ref: ObjectRef) -> dict:
     """`result_ref` as a DynamoDB map: readable by API Gateway's template as it is."""
-    return {"M": {"bucket": {"S": ref.bucket}, "key": {"S": ref.key},
-                  "size": {"N": str(ref.size)}}}
+    mapped = {"bucket": {"S": ref.bucket}, "key": {"S": ref.key},
+              "size": {"N": str(ref.size)}}
+    if ref.sha256 is not None:
+        mapped["sha256"] = {"S": ref.sha256}
+    return {"M": mapped}
 
 
 def ref_from_item(item: dict) -> ObjectRef | None:
     ref = (item.get("result_ref") or {}).get("M")
     if not ref:
         return None
-    return ObjectRef(ref["bucket"]["S"], ref["key"]["S"], int(ref["size"]["N"]))
+    return ObjectRef(ref["bucket"]["S"], ref["key"]["S"], int(ref["size"]["N"]),
+                     (ref.get("sha256") or {}).get("S"))
 
 
 def load_result(s3, ref: ObjectRef) -> Any:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ from botocore.exceptions import ClientError
 from celery import states
 
 from tasks.results.run_lease import earlier_tokens
+from tasks.results.transitions import status_condition
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +201,7 @@ REVOKE_EXPRESSION = (
     " #list_pk = :list_pk")
 REVOKE_EXPIRES = ", #expires_at = :now_s + :ttl"  # the TTL, when results expire
 REVOKE_TERMINATE = ", #terminate = :signal"  # revoke(terminate=True): the signal to send
-REVOKE_CONDITION = (
-    "attribute_not_exists(#status) OR NOT (#status IN (:success, :failure, :revoked))")
+REVOKE_CONDITION = status_condition("revoke")
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,12 @@ class JobRecords:
         if state in TERMINAL_STATES:
             update.remove("run_lease")
             update.remove("run_token")
-            return self._worker_condition
+            # This write's own token: botocore's repeat of a write that was applied but
+            # answered with an error (a 500, a timeout) finds it and succeeds for its caller,
+            # who would otherwise take its own finish for another's (and, for a result in
+            # S3, delete the object its record names).
+            update.set("finish_token", s(uuid.uuid4().hex))
+            return f"({self._worker_condition}) OR #finish_token = :finish_token"
         token = (facts or {}).get("run_token")
         if not isinstance(token, str) or not token:
             return self._worker_condition  # not a worker's delivery: no lease to take
@@ -325,9 +331,20 @@ class JobRecords:
             mine.append(f":earlier_{number}")
         free = ["attribute_not_exists(#run_lease)", "#run_lease < :lease_now",
                 f"#run_token IN ({', '.join(mine)})"]
-        if ":retries" in update.values:  # a later retry's message may start
-            free.append("(attribute_not_exists(#retries) OR #retries < :retries)")
-        return f"({self._worker_condition}) AND ({' OR '.join(free)})"
+        retry_of = (facts or {}).get("retry_of")
+        if ":retries" in update.values and isinstance(retry_of, str) and retry_of:
+            # The retry the holder itself sent (Task.retry sends it before the RETRY write):
+            # it takes the lease over from that run only, never from a run that started
+            # since (a duplicate that took the lapsed lease while the retry waited).
+            update.values[":retry_of"] = s(retry_of)
+            free.append("(#run_token = :retry_of AND "
+                        "(attribute_not_exists(#retries) OR #retries < :retries))")
+        condition = f"({self._worker_condition}) AND ({' OR '.join(free)})"
+        if ":retries" in update.values:
+            # A delivery of an earlier attempt never starts once a later retry has: the
+            # record's `retries` never goes down.
+            condition += " AND (attribute_not_exists(#retries) OR #retries <= :retries)"
+        return condition
 
     def renew_run_lease(self, job_id: str, token: str) -> bool:
         """Push a running job's lease forward (the heartbeat: tasks.worker.lease_heartbeat).
@@ -364,12 +381,9 @@ class JobRecords:
         return self._apply(job_id, update, self._gate_condition)
 
     # Written by the worker: anything but a terminal state may move on.
-    _worker_condition = (
-        "attribute_not_exists(#status) OR NOT (#status IN (:success, :failure, :revoked))")
+    _worker_condition = status_condition("finish")
     # Written by the gate: only where no worker has written.
-    _gate_condition = (
-        "attribute_not_exists(#status) OR #status = :pending"
-        " OR (attribute_exists(#rejected) AND NOT (#status IN (:success, :failure, :revoked)))")
+    _gate_condition = status_condition("reject")
 
     def _apply(self, job_id: str, update: Update, condition: str,
                refusal: dict | None = None) -> bool:
@@ -513,15 +527,17 @@ class JobRecords:
         return Revocation(job_id, True, states.REVOKED, previous, terminate)
 
     def reset_for_redrive(self, job_id: str) -> bool:
-        """Forget a rejected or failed job's record so its redriven message can run.
+        """Forget a FAILURE record so that the job's redriven message can run.
 
-        A SUCCESS stays: the job already ran. True if a record was removed."""
+        Only a FAILURE: a running job keeps its record and its lease (a redrive run twice
+        sends a duplicate, which the lease refuses), a REVOKED one stays revoked, a SUCCESS
+        ran already. True if a record was removed."""
         try:
             self.client.delete_item(
                 TableName=self.table, Key={"job_id": s(job_id)},
-                ConditionExpression="attribute_exists(job_id) AND #s <> :success",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":success": s(states.SUCCESS)})
+                ConditionExpression=status_condition("redrive"),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":failure": s(states.FAILURE)})
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False
@@ -541,7 +557,7 @@ class JobRecords:
                 TableName=self.table, Key={"job_id": s(job_id)},
                 UpdateExpression="SET #callback = :callback",
                 ConditionExpression=(
-                    "#status IN (:success, :failure, :revoked) AND "
+                    f"({status_condition('callback')}) AND "
                     "(attribute_not_exists(#callback) OR #callback.#state = :pending)"),
                 ExpressionAttributeNames={"#callback": "callback", "#status": "status",
                                           "#state": "state"},
@@ -674,16 +690,18 @@ class JobRecords:
             raise
         return chord_count(attributes, duplicate=duplicate)
 
-    def claim_chord(self, group_id: str, lease_seconds: int, token: str = "") -> bool:
+    def claim_chord(self, group_id: str, lease_seconds: int, token: str) -> bool:
         """Take the right to send a chord's body (or its error) for `lease_seconds`.
 
         The body is sent (with its pre-assigned id) before `chord_fired`; a
         claimer that crashes in between leaves a lease that expires, so the
         next redelivered part sends it: the body is never lost, and at most
         re-sent under its own id. Claiming a chord whose counter is gone leaves
-        a marker, so that its error is reported once."""
+        a marker, so that its error is reported once. The caller's `token` is in the
+        condition: a claim whose first attempt was applied but answered with an error
+        (botocore then retries it) still succeeds for its own caller."""
         now = int(time.time())
-        values = {":until": n(now + lease_seconds), ":now": n(now), ":token": s(token or "-")}
+        values = {":until": n(now + lease_seconds), ":now": n(now), ":token": s(token)}
         expression = "SET #lease = :until, #claim = :token"
         expires_at = self.expires_at()
         if expires_at:
@@ -694,7 +712,8 @@ class JobRecords:
                 TableName=self.table, Key=self.chord_key(group_id),
                 UpdateExpression=expression,
                 ConditionExpression=("attribute_not_exists(#fired) AND "
-                                     "(attribute_not_exists(#lease) OR #lease < :now)"),
+                                     "(attribute_not_exists(#lease) OR #lease < :now"
+                                     " OR #claim = :token)"),
                 ExpressionAttributeNames={"#fired": "chord_fired_at", "#lease": "chord_lease",
                                           "#claim": "chord_claim",
                                           **({"#expires": "expires_at"} if expires_at else {})},
@@ -714,7 +733,7 @@ class JobRecords:
                 ConditionExpression="#claim = :token AND attribute_not_exists(#fired)",
                 ExpressionAttributeNames={"#lease": "chord_lease", "#claim": "chord_claim",
                                           "#fired": "chord_fired_at"},
-                ExpressionAttributeValues={":zero": n(0), ":token": s(token or "-")})
+                ExpressionAttributeValues={":zero": n(0), ":token": s(token)})
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False
@@ -729,30 +748,49 @@ class JobRecords:
             ExpressionAttributeValues={":now": s(utc_now())})
 
     # --- side-effect leases (tasks.jobkit.once) -------------------------------------
-    def claim_lease(self, key: str, lease_seconds: int) -> bool:
-        """Claim `key` unless it is done or someone else's claim is still running."""
+    # A claim carries its caller's token in its own condition, so that botocore's retry of
+    # a claim whose first attempt was applied (a 500 or a timeout after the write) succeeds
+    # for the same caller instead of finding "someone else holds it".
+    def claim_lease(self, key: str, lease_seconds: int, token: str, *,
+                    job_id: str | None = None, run: str | None = None) -> LeaseClaim:
+        """Claim `key` for `lease_seconds` unless it is done or another live claim holds it.
+
+        A claim held by an earlier run of the same job (`job_id`, another `run` token) is
+        taken over at once: the job's run lease lets one run at a time hold the job, so
+        that run is gone (crashed, handed back) and its effect may not have happened."""
         now = int(time.time())
         update = Update()
         update.set("lease_state", s("claimed"))
         update.set("lease_until", n(now + lease_seconds))
+        update.set("lease_token", s(token))
         update.set("created_at", s(utc_now()), if_absent=True)
+        if job_id and run:
+            update.set("lease_job", s(job_id))
+            update.set("lease_run", s(run))
         expires_at = self.expires_at()
         if expires_at:
             update.set("expires_at", expires_at)
         update.values[":now"] = n(now)
         update.values[":done"] = s("done")
+        takeover = ""
+        if job_id and run:
+            takeover = " OR (#lease_job = :lease_job AND #lease_run <> :lease_run)"
+        condition = ("attribute_not_exists(#lease_state) OR (#lease_state <> :done AND "
+                     f"(#lease_until < :now OR #lease_token = :lease_token{takeover}))")
         try:
             self.client.update_item(
                 TableName=self.table, Key={"job_id": s(LEASE_PREFIX + key)},
-                UpdateExpression=update.expression(),
-                ConditionExpression=("attribute_not_exists(#lease_state) OR "
-                                     "(#lease_state <> :done AND #lease_until < :now)"),
-                ExpressionAttributeNames=update.names, ExpressionAttributeValues=update.values)
+                UpdateExpression=update.expression(), ConditionExpression=condition,
+                ExpressionAttributeNames=update.names, ExpressionAttributeValues=update.values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as exc:
             if is_conditional_failure(exc):
-                return False
+                old = exc.response.get("Item") or {}
+                if item_str(old, "lease_state") == "done":
+                    return LeaseClaim(False, done=True)
+                return LeaseClaim(False, done=False, until=item_num(old, "lease_until"))
             raise
-        return True
+        return LeaseClaim(True)
 
     def finish_lease(self, key: str) -> None:
         self.client.update_item(
@@ -762,11 +800,33 @@ class JobRecords:
                                       "#until": "lease_until"},
             ExpressionAttributeValues={":done": s("done"), ":now": s(utc_now())})
 
-    def release_lease(self, key: str) -> None:
-        """Give a claim up (the effect failed): the next attempt may claim it at once."""
-        self.client.update_item(
-            TableName=self.table, Key={"job_id": s(LEASE_PREFIX + key)},
-            UpdateExpression="SET #until = :zero",
-            ConditionExpression="#state = :claimed",
-            ExpressionAttributeNames={"#until": "lease_until", "#state": "lease_state"},
-            ExpressionAttributeValues={":zero": n(0), ":claimed": s("claimed")})
+    def release_lease(self, key: str, token: str) -> bool:
+        """Give a claim up (the effect failed): the next attempt may claim it at once.
+        Only the caller's own claim; False if it is no longer theirs."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"job_id": s(LEASE_PREFIX + key)},
+                UpdateExpression="SET #until = :zero",
+                ConditionExpression="#state = :claimed AND #token = :token",
+                ExpressionAttributeNames={"#until": "lease_until", "#state": "lease_state",
+                                          "#token": "lease_token"},
+                ExpressionAttributeValues={":zero": n(0), ":claimed": s("claimed"),
+                                           ":token": s(token)})
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+
+@dataclass(frozen=True)
+class LeaseClaim:
+    """What claim_lease found: `claimed` (the caller holds it now), or `done` (the effect
+    happened), or neither: another live claim holds it until `until` (epoch seconds)."""
+
+    claimed: bool
+    done: bool = False
+    until: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.claimed

@@ -26,7 +26,14 @@ class SQSRequest(Request):
         request_dict(self)["delivery_count"] = receive_count(message)
         # This delivery's run token: the STARTED write takes the job's run lease with it, the
         # heartbeat renews it (tasks.results.run_lease, tasks.worker.lease_heartbeat).
-        request_dict(self)["run_token"] = run_token(message_id(message), receive_count(message))
+        fields = request_dict(self)
+        # A Celery retry's message carries the retrying run's token (Task.retry copies the
+        # request's custom headers): that run, and only it, hands the lease over to it.
+        sent_by = fields.get("run_token")
+        retries = fields.get("retries")
+        fields["retry_of"] = (sent_by if isinstance(sent_by, str) and isinstance(retries, int)
+                              and retries > 0 else None)
+        fields["run_token"] = run_token(message_id(message), receive_count(message))
 
     def on_accepted(self, pid, time_accepted):
         super().on_accepted(pid, time_accepted)

@@ -1,0 +1,481 @@
+"""A model of one job's life, driving the real record code through interleavings and faults.
+
+Hypothesis' RuleBasedStateMachine plays SQS, workers and operators against the real
+tasks.results code on moto in process: messages (redelivered copies, duplicates by id,
+retries with countdowns), runs (start, side effect under `once`, progress, finish with a
+small or a large result, retry, crash, wedge), time passing (healthy runs renew their lease
+as the heartbeat does), revoke, redrive from the DLQ (tasks.ops.dlq.redrive), forget, and
+DynamoDB's documented fault: a write that was applied although the caller saw an error, so
+that botocore sends it again (a `needs-retry` hook asks for the retry after the first
+attempt went through). After every step it checks the invariants of tasks.results.transitions:
+
+* at most one live run per job id, outside the documented wedge;
+* a terminal record never changes, except by forget, and by redrive for FAILURE only;
+* a revoked job never starts;
+* the record's `retries` never goes down;
+* a `once` effect is never skipped: a SUCCESS job has had its effect, and has had it
+  twice only where a run died between the effect and its mark, or a wedged run overlapped;
+* a large result stored for the job is the result of the run whose record won, both where
+  Python reads it (the record's reference) and where HTTP reads it (results/<id>.json);
+* the listing partition names the record's current status.
+
+What it does not model: clock skew between workers (one clock here), SQS's own visibility
+bookkeeping (a message is deliverable again exactly when its run crashed or wedged), the
+message gate, and several jobs sharing one `once` key (tests/test_records.py covers that).
+
+The seed is fixed (derandomize) and the budget small for `make test`; TEST_MODEL_EXAMPLES
+runs it longer (`make test-long`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
+from celery import states
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from tasks.jobkit.once import once
+from tasks.results import large_objects
+from tasks.results.records import list_pk
+
+EXAMPLES = int(os.environ.get("TEST_MODEL_EXAMPLES") or 60)
+LEASE = 30  # the queue's visibility timeout, and so the run lease
+EFFECT_LEASE = 300  # once()'s default: longer than a redelivery takes
+WRITES = ("UpdateItem", "PutItem", "DeleteItem")
+
+
+class Clock:
+    """The records' time.time(): advanced by the model, never by the machine's clock."""
+
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+class AppliedButFailed:
+    """DynamoDB may apply a write and still answer 500 or time out; botocore then sends it
+    again. Armed, this asks botocore for one more attempt after the next write went
+    through, exactly as it does after such an error."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.fired = 0
+
+    def __call__(self, attempts: int, operation=None, **_) -> int | None:
+        name = getattr(operation, "name", "")
+        if self.armed and attempts == 1 and name in WRITES:
+            self.armed = False
+            self.fired += 1
+            return 0  # retry at once
+        return None
+
+
+class RetryRequested(Exception):
+    """What the model's task.retry() returns: the job asked to run again later."""
+
+
+@dataclass
+class Run:
+    token: str
+    message: str
+    retries: int
+    alive: bool = True
+    wedged: bool = False
+    effect_done: bool = False  # this run's once() block is behind it (done or skipped)
+    claimed: bool = False  # holds the effect's claim, effect not done yet
+
+
+@dataclass
+class Message:
+    id: str
+    retries: int = 0
+    retry_of: str | None = None
+    receives: int = 0
+    deliverable: bool = True
+
+
+@dataclass
+class Snapshot:
+    status: str
+    fields: dict = field(default_factory=dict)
+
+
+class JobModel(RuleBasedStateMachine):
+    env: SimpleNamespace  # set by the test: backend, clock, fault, sqs, queue urls
+
+    @initialize()
+    def new_job(self) -> None:
+        self.job = str(uuid.uuid4())
+        self.key = f"effect:{self.job}"
+        self.messages: list[Message] = [Message(str(uuid.uuid4()))]
+        self.runs: dict[str, Run] = {}
+        self.effects = 0
+        self.effect_crashes = 0  # runs that died (or wedged) after the effect, before its mark
+        self.revoked = False
+        self.terminal: Snapshot | None = None
+        self.max_retries_seen = 0
+        self.winner: str | None = None  # the run whose SUCCESS write won
+        self.results: dict[str, object] = {}
+        self.env.fault.armed = False
+
+    # --- helpers ------------------------------------------------------------------------
+    @property
+    def backend(self):
+        return self.env.backend
+
+    def item(self) -> dict:
+        return self.backend.client.get_item(
+            TableName=self.backend.table, Key={"job_id": {"S": self.job}},
+            ConsistentRead=True).get("Item") or {}
+
+    def request(self, run: Run) -> SimpleNamespace:
+        return SimpleNamespace(
+            id=self.job, task="tests.model.job", delivery_count=1, retries=run.retries,
+            hostname=f"w@{run.token}", run_token=run.token, called_directly=False,
+            retry_of=next((m.retry_of for m in self.messages if m.id == run.message), None),
+            delivery_info={"routing_key": "jobs"}, argsrepr="()", kwargsrepr="{}")
+
+    def live(self) -> list[Run]:
+        return [r for r in self.runs.values() if r.alive]
+
+    def end(self, run: Run) -> None:
+        run.alive = False
+        self.messages = [m for m in self.messages if m.id != run.message]
+
+    # --- SQS ------------------------------------------------------------------------------
+    @rule(data=st.data())
+    def deliver(self, data) -> None:
+        """SQS delivers a message: its run's STARTED write takes the lease, or it is a
+        duplicate (acknowledged, not run)."""
+        ready = [m for m in self.messages if m.deliverable]
+        if not ready:
+            return
+        message = data.draw(st.sampled_from(ready))
+        message.receives += 1
+        message.deliverable = False
+        run = Run(f"{message.id}:{message.receives}", message.id, message.retries)
+        refusal: dict = {}
+        self.backend.store_result(self.job, None, states.STARTED, request=self.request(run))
+        self.backend.note_refusal(SimpleNamespace(run_token=run.token), refusal)
+        item = self.item()
+        started = item.get("run_token", {}).get("S") == run.token and item.get(
+            "status", {}).get("S") == states.STARTED
+        assert not (started and self.revoked), "a revoked job started"
+        if started:
+            self.runs[run.token] = run
+        else:
+            self.messages = [m for m in self.messages if m.id != message.id]
+
+    @rule()
+    def duplicate(self) -> None:
+        """Another message with the same job id: a retried POST with the same
+        Idempotency-Key, apply_async(task_id=...) twice."""
+        self.messages.append(Message(str(uuid.uuid4())))
+
+    # --- a run ----------------------------------------------------------------------------
+    @precondition(lambda self: any(r.alive and not r.effect_done for r in self.runs.values()))
+    @rule(data=st.data(), crash=st.sampled_from(["no", "before effect", "after effect"]))
+    def side_effect(self, data, crash: str) -> None:
+        """The job's body: one side effect under once(); the process may die inside it."""
+        run = data.draw(st.sampled_from(
+            [r for r in self.runs.values() if r.alive and not r.effect_done]))
+        task = SimpleNamespace(app=SimpleNamespace(backend=self.backend),
+                               request=self.request(run), retry=self.task_retry)
+        try:
+            with once(task, self.key, lease_seconds=EFFECT_LEASE) as mine:
+                if mine and crash == "before effect":
+                    self.crash_run(run)
+                    raise _Crashed
+                if mine:
+                    self.effects += 1
+                if mine and crash == "after effect":
+                    self.effect_crashes += 1
+                    self.crash_run(run)
+                    raise _Crashed
+        except _Crashed:
+            return
+        except RetryRequested:
+            self.retry_run(run, countdown=True)
+            return
+        run.effect_done = True
+
+    def task_retry(self, exc=None, countdown=None, max_retries=None, throw=True):
+        return RetryRequested(str(exc))
+
+    @precondition(lambda self: any(r.alive for r in self.runs.values()))
+    @rule(data=st.data())
+    def progress(self, data) -> None:
+        run = data.draw(st.sampled_from(self.live()))
+        self.backend.store_result(self.job, {"current": 1}, "PROGRESS",
+                                  request=self.request(run))
+        if self.item().get("status", {}).get("S") == states.REVOKED:
+            self.end(run)  # the refused progress write tells it: the job stops
+
+    @precondition(lambda self: any(r.alive and r.effect_done for r in self.runs.values()))
+    @rule(data=st.data(), outcome=st.sampled_from(["small", "large", "failure"]))
+    def finish(self, data, outcome: str) -> None:
+        run = data.draw(st.sampled_from([r for r in self.live() if r.effect_done]))
+        request = self.request(run)
+        if outcome == "failure":
+            self.backend.store_result(self.job, RuntimeError("boom"), states.FAILURE,
+                                      request=request)
+        else:
+            value = {"run": run.token, "pad": "x" * (200 if outcome == "large" else 1)}
+            self.results[run.token] = value
+            self.backend.store_result(self.job, value, states.SUCCESS, request=request)
+            item = self.item()
+            if item.get("status", {}).get("S") == states.SUCCESS and self.winner is None:
+                self.winner = run.token
+        self.end(run)
+
+    @precondition(lambda self: any(r.alive for r in self.runs.values()))
+    @rule(data=st.data(), countdown=st.booleans())
+    def retry(self, data, countdown: bool) -> None:
+        """self.retry(): the retried message is sent first, then RETRY is written."""
+        self.retry_run(data.draw(st.sampled_from(self.live())), countdown)
+
+    def retry_run(self, run: Run, countdown: bool) -> None:
+        # A countdown keeps it out of reach until time passes (tick makes it deliverable).
+        self.messages.append(Message(str(uuid.uuid4()), run.retries + 1, run.token,
+                                     deliverable=not countdown))
+        self.backend.store_result(self.job, RuntimeError("again"), states.RETRY,
+                                  request=self.request(run))
+        self.end(run)
+
+    @precondition(lambda self: any(r.alive for r in self.runs.values()))
+    @rule(data=st.data())
+    def crash(self, data) -> None:
+        """SIGKILL: nothing more from this run; SQS delivers its message again."""
+        self.crash_run(data.draw(st.sampled_from(self.live())))
+
+    def crash_run(self, run: Run) -> None:
+        run.alive = False
+        for message in self.messages:
+            if message.id == run.message:
+                message.deliverable = True
+
+    @precondition(lambda self: any(r.alive and not r.wedged for r in self.runs.values()))
+    @rule(data=st.data())
+    def wedge(self, data) -> None:
+        """Alive but stuck: no more renewals or visibility extensions (documented: its
+        lease lapses and another run may start; it may still finish later)."""
+        run = data.draw(st.sampled_from([r for r in self.live() if not r.wedged]))
+        run.wedged = True
+        for message in self.messages:
+            if message.id == run.message:
+                message.deliverable = True
+
+    # --- time, operators, faults ----------------------------------------------------------------
+    @rule(seconds=st.sampled_from([1, LEASE + 1, EFFECT_LEASE + 1]))
+    def tick(self, seconds: int) -> None:
+        """Time passes; healthy runs renew their lease first, as the heartbeat does."""
+        for run in self.live():
+            if not run.wedged and not self.backend.records.renew_run_lease(self.job, run.token):
+                status = self.item().get("status", {}).get("S")
+                assert status in (states.SUCCESS, states.FAILURE, states.REVOKED), \
+                    f"a healthy run lost its lease to another while it ran ({status})"
+                self.end(run)
+        self.env.clock.now += seconds
+        for message in self.messages:
+            message.deliverable = message.deliverable or message.receives == 0
+
+    @rule()
+    def revoke(self) -> None:
+        outcome = self.backend.records.revoke(self.job)
+        if outcome.status == states.REVOKED:
+            self.revoked = True
+
+    @rule()
+    def redrive(self) -> None:
+        """The job's message dead-lettered and redriven by the operator's command."""
+        from tasks.ops.dlq import redrive
+
+        envelope = {"headers": {"id": self.job, "task": "tests.model.job"}, "body": ""}
+        env = self.env
+        env.sqs.send_message(QueueUrl=env.dlq_url, MessageBody=json.dumps(envelope))
+        moved = redrive(env.sqs, self.backend.client, env.dlq_url, env.queue_url,
+                        self.backend.table)
+        assert moved == 1
+        for sent in env.sqs.receive_message(QueueUrl=env.queue_url,
+                                            MaxNumberOfMessages=10).get("Messages", []):
+            env.sqs.delete_message(QueueUrl=env.queue_url, ReceiptHandle=sent["ReceiptHandle"])
+        if self.terminal is not None and self.terminal.status == states.FAILURE:
+            self.terminal = None  # redrive resets a FAILURE: the job may run again
+        self.messages.append(Message(str(uuid.uuid4())))
+
+    @precondition(lambda self: not any(r.alive for r in self.runs.values()))
+    @rule()
+    def forget(self) -> None:
+        """AsyncResult.forget() of a job that no longer runs (forgetting a running job lets
+        a duplicate run it again, as an expired record does: documented, not modelled)."""
+        self.backend.forget(self.job)
+        self.terminal, self.revoked, self.winner = None, False, None
+
+    @rule()
+    def fault(self) -> None:
+        """The next write is applied, then answered with an error, then sent again."""
+        self.env.fault.armed = True
+
+    # --- invariants -----------------------------------------------------------------------
+    @invariant()
+    def one_live_run(self) -> None:
+        if not hasattr(self, "job"):
+            return
+        healthy = [r.token for r in self.runs.values() if r.alive and not r.wedged]
+        assert len(healthy) <= 1, f"two live runs of one job: {healthy}"
+
+    @invariant()
+    def record_rules(self) -> None:
+        if not hasattr(self, "job"):
+            return
+        item = self.item()
+        status = item.get("status", {}).get("S")
+        if status:
+            assert item["list_pk"]["S"] == list_pk(status, self.job), "listed under another status"
+        if "retries" in item:
+            retries = int(item["retries"]["N"])
+            assert retries >= self.max_retries_seen, "retries went down"
+            self.max_retries_seen = retries
+        if status in (states.SUCCESS, states.FAILURE, states.REVOKED):
+            fields = {k: v for k, v in item.items() if k in (
+                "status", "result", "result_ref", "error", "finished_at")}
+            if self.terminal is None:
+                self.terminal = Snapshot(status, fields)
+            else:
+                assert fields == self.terminal.fields, "a terminal record changed"
+        elif self.terminal is not None:
+            raise AssertionError(f"the {self.terminal.status} record became {status}")
+        if status == states.SUCCESS:
+            assert self.effects >= 1, "the job succeeded without its side effect"
+            assert self.effects <= 1 + self.effect_crashes + sum(
+                r.wedged for r in self.runs.values()), "the side effect ran twice"
+            self.check_result(item)
+
+    def check_result(self, item: dict) -> None:
+        winner = self.results.get(self.winner or "")
+        meta = self.backend.meta_from_item(self.job, item)
+        assert meta["result"] == winner, "the stored result is not the winning run's"
+        if "result_ref" in item:
+            env = self.env
+            body = env.s3.get_object(Bucket=env.bucket,
+                                     Key=large_objects.result_key(self.job))["Body"].read()
+            assert json.loads(body) == winner, "HTTP would serve another run's result"
+
+
+class _Crashed(Exception):
+    pass
+
+
+@pytest.fixture
+def model_env(in_process_aws, monkeypatch):
+    from tasks import app
+    from tasks.ops.clients import s3_client, sqs_client
+    from tasks.ops.provision import ensure_bucket, ensure_table
+    from tasks.results import backend as backend_module
+    from tasks.results.backend import DynamoDBJobBackend
+
+    clock = Clock()
+    monkeypatch.setattr("tasks.results.records.time", clock)
+    monkeypatch.setattr(backend_module, "MAX_RESULT_BYTES", 100)  # "large" stays cheap
+    backend = DynamoDBJobBackend(app)
+    backend.records.run_lease_seconds = LEASE
+    ensure_table(backend.client, backend.table)
+    fault = AppliedButFailed()
+    backend.client.meta.events.register("needs-retry.dynamodb", fault)
+    s3 = s3_client(backend.settings)
+    ensure_bucket(s3, backend.settings.bucket_name, "us-east-1", record_seconds=3600)
+    sqs = sqs_client(backend.settings)
+    return SimpleNamespace(
+        backend=backend, clock=clock, fault=fault, s3=s3, bucket=backend.settings.bucket_name,
+        sqs=sqs, queue_url=sqs.create_queue(QueueName="model-jobs")["QueueUrl"],
+        dlq_url=sqs.create_queue(QueueName="model-jobs-dlq")["QueueUrl"])
+
+
+def test_the_job_record_holds_its_promises_at_every_interleaving(model_env):
+    JobModel.env = model_env
+    run_state_machine_as_test(JobModel, settings=settings(
+        max_examples=EXAMPLES, stateful_step_count=25, derandomize=True, deadline=None,
+        suppress_health_check=list(HealthCheck), database=None))
+    assert model_env.fault.fired > 0  # the fault was really injected
+
+
+class ChordModel(RuleBasedStateMachine):
+    """A three-part chord whose parts finish, are reported again (a redelivered part whose
+    record is already finished), and whose writes may be applied yet answered with an error.
+    Invariant: the body is sent at most once, and once every part has reported, exactly
+    once."""
+
+    env: SimpleNamespace
+    PARTS = 3
+
+    @initialize()
+    def new_chord(self) -> None:
+        from tasks import app
+
+        backend = self.env.backend
+        self.sent: list = []
+        backend.send_chord_body = lambda callback, values: self.sent.append(values)
+        self.group = str(uuid.uuid4())
+        self.ids = [str(uuid.uuid4()) for _ in range(self.PARTS)]
+        header = app.GroupResult(self.group, [app.AsyncResult(i) for i in self.ids])
+        body = app.signature("tests.model.body")
+        body.freeze()
+        backend.apply_chord((self.group, header.results), body)
+        backend.set_chord_size(self.group, self.PARTS)
+        self.body = dict(body)
+        self.reported: set[str] = set()
+        self.env.fault.armed = False
+
+    def report(self, part: str) -> None:
+        request = SimpleNamespace(id=part, group=self.group, chord=self.body,
+                                  task="tests.model.part")
+        self.env.backend.on_chord_part_return(request, states.SUCCESS, part)
+        self.reported.add(part)
+
+    @rule(data=st.data())
+    def finish_part(self, data) -> None:
+        part = data.draw(st.sampled_from(self.ids))
+        self.env.backend.store_result(part, part, states.SUCCESS, request=SimpleNamespace(
+            id=part, task="tests.model.part", retries=0, delivery_count=1))
+        self.report(part)
+
+    @precondition(lambda self: bool(self.reported))
+    @rule(data=st.data())
+    def report_again(self, data) -> None:
+        """A part's message delivered again after it finished: told to its chord again."""
+        self.report(data.draw(st.sampled_from(sorted(self.reported))))
+
+    @rule()
+    def fault(self) -> None:
+        self.env.fault.armed = True
+
+    @invariant()
+    def body_sent_once(self) -> None:
+        if not hasattr(self, "group"):
+            return
+        assert len(self.sent) <= 1, "the chord body was sent twice"
+        if self.reported == set(self.ids):
+            assert self.sent == [self.ids], "every part reported, and no body sent"
+
+
+def test_a_chord_body_is_sent_once_whatever_is_lost(model_env):
+    ChordModel.env = model_env
+    run_state_machine_as_test(ChordModel, settings=settings(
+        max_examples=max(EXAMPLES // 2, 10), stateful_step_count=15, derandomize=True,
+        deadline=None, suppress_health_check=list(HealthCheck), database=None))
