@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import re
+import signal
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from celery import states
 
@@ -70,3 +75,40 @@ def received_count(log: str, job_id: str) -> int:
 
 def drained(stack, url: str | None = None) -> bool:
     return stack.queue_counts(url) == (0, 0)
+
+
+def pool_processes(pid: int) -> list[int]:
+    """The child processes of `pid`, whichever of its threads forked them."""
+    children: list[int] = []
+    for thread in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(p) for p in (thread / "children").read_text().split()]
+        except OSError:  # the thread (or the process) has just ended
+            continue
+    return children
+
+
+def emulator_pid(port: int) -> int:
+    """The pid of the moto server conftest started on `port` (found by its command line)."""
+    servers = ("moto.server", "tests.atomic_moto_server")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[1:3] in (["-m", name] for name in servers) and argv[3:7] == [
+                "-H", "127.0.0.1", "-p", str(port)]:
+            return int(entry.name)
+    raise LookupError(f"no moto server on port {port}")
+
+
+@contextlib.contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """The process stopped (SIGSTOP) while the block runs: it hangs, its sockets stay open."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
