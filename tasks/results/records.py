@@ -309,8 +309,8 @@ class JobRecords:
             # answered with an error (a 500, a timeout) finds it and succeeds for its caller,
             # who would otherwise take its own finish for another's (and, for a result in
             # S3, delete the object its record names).
-            update.set("finish_token", s(uuid.uuid4().hex))
-            return f"({self._worker_condition}) OR #finish_token = :finish_token"
+            update.set("finish_id", s(uuid.uuid4().hex))
+            return f"({self._worker_condition}) OR #finish_id = :finish_id"
         token = (facts or {}).get("run_token")
         if not isinstance(token, str) or not token:
             return self._worker_condition  # not a worker's delivery: no lease to take
