@@ -79,7 +79,7 @@ def summarize(
 ) -> dict[str, Any]:
     sections = [(t, b) for t, b in split_sections(document, paragraphs_per_section) if b]
     if not sections:
-        raise InvalidJobInput("document: has no text to summarise")
+        raise InvalidJobInput("document: has no text to summarise", public=True)
     df, n_docs = document_frequencies(sections)
     progress = Progress(self, len(sections))
     out = []

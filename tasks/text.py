@@ -67,7 +67,7 @@ def readability(words: list[str], sentences: int) -> dict[str, float]:
 @job(schema=ANALYZE_SCHEMA, summary="Word and sentence statistics, readability and keywords.")
 def analyze(self, text: str, top_k: int = 10) -> dict[str, Any]:
     if not text.strip():
-        raise InvalidJobInput("text: must contain something other than white space")
+        raise InvalidJobInput("text: must contain something other than white space", public=True)
     sentences = split_sentences(text)
     progress = Progress(self, len(sentences))
     tokenized: list[list[str]] = []

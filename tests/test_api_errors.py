@@ -99,7 +99,7 @@ BAD_BODIES = [
     ("number", b"42", "is not of type 'object'"),
     ("missing field", b'{"x": 1}', "'y' is a required property"),
     ("extra field", b'{"x": 1, "y": 2, "z": 3}', "Additional properties"),
-    ("wrong type", b'{"x": "1", "y": 2}', "x: '1' is not of type 'number'"),
+    ("wrong type", b'{"x": "1", "y": 2}', "x: is not of type 'number'"),
 ]
 
 

@@ -101,11 +101,11 @@ def test_a_chain_of_a_group_into_a_task_is_a_chord(worker):
 
 @pytest.mark.parametrize("call, problem", [
     (lambda: add.delay(1, 2, 3), "too many positional arguments (got 3)"),
-    (lambda: add.delay(1, 2, z=3), "Additional properties are not allowed ('z' was"),
-    (lambda: total.delay([1], scale=2), "got an unexpected keyword argument 'scale'"),
+    (lambda: add.delay(1, 2, z=3), "Additional properties are not allowed (allowed: x, y)"),
+    (lambda: total.delay([1], scale=2), "got a keyword argument it does not take"),
     (lambda: add.delay(1, x=2), "multiple values for argument 'x'"),
     (lambda: add.delay(1), "'y' is a required property"),
-    (lambda: add.delay("one", 2), "x: 'one' is not of type 'number'"),
+    (lambda: add.delay("one", 2), "x: is not of type 'number'"),
 ])
 def test_arguments_that_do_not_bind_fail_with_invalid_job_input(worker, call, problem):
     """tasks.html, Argument checking: a call that does not match the task's signature is

@@ -3,7 +3,9 @@
 The body is the record exactly as GET /jobs/{id} shows it, without its `callback` field
 (which changes with every attempt): the worker renders the very template API Gateway
 runs (api_shim/templates/get_job.response.vtl) over the record's item, so the two cannot
-drift, and the fields a job does not expose over HTTP are not sent either.
+drift, and the fields a job does not expose over HTTP are not sent either: nor is the
+message of an error that is not public (the record holds it for Python only:
+tasks.jobkit.public_errors).
 
 Outcomes, in the record's `callback.state`:
 * `delivered`: a 2xx answer;

@@ -2,7 +2,17 @@
 
 
 class InvalidJobInput(ValueError):
-    """The job's arguments do not match its schema or make no sense."""
+    """The job's arguments do not match its schema or make no sense.
+
+    Over HTTP and in callbacks its message is shown only when it is public
+    (tasks.jobkit.public_errors): the refusals of the job's schema and signature are (they
+    say where and which rule, never the value); a job raising it itself passes
+    `public=True` to vouch that its message holds no argument value, or its job exposes
+    "error". AsyncResult always has the message."""
+
+    def __init__(self, *args: object, public: bool = False) -> None:
+        super().__init__(*args)
+        self.public = public
 
 
 class ResultTooLarge(ValueError):

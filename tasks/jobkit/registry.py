@@ -2,10 +2,12 @@
 
 Only public jobs are reachable over HTTP; the API definition (api_shim) is
 generated from `public_jobs()`. The worker checks the same schema, so a
-`delay()` call with bad arguments fails as clearly as a bad HTTP request.
-Over HTTP a job record shows its error's type and message, never the fields in
-HTTP_DETAIL_FIELDS (arguments may carry personal data, tracebacks show code paths),
-unless the job lists them in `expose`; Python's AsyncResult always sees everything.
+`delay()` call with bad arguments fails as clearly as a bad HTTP request, in words that
+name the place and the rule but never the value (tasks.jobkit.schema_errors).
+Over HTTP a job record shows its error's type, never the fields in HTTP_DETAIL_FIELDS
+(arguments may carry personal data, tracebacks show code paths), and the message of an
+exception the job raised only when it is public (tasks.jobkit.public_errors), unless the
+job lists them in `expose`; Python's AsyncResult always sees everything.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from jsonschema import Draft4Validator
 
 from tasks.jobkit import schedules as schedules_module
 from tasks.jobkit.errors import InvalidJobInput, JobRevoked
+from tasks.jobkit.public_errors import note_public
 from tasks.jobkit.schedules import Schedule
+from tasks.jobkit.schema_errors import describe_all
 from tasks.results.revoked_mark import revoked_noted
 
 # Record fields GET /jobs/{id} hides unless the job opts in with @job(expose=...).
 HTTP_DETAIL_FIELDS = ("traceback", "args", "kwargs", "worker")
+# What `expose` may name: those fields, and "error", the messages of the exceptions the job
+# raises (written to the record only when shown: tasks.jobkit.public_errors).
+EXPOSABLE = ("error", *HTTP_DETAIL_FIELDS)
+# A traceback's last line is the exception's message: exposing one shows the other.
+SHOWS_ERRORS = frozenset({"error", "traceback"})
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ class JobSpec:
     schema: dict[str, Any]
     public: bool
     summary: str
-    expose: frozenset[str] = frozenset()  # of HTTP_DETAIL_FIELDS, shown over HTTP
+    expose: frozenset[str] = frozenset()  # of EXPOSABLE, shown over HTTP
     schedules: tuple[Schedule, ...] = ()  # tasks.jobkit.schedules: fired with no beat
 
 
@@ -41,12 +50,9 @@ _SPECS: dict[str, JobSpec] = {}
 
 
 def describe_errors(validator: Draft4Validator, instance: Any) -> list[str]:
-    """Readable, stable messages: `field.path: what is wrong`."""
-    messages = []
-    for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.path)):
-        where = ".".join(str(p) for p in error.path) or "(body)"
-        messages.append(f"{where}: {error.message}")
-    return messages
+    """Readable, stable messages, `field.path: which rule failed`, that never quote the
+    value (a job's record and GET /jobs/{id} show them)."""
+    return describe_all(validator.iter_errors(instance))
 
 
 def job_signature(fn: Callable) -> inspect.Signature:
@@ -76,16 +82,26 @@ def check_arguments(name: str, signature: inspect.Signature, validator: Draft4Va
         bind(name, signature, args, kwargs)
     problems = describe_errors(validator, {**kwargs, **arguments})
     if problems:
-        raise InvalidJobInput("; ".join(problems))
+        raise InvalidJobInput("; ".join(problems), public=True)
     bind(name, signature, args, kwargs)
+
+
+# inspect's binding errors that name only the signature's parameters; the others (an
+# unexpected keyword) name what the caller sent.
+BIND_ERRORS_NAMING_PARAMETERS = ("too many positional arguments", "missing a required argument",
+                                 "multiple values for argument", "parameter is positional only")
 
 
 def bind(name: str, signature: inspect.Signature, args: tuple, kwargs: dict[str, Any]) -> None:
     try:
         signature.bind(*args, **kwargs)
     except TypeError as exc:
-        given = f" (got {len(args)})" if "too many positional" in str(exc) else ""
-        raise InvalidJobInput(f"{name}{plain(signature)}: {exc}{given}") from None
+        text = str(exc)
+        if not any(words in text for words in BIND_ERRORS_NAMING_PARAMETERS):
+            text = ("got a keyword argument it does not take" if "unexpected keyword" in text
+                    else "the arguments do not fit its parameters")
+        given = f" (got {len(args)})" if "too many positional" in text else ""
+        raise InvalidJobInput(f"{name}{plain(signature)}: {text}{given}", public=True) from None
 
 
 def plain(signature: inspect.Signature) -> str:
@@ -107,8 +123,9 @@ def job(
     partial signatures, a chain's previous result) are bound to the function's parameters
     before the check, so one schema serves Python calls and HTTP's keyword-only bodies.
 
-    `expose` names the record fields of HTTP_DETAIL_FIELDS that GET /jobs/{id} shows for
-    this job (none by default).
+    `expose` names what GET /jobs/{id} and callbacks show for this job beyond its error's
+    type (none by default): record fields of HTTP_DETAIL_FIELDS, and "error", the messages
+    of the exceptions it raises (they may quote its arguments).
 
     `schedule` fires the job on a schedule: an EventBridge Scheduler expression
     ("rate(15 minutes)", "cron(0 6 * * ? *)"), a `Schedule(expression, kwargs=..., name=...)`,
@@ -116,9 +133,10 @@ def job(
     """
     Draft4Validator.check_schema(schema)
     exposed = frozenset([expose] if isinstance(expose, str) else expose)
-    unknown = exposed - set(HTTP_DETAIL_FIELDS)
+    unknown = exposed - set(EXPOSABLE)
     if unknown:
-        raise ValueError(f"expose={sorted(unknown)}: only {HTTP_DETAIL_FIELDS} can be exposed")
+        raise ValueError(f"expose={sorted(unknown)}: only {EXPOSABLE} can be exposed")
+    shows_errors = bool(exposed & SHOWS_ERRORS)
     validator = Draft4Validator(schema)
 
     def decorate(fn: Callable) -> Any:
@@ -132,13 +150,20 @@ def job(
 
         @functools.wraps(fn)
         def run(self, *args: Any, **kwargs: Any) -> Any:
-            # Celery passes positional arguments too (delay(2, 3), chains, partials):
-            # bind them to the parameters' names, then check the schema on those.
-            check_arguments(name, signature, validator, args, kwargs)
             try:
-                result = fn(self, *args, **kwargs)
-            except JobRevoked:  # a progress write found the record REVOKED
-                raise self.dropped_as_revoked("while it ran") from None
+                # Celery passes positional arguments too (delay(2, 3), chains, partials):
+                # bind them to the parameters' names, then check the schema on those.
+                check_arguments(name, signature, validator, args, kwargs)
+                try:
+                    result = fn(self, *args, **kwargs)
+                except JobRevoked:  # a progress write found the record REVOKED
+                    raise self.dropped_as_revoked("while it ran") from None
+            except Exception as exc:
+                # May GET /jobs/{id} show its message? The backend, writing the failure,
+                # reads this verdict from the request (tasks.jobkit.public_errors).
+                note_public(self.request, shows_errors or (
+                    isinstance(exc, InvalidJobInput) and getattr(exc, "public", False) is True))
+                raise
             if revoked_noted(self.request):
                 # It saw is_aborted() and returned: a revoked job never succeeds (its
                 # result would be refused, and its callbacks must not be sent).

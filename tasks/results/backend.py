@@ -34,6 +34,7 @@ from kombu.utils.json import dumps as json_dumps
 from kombu.utils.uuid import uuid
 
 from tasks.jobkit.errors import ResultNotSerializable, ResultTooLarge
+from tasks.jobkit.public_errors import error_record
 from tasks.ops.clients import dynamodb_client, s3_client
 from tasks.ops.settings import Settings
 from tasks.results import large_objects
@@ -125,7 +126,7 @@ class DynamoDBJobBackend(BaseBackend):
         elif state in (states.FAILURE, states.RETRY, states.REVOKED):
             if state == states.REVOKED and request is not None and revoked_noted(request):
                 return result  # the revoke wrote REVOKED: a second write would be refused
-            self.records.transition(task_id, state, error=self.error_of(result),
+            self.records.transition(task_id, state, error=self.error_of(result, request),
                                     traceback=traceback, facts=facts)
         elif state in (states.STARTED, states.PENDING, states.RECEIVED):
             # A STARTED write refused by a REVOKED record: the job must not run
@@ -190,24 +191,18 @@ class DynamoDBJobBackend(BaseBackend):
         return item_str(item, "status")
 
     def _fail(self, task_id: str, exc: BaseException, facts: dict | None) -> BaseException:
-        self.records.transition(task_id, states.FAILURE, error=self.error_of(exc), facts=facts)
+        self.records.transition(task_id, states.FAILURE, error=self.error_of(exc, ours=True),
+                                facts=facts)
         return exc
 
-    def error_of(self, result: Any) -> dict[str, Any]:
-        """`{type, message, module, args}` of an exception or Celery's exception dict."""
+    def error_of(self, result: Any, request: Any = None, *, ours: bool = False
+                 ) -> dict[str, Any]:
+        """`{type, message, module, args}` of an exception or Celery's exception dict:
+        `message` only when public (what HTTP shows), `args` always (what AsyncResult
+        rebuilds the exception from): tasks.jobkit.public_errors."""
         if isinstance(result, BaseException):
             result = self.prepare_exception(result, serializer="json")
-        if isinstance(result, dict) and "exc_type" in result:
-            raw = result.get("exc_message")
-            args = list(raw) if isinstance(raw, list | tuple) else [raw]
-            message = args[0] if len(args) == 1 else ", ".join(map(str, args))
-            try:
-                args_text = json_dumps(args)
-            except (TypeError, ValueError):
-                args_text = None
-            return {"type": result["exc_type"], "message": "" if message is None else message,
-                    "module": result.get("exc_module"), "args": args_text}
-        return {"type": type(result).__name__, "message": str(result)}
+        return error_record(result, request, ours=ours)
 
     def record_quietly(self, task_id: str, exc: BaseException, state: str = states.FAILURE,
                        request: Any = None) -> bool:
@@ -215,7 +210,7 @@ class DynamoDBJobBackend(BaseBackend):
         carry on (shutdown, signal handlers). True if the write was made."""
         try:
             return self.records.transition(
-                task_id, state, error=self.error_of(exc),
+                task_id, state, error=self.error_of(exc, ours=True),
                 facts=request_facts(request) if request is not None else None)
         except Exception:
             log.exception("could not record %s for job %s", state, task_id)

@@ -28,6 +28,8 @@ from celery.app.task import Context
 from celery.utils.time import maybe_iso8601
 from jsonschema import Draft7Validator
 
+from tasks.jobkit.schema_errors import describe
+
 ACCEPTED_CONTENT_TYPES = ("application/json",)
 ACCEPTED_ENCODINGS = ("utf-8", "utf8")
 MAX_DEPTH = 64  # JSON nesting in the body: far beyond any real canvas, far below recursion
@@ -244,9 +246,9 @@ def _first_error(validator: Schema, instance: Any, where: str) -> str | None:
     error = next(iter(sorted(validator.iter_errors(instance), key=lambda e: list(e.path))), None)
     if error is None:
         return None
-    path = ".".join(str(p) for p in error.absolute_path)
-    message = error.message if len(error.message) <= 300 else error.message[:300] + "..."
-    return f"{where}{'.' + path if path else ''}: {message}"
+    # The record shows this reason: words from the schema, never the value (jsonschema's
+    # own message quotes it, and a body holds the job's arguments).
+    return describe(error, root=where)
 
 
 def _scan(value: Any, *, finite: bool) -> str | None:
