@@ -59,13 +59,19 @@ WRITES = ("UpdateItem", "PutItem", "DeleteItem")
 
 
 class Clock:
-    """The records' time.time(): advanced by the model, never by the machine's clock."""
+    """The records' and the backend's time: advanced by the model (and by the backend's own
+    waits), never by the machine's clock."""
 
     def __init__(self) -> None:
         self.now = 1_900_000_000.0
 
     def time(self) -> float:
         return self.now
+
+    monotonic = time
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class AppliedButFailed:
@@ -75,15 +81,22 @@ class AppliedButFailed:
 
     def __init__(self) -> None:
         self.armed = False
+        self.skip = 0  # writes to let through first
         self.fired = 0
+
+    def arm(self, skip: int) -> None:
+        self.armed, self.skip = True, skip
 
     def __call__(self, attempts: int, operation=None, **_) -> int | None:
         name = getattr(operation, "name", "")
-        if self.armed and attempts == 1 and name in WRITES:
-            self.armed = False
-            self.fired += 1
-            return 0  # retry at once
-        return None
+        if not (self.armed and attempts == 1 and name in WRITES):
+            return None
+        if self.skip:
+            self.skip -= 1
+            return None
+        self.armed = False
+        self.fired += 1
+        return 0  # retry at once
 
 
 class RetryRequested(Exception):
@@ -215,6 +228,14 @@ class JobModel(RuleBasedStateMachine):
             return
         run.effect_done = True
 
+    def renew(self) -> None:
+        for run in self.live():
+            if not run.wedged and not self.backend.records.renew_run_lease(self.job, run.token):
+                status = self.item().get("status", {}).get("S")
+                assert status in (states.SUCCESS, states.FAILURE, states.REVOKED), \
+                    f"a healthy run lost its lease to another while it ran ({status})"
+                self.end(run)
+
     def task_retry(self, exc=None, countdown=None, max_retries=None, throw=True):
         return RetryRequested(str(exc))
 
@@ -284,14 +305,13 @@ class JobModel(RuleBasedStateMachine):
     # --- time, operators, faults ----------------------------------------------------------------
     @rule(seconds=st.sampled_from([1, LEASE + 1, EFFECT_LEASE + 1]))
     def tick(self, seconds: int) -> None:
-        """Time passes; healthy runs renew their lease first, as the heartbeat does."""
-        for run in self.live():
-            if not run.wedged and not self.backend.records.renew_run_lease(self.job, run.token):
-                status = self.item().get("status", {}).get("S")
-                assert status in (states.SUCCESS, states.FAILURE, states.REVOKED), \
-                    f"a healthy run lost its lease to another while it ran ({status})"
-                self.end(run)
-        self.env.clock.now += seconds
+        """Time passes; healthy runs renew their lease every third of it, as the
+        heartbeat does."""
+        while seconds > 0:
+            self.renew()
+            step = min(seconds, LEASE // 3)
+            self.env.clock.now += step
+            seconds -= step
         for message in self.messages:
             message.deliverable = message.deliverable or message.receives == 0
 
@@ -327,10 +347,10 @@ class JobModel(RuleBasedStateMachine):
         self.backend.forget(self.job)
         self.terminal, self.revoked, self.winner = None, False, None
 
-    @rule()
-    def fault(self) -> None:
-        """The next write is applied, then answered with an error, then sent again."""
-        self.env.fault.armed = True
+    @rule(skip=st.integers(0, 3))
+    def fault(self, skip: int) -> None:
+        """A coming write (the skip+1-th) is applied, answered with an error, sent again."""
+        self.env.fault.arm(skip)
 
     # --- invariants -----------------------------------------------------------------------
     @invariant()
@@ -392,6 +412,7 @@ def model_env(in_process_aws, monkeypatch):
 
     clock = Clock()
     monkeypatch.setattr("tasks.results.records.time", clock)
+    monkeypatch.setattr("tasks.results.backend.time", clock)
     monkeypatch.setattr(backend_module, "MAX_RESULT_BYTES", 100)  # "large" stays cheap
     backend = DynamoDBJobBackend(app)
     backend.records.run_lease_seconds = LEASE
@@ -461,9 +482,9 @@ class ChordModel(RuleBasedStateMachine):
         """A part's message delivered again after it finished: told to its chord again."""
         self.report(data.draw(st.sampled_from(sorted(self.reported))))
 
-    @rule()
-    def fault(self) -> None:
-        self.env.fault.armed = True
+    @rule(skip=st.integers(0, 4))
+    def fault(self, skip: int) -> None:
+        self.env.fault.arm(skip)
 
     @invariant()
     def body_sent_once(self) -> None:
