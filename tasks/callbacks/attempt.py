@@ -34,7 +34,7 @@ from tasks.callbacks.post import PostFailed, post
 from tasks.callbacks.signing import SIGNATURE_HEADER, sign
 from tasks.callbacks.target import CallbackRefused, vet
 from tasks.ops.settings import Settings
-from tasks.results.records import TERMINAL_STATES, item_str, s, utc_now
+from tasks.results.records import TERMINAL_STATES, item_str, utc_now
 from tasks.worker.celery_private import request_dict
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ def backoff(attempt: int, settings: Settings) -> float:
 def attempt(backend: Any, job_id: str, url: str, *, attempt: int, first_at: float,
             settings: Settings) -> float | None:
     """Make attempt number `attempt`; the countdown to the next one, or None when done."""
-    item = backend.client.get_item(TableName=backend.table, Key={"job_id": s(job_id)},
-                                   ConsistentRead=True).get("Item") or {}
+    item = backend.records.read(job_id)
     if item_str(item, "status") not in TERMINAL_STATES:
         log.warning("callback for job %s dropped: the job has no finished record", job_id)
         return None

@@ -39,6 +39,7 @@ from tasks.ops.clients import dynamodb_client, s3_client
 from tasks.ops.settings import Settings
 from tasks.results import large_objects
 from tasks.results.records import (
+    CHORD_PREFIX,
     GROUP_PREFIX,
     MAX_RESULT_BYTES,
     ChordCount,
@@ -48,14 +49,12 @@ from tasks.results.records import (
     group_page_id,
     item_num,
     item_str,
-    s,
 )
 from tasks.results.revoked_mark import note_revoked, revoked_noted
 from tasks.results.run_lease import note_duplicate
 
 log = logging.getLogger(__name__)
 
-BATCH_GET_LIMIT = 100
 RETRYABLE_ERROR_CODES = ("ProvisionedThroughputExceededException", "ThrottlingException",
                          "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable")
 # How long one caller may hold the right to send a chord's body before another may:
@@ -184,11 +183,7 @@ class DynamoDBJobBackend(BaseBackend):
 
     def record_status(self, task_id: str) -> str | None:
         """The record's status alone: one strongly consistent GetItem (JobTask.is_aborted)."""
-        item = self.client.get_item(
-            TableName=self.table, Key={"job_id": s(task_id)}, ConsistentRead=True,
-            ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"},
-        ).get("Item") or {}
-        return item_str(item, "status")
+        return item_str(self.records.read(task_id, "status"), "status")
 
     def _fail(self, task_id: str, exc: BaseException, facts: dict | None) -> BaseException:
         self.records.transition(task_id, states.FAILURE, error=self.error_of(exc, ours=True),
@@ -224,10 +219,7 @@ class DynamoDBJobBackend(BaseBackend):
 
     # --- reads ------------------------------------------------------------------
     def _get_task_meta_for(self, task_id: str) -> dict:
-        item = self.client.get_item(
-            TableName=self.table, Key={"job_id": s(task_id)}, ConsistentRead=True
-        ).get("Item")
-        return self.meta_from_item(task_id, item)
+        return self.meta_from_item(task_id, self.records.read(task_id))
 
     def meta_from_item(self, task_id: str, item: dict | None) -> dict:
         """Celery's task meta of a job record, as Celery's own backends decode it: a
@@ -270,23 +262,7 @@ class DynamoDBJobBackend(BaseBackend):
 
     def mget_items(self, task_ids: Iterable[str]) -> dict[str, dict]:
         """Strongly consistent BatchGetItem, 100 keys a call, retrying unprocessed keys."""
-        ids = list(dict.fromkeys(task_ids))
-        found: dict[str, dict] = {}
-        for start in range(0, len(ids), BATCH_GET_LIMIT):
-            request = {self.table: {
-                "Keys": [{"job_id": s(i)} for i in ids[start:start + BATCH_GET_LIMIT]],
-                "ConsistentRead": True,
-            }}
-            delay = 0.05
-            while request:
-                response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    found[item["job_id"]["S"]] = item
-                request = response.get("UnprocessedKeys") or None
-                if request:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 1.0)
-        return found
+        return self.records.read_many(task_ids)
 
     def get_many(self, task_ids, timeout=None, interval=0.5, no_ack=True, on_message=None,
                  on_interval=None, max_iterations=None, READY_STATES=states.READY_STATES
@@ -334,11 +310,8 @@ class DynamoDBJobBackend(BaseBackend):
         return result
 
     def _restore_group(self, group_id: str) -> dict | None:
-        item = self.client.get_item(
-            TableName=self.table, Key={"job_id": s(GROUP_PREFIX + group_id)},
-            ConsistentRead=True
-        ).get("Item")
-        if not item or "result" not in item:
+        item = self.records.read(GROUP_PREFIX + group_id)
+        if "result" not in item:
             return None
         text = self.group_text(group_id, item)
         if text is None:
@@ -493,9 +466,7 @@ class DynamoDBJobBackend(BaseBackend):
         return {task_id: self.meta_from_item(task_id, items.get(task_id)) for task_id in task_ids}
 
     def read_chord(self, group_id: str) -> ChordCount | None:
-        item = self.client.get_item(
-            TableName=self.table, Key=self.records.chord_key(group_id), ConsistentRead=True
-        ).get("Item")
+        item = self.records.read(CHORD_PREFIX + group_id)
         return chord_count(item) if item else None
 
     def await_chord_lease(self, group_id: str, lease: int) -> bool:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +65,8 @@ MAX_REPR_CHARS = 2_000
 GROUP_PREFIX = "group:"
 LEASE_PREFIX = "lease:"
 CHORD_PREFIX = "chord:"
+# BatchGetItem reads at most 100 keys a call.
+BATCH_GET_LIMIT = 100
 # One page of a saved group's JSON (10,000 members make ~540 KB: two pages).
 GROUP_PAGE_CHARS = 300_000
 # The sparse index of job items by status (tasks.results.listing, GET /jobs): its partition
@@ -123,6 +125,12 @@ def item_str(item: dict, key: str) -> str | None:
 def item_num(item: dict, key: str) -> int | None:
     attr = item.get(key)
     return int(attr["N"]) if attr and "N" in attr else None
+
+
+def projection(attrs: Iterable[str]) -> dict[str, Any]:
+    """ProjectionExpression and names for reading only `attrs`."""
+    names = {f"#p{number}": attr for number, attr in enumerate(attrs)}
+    return {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
 
 
 def is_conditional_failure(exc: ClientError) -> bool:
@@ -259,6 +267,40 @@ class JobRecords:
         if not self.expires_seconds:
             return None
         return n(int(time.time()) + self.expires_seconds)
+
+    # --- reads: strongly consistent, the only ones of the table but the listing's Query ---
+    def read(self, job_id: str, *attrs: str) -> dict:
+        """One item (GetItem, strongly consistent), only `attrs` if given; {} if none."""
+        request: dict[str, Any] = {"TableName": self.table, "Key": {"job_id": s(job_id)},
+                                   "ConsistentRead": True}
+        if attrs:
+            request.update(projection(attrs))
+        return self.client.get_item(**request).get("Item") or {}
+
+    def read_many(self, job_ids: Iterable[str], *attrs: str,
+                  retry_unprocessed: bool = True) -> dict[str, dict]:
+        """{job id: item} by BatchGetItem, 100 keys a call, strongly consistent; keys
+        DynamoDB leaves unprocessed (throttling) are asked again with backoff, or, with
+        retry_unprocessed=False, left out for the caller's next look."""
+        ids = list(dict.fromkeys(job_ids))
+        found: dict[str, dict] = {}
+        extra = projection(("job_id", *attrs)) if attrs else {}
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            request: dict | None = {self.table: {
+                "Keys": [{"job_id": s(i)} for i in ids[start:start + BATCH_GET_LIMIT]],
+                "ConsistentRead": True, **extra}}
+            delay = 0.05
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    found[item["job_id"]["S"]] = item
+                request = response.get("UnprocessedKeys") or None
+                if request and not retry_unprocessed:
+                    break
+                if request:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        return found
 
     # --- a job's own transitions ---------------------------------------------------
     def transition(self, job_id: str, state: str, *, result_text: str | None = None,

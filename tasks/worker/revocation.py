@@ -25,6 +25,7 @@ from typing import Any
 
 from celery import states
 
+from tasks.results.records import BATCH_GET_LIMIT
 from tasks.results.revoked_mark import note_revoked
 from tasks.worker.celery_private import request_context, running_requests, terminate_request
 from tasks.worker.middleware import Periodic
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 # How often a worker that runs jobs reads their records (one BatchGetItem per 100 jobs).
 REVOKE_CHECK_SECONDS = 5.0
-BATCH_GET_LIMIT = 100
 
 
 class RevokedJobTerminator(Periodic):
@@ -65,21 +65,14 @@ class RevokedJobTerminator(Periodic):
 
     def read(self, job_ids: list[str]) -> dict[str, str]:
         """{job id: signal} for the jobs whose record is REVOKED with `terminate` set."""
-        backend = self.consumer.app.backend
+        records = self.consumer.app.backend.records
         doomed: dict[str, str] = {}
-        for start in range(0, len(job_ids), BATCH_GET_LIMIT):
-            self.reads += 1
-            # Keys left unprocessed (throttling) are simply read at the next check.
-            response = backend.client.batch_get_item(RequestItems={backend.table: {
-                "Keys": [{"job_id": {"S": i}} for i in job_ids[start:start + BATCH_GET_LIMIT]],
-                "ConsistentRead": True,
-                "ProjectionExpression": "#id, #status, #terminate",
-                "ExpressionAttributeNames": {"#id": "job_id", "#status": "status",
-                                             "#terminate": "terminate"},
-            }})
-            for item in response.get("Responses", {}).get(backend.table, []):
-                if item.get("status", {}).get("S") == states.REVOKED and "terminate" in item:
-                    doomed[item["job_id"]["S"]] = item["terminate"]["S"]
+        self.reads += -(-len(job_ids) // BATCH_GET_LIMIT)  # BatchGetItem calls
+        # Keys left unprocessed (throttling) are simply read at the next check.
+        items = records.read_many(job_ids, "status", "terminate", retry_unprocessed=False)
+        for job_id, item in items.items():
+            if item.get("status", {}).get("S") == states.REVOKED and "terminate" in item:
+                doomed[job_id] = item["terminate"]["S"]
         return doomed
 
     def on_read(self, future: Future, running: dict[str, Any]) -> None:
