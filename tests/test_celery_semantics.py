@@ -21,7 +21,7 @@ from celery import chain, group, states
 from celery.exceptions import TaskRevokedError
 from celery.result import GroupResult, ResultSet
 
-from tasks.debug import add, fail
+from tasks.debug import add, fail, sleep
 from tasks.jobkit.errors import InvalidJobInput
 from tests.celery_semantics_jobs import (
     ExpectedException,
@@ -267,6 +267,24 @@ def test_extended_result_attributes(stack, worker):
     assert res.worker == worker.name
     assert res.retries == 0
     assert res.queue == stack.env["JOBS_QUEUE_NAME"]
+
+
+def test_a_started_job_shows_its_worker_and_keeps_no_start_meta(stack, worker):
+    """tasks.html, Built-in states, STARTED: "meta-data: pid and hostname of the worker
+    process executing the task". `info["hostname"]` is the worker (the record's `worker`;
+    the pid is not kept: README, Celery compatibility). The start meta is not stored as
+    `progress`, which HTTP shows: a job that hides its worker keeps it hidden."""
+    res = sleep.delay(seconds=2, steps=1)  # STARTED for 2 s, then PROGRESS
+
+    def started() -> dict | None:
+        item = stack.item(res.id)
+        return item if item and item["status"]["S"] == states.STARTED else None
+
+    item = wait_until(started, TIMEOUT, interval=0.05, message="the STARTED record")
+    assert "progress" not in item
+    meta = sleep.backend.meta_from_item(res.id, item)
+    assert meta["result"] == {"hostname": worker.name}
+    assert res.get(timeout=TIMEOUT) == {"slept": 2, "steps": 1}
 
 
 def test_retry_with_countdown(stack, worker):

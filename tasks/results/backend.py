@@ -29,8 +29,10 @@ from celery import states
 from celery.backends.base import BaseBackend
 from celery.canvas import maybe_signature
 from celery.exceptions import ChordError
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, GroupResult, ResultSet, result_from_tuple
 from kombu.utils.json import dumps as json_dumps
+from kombu.utils.json import loads as json_loads
 from kombu.utils.uuid import uuid
 
 from tasks.jobkit.errors import ResultNotSerializable, ResultTooLarge
@@ -125,19 +127,23 @@ class DynamoDBJobBackend(BaseBackend):
         elif state in (states.FAILURE, states.RETRY, states.REVOKED):
             if state == states.REVOKED and request is not None and revoked_noted(request):
                 return result  # the revoke wrote REVOKED: a second write would be refused
-            self.records.transition(task_id, state, error=self.error_of(result, request),
-                                    traceback=traceback, facts=facts)
+            # No exception (self.retry() without exc, update_state with no meta): no
+            # error, read back as None, as Celery's backends do (exception_to_python).
+            error = self.error_of(result, request) if result else None
+            self.records.transition(task_id, state, error=error, traceback=traceback,
+                                    facts=facts)
         elif state in (states.STARTED, states.PENDING, states.RECEIVED):
             # A STARTED write refused by a REVOKED record: the job must not run
             # (tasks.jobkit.task.JobTask.before_start reads the mark).
             refusal: dict = {}
-            if not self.records.transition(task_id, state, facts=facts, refusal=refusal):
+            # Celery's own start meta is the record's `worker`; any other meta (a caller's
+            # update_state) is kept as written, as the progress of a custom state is.
+            text = None if is_start_meta(result, request) else meta_text(result)
+            if not self.records.transition(task_id, state, progress_text=text, facts=facts,
+                                           refusal=refusal):
                 self.note_refusal(request, refusal, starting=state == states.STARTED)
         else:  # a custom state such as PROGRESS: its meta is the job's progress
-            try:
-                text = json_dumps(result)
-            except (TypeError, ValueError):
-                text = json_dumps({"message": repr(result)})
+            text = meta_text(result)
             refusal = {}
             if not self.records.transition(task_id, state, progress_text=text, facts=facts,
                                            refusal=refusal):
@@ -229,22 +235,26 @@ class DynamoDBJobBackend(BaseBackend):
                     "traceback": None, "children": []}
         status = item_str(item, "status")
         result: Any = None
+        # kombu's JSON, written and read as Celery's backends do: dates, times, decimals,
+        # UUIDs and bytes come back as themselves.
         if status == states.SUCCESS and "result" in item:
-            result = json.loads(item_str(item, "result"))
+            result = json_loads(item_str(item, "result"))
         elif status == states.SUCCESS and "result_ref" in item:  # kept in S3: one GetObject
             result = large_objects.load_result(self.s3, large_objects.ref_from_item(item))
-        elif status in (states.FAILURE, states.RETRY, states.REVOKED):
-            error = item.get("error", {}).get("M", {})
+        elif status in states.EXCEPTION_STATES and "error" in item:
+            error = item["error"].get("M", {})
             result = {
                 "exc_type": item_str(error, "type") or "Exception",
                 "exc_message": exception_args(error),
                 "exc_module": item_str(error, "module"),
             }
+        elif status in states.EXCEPTION_STATES:
+            result = None  # stored without an exception: Celery's backends give None back
+        elif "progress" in item:  # a custom state's meta, or a STARTED meta of a caller's
+            result = json_loads(item_str(item, "progress"))
         elif status == states.STARTED:
-            result = {"hostname": item_str(item, "worker")}
-        elif "progress" in item:
-            result = json.loads(item_str(item, "progress"))
-        return self.meta_from_decoded({
+            result = {"hostname": item_str(item, "worker")}  # Celery's start meta, less pid
+        meta = {
             "task_id": task_id,
             "status": status,
             "result": result,
@@ -258,7 +268,11 @@ class DynamoDBJobBackend(BaseBackend):
             "retries": item_num(item, "retries"),
             "queue": item_str(item, "queue"),
             "attempts": item_num(item, "attempts"),
-        })
+        }
+        for link in ("group_id", "parent_id"):  # as Celery's backends, only when known
+            if item_str(item, link):
+                meta[link] = item_str(item, link)
+        return self.meta_from_decoded(meta)
 
     def mget_items(self, task_ids: Iterable[str]) -> dict[str, dict]:
         """Strongly consistent BatchGetItem, 100 keys a call, retrying unprocessed keys."""
@@ -289,7 +303,9 @@ class DynamoDBJobBackend(BaseBackend):
             if not pending:
                 break
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"Operation timed out ({timeout})")
+                # Celery's own, as its backends raise: not the built-in TimeoutError,
+                # which `except celery.exceptions.TimeoutError` does not catch.
+                raise CeleryTimeoutError(f"Operation timed out ({timeout})")
             if on_interval:
                 on_interval()
             nap = interval if deadline is None else min(interval, deadline - time.monotonic())
@@ -561,12 +577,28 @@ def has_ellipsis(value: Any) -> bool:
     return False
 
 
+def is_start_meta(meta: Any, request: Any) -> bool:
+    """Whether `meta` is what Celery's worker stores as a job starts, `{pid, hostname}` of
+    the request's own worker (celery.app.trace): the record's `worker` says it already."""
+    hostname = getattr(request, "hostname", None)
+    return (isinstance(meta, dict) and set(meta) == {"pid", "hostname"}
+            and isinstance(hostname, str) and meta["hostname"] == hostname)
+
+
+def meta_text(meta: Any) -> str:
+    """A state's meta as the record's `progress` (JSON text); what is not JSON, its repr."""
+    try:
+        return json_dumps(meta)
+    except (TypeError, ValueError):
+        return json_dumps({"message": repr(meta)})
+
+
 def exception_args(error: dict) -> list:
     """The exception's arguments as stored, so it is rebuilt equal to the one raised."""
     stored = item_str(error, "args")
     if stored:
         try:
-            args = json.loads(stored)
+            args = json_loads(stored)
         except ValueError:
             args = None
         if isinstance(args, list):

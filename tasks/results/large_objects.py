@@ -18,7 +18,6 @@ and read with one GetObject.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +130,7 @@ def ref_from_item(item: dict) -> ObjectRef | None:
 
 
 def load_result(s3, ref: ObjectRef) -> Any:
-    return json.loads(get_bytes(s3, ref))
+    return kombu_json.loads(get_bytes(s3, ref))  # as a result in the record is read
 
 
 # --- arguments (payloads) ---------------------------------------------------------------

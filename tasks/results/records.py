@@ -473,14 +473,23 @@ class JobRecords:
             update.set("result", s(result_text if result_text is not None else "null"))
             for attr in ("error", "traceback", "progress"):
                 update.remove(attr)
-        elif error is not None:
-            update.set("error", error_map(error))
+        elif error is not None or state in states.EXCEPTION_STATES:
+            # As with Celery's meta, each write replaces the last one's exception and
+            # traceback: a RETRY without one (self.retry() with no exc) reads back as None.
+            if error is not None:
+                update.set("error", error_map(error))
+            else:
+                update.remove("error")
             if traceback:
                 update.set("traceback", s(traceback[-MAX_TRACEBACK_CHARS:]))
+            elif state in states.EXCEPTION_STATES:
+                update.remove("traceback")
         if state == states.STARTED:
             update.set("started_at", s(now))
         if progress_text is not None and len(progress_text.encode()) <= MAX_PROGRESS_BYTES:
             update.set("progress", s(progress_text))
+        elif state == states.STARTED:
+            update.remove("progress")  # a start's meta replaces an earlier attempt's progress
         if state in TERMINAL_STATES:
             update.set("finished_at", s(now))
         update.set("status", s(state))
