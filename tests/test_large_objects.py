@@ -90,11 +90,16 @@ def test_a_5_mb_result_is_kept_in_s3_and_read_back(stack, worker, shim, s3, buck
     item = stack.item(result.id)
     assert "result" not in item and item["status"] == {"S": "SUCCESS"}
     ref = item["result_ref"]["M"]
-    assert ref["bucket"] == {"S": bucket} and ref["key"] == {"S": f"results/{result.id}.json"}
+    # The winning run's own copy, with its checksum; the same bytes published for HTTP.
+    assert ref["bucket"] == {"S": bucket}
+    assert ref["key"]["S"].startswith(f"results/{result.id}/")
     stored = s3.get_object(Bucket=bucket, Key=ref["key"]["S"])
     data = stored["Body"].read()
     assert len(data) == int(ref["size"]["N"]) > MAX_RESULT_BYTES
+    assert hashlib.sha256(data).hexdigest() == ref["sha256"]["S"]
     assert stored["ContentType"] == "application/json"
+    published = s3.get_object(Bucket=bucket, Key=f"results/{result.id}.json")
+    assert published["Body"].read() == data
 
     # Over HTTP: the record points at the result, and the result route returns its JSON.
     job = shim.job(result.id)

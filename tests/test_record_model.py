@@ -29,6 +29,7 @@ runs it longer (`make test-long`).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import uuid
@@ -56,6 +57,9 @@ EXAMPLES = int(os.environ.get("TEST_MODEL_EXAMPLES") or 60)
 LEASE = 30  # the queue's visibility timeout, and so the run lease
 EFFECT_LEASE = 300  # once()'s default: longer than a redelivery takes
 WRITES = ("UpdateItem", "PutItem", "DeleteItem")
+# once() blocks of runs killed inside them: kept so that no generator cleanup (which a
+# SIGKILL never runs) releases their claims.
+KILLED: list = []
 
 
 class Clock:
@@ -132,11 +136,13 @@ class Snapshot:
 class JobModel(RuleBasedStateMachine):
     env: SimpleNamespace  # set by the test: backend, clock, fault, sqs, queue urls
 
-    @initialize()
-    def new_job(self) -> None:
+    @initialize(copies=st.integers(1, 3))
+    def new_job(self, copies: int) -> None:
+        """A job submitted `copies` times under one id (a POST retried with its
+        Idempotency-Key, apply_async(task_id=...) twice)."""
         self.job = str(uuid.uuid4())
         self.key = f"effect:{self.job}"
-        self.messages: list[Message] = [Message(str(uuid.uuid4()))]
+        self.messages: list[Message] = [Message(str(uuid.uuid4())) for _ in range(copies)]
         self.runs: dict[str, Run] = {}
         self.effects = 0
         self.effect_crashes = 0  # runs that died (or wedged) after the effect, before its mark
@@ -148,6 +154,14 @@ class JobModel(RuleBasedStateMachine):
         self.env.fault.armed = False
 
     # --- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def pick(data, candidates: list):
+        """One of `candidates`: drawn, or named by its index where a counterexample is
+        replayed (tests/test_record_counterexamples.py)."""
+        if isinstance(data, int):
+            return candidates[data]
+        return data.draw(st.sampled_from(candidates))
+
     @property
     def backend(self):
         return self.env.backend
@@ -179,7 +193,7 @@ class JobModel(RuleBasedStateMachine):
         ready = [m for m in self.messages if m.deliverable]
         if not ready:
             return
-        message = data.draw(st.sampled_from(ready))
+        message = self.pick(data, ready)
         message.receives += 1
         message.deliverable = False
         run = Run(f"{message.id}:{message.receives}", message.id, message.retries)
@@ -202,31 +216,52 @@ class JobModel(RuleBasedStateMachine):
         self.messages.append(Message(str(uuid.uuid4())))
 
     # --- a run ----------------------------------------------------------------------------
-    @precondition(lambda self: any(r.alive and not r.effect_done for r in self.runs.values()))
-    @rule(data=st.data(), crash=st.sampled_from(["no", "before effect", "after effect"]))
-    def side_effect(self, data, crash: str) -> None:
-        """The job's body: one side effect under once(); the process may die inside it."""
-        run = data.draw(st.sampled_from(
-            [r for r in self.runs.values() if r.alive and not r.effect_done]))
+    @precondition(lambda self: any(r.alive for r in self.runs.values()))
+    @rule(data=st.data(), outcome=st.sampled_from(["small", "large", "failure"]),
+          crash=st.sampled_from(["no", "no", "before effect", "after effect"]))
+    def work(self, data, outcome: str, crash: str) -> None:
+        """The job's body: one side effect under once() (the process may die inside it),
+        then its outcome. A run that had its effect already goes straight to the outcome."""
+        run = self.pick(data, self.live())
+        if not run.effect_done and not self.side_effect(run, crash):
+            return
+        request = self.request(run)
+        if outcome == "failure":
+            self.backend.store_result(self.job, RuntimeError("boom"), states.FAILURE,
+                                      request=request)
+        else:
+            value = {"run": run.token, "pad": "x" * (200 if outcome == "large" else 1)}
+            self.results[run.token] = value
+            self.backend.store_result(self.job, value, states.SUCCESS, request=request)
+            item = self.item()
+            if item.get("status", {}).get("S") == states.SUCCESS and self.winner is None:
+                self.winner = run.token
+        self.end(run)
+
+    def side_effect(self, run: Run, crash: str) -> bool:
+        """once(): False if the run went no further (killed inside, or retried)."""
         task = SimpleNamespace(app=SimpleNamespace(backend=self.backend),
                                request=self.request(run), retry=self.task_retry)
+        block = once(task, self.key, lease_seconds=EFFECT_LEASE)
         try:
-            with once(task, self.key, lease_seconds=EFFECT_LEASE) as mine:
-                if mine and crash == "before effect":
-                    self.crash_run(run)
-                    raise _Crashed
-                if mine:
-                    self.effects += 1
-                if mine and crash == "after effect":
-                    self.effect_crashes += 1
-                    self.crash_run(run)
-                    raise _Crashed
-        except _Crashed:
-            return
+            mine = block.__enter__()
         except RetryRequested:
             self.retry_run(run, countdown=True)
-            return
+            return False
+        if mine and crash == "before effect":
+            KILLED.append(block)  # SIGKILL: the block never exits, its claim stays
+            self.crash_run(run)
+            return False
+        if mine:
+            self.effects += 1
+        if mine and crash == "after effect":
+            KILLED.append(block)
+            self.effect_crashes += 1
+            self.crash_run(run)
+            return False
+        block.__exit__(None, None, None)
         run.effect_done = True
+        return True
 
     def renew(self) -> None:
         for run in self.live():
@@ -242,34 +277,17 @@ class JobModel(RuleBasedStateMachine):
     @precondition(lambda self: any(r.alive for r in self.runs.values()))
     @rule(data=st.data())
     def progress(self, data) -> None:
-        run = data.draw(st.sampled_from(self.live()))
+        run = self.pick(data, self.live())
         self.backend.store_result(self.job, {"current": 1}, "PROGRESS",
                                   request=self.request(run))
         if self.item().get("status", {}).get("S") == states.REVOKED:
             self.end(run)  # the refused progress write tells it: the job stops
 
-    @precondition(lambda self: any(r.alive and r.effect_done for r in self.runs.values()))
-    @rule(data=st.data(), outcome=st.sampled_from(["small", "large", "failure"]))
-    def finish(self, data, outcome: str) -> None:
-        run = data.draw(st.sampled_from([r for r in self.live() if r.effect_done]))
-        request = self.request(run)
-        if outcome == "failure":
-            self.backend.store_result(self.job, RuntimeError("boom"), states.FAILURE,
-                                      request=request)
-        else:
-            value = {"run": run.token, "pad": "x" * (200 if outcome == "large" else 1)}
-            self.results[run.token] = value
-            self.backend.store_result(self.job, value, states.SUCCESS, request=request)
-            item = self.item()
-            if item.get("status", {}).get("S") == states.SUCCESS and self.winner is None:
-                self.winner = run.token
-        self.end(run)
-
     @precondition(lambda self: any(r.alive for r in self.runs.values()))
     @rule(data=st.data(), countdown=st.booleans())
     def retry(self, data, countdown: bool) -> None:
         """self.retry(): the retried message is sent first, then RETRY is written."""
-        self.retry_run(data.draw(st.sampled_from(self.live())), countdown)
+        self.retry_run(self.pick(data, self.live()), countdown)
 
     def retry_run(self, run: Run, countdown: bool) -> None:
         # A countdown keeps it out of reach until time passes (tick makes it deliverable).
@@ -283,7 +301,7 @@ class JobModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def crash(self, data) -> None:
         """SIGKILL: nothing more from this run; SQS delivers its message again."""
-        self.crash_run(data.draw(st.sampled_from(self.live())))
+        self.crash_run(self.pick(data, self.live()))
 
     def crash_run(self, run: Run) -> None:
         run.alive = False
@@ -296,7 +314,7 @@ class JobModel(RuleBasedStateMachine):
     def wedge(self, data) -> None:
         """Alive but stuck: no more renewals or visibility extensions (documented: its
         lease lapses and another run may start; it may still finish later)."""
-        run = data.draw(st.sampled_from([r for r in self.live() if not r.wedged]))
+        run = self.pick(data, [r for r in self.live() if not r.wedged])
         run.wedged = True
         for message in self.messages:
             if message.id == run.message:
@@ -336,7 +354,8 @@ class JobModel(RuleBasedStateMachine):
                                             MaxNumberOfMessages=10).get("Messages", []):
             env.sqs.delete_message(QueueUrl=env.queue_url, ReceiptHandle=sent["ReceiptHandle"])
         if self.terminal is not None and self.terminal.status == states.FAILURE:
-            self.terminal = None  # redrive resets a FAILURE: the job may run again
+            # Redrive resets a FAILURE: the job may run again, from a new record.
+            self.terminal, self.max_retries_seen = None, 0
         self.messages.append(Message(str(uuid.uuid4())))
 
     @precondition(lambda self: not any(r.alive for r in self.runs.values()))
@@ -346,6 +365,7 @@ class JobModel(RuleBasedStateMachine):
         a duplicate run it again, as an expired record does: documented, not modelled)."""
         self.backend.forget(self.job)
         self.terminal, self.revoked, self.winner = None, False, None
+        self.max_retries_seen = 0  # a new record starts from the message's retries
 
     @rule(skip=st.integers(0, 3))
     def fault(self, skip: int) -> None:
@@ -398,10 +418,6 @@ class JobModel(RuleBasedStateMachine):
             assert json.loads(body) == winner, "HTTP would serve another run's result"
 
 
-class _Crashed(Exception):
-    pass
-
-
 @pytest.fixture
 def model_env(in_process_aws, monkeypatch):
     from tasks import app
@@ -422,10 +438,13 @@ def model_env(in_process_aws, monkeypatch):
     s3 = s3_client(backend.settings)
     ensure_bucket(s3, backend.settings.bucket_name, "us-east-1", record_seconds=3600)
     sqs = sqs_client(backend.settings)
-    return SimpleNamespace(
+    yield SimpleNamespace(
         backend=backend, clock=clock, fault=fault, s3=s3, bucket=backend.settings.bucket_name,
         sqs=sqs, queue_url=sqs.create_queue(QueueName="model-jobs")["QueueUrl"],
         dlq_url=sqs.create_queue(QueueName="model-jobs-dlq")["QueueUrl"])
+    # The killed blocks' generators are finalised now, while moto still answers them.
+    KILLED.clear()
+    gc.collect()
 
 
 def test_the_job_record_holds_its_promises_at_every_interleaving(model_env):
@@ -463,6 +482,8 @@ class ChordModel(RuleBasedStateMachine):
         self.reported: set[str] = set()
         self.env.fault.armed = False
 
+    pick = staticmethod(JobModel.pick)
+
     def report(self, part: str) -> None:
         request = SimpleNamespace(id=part, group=self.group, chord=self.body,
                                   task="tests.model.part")
@@ -471,7 +492,7 @@ class ChordModel(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def finish_part(self, data) -> None:
-        part = data.draw(st.sampled_from(self.ids))
+        part = self.pick(data, self.ids)
         self.env.backend.store_result(part, part, states.SUCCESS, request=SimpleNamespace(
             id=part, task="tests.model.part", retries=0, delivery_count=1))
         self.report(part)
@@ -480,7 +501,7 @@ class ChordModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def report_again(self, data) -> None:
         """A part's message delivered again after it finished: told to its chord again."""
-        self.report(data.draw(st.sampled_from(sorted(self.reported))))
+        self.report(self.pick(data, sorted(self.reported)))
 
     @rule(skip=st.integers(0, 4))
     def fault(self, skip: int) -> None:
