@@ -27,6 +27,19 @@ SAME_WITH_ARG = {"anyOf", "oneOf", "allOf", "dependencies", "dependentSchemas",
 SAME = {"not", "if", "then", "else", "$ref", "$dynamicRef", "propertyNames"}
 
 
+# Each schema keyword the path may pass: the kind of instance step it takes (None: none)
+# and how many schema-path tokens it spans (the keyword, and its argument where it has one).
+STEPS: dict[str, tuple[str | None, int]] = {
+    **{key: ("named", 2) for key in NAMED_KEY},
+    **{key: ("free", 2) for key in FREE_KEY_WITH_ARG},
+    **{key: ("free", 1) for key in FREE_KEY},
+    **{key: ("index", 2) for key in INDEX_WITH_ARG},
+    **{key: ("index", 1) for key in INDEX},
+    **{key: (None, 2) for key in SAME_WITH_ARG},
+    **{key: (None, 1) for key in SAME},
+}
+
+
 def describe_all(errors: Iterable[Any], root: str | None = None) -> list[str]:
     """`where: rule` for each error, ordered by path, without repeats."""
     ordered = sorted(errors, key=lambda e: [(1, p) if isinstance(p, int) else (0, str(p))
@@ -66,30 +79,17 @@ def step_kinds(schema_path: Sequence[Any], validator: Any) -> list[str] | None:
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token in NAMED_KEY:
-            kinds.append("named")
-            i += 2
-        elif token in FREE_KEY_WITH_ARG:
-            kinds.append("free")
-            i += 2
-        elif token in FREE_KEY:
-            kinds.append("free")
-            i += 1
-        elif token == "items":  # draft 4 tuple form: items, <index>
+        if token == "items":  # draft 4 tuple form: items, <index>
             kinds.append("index")
             i += 2 if i + 1 < len(tokens) and isinstance(tokens[i + 1], int) else 1
-        elif token in INDEX_WITH_ARG:
-            kinds.append("index")
-            i += 2
-        elif token in INDEX:
-            kinds.append("index")
-            i += 1
-        elif token in SAME_WITH_ARG:
-            i += 2
-        elif token in SAME:
-            i += 1
-        else:
+            continue
+        step = STEPS.get(token) if isinstance(token, str) else None
+        if step is None:
             return None
+        kind, width = step
+        if kind:
+            kinds.append(kind)
+        i += width
     return kinds
 
 
