@@ -100,3 +100,14 @@ def test_a_chord_claim_applied_but_answered_with_an_error_still_sends_the_body(m
         lambda c: c.fault(skip=3),
         lambda c: c.finish_part(data=2),
     ])
+
+
+def test_a_lost_delivery_never_fails_a_job_another_run_holds(job):
+    """Found by the model beyond the issue's list ("a delivery that never ran ended ...'s
+    job"): a copy of the job whose process died before it started, on its message's last
+    receive, recorded FAILURE over the job another run was running."""
+    replay(job, [
+        lambda m: m.new_job(copies=2),
+        lambda m: m.deliver(data=0),
+        lambda m: m.lost_on_last_receive(data=0),
+    ])

@@ -283,6 +283,26 @@ class JobModel(RuleBasedStateMachine):
         if self.item().get("status", {}).get("S") == states.REVOKED:
             self.end(run)  # the refused progress write tells it: the job stops
 
+    @rule(data=st.data())
+    def lost_on_last_receive(self, data) -> None:
+        """A delivery whose process died before the job started, on the message's last
+        receive: the worker records FAILURE (tasks.worker.worker_lost), unless another run
+        holds the job."""
+        from tasks.worker.worker_lost import WorkerProcessLost
+
+        ready = [m for m in self.messages if m.deliverable]
+        if not ready:
+            return
+        message = self.pick(data, ready)
+        message.receives += 1
+        token = f"{message.id}:{message.receives}"
+        request = self.request(Run(token, message.id, message.retries))
+        wrote = self.backend.record_quietly(self.job, WorkerProcessLost("lost"),
+                                            states.FAILURE, request, holder_only=True)
+        holders = [r.token for r in self.live() if not r.wedged and r.message != message.id]
+        assert not (wrote and holders), f"a delivery that never ran ended {holders}' job"
+        self.messages = [m for m in self.messages if m.id != message.id]  # to the DLQ
+
     @precondition(lambda self: any(r.alive for r in self.runs.values()))
     @rule(data=st.data(), countdown=st.booleans())
     def retry(self, data, countdown: bool) -> None:

@@ -206,13 +206,15 @@ class DynamoDBJobBackend(BaseBackend):
         return error_record(result, request, ours=ours)
 
     def record_quietly(self, task_id: str, exc: BaseException, state: str = states.FAILURE,
-                       request: Any = None) -> bool:
+                       request: Any = None, *, holder_only: bool = False) -> bool:
         """Record `exc` as the job's outcome; log instead of raising, for callers that must
-        carry on (shutdown, signal handlers). True if the write was made."""
+        carry on (shutdown, signal handlers). True if the write was made. `holder_only`:
+        not while another run holds the job's lease (a delivery that did not run it)."""
         try:
             return self.records.transition(
                 task_id, state, error=self.error_of(exc, ours=True),
-                facts=request_facts(request) if request is not None else None)
+                facts=request_facts(request) if request is not None else None,
+                holder_only=holder_only)
         except Exception:
             log.exception("could not record %s for job %s", state, task_id)
             return False

@@ -306,7 +306,8 @@ class JobRecords:
     def transition(self, job_id: str, state: str, *, result_text: str | None = None,
                    error: dict[str, Any] | None = None, traceback: str | None = None,
                    progress_text: str | None = None, facts: dict[str, Any] | None = None,
-                   refusal: dict | None = None, result_ref: dict | None = None) -> bool:
+                   refusal: dict | None = None, result_ref: dict | None = None,
+                   holder_only: bool = False) -> bool:
         """Move the job to `state` unless it is terminal; True if the write was made.
 
         `result_ref` (a DynamoDB map {bucket, key, size}) stands for a SUCCESS result kept
@@ -321,7 +322,7 @@ class JobRecords:
         """
         update = self._job_update(state, result_text, error, traceback, progress_text, facts,
                                   result_ref=result_ref)
-        condition = self._run_lease(update, state, facts)
+        condition = self._run_lease(update, state, facts, holder_only)
         try:
             return self._apply(job_id, update, condition, refusal)
         except ClientError as exc:
@@ -335,7 +336,8 @@ class JobRecords:
                 None, None, facts)
             return self._apply(job_id, fallback, self._run_lease(fallback, states.FAILURE, facts))
 
-    def _run_lease(self, update: Update, state: str, facts: dict[str, Any] | None) -> str:
+    def _run_lease(self, update: Update, state: str, facts: dict[str, Any] | None,
+                   holder_only: bool = False) -> str:
         """The run lease's part of a worker write (tasks.results.run_lease); its condition.
 
         STARTED with this delivery's `run_token` takes the lease: not terminal, and no
@@ -352,7 +354,13 @@ class JobRecords:
             # who would otherwise take its own finish for another's (and, for a result in
             # S3, delete the object its record names).
             update.set("finish_id", s(uuid.uuid4().hex))
-            return f"({self._worker_condition}) OR #finish_id = :finish_id"
+            condition = f"({self._worker_condition}) OR #finish_id = :finish_id"
+            token = (facts or {}).get("run_token")
+            if holder_only and isinstance(token, str) and token:
+                # A delivery that ends its job without running it (its process lost on the
+                # last receive, an ETA out of reach) may not end a job another run holds.
+                condition = f"({condition}) AND ({self._lease_free(update, token)})"
+            return condition
         token = (facts or {}).get("run_token")
         if not isinstance(token, str) or not token:
             return self._worker_condition  # not a worker's delivery: no lease to take
@@ -363,16 +371,9 @@ class JobRecords:
                     "(attribute_not_exists(#run_token) OR #run_token = :my_run_token)")
         if state != states.STARTED:
             return self._worker_condition
-        now = int(time.time())
-        update.set("run_lease", n(now + self.run_lease_seconds))
+        update.set("run_lease", n(int(time.time()) + self.run_lease_seconds))
         update.set("run_token", s(token))
-        update.values[":lease_now"] = n(now)
-        mine = [":run_token"]
-        for number, earlier in enumerate(earlier_tokens(token)):
-            update.values[f":earlier_{number}"] = s(earlier)
-            mine.append(f":earlier_{number}")
-        free = ["attribute_not_exists(#run_lease)", "#run_lease < :lease_now",
-                f"#run_token IN ({', '.join(mine)})"]
+        free = [self._lease_free(update, token)]
         retry_of = (facts or {}).get("retry_of")
         if ":retries" in update.values and isinstance(retry_of, str) and retry_of:
             # The retry the holder itself sent (Task.retry sends it before the RETRY write):
@@ -387,6 +388,21 @@ class JobRecords:
             # record's `retries` never goes down.
             condition += " AND (attribute_not_exists(#retries) OR #retries <= :retries)"
         return condition
+
+    @staticmethod
+    def _lease_free(update: Update, token: str) -> str:
+        """No other run holds an unexpired lease: none, expired, or one of this very
+        message's deliveries (`token` and the same message's earlier receives)."""
+        update.names["#run_lease"] = "run_lease"
+        update.names["#run_token"] = "run_token"
+        update.values[":lease_now"] = n(int(time.time()))
+        update.values[":run_token"] = s(token)
+        mine = [":run_token"]
+        for number, earlier in enumerate(earlier_tokens(token)):
+            update.values[f":earlier_{number}"] = s(earlier)
+            mine.append(f":earlier_{number}")
+        return (f"attribute_not_exists(#run_lease) OR #run_lease < :lease_now OR "
+                f"#run_token IN ({', '.join(mine)})")
 
     def renew_run_lease(self, job_id: str, token: str) -> bool:
         """Push a running job's lease forward (the heartbeat: tasks.worker.lease_heartbeat).

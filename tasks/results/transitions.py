@@ -52,6 +52,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("finish", "worker", NON_TERMINAL, "SUCCESS, FAILURE or REVOKED",
                "the first finisher wins (its own write, sent again, still succeeds for it); "
                "a large result is kept under the run's own key"),
+    Transition("lost", "worker (a delivery that did not run)", NON_TERMINAL, states.FAILURE,
+               "its process was lost on the last receive, or its ETA is out of reach; "
+               "not while another run holds the lease"),
     Transition("renew", "worker (heartbeat)", (states.STARTED, PROGRESS), "(same)",
                "only the run holding the lease"),
     Transition("reject", "gate", (NONE, states.PENDING, REJECTED), REJECTED,

@@ -203,7 +203,7 @@ def refuse_eta_beyond_limit(request) -> None:
     log.error("refused job %s: %s", request.id, reason)
     try:
         request.task.backend.record_quietly(request.id, reason, states.FAILURE,
-                                            request_context(request))
+                                            request_context(request), holder_only=True)
     finally:
         # Revoked: the ETA timer drops it when due; acknowledged: SQS forgets it.
         mark_revoked(request.id)

@@ -44,4 +44,4 @@ def record_if_final_loss(request, exc: BaseException) -> bool:
         "The message goes to the dead-letter queue.")
     log.error("job %s: %s", request.id, reason)
     return request.task.backend.record_quietly(request.id, reason, states.FAILURE,
-                                               request_context(request))
+                                               request_context(request), holder_only=True)
