@@ -42,11 +42,10 @@ class FakeBackend:
     def __init__(self, item: dict[str, Any]) -> None:
         self.item = item
         self.written: list[dict[str, Any]] = []
-        self.client = self
         self.records = self
 
-    def get_item(self, **_: Any) -> dict[str, Any]:
-        return {"Item": self.item}
+    def read(self, job_id: str, *attrs: str) -> dict[str, Any]:
+        return self.item
 
     def record_callback(self, job_id: str, callback: dict[str, Any]) -> bool:
         self.written.append(dict(callback))
