@@ -111,3 +111,17 @@ def test_a_lost_delivery_never_fails_a_job_another_run_holds(job):
         lambda m: m.deliver(data=0),
         lambda m: m.lost_on_last_receive(data=0),
     ])
+
+
+def test_a_run_killed_inside_once_does_not_make_the_next_skip_the_effect(job):
+    """Defect 8 ("the job succeeded without its side effect"): a run killed inside once()
+    kept its claim; the job's next run (its message delivered again) found the key held,
+    skipped the effect, and the job ended SUCCESS without it."""
+    replay(job, [
+        lambda m: m.new_job(copies=2),
+        lambda m: m.deliver(data=0),
+        lambda m: m.deliver(data=0),  # the copy: refused, the lease is held
+        lambda m: m.work(data=0, outcome="small", crash="before effect"),
+        lambda m: m.deliver(data=0),  # the killed run's message, again
+        lambda m: m.work(data=0, outcome="small", crash="no"),
+    ])

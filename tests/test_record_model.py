@@ -217,8 +217,8 @@ class JobModel(RuleBasedStateMachine):
 
     # --- a run ----------------------------------------------------------------------------
     @precondition(lambda self: any(r.alive for r in self.runs.values()))
-    @rule(data=st.data(), outcome=st.sampled_from(["small", "large", "failure"]),
-          crash=st.sampled_from(["no", "no", "before effect", "after effect"]))
+    @rule(data=st.data(), outcome=st.sampled_from(["large", "small", "large", "failure"]),
+          crash=st.sampled_from(["no", "no", "no", "before effect", "after effect"]))
     def work(self, data, outcome: str, crash: str) -> None:
         """The job's body: one side effect under once() (the process may die inside it),
         then its outcome. A run that had its effect already goes straight to the outcome."""
