@@ -125,3 +125,17 @@ def test_a_run_killed_inside_once_does_not_make_the_next_skip_the_effect(job):
         lambda m: m.deliver(data=0),  # the killed run's message, again
         lambda m: m.work(data=0, outcome="small", crash="no"),
     ])
+
+
+def test_the_losing_finisher_never_replaces_the_winners_large_result(job):
+    """Defect 4 ("does not match its sha256" on read, or "the stored result is not the
+    winning run's"): a wedged run and its successor both finish with a large result; the
+    loser's PutObject had replaced the winner's object before its record write was
+    refused."""
+    replay(job, [
+        lambda m: m.new_job(copies=1),
+        lambda m: m.deliver(data=0),
+        lambda m: m.wedge(data=0, redelivered=True),  # its message comes back: a new run
+        lambda m: m.work(data=1, outcome="large", crash="no"),  # the new run wins
+        lambda m: m.work(data=0, outcome="large", crash="no"),  # the wedged one, late
+    ])

@@ -191,9 +191,10 @@ class JobModel(RuleBasedStateMachine):
         """SQS delivers a message: its run's STARTED write takes the lease, or it is a
         duplicate (acknowledged, not run)."""
         ready = [m for m in self.messages if m.deliverable]
-        if not ready:
-            return
-        message = self.pick(data, ready)
+        if ready:
+            self.deliver_message(self.pick(data, ready))
+
+    def deliver_message(self, message: Message) -> None:
         message.receives += 1
         message.deliverable = False
         run = Run(f"{message.id}:{message.receives}", message.id, message.retries)
@@ -330,15 +331,18 @@ class JobModel(RuleBasedStateMachine):
                 message.deliverable = True
 
     @precondition(lambda self: any(r.alive and not r.wedged for r in self.runs.values()))
-    @rule(data=st.data())
-    def wedge(self, data) -> None:
+    @rule(data=st.data(), redelivered=st.booleans())
+    def wedge(self, data, redelivered: bool) -> None:
         """Alive but stuck: no more renewals or visibility extensions (documented: its
-        lease lapses and another run may start; it may still finish later)."""
+        lease lapses and another run may start; it may still finish later). Its message
+        becomes visible again, and SQS may deliver it at once."""
         run = self.pick(data, [r for r in self.live() if not r.wedged])
         run.wedged = True
         for message in self.messages:
             if message.id == run.message:
                 message.deliverable = True
+                if redelivered:
+                    self.deliver_message(message)
 
     # --- time, operators, faults ----------------------------------------------------------------
     @rule(seconds=st.sampled_from([1, LEASE + 1, EFFECT_LEASE + 1]))
