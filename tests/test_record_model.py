@@ -53,7 +53,7 @@ from tasks.jobkit.once import once
 from tasks.results import large_objects
 from tasks.results.records import list_pk
 
-EXAMPLES = int(os.environ.get("TEST_MODEL_EXAMPLES") or 60)
+EXAMPLES = int(os.environ.get("TEST_MODEL_EXAMPLES") or 150)
 LEASE = 30  # the queue's visibility timeout, and so the run lease
 EFFECT_LEASE = 300  # once()'s default: longer than a redelivery takes
 WRITES = ("UpdateItem", "PutItem", "DeleteItem")
