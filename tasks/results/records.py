@@ -334,7 +334,8 @@ class JobRecords:
                 "type": "ResultTooLarge", "module": "tasks.jobkit.errors",
                 "message": f"the job record was refused as too large: {exc}"},
                 None, None, facts)
-            return self._apply(job_id, fallback, self._run_lease(fallback, states.FAILURE, facts))
+            return self._apply(job_id, fallback,
+                               self._run_lease(fallback, states.FAILURE, facts, holder_only))
 
     def _run_lease(self, update: Update, state: str, facts: dict[str, Any] | None,
                    holder_only: bool = False) -> str:
@@ -342,10 +343,12 @@ class JobRecords:
 
         STARTED with this delivery's `run_token` takes the lease: not terminal, and no
         other run holds an unexpired one (or it is this very message, received again, or
-        a later Celery retry). RETRY is written only by the run that holds the lease, and
-        keeps it until it lapses (no longer renewed): the retried message starts by its
-        higher `retries`, while a duplicate of an earlier attempt is still refused. A
-        terminal state removes it."""
+        the retry the holder itself sent: `retry_of`), and `retries` never goes down.
+        RETRY is written only by the run that holds the lease, and keeps it until it
+        lapses (no longer renewed). A terminal state removes it; `holder_only` keeps a
+        delivery that did not run the job from ending it while another run holds it."""
+        token = (facts or {}).get("run_token")
+        token = token if isinstance(token, str) and token else None
         if state in TERMINAL_STATES:
             update.remove("run_lease")
             update.remove("run_token")
@@ -355,14 +358,12 @@ class JobRecords:
             # S3, delete the object its record names).
             update.set("finish_id", s(uuid.uuid4().hex))
             condition = f"({self._worker_condition}) OR #finish_id = :finish_id"
-            token = (facts or {}).get("run_token")
-            if holder_only and isinstance(token, str) and token:
+            if holder_only and token:
                 # A delivery that ends its job without running it (its process lost on the
                 # last receive, an ETA out of reach) may not end a job another run holds.
                 condition = f"({condition}) AND ({self._lease_free(update, token)})"
             return condition
-        token = (facts or {}).get("run_token")
-        if not isinstance(token, str) or not token:
+        if token is None:
             return self._worker_condition  # not a worker's delivery: no lease to take
         if state == states.RETRY:
             update.names["#run_token"] = "run_token"
