@@ -41,9 +41,12 @@ def _respond(reply: Reply) -> Response:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    import tasks  # noqa: F401  (registers the jobs the API exposes)
+    """The shim for `settings` (the environment's, read once here, by default): it serves
+    the public jobs of the modules they name (JOBS_MODULES, JOBS_EXTRA_MODULES)."""
+    from tasks.app_factory import register_jobs
 
     settings = settings or Settings.from_env()
+    register_jobs(settings)
     gateway = Gateway(settings)
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = GATEWAY_MAX_BYTES

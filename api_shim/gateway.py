@@ -25,9 +25,11 @@ from typing import Any
 from jsonschema import Draft4Validator
 
 from api_shim.integration import AwsIntegration, IntegrationResponse
-from api_shim.openapi import JSON, AwsTargets, build_openapi, max_body_bytes
-from api_shim.vtl import Params, render
-from tasks.jobkit.registry import describe_errors, public_jobs
+from tasks.http_contract.forms import JSON, AwsTargets
+from tasks.http_contract.openapi import build_openapi
+from tasks.http_contract.routes import max_body_bytes
+from tasks.http_contract.vtl import Params, render
+from tasks.jobkit.registry import all_jobs, describe_errors
 from tasks.ops.clients import queue_url
 from tasks.ops.provision import MAX_MESSAGE_BYTES
 from tasks.ops.settings import EMULATOR_ACCOUNT_ID, Settings
@@ -161,8 +163,9 @@ class Gateway:
         self.settings = settings
         self.targets = targets_from_settings(settings)
         self.api_keys = frozenset(settings.api_keys)
-        self.document = build_openapi(self.targets, api_key_required=bool(self.api_keys))
-        self.jobs = public_jobs()
+        jobs = all_jobs()
+        self.document = build_openapi(self.targets, jobs, api_key_required=bool(self.api_keys))
+        self.jobs = {name: spec for name, spec in jobs.items() if spec.public}
         schemas = self.document["components"]["schemas"]
         self.validators = {name: Draft4Validator(schema) for name, schema in schemas.items()}
         # Resources by segment count; literal segments are preferred over {params}.

@@ -1,10 +1,11 @@
 """gunicorn settings for the shim (`gunicorn -c python:api_shim.gunicorn_conf ...`)."""
 
-import os
+from tasks.ops.settings import Settings
 
+_settings = Settings.from_env()
 # Loopback only: the shim is a local stand-in for API Gateway, not a public server.
-bind = os.environ.get("SHIM_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("SHIM_WORKERS", "2"))
+bind = _settings.shim_bind
+workers = _settings.shim_workers
 accesslog = "-"
 # API Gateway takes URLs up to 8 KB; gunicorn's 4 KB default would answer HTML, not JSON.
 limit_request_line = 8190

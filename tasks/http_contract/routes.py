@@ -1,12 +1,4 @@
-"""The HTTP API as an OpenAPI 3 document with API Gateway's extensions.
-
-One document serves both worlds: `ecs` imports it into API Gateway (REST), and the shim
-(api_shim.app) routes and renders from it. The mapping templates are the files in
-api_shim/templates; the few deployment names in them (`@TASK_NAME@`, `@QUEUE_NAME@`,
-`@TABLE_NAME@`, `@MAX_BODY_BYTES@`, `@EXPOSED@`, `@RESULT_EXPIRES@`) are substituted here,
-when the document is built, so the document is complete and needs no stage variables. The SQS
-URI is built from the same queue name, so the message's routing_key always names the queue it
-is sent to.
+"""The document's operations, one per route and method, with their API Gateway integrations.
 
 Integration responses are chosen by the integration's HTTP status (API Gateway's selection
 patterns for AWS service integrations); the templates read the body where one status means
@@ -17,95 +9,26 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-# The forms the templates check (with Java's String.matches: the whole value), written here
-# as the document's patterns; tests/test_api_conformance.py finds each in its templates.
-# Celery task ids and API Gateway request ids are both UUIDs.
-UUID_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-# X-Callback-Url: https, or http to this host; printable ASCII, no quote or backslash.
-HTTPS_URL_REGEX = r"https://[\x21\x23-\x5B\x5D-\x7E]+"
-LOCAL_URL_REGEX = (r"http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?"
-                   r"([/?][\x21\x23-\x5B\x5D-\x7E]*)?")
-# GET /jobs: task, since and the form of a cursor (base64url of 6 or 66 bytes).
-TASK_FILTER_REGEX = "[A-Za-z0-9_.:-]{1,255}"
-SINCE_REGEX = (r"[0-9]{4}-[01][0-9]-[0-3][0-9]"
-               r"(T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z)?")
-CURSOR_FORM_REGEX = "[A-Za-z0-9_-]{8}|[A-Za-z0-9_-]{88}"
-JOB_ID_PATTERN = f"^{UUID_REGEX}$"
-JSON = "application/json"
-CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key,Idempotency-Key,X-Callback-Url"
-CORS_MAX_AGE = "600"
-# Seconds a client is told to wait after a throttled (429) or unavailable (503) answer; the
-# templates that set it through $context.responseOverride write the same literal.
-RETRY_AFTER_SECONDS = "1"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_SAFE_WORD = re.compile(r"^[A-Za-z0-9_.:\-]+$")
-# A body of up to 1,024 UTF-16 units is copied into kwargsrepr, 6 bytes a unit at worst.
-KWARGSREPR_MAX_CHARS = 1024 * 6
-SAMPLE_ID = "00000000-0000-4000-8000-000000000000"
-
-
-@dataclass(frozen=True)
-class AwsTargets:
-    region: str
-    account_id: str
-    queue_name: str
-    table_name: str
-    role_arn: str  # API Gateway's integration credentials role
-    partition: str = "aws"  # aws-cn, aws-us-gov: the integration URIs' ARN partition
-    result_expires: int = 7 * 24 * 3600  # the TTL a DELETE gives a record (JOBS_RESULT_EXPIRES)
-    bucket_name: str = "jobs-payloads"  # large results (GET /jobs/{id}/result): JOBS_BUCKET
-
-
-def template_path(name: str) -> Path:
-    """The file of a mapping template: `send_task.request` -> templates/send_task.request.vtl."""
-    path = TEMPLATES_DIR / (name if name.endswith(".vtl") else f"{name}.vtl")
-    if path.parent != TEMPLATES_DIR or not path.is_file():
-        raise FileNotFoundError(f"no mapping template named {name!r} in {TEMPLATES_DIR}")
-    return path
-
-
-def load_template(name: str) -> str:
-    """A template file's text, as it is in the repository (placeholders not filled)."""
-    return template_path(name).read_text(encoding="utf-8")
-
-
-def fill_template(name: str, **values: str | list[str] | tuple[str, ...]) -> str:
-    """A template with its `@NAME@` placeholders replaced.
-
-    A value is a plain name, or a list of plain words (`name` or `name:field`) written
-    separated by single spaces; nothing else is let into a template.
-    """
-    text = load_template(name)
-    for key, value in values.items():
-        if isinstance(value, str):
-            if not _SAFE_NAME.match(value):
-                raise ValueError(f"{key}={value!r} is not a plain name; refusing to template it")
-        else:
-            bad = [word for word in value if not _SAFE_WORD.match(word)]
-            if bad:
-                raise ValueError(f"{key}: {bad!r} are not plain words; refusing to template them")
-            value = " ".join(value)
-        text = text.replace(f"@{key.upper()}@", value)
-    leftover = re.findall(r"@[A-Z_]+@", text)
-    if leftover:
-        raise ValueError(f"template {name} still has placeholders {sorted(set(leftover))}")
-    return text
-
-
-def model_name(task_name: str) -> str:
-    """API Gateway model names are alphanumeric: tasks.debug.add -> TasksDebugAdd."""
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", task_name))
-
-
-def exposed_words(jobs: dict[str, Any]) -> list[str]:
-    """`task:field` for every record field a job shows over HTTP (@job(expose=...))."""
-    return sorted(f"{name}:{field}" for name, spec in jobs.items()
-                  for field in getattr(spec, "expose", ()))
+from tasks.http_contract.forms import (
+    CORS_ALLOW_HEADERS,
+    CORS_MAX_AGE,
+    CURSOR_FORM_REGEX,
+    HTTPS_URL_REGEX,
+    JOB_ID_PATTERN,
+    JSON,
+    KWARGSREPR_MAX_CHARS,
+    LOCAL_URL_REGEX,
+    RETRY_AFTER_SECONDS,
+    SAMPLE_ID,
+    SINCE_REGEX,
+    TASK_FILTER_REGEX,
+    UUID_REGEX,
+    AwsTargets,
+    model_name,
+)
+from tasks.http_contract.mapping_templates import exposed_words, fill_template, load_template
 
 
 def max_body_bytes(request_template: str) -> int:
@@ -118,7 +41,7 @@ def max_body_bytes(request_template: str) -> int:
     import base64
     import urllib.parse
 
-    from api_shim.vtl import Params, render
+    from tasks.http_contract.vtl import Params, render
     from tasks.ops.provision import MAX_MESSAGE_BYTES
 
     # The longest headers the template admits: a 13-digit submitted_at, a 2,048-character
@@ -189,14 +112,14 @@ def _integration_response(status: str, template: str,
             "responseTemplates": {JSON: template}}
 
 
-def _path_parameter(name: str, pattern: str | None = None) -> list[dict[str, Any]]:
+def path_parameter(name: str, pattern: str | None = None) -> list[dict[str, Any]]:
     schema: dict[str, Any] = {"type": "string"}
     if pattern:
         schema["pattern"] = pattern
     return [{"name": name, "in": "path", "required": True, "schema": schema}]
 
 
-def _options(methods: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def options(methods: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """CORS preflight: a mock integration, never behind the API key."""
     headers = {h: _STRING for h in (
         "Access-Control-Allow-Origin", "Access-Control-Allow-Headers",
@@ -237,7 +160,7 @@ SUBMIT_HEADERS = [
 ]
 
 
-def _submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
+def submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
     names = {"task_name": spec.name, "queue_name": targets.queue_name}
     request = fill_template("send_task.request", **names)
     refused = fill_template("send_task.error", max_body_bytes=str(max_body_bytes(request)))
@@ -287,12 +210,12 @@ def _submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str,
     }
 
 
-def _unknown_task(api_key_required: bool) -> dict[str, Any]:
+def unknown_task(api_key_required: bool) -> dict[str, Any]:
     """Any other /tasks/{name}: 404 (API Gateway prefers the literal resources above)."""
     return {
         "operationId": "unknown_task",
         "summary": "Not a public task",
-        "parameters": _path_parameter("name"),
+        "parameters": path_parameter("name"),
         "responses": {"403": _error_response("Missing or wrong API key"),
                       "404": _error_response("No public task has this name")},
         **_security(api_key_required),
@@ -307,7 +230,7 @@ def _unknown_task(api_key_required: bool) -> dict[str, Any]:
     }
 
 
-def _catalog(jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
+def catalog(jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
     return {
         "operationId": "list_tasks",
         "summary": "The public tasks and the JSON Schema of their arguments",
@@ -326,14 +249,14 @@ def _catalog(jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
     }
 
 
-def _get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
+def get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
              ) -> dict[str, Any]:
     record = fill_template("get_job.response", exposed=exposed_words(jobs))
     return {
         "operationId": "get_job",
         "summary": "A job's status, progress and result",
         "tags": ["jobs"],
-        "parameters": _path_parameter("job_id", JOB_ID_PATTERN),
+        "parameters": path_parameter("job_id", JOB_ID_PATTERN),
         "responses": {
             "200": {"description": "The job record (PENDING when there is none yet)",
                     "headers": _ORIGIN_HEADER,
@@ -364,7 +287,7 @@ def _get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
     }
 
 
-def _revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
+def revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
                 ) -> dict[str, Any]:
     """DELETE /jobs/{job_id}: the revoke transition as one conditional UpdateItem."""
     record = fill_template("revoke_job.response", exposed=exposed_words(jobs))
@@ -375,7 +298,7 @@ def _revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: boo
         "operationId": "revoke_job",
         "summary": "Cancel a job that has not finished (Celery's revoke)",
         "tags": ["jobs"],
-        "parameters": _path_parameter("job_id", JOB_ID_PATTERN),
+        "parameters": path_parameter("job_id", JOB_ID_PATTERN),
         "responses": {
             "200": {"description": "The job record, REVOKED (now, or already before)",
                     "headers": _ORIGIN_HEADER, "content": job},
@@ -408,7 +331,7 @@ def _revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: boo
     }
 
 
-def _get_job_result(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
+def get_job_result(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
     """GET /jobs/{job_id}/result: a result kept in S3 (`result_url` of GET /jobs/{job_id}),
     read by API Gateway itself, a GetObject of `results/<job_id>.json`, passed through."""
     error = load_template("get_job_result.error")
@@ -417,7 +340,7 @@ def _get_job_result(targets: AwsTargets, api_key_required: bool) -> dict[str, An
         "summary": "A result too large for the job record, as JSON (at most 10 MB here: "
                    "API Gateway's response limit)",
         "tags": ["jobs"],
-        "parameters": _path_parameter("job_id", JOB_ID_PATTERN),
+        "parameters": path_parameter("job_id", JOB_ID_PATTERN),
         "responses": {
             "200": {"description": "The job's return value, as JSON",
                     "headers": {**_ORIGIN_HEADER, "Content-Type": _STRING},
@@ -467,7 +390,7 @@ def _query_parameter(name: str, schema: dict[str, Any], description: str,
             "schema": schema, **empty}
 
 
-def _list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
+def list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
     """GET /jobs: one Query of the `by_status` index (one shard of a status) per request.
 
     No request validator: list_jobs.request/response check the parameters themselves, so a
@@ -529,128 +452,3 @@ def _list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
             },
         },
     }
-
-
-_JOB_SCHEMA = {
-    "type": "object",
-    "required": ["job_id", "status"],
-    "properties": {
-        "job_id": {"type": "string"},
-        "status": {"type": "string", "enum": ["PENDING", "STARTED", "PROGRESS", "RETRY",
-                                              "SUCCESS", "FAILURE", "REVOKED"]},
-        "task": {"type": "string"},
-        "result": {"description": "The task's return value, as JSON"},
-        "result_url": {"type": "string", "description": (
-            "Where a result too large for the record is read (GET /jobs/{job_id}/result), "
-            "instead of `result`")},
-        "result_bytes": {"type": "integer", "description": "That result's size in bytes"},
-        "progress": {"type": "object", "properties": {
-            "current": {"type": "integer"}, "total": {"type": "integer"},
-            "message": {"type": "string"}}},
-        "error": {"type": "object", "properties": {
-            "type": {"type": "string"}, "message": {"type": "string"},
-            "module": {"type": "string"}}},
-        "traceback": {"type": "string"},
-        "attempts": {"type": "integer"},
-        "retries": {"type": "integer"},
-        "worker": {"type": "string"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "submitted_at": {"type": "string", "format": "date-time"},
-        "started_at": {"type": "string", "format": "date-time"},
-        "revoked_at": {"type": "string", "format": "date-time"},
-        "finished_at": {"type": "string", "format": "date-time"},
-        "updated_at": {"type": "string", "format": "date-time"},
-    },
-}
-
-
-GATEWAY_CORS = {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
-                "gatewayresponse.header.Access-Control-Allow-Headers": f"'{CORS_ALLOW_HEADERS}'"}
-
-
-def _gateway_responses() -> dict[str, Any]:
-    """API Gateway's own errors as JSON {"message"}, with CORS, and the statuses we document.
-
-    These templates are not Velocity: API Gateway substitutes `$context.error.*` only.
-    """
-    default = {JSON: '{"message": $context.error.messageString}'}
-
-    def response(status: str | None = None, template: dict | None = None,
-                 headers: dict[str, str] | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"responseParameters": {**GATEWAY_CORS, **(headers or {})},
-                               "responseTemplates": template or default}
-        if status:
-            out["statusCode"] = status
-        return out
-
-    return {
-        "DEFAULT_4XX": response(),
-        "DEFAULT_5XX": response(),
-        "BAD_REQUEST_BODY": response("400"),
-        "INVALID_API_KEY": response("403", {JSON: '{"message": "Forbidden"}'}),
-        "UNSUPPORTED_MEDIA_TYPE": response("415", {JSON: (
-            '{"message": "Unsupported Media Type: send the arguments as application/json"}')}),
-        "REQUEST_TOO_LARGE": response("413"),
-        # The stage's own throttling (usage plan, method settings): tell clients when to retry.
-        "THROTTLED": response("429", headers={
-            "gatewayresponse.header.Retry-After": f"'{RETRY_AFTER_SECONDS}'"}),
-        # An unknown route or method: API Gateway says 403 "Missing Authentication Token".
-        "MISSING_AUTHENTICATION_TOKEN": response("404", {JSON: '{"message": "Not Found"}'}),
-    }
-
-
-def build_openapi(targets: AwsTargets, *, title: str = "sqs-jobs",
-                  api_key_required: bool = False) -> dict:
-    """The whole API for the public jobs registered now (import `tasks` first)."""
-    from tasks.jobkit.registry import all_jobs, public_jobs
-
-    jobs = public_jobs()
-    paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {
-        "JobAccepted": {"type": "object", "required": ["job_id", "status", "status_url"],
-                        "properties": {"job_id": {"type": "string"},
-                                       "status": {"type": "string", "enum": ["PENDING"]},
-                                       "status_url": {"type": "string"}}},
-        "Job": _JOB_SCHEMA,
-        "Error": {"type": "object", "required": ["message"],
-                  "properties": {"message": {"type": "string"}}},
-    }
-    paths["/tasks"] = {"get": _catalog(jobs, api_key_required), "options": _options("GET,OPTIONS")}
-    for name, spec in jobs.items():
-        schemas[model_name(name)] = spec.schema
-        paths[f"/tasks/{name}"] = {"post": _submit(spec, targets, api_key_required),
-                                   "options": _options("POST,OPTIONS")}
-    paths["/tasks/{name}"] = {"post": _unknown_task(api_key_required),
-                              "options": _options("POST,OPTIONS", _path_parameter("name"))}
-    paths["/jobs"] = {"get": _list_jobs(targets, api_key_required),
-                      "options": _options("GET,OPTIONS")}
-    paths["/jobs/{job_id}"] = {"get": _get_job(targets, all_jobs(), api_key_required),
-                               "delete": _revoke_job(targets, all_jobs(), api_key_required),
-                               "options": _options("GET,DELETE,OPTIONS",
-                                                   _path_parameter("job_id"))}
-    paths["/jobs/{job_id}/result"] = {"get": _get_job_result(targets, api_key_required),
-                                      "options": _options("GET,OPTIONS",
-                                                          _path_parameter("job_id"))}
-    document: dict[str, Any] = {
-        "openapi": "3.0.1",
-        "info": {
-            "title": title,
-            "version": "1.0",
-            "description": (
-                "Submit jobs with POST /tasks/{name} (the body is the task's keyword "
-                "arguments as a JSON object), read them with GET /jobs/{job_id} and cancel "
-                "them with DELETE /jobs/{job_id}."),
-        },
-        "paths": paths,
-        "components": {"schemas": schemas},
-        "x-amazon-apigateway-request-validators": {
-            "body-and-params": {"validateRequestBody": True, "validateRequestParameters": True},
-            "params-only": {"validateRequestBody": False, "validateRequestParameters": True},
-        },
-        "x-amazon-apigateway-gateway-responses": _gateway_responses(),
-    }
-    if api_key_required:
-        document["components"]["securitySchemes"] = {
-            "api_key": {"type": "apiKey", "name": "x-api-key", "in": "header"}}
-        document["x-amazon-apigateway-api-key-source"] = "HEADER"
-    return document
