@@ -1,20 +1,14 @@
-"""Celery result backend storing one readable DynamoDB item per job.
+"""Celery's result backend on the job records: the adapter between Celery and JobRecords.
 
-Item layout (the job-record contract in DESIGN.md): `job_id` (partition key),
-`status`, `task`, `result` (JSON text), `error` {type, message, module},
-`traceback`, `progress` (JSON text), `attempts`, `retries`, `worker`, `queue`,
-`args`/`kwargs` (reprs), `created_at`, `started_at`, `finished_at`,
-`updated_at` (ISO-8601 UTC), `expires_at` (epoch seconds, the TTL attribute),
-`parent_id`, `root_id`, `group_id`; while a run holds the job, `run_lease` (epoch
-seconds) and `run_token` (tasks.results.run_lease).
-
-Every state change is one conditional UpdateItem: a terminal state is never
-overwritten, and no write is preceded by a read. Reads are strongly consistent.
+Celery loads it through `result_backend = "tasks.results.backend:DynamoDBJobBackend"`. Each
+of Celery's writes becomes one transition of the job's record (tasks.results.records; the
+item layout: tasks.results.job_item), each read a strongly consistent GetItem or
+BatchGetItem decoded as Celery's meta (tasks.results.meta). A result over what an item
+holds goes to S3 (tasks.results.large_objects); chords complete in tasks.results.chords.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 import os
@@ -27,31 +21,27 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from celery import states
 from celery.backends.base import BaseBackend
-from celery.canvas import maybe_signature
-from celery.exceptions import ChordError
 from celery.exceptions import TimeoutError as CeleryTimeoutError
-from celery.result import AsyncResult, GroupResult, ResultSet, result_from_tuple
+from celery.result import GroupResult, result_from_tuple
 from kombu.utils.json import dumps as json_dumps
-from kombu.utils.json import loads as json_loads
 from kombu.utils.uuid import uuid
 
 from tasks.jobkit.errors import ResultNotSerializable, ResultTooLarge
-from tasks.jobkit.public_errors import error_record
 from tasks.ops.clients import dynamodb_client, s3_client
 from tasks.ops.settings import Settings
 from tasks.results import large_objects
-from tasks.results.records import (
-    CHORD_PREFIX,
-    GROUP_PREFIX,
-    MAX_RESULT_BYTES,
-    ChordCount,
-    JobRecords,
-    chord_count,
-    chord_part_id,
-    group_page_id,
-    item_num,
-    item_str,
+from tasks.results.chords import ChordBackend
+from tasks.results.encoding import item_str
+from tasks.results.job_item import MAX_RESULT_BYTES
+from tasks.results.meta import (
+    is_start_meta,
+    item_meta,
+    meta_text,
+    pending_meta,
+    request_facts,
 )
+from tasks.results.public_errors import error_record
+from tasks.results.records import JobRecords
 from tasks.results.revoked_mark import note_revoked, revoked_noted
 from tasks.results.run_lease import note_duplicate
 
@@ -59,14 +49,9 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_ERROR_CODES = ("ProvisionedThroughputExceededException", "ThrottlingException",
                          "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable")
-# How long one caller may hold the right to send a chord's body before another may:
-# this plus the join bound (reading 10,000 records takes 100 BatchGetItem calls).
-CHORD_LEASE_SECONDS = 30
-# The join bound when result_chord_join_timeout is unset: Celery's own default.
-DEFAULT_CHORD_JOIN_SECONDS = 3.0
 
 
-class DynamoDBJobBackend(BaseBackend):
+class DynamoDBJobBackend(ChordBackend, BaseBackend):
     """Celery loads this through `result_backend = "tasks.results.backend:DynamoDBJobBackend"`."""
 
     supports_native_join = True
@@ -75,7 +60,7 @@ class DynamoDBJobBackend(BaseBackend):
 
     def __init__(self, app, url: str | None = None, **kwargs: Any) -> None:
         super().__init__(app, url=url, **kwargs)
-        self.settings = Settings.from_env()
+        self.settings = Settings.of(app)
         self.table = self.settings.table_name
         expires = self.app.conf.result_expires
         if isinstance(expires, timedelta):
@@ -200,7 +185,7 @@ class DynamoDBJobBackend(BaseBackend):
                  ) -> dict[str, Any]:
         """`{type, message, module, args}` of an exception or Celery's exception dict:
         `message` only when public (what HTTP shows), `args` always (what AsyncResult
-        rebuilds the exception from): tasks.jobkit.public_errors."""
+        rebuilds the exception from): tasks.results.public_errors."""
         if isinstance(result, BaseException):
             result = self.prepare_exception(result, serializer="json")
         return error_record(result, request, ours=ours)
@@ -233,48 +218,11 @@ class DynamoDBJobBackend(BaseBackend):
         """Celery's task meta of a job record, as Celery's own backends decode it: a
         failure's result is the exception rebuilt by BaseBackend.exception_to_python."""
         if not item or "status" not in item:
-            return {"task_id": task_id, "status": states.PENDING, "result": None,
-                    "traceback": None, "children": []}
-        status = item_str(item, "status")
-        result: Any = None
-        # kombu's JSON, written and read as Celery's backends do: dates, times, decimals,
-        # UUIDs and bytes come back as themselves.
-        if status == states.SUCCESS and "result" in item:
-            result = json_loads(item_str(item, "result"))
-        elif status == states.SUCCESS and "result_ref" in item:  # kept in S3: one GetObject
-            result = large_objects.load_result(self.s3, large_objects.ref_from_item(item))
-        elif status in states.EXCEPTION_STATES and "error" in item:
-            error = item["error"].get("M", {})
-            result = {
-                "exc_type": item_str(error, "type") or "Exception",
-                "exc_message": exception_args(error),
-                "exc_module": item_str(error, "module"),
-            }
-        elif status in states.EXCEPTION_STATES:
-            result = None  # stored without an exception: Celery's backends give None back
-        elif "progress" in item:  # a custom state's meta, or a STARTED meta of a caller's
-            result = json_loads(item_str(item, "progress"))
-        elif status == states.STARTED:
-            result = {"hostname": item_str(item, "worker")}  # Celery's start meta, less pid
-        meta = {
-            "task_id": task_id,
-            "status": status,
-            "result": result,
-            "traceback": item_str(item, "traceback"),
-            "children": [],
-            "date_done": item_str(item, "finished_at"),
-            "name": item_str(item, "task"),
-            "args": arguments_from_repr(item_str(item, "args"), list),
-            "kwargs": arguments_from_repr(item_str(item, "kwargs"), dict),
-            "worker": item_str(item, "worker"),
-            "retries": item_num(item, "retries"),
-            "queue": item_str(item, "queue"),
-            "attempts": item_num(item, "attempts"),
-        }
-        for link in ("group_id", "parent_id"):  # as Celery's backends, only when known
-            if item_str(item, link):
-                meta[link] = item_str(item, link)
-        return self.meta_from_decoded(meta)
+            return pending_meta(task_id)
+        return self.meta_from_decoded(item_meta(task_id, item, self.load_large_result))
+
+    def load_large_result(self, item: dict) -> Any:
+        return large_objects.load_result(self.s3, large_objects.ref_from_item(item))
 
     def mget_items(self, task_ids: Iterable[str]) -> dict[str, dict]:
         """Strongly consistent BatchGetItem, 100 keys a call, retrying unprocessed keys."""
@@ -316,319 +264,25 @@ class DynamoDBJobBackend(BaseBackend):
             if max_iterations and iterations >= max_iterations:
                 break
 
-    # --- groups and chords ------------------------------------------------------
-    # How a chord completes (the README's "Chords" section): every part that ends counts
-    # itself with two small writes (records.report_chord_part); the part that brings the
-    # counter to the chord's size (Celery announces it with set_chord_size) claims the
-    # chord, reads every member's record with BatchGetItem, and sends the body with their
-    # results, or fails it with a ChordError. Nothing waits on a result it polls for, so
-    # no chord shape can hold a worker process: the longest wait is chord_join_bound().
+    # --- groups (chords: tasks.results.chords) --------------------------------------
     def _save_group(self, group_id: str, result: GroupResult) -> GroupResult:
         self.records.save_group(group_id, json_dumps(result.as_tuple()))
         return result
 
     def _restore_group(self, group_id: str) -> dict | None:
-        item = self.records.read(GROUP_PREFIX + group_id)
-        if "result" not in item:
+        saved = self.records.read_group(group_id)
+        if saved is None:
             return None
-        text = self.group_text(group_id, item)
-        if text is None:
-            return None
+        text, created_at = saved
         return {
             "group_id": group_id,
             "result": result_from_tuple(json.loads(text), self.app),
-            "date_done": item_str(item, "created_at"),
+            "date_done": created_at,
         }
-
-    def group_text(self, group_id: str, item: dict) -> str | None:
-        """A saved group's JSON, its pages put back together; None if a page is gone."""
-        pages = item_num(item, "pages") or 1
-        ids = [group_page_id(group_id, number) for number in range(1, pages)]
-        found = self.mget_items(ids) if ids else {}
-        texts = [item_str(item, "result") or ""]
-        for page_id in ids:
-            if page_id not in found:
-                log.warning("group %s: page %s is gone", group_id, page_id)
-                return None
-            texts.append(item_str(found[page_id], "result") or "")
-        return "".join(texts)
 
     def _delete_group(self, group_id: str) -> None:
         self.records.delete_group(group_id)
 
-    def apply_chord(self, header_result_args, body, **kwargs) -> None:
-        self.ensure_chords_allowed()
-        header_result = self.app.GroupResult(*header_result_args)
-        header_result.save(backend=self)
-        self.records.create_chord(header_result.id, len(chord_leaves(header_result)))
-
-    def set_chord_size(self, group_id: str, chord_size: int) -> None:
-        # Celery calls this before it sends the header's last task, so the part that
-        # ends last always sees the size. It also calls it for a group that ends a chain
-        # in a header: that group is no chord (its parts report to the enclosing one).
-        if not self.records.set_chord_size(group_id, int(chord_size)):
-            log.debug("set_chord_size(%s, %s): no chord with that id", group_id, chord_size)
-
-    def chord_join_bound(self) -> float:
-        """The longest a chord's completion waits for a member's record: Celery's
-        result_chord_join_timeout (3 s by default), never unbounded."""
-        timeout = self.app.conf.result_chord_join_timeout
-        return float(timeout) if timeout and timeout > 0 else DEFAULT_CHORD_JOIN_SECONDS
-
-    def chord_lease_seconds(self) -> int:
-        return int(self.chord_join_bound()) + CHORD_LEASE_SECONDS
-
-    def on_chord_part_return(self, request, state, result, **kwargs) -> None:
-        group_id = getattr(request, "group", None)
-        if not group_id or not getattr(request, "chord", None):
-            return
-        callback = maybe_signature(request.chord, app=self.app)
-        count = self.records.report_chord_part(group_id, request.id, state)
-        if count.gone:
-            self.end_chord(group_id, callback, ChordError(
-                f"chord {group_id} can no longer complete: its record is gone (its "
-                "GroupResult was deleted, or it expired after result_expires)"))
-            return
-        if count.fired:
-            return
-        if state in states.PROPAGATE_STATES:
-            # Fail the body at once (Celery names the member that failed first in time),
-            # going by the member's record: a duplicate delivery cannot change its outcome.
-            meta = self.get_task_meta(request.id, cache=False)
-            if meta["status"] in states.PROPAGATE_STATES:
-                if not self.end_chord(group_id, callback, dependency_error(
-                        request.id, self.exception_to_python(meta["result"]))):
-                    self.complete_chord(group_id, callback, count)
-                return
-        if count.size is not None and count.done >= count.size:
-            self.complete_chord(group_id, callback, count)
-
-    def end_chord(self, group_id: str, callback, error: ChordError) -> bool:
-        """Fail the body with `error` unless someone else holds or has fired the chord."""
-        if not self.records.claim_chord(group_id, self.chord_lease_seconds(), uuid()):
-            return False
-        self.finish_chord(group_id, callback, None, error)
-        return True
-
-    def complete_chord(self, group_id: str, callback, seen: ChordCount) -> None:
-        """Claim the chord and send its body, or its error, if every member has ended."""
-        token = uuid()
-        lease = self.chord_lease_seconds()
-        if not self.records.claim_chord(group_id, lease, token):
-            # Someone holds it. A live holder looks at the counter again after it lets go,
-            # so it sees this part; but a duplicate may be the redelivery of a holder that
-            # died, whose lease nobody else would wait out.
-            if not seen.duplicate or not self.await_chord_lease(group_id, lease):
-                return
-            if not self.records.claim_chord(group_id, lease, token):
-                return
-        done = seen.done
-        while True:
-            outcome = self.chord_outcome(group_id)
-            if outcome is not None:
-                self.finish_chord(group_id, callback, *outcome)
-                return
-            # The counter ran ahead of the members (a duplicate report counts again):
-            # let go, and look again only if a part reported meanwhile.
-            self.records.release_chord(group_id, token)
-            now = self.read_chord(group_id)
-            if now is None or now.fired or now.done <= done:
-                return
-            done = now.done
-            if not self.records.claim_chord(group_id, lease, token):
-                return
-
-    def chord_outcome(self, group_id: str) -> tuple[list | None, ChordError | None] | None:
-        """(values, None) when every member succeeded, (None, error) when the chord cannot
-        complete, None while a member has not ended yet. Bounded: BatchGetItem of the
-        members' records, and at most chord_join_bound() of waiting for records that their
-        members reported finished."""
-        header = self.restore_group(group_id, cache=False)
-        if header is None:
-            return None, ChordError(f"GroupResult {group_id} no longer exists")
-        ids = [leaf.id for leaf in chord_leaves(header)]
-        metas = self.read_metas(ids)
-        unfinished = [i for i in ids if metas[i]["status"] not in states.READY_STATES]
-        if unfinished and not self.failed_members(ids, metas):
-            parts = self.mget_items([chord_part_id(group_id, i) for i in unfinished])
-            if len(parts) < len(unfinished):
-                return None
-            # Each reported its end after its record was written: wait a little, then
-            # give up on records that are gone (forgotten, expired, or never stored).
-            deadline = time.monotonic() + self.chord_join_bound()
-            while unfinished and time.monotonic() < deadline:
-                time.sleep(min(0.25, max(deadline - time.monotonic(), 0)))
-                metas.update(self.read_metas(unfinished))
-                unfinished = [i for i in unfinished
-                              if metas[i]["status"] not in states.READY_STATES]
-            if unfinished and not self.failed_members(ids, metas):
-                member = unfinished[0]
-                return None, ChordError(
-                    f"Dependency {member} ended but its result record is "
-                    f"{'missing' if metas[member]['status'] == states.PENDING else 'unfinished'}"
-                    f" after {self.chord_join_bound():g}s (chord members must not ignore "
-                    f"their results; {len(unfinished)} of {len(ids)} members affected)")
-        failed = self.failed_members(ids, metas)
-        if failed:
-            first = min(failed, key=lambda meta: meta.get("date_done") or "")
-            return None, dependency_error(first["task_id"],
-                                          self.exception_to_python(first["result"]))
-        return chord_values(header.results, metas), None
-
-    @staticmethod
-    def failed_members(ids: list[str], metas: dict[str, dict]) -> list[dict]:
-        return [metas[i] for i in ids if metas[i]["status"] in states.PROPAGATE_STATES]
-
     def read_metas(self, task_ids: list[str]) -> dict[str, dict]:
         items = self.mget_items(task_ids)
         return {task_id: self.meta_from_item(task_id, items.get(task_id)) for task_id in task_ids}
-
-    def read_chord(self, group_id: str) -> ChordCount | None:
-        item = self.records.read(CHORD_PREFIX + group_id)
-        return chord_count(item) if item else None
-
-    def await_chord_lease(self, group_id: str, lease: int) -> bool:
-        """Wait (at most `lease` seconds) for another's claim to lapse; False if it fired."""
-        deadline = time.monotonic() + lease + 1
-        while time.monotonic() < deadline:
-            now = self.read_chord(group_id)
-            if now is None or now.fired:
-                return False
-            if not now.lease_until or now.lease_until < time.time():
-                return True
-            time.sleep(1.0)
-        return False
-
-    def finish_chord(self, group_id: str, callback, values: list | None,
-                     error: ChordError | None) -> None:
-        if error is None:
-            try:
-                # The body keeps the id Celery gave it when the chord was built: sent
-                # before the chord is marked fired, so a crash in between re-sends it
-                # under the same id instead of losing it.
-                self.send_chord_body(callback, values)
-            except Exception as exc:
-                error = ChordError(f"Callback error: {exc!r}")
-                error.__cause__ = exc
-        if error is not None:
-            log.warning("chord %s failed: %s", group_id, error)
-            try:
-                raise error  # Celery stores the error with the traceback of the stack
-            except ChordError as exc:
-                self.chord_error_from_stack(callback, exc)
-        self.records.mark_chord_fired(group_id)
-
-    def send_chord_body(self, callback, values: list) -> None:
-        callback.delay(values)
-
-
-def chord_leaves(header: ResultSet) -> list[AsyncResult]:
-    """The results a chord waits for, in order: a group that ends a chain in the header
-    is one result holding its members' results (Celery does not unroll it)."""
-    leaves: list[AsyncResult] = []
-    for node in header.results:
-        if isinstance(node, ResultSet):
-            leaves.extend(chord_leaves(node))
-        else:
-            leaves.append(node)
-    return leaves
-
-
-def chord_values(nodes: Iterable, metas: dict[str, dict]) -> list:
-    """The body's argument: each header result's value, a nested group's as a list."""
-    return [chord_values(node.results, metas) if isinstance(node, ResultSet)
-            else metas[node.id]["result"] for node in nodes]
-
-
-def dependency_error(task_id: str, exc: Any) -> ChordError:
-    """Celery's wording: `Dependency <id> raised <exc!r>`, the member's error as the cause."""
-    error = ChordError(f"Dependency {task_id} raised {exc!r}")
-    if isinstance(exc, BaseException):
-        error.__cause__ = exc
-    return error
-
-
-# Celery cuts argsrepr/kwargsrepr at 1,024 characters (and 3 levels deep, as `...`): a
-# repr that long may have been cut, so it is not taken for the arguments.
-TRUSTED_REPR_CHARS = 1000
-
-
-def arguments_from_repr(text: str | None, kind: type) -> Any:
-    """AsyncResult.args/kwargs from the record's repr (JSON values only, so literal_eval
-    reads it back); a repr that may have been cut, or set by the caller (argsrepr=...),
-    stays the text it is."""
-    if text is None or len(text) >= TRUSTED_REPR_CHARS:
-        return text
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return text
-    if kind is list and isinstance(value, tuple):
-        value = list(value)
-    return value if isinstance(value, kind) and not has_ellipsis(value) else text
-
-
-def has_ellipsis(value: Any) -> bool:
-    """saferepr writes `...` for what is nested too deep: not the arguments then."""
-    if value is Ellipsis:
-        return True
-    if isinstance(value, dict):
-        return any(has_ellipsis(k) or has_ellipsis(v) for k, v in value.items())
-    if isinstance(value, list | tuple | set):
-        return any(has_ellipsis(v) for v in value)
-    return False
-
-
-def is_start_meta(meta: Any, request: Any) -> bool:
-    """Whether `meta` is what Celery's worker stores as a job starts, `{pid, hostname}` of
-    the request's own worker (celery.app.trace): the record's `worker` says it already."""
-    hostname = getattr(request, "hostname", None)
-    return (isinstance(meta, dict) and set(meta) == {"pid", "hostname"}
-            and isinstance(hostname, str) and meta["hostname"] == hostname)
-
-
-def meta_text(meta: Any) -> str:
-    """A state's meta as the record's `progress` (JSON text); what is not JSON, its repr."""
-    try:
-        return json_dumps(meta)
-    except (TypeError, ValueError):
-        return json_dumps({"message": repr(meta)})
-
-
-def exception_args(error: dict) -> list:
-    """The exception's arguments as stored, so it is rebuilt equal to the one raised."""
-    stored = item_str(error, "args")
-    if stored:
-        try:
-            args = json_loads(stored)
-        except ValueError:
-            args = None
-        if isinstance(args, list):
-            return args
-    return [item_str(error, "message") or ""]
-
-
-def request_facts(request: Any) -> dict[str, Any]:
-    """What a job record keeps of a Celery request (or any object with those names)."""
-    facts: dict[str, Any] = {}
-    name = getattr(request, "task", None) or getattr(request, "name", None)
-    if isinstance(name, str):
-        facts["task"] = name
-    for attr, source in (("attempts", "delivery_count"), ("retries", "retries")):
-        value = getattr(request, source, None)
-        if isinstance(value, int):
-            facts[attr] = value
-    for attr, source in (("worker", "hostname"), ("args", "argsrepr"), ("kwargs", "kwargsrepr"),
-                         ("parent_id", "parent_id"), ("root_id", "root_id"),
-                         ("group_id", "group"), ("run_token", "run_token"),
-                         ("retry_of", "retry_of")):
-        value = getattr(request, source, None)
-        if isinstance(value, str):
-            facts[attr] = value
-    submitted = getattr(request, "submitted_at", None)  # a header: epoch milliseconds
-    if isinstance(submitted, int) and not isinstance(submitted, bool):
-        facts["submitted_at"] = submitted
-    delivery = getattr(request, "delivery_info", None) or {}
-    if isinstance(delivery, dict) and delivery.get("routing_key"):
-        facts["queue"] = str(delivery["routing_key"])
-    return facts

@@ -28,9 +28,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery.app.control import Control as CeleryControl
-from celery.platforms import signals as celery_signals
 
-from tasks.results.records import Revocation
+from tasks.celery_private import signum
+from tasks.results.revoke import Revocation
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ NO_BROADCAST = (
 def signal_name(sig: str | int | None) -> str:
     """`"SIGTERM"` for None, "TERM", "SIGTERM", 15 or signal.SIGTERM; ValueError otherwise."""
     try:
-        return signals.Signals(celery_signals.signum(sig or "SIGTERM")).name
+        return signals.Signals(signum(sig or "SIGTERM")).name
     except (AttributeError, TypeError, ValueError):
         raise ValueError(f"not a signal: {sig!r}") from None
 

@@ -11,7 +11,7 @@ The index (tasks.ops.provision.list_index) has one partition per status and shar
 sorted by `created_at`. A page here queries every shard of the wanted status (all six
 recorded statuses for status=None), each from where the cursor left it, and merges them
 newest first (k-way), so pages are globally ordered. GET /jobs (API Gateway makes one Query
-per request) walks the shards one after the other instead: see the README.
+per request) walks the shards one after the other instead: see docs/http-api.md.
 
 The cursor is opaque: base64url of a small JSON document naming the status and, per
 partition, where the next page starts. It is validated strictly; a forged one is a
@@ -32,7 +32,8 @@ from botocore.exceptions import ClientError
 from celery import states
 
 from tasks.ops.provision import LIST_INDEX, LIST_PROJECTED
-from tasks.results.records import LIST_SHARDS, item_str, s
+from tasks.results.encoding import item_str, s
+from tasks.results.keys import LIST_SHARDS
 
 # Celery's states as the records hold them (PENDING is never recorded: no record is PENDING).
 LISTED_STATES = (states.STARTED, "PROGRESS", states.RETRY, states.SUCCESS, states.FAILURE,
@@ -167,12 +168,12 @@ class _Partition:
 
 def list_jobs(status: str | None, *, task: str | None = None, since: str | None = None,
               limit: int = 50, cursor: str | None = None, client: Any = None,
-              table: str | None = None) -> JobPage:
+              table: str | None = None, settings: Any = None) -> JobPage:
     """Jobs of `status` (None: every recorded status), newest first, at most `limit`.
 
     `task` keeps only that task's jobs, `since` (ISO-8601 UTC) only jobs created since
     then; `cursor` is a JobPage.next of the same status. The client and table default to
-    the settings' (JOBS_TABLE_NAME, the DynamoDB endpoint)."""
+    those of `settings` (an app's `app.settings`; else the environment's)."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit={limit!r}: expected 1 to {MAX_LIMIT}")
     pks = partitions(status)
@@ -182,7 +183,7 @@ def list_jobs(status: str | None, *, task: str | None = None, since: str | None 
         from tasks.ops.clients import dynamodb_client
         from tasks.ops.settings import Settings
 
-        settings = Settings.from_env()
+        settings = settings or Settings.from_env()
         client = client or dynamodb_client(settings)
         table = table or settings.table_name
     condition = "list_pk = :pk"

@@ -1,8 +1,8 @@
 """The job record's transitions, as data: who may move a job from which states to which.
 
-Every conditional write of a job item in tasks.results.records takes the status part of its
-condition from this table (`status_condition`), the README's diagram is rendered from it
-(`render_table`; tests/test_transitions.py checks the README), and the DELETE template's
+Every conditional write of a job item in tasks.results takes the status part of its
+condition from this table (`status_condition`), docs/job-record.md's table is rendered from
+it (`render_table`; tests/test_transitions.py checks the page), and the DELETE template's
 condition is checked against the revoke row. The guard column says, in words, what else the
 write's condition asks; tests/test_record_model.py drives the real writes through every
 interleaving it can find and checks the invariants below after each step.
@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celery import states
+
+from tasks.results.encoding import s
 
 NONE = "(none)"  # no item: queued, or unknown (PENDING to a reader)
 PROGRESS = "PROGRESS"  # any custom state: a job's progress (Progress.update, update_state)
@@ -76,6 +78,12 @@ _PLACEHOLDER = {states.SUCCESS: ":success", states.FAILURE: ":failure",
                 states.REVOKED: ":revoked", states.PENDING: ":pending"}
 
 
+TERMINAL_STATES = frozenset(TERMINAL)
+# The values of `:success, :failure, :revoked` in every "not terminal" condition.
+TERMINAL_VALUES = {":success": s(states.SUCCESS), ":failure": s(states.FAILURE),
+                   ":revoked": s(states.REVOKED)}
+
+
 def transition(name: str) -> Transition:
     return BY_NAME[name]
 
@@ -106,13 +114,19 @@ def status_condition(name: str) -> str:
     return " OR ".join(parts)
 
 
+# Written by the worker: anything but a terminal state may move on.
+WORKER_CONDITION = status_condition("finish")
+# Written by the gate: only where no worker has written.
+GATE_CONDITION = status_condition("reject")
+
+
 def allowed(name: str, state: str) -> bool:
     """Whether the transition may leave `state` (NONE for no record): the model's oracle."""
     return state in transition(name).sources
 
 
 def render_table() -> str:
-    """The table as Markdown, for the README (tests/test_transitions.py keeps them equal)."""
+    """The table as Markdown, for docs/job-record.md (tests/test_transitions.py checks it)."""
     rows = ["| transition | written by | from | to | and only if |",
             "| --- | --- | --- | --- | --- |"]
     for t in TRANSITIONS:
