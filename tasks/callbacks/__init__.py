@@ -12,7 +12,7 @@ REVOKED; never on RETRY), the pool process that wrote the terminal record enqueu
 built-in task `deliver` on the work queue *before* the job's message is acknowledged, so a
 worker that dies in between runs the job's message again and enqueues it then (or, when
 SUCCESS was stored, Celery acknowledges without a rerun and the main process enqueues it:
-tasks.callbacks.attempt.deliver_after_lost_run). `deliver`
+tasks.callbacks.lost_run). `deliver`
 (tasks.callbacks.attempt) POSTs the record as GET /jobs/{id} shows it, signed
 (tasks.callbacks.signing), to an address vetted by tasks.callbacks.target, and
 retries with exponential backoff and full jitter (Celery's retry with a countdown) within
@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from celery import shared_task, signals, states
+from celery import shared_task, states
 
 from tasks.callbacks.target import check_form
 from tasks.ops.settings import Settings
@@ -45,22 +45,23 @@ DELIVER_TASK = "tasks.callbacks.deliver"
 TERMINAL = (states.SUCCESS, states.FAILURE, states.REVOKED)
 
 
-def callback(url: str) -> dict[str, str]:
+def callback(url: str, settings: Settings | None = None) -> dict[str, str]:
     """The `headers=` of a submission that asks for a callback to `url`.
 
     Raises CallbackRefused (a ValueError) at once for a URL no worker would call: not
     https (http only to loopback when JOBS_TARGET=local), userinfo, no host, port 0. The
     address rules need DNS and the worker's allow-list: the worker checks those."""
-    return {HEADER: check_form(url, local=Settings.from_env().local)}
+    settings = settings or Settings.from_env()  # a caller's own process: no app at hand
+    return {HEADER: check_form(url, local=settings.local)}
 
 
-@signals.task_postrun.connect(weak=False, dispatch_uid="tasks.callbacks")
-def _job_ended(sender: Any = None, task_id: str | None = None, task: Any = None,
-               state: str | None = None, **_: Any) -> None:
-    """In the pool process, after the terminal write and before the message's ack (not a
-    Middleware hook: those run in the main process, once the ack is decided)."""
+def enqueue_if_ended(task: Any, state: str | None) -> None:
+    """In the pool process, after the terminal write and before the message's ack: enqueue
+    the delivery if the job asked for one and has ended (the worker's CompletionCallbacks
+    middleware calls it from its `run_ended` hook)."""
     request = getattr(task, "request", None)
     url = getattr(request, HEADER, None)
+    task_id = getattr(request, "id", None)
     if not url or not task_id or getattr(request, "is_eager", False):
         return
     if getattr(task, "name", None) == DELIVER_TASK:
@@ -74,13 +75,13 @@ def _job_ended(sender: Any = None, task_id: str | None = None, task: Any = None,
         state = duplicate_finished(request)
     if state not in TERMINAL or getattr(task, "ignore_result", False):
         return  # RETRY: not the end yet; ignore_result: no record to send
-    enqueue(task_id, str(url))
+    enqueue(task_id, str(url), Settings.of(task.app))
 
 
-def enqueue(job_id: str, url: str) -> None:
+def enqueue(job_id: str, url: str, settings: Settings) -> None:
     """Send the delivery task for a finished job (on the work queue, like any job)."""
     deliver.apply_async(kwargs={"job_id": job_id, "url": url, "first_at": time.time(),
-                                "seal": seal_for(Settings.from_env(), job_id, url)})
+                                "seal": seal_for(settings, job_id, url)})
 
 
 def seal_for(settings: Settings, job_id: str, url: str) -> str | None:
@@ -112,7 +113,7 @@ def deliver(self: Any, job_id: str, url: str, first_at: float | None = None,
     """One delivery attempt; retries itself (countdown) until delivered or given up."""
     from tasks.callbacks.attempt import attempt
 
-    settings = Settings.from_env()
+    settings = Settings.of(self.app)
     if not sealed(settings, job_id, url, seal):
         log.warning("a delivery for job %s was not sealed by a worker of this stack: dropped",
                     job_id)

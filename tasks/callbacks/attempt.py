@@ -2,10 +2,10 @@
 
 The body is the record exactly as GET /jobs/{id} shows it, without its `callback` field
 (which changes with every attempt): the worker renders the very template API Gateway
-runs (api_shim/templates/get_job.response.vtl) over the record's item, so the two cannot
-drift, and the fields a job does not expose over HTTP are not sent either: nor is the
-message of an error that is not public (the record holds it for Python only:
-tasks.jobkit.public_errors).
+runs (tasks.http_contract.record) over the record's item, so the two cannot drift, and the
+fields a job does not expose over HTTP are not sent either (what it exposes is read from
+its task in the app: @job(expose=...)): nor is the message of an error that is not public
+(the record holds it for Python only: tasks.results.public_errors).
 
 Outcomes, in the record's `callback.state`:
 * `delivered`: a 2xx answer;
@@ -20,22 +20,20 @@ Outcomes, in the record's `callback.state`:
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import random
 import time
 from typing import Any
 
-from billiard.exceptions import Terminated, WorkerLostError
-from celery import states
+from celery import current_app
 
 from tasks.callbacks.post import PostFailed, post
 from tasks.callbacks.signing import SIGNATURE_HEADER, sign
 from tasks.callbacks.target import CallbackRefused, vet
+from tasks.http_contract.record import record_json
 from tasks.ops.settings import Settings
-from tasks.results.records import TERMINAL_STATES, item_str, utc_now
-from tasks.worker.celery_private import request_dict
+from tasks.results.encoding import item_str, utc_now
+from tasks.results.transitions import TERMINAL_STATES
 
 log = logging.getLogger(__name__)
 
@@ -43,26 +41,18 @@ USER_AGENT = "sqs-jobs-callback/1"
 RETRYABLE_4XX = (408, 429)
 
 
-@functools.lru_cache(maxsize=1)
-def _record_template() -> str:
-    from api_shim.openapi import exposed_words, fill_template
-    from tasks.jobkit.registry import all_jobs
+def exposed_by(task_name: str | None, app: Any = None) -> list[str]:
+    """The `task:field` words of what the record's job shows over HTTP, from the task the app
+    registered (@job(expose=...) sets `expose` on it; the worker has every job loaded). A task
+    the app does not know shows nothing more, as GET /jobs/{id} shows it nothing more."""
+    task = (app or current_app).tasks.get(task_name or "")
+    return [f"{task_name}:{field}" for field in sorted(getattr(task, "expose", ()))]
 
-    return fill_template("get_job.response", exposed=exposed_words(all_jobs()))
 
-
-def record_body(job_id: str, item: dict[str, Any]) -> bytes:
+def record_body(job_id: str, item: dict[str, Any], app: Any = None) -> bytes:
     """The record as GET /jobs/{id} answers it, minus `callback`: the bytes that are signed."""
-    from api_shim.vtl import Params, render
-
     shown = {key: value for key, value in item.items() if key != "callback"}
-    rendered = render(_record_template(), body=json.dumps({"Item": shown}),
-                      params=Params(path={"job_id": job_id}),
-                      # $context.path: what result_url is built from (relative to the
-                      # API's base URL; API Gateway's own path starts with the stage)
-                      context={"requestId": job_id, "path": f"/jobs/{job_id}",
-                               "resourcePath": "/jobs/{job_id}", "httpMethod": "GET"})
-    return rendered.text.encode()
+    return record_json(job_id, shown, exposed_by(item_str(item, "task"), app)).encode()
 
 
 def backoff(attempt: int, settings: Settings) -> float:
@@ -98,7 +88,7 @@ def attempt(backend: Any, job_id: str, url: str, *, attempt: int, first_at: floa
             return _final(records, job_id, callback, "refused", exc.reason)
         return _again(records, job_id, callback, exc.reason, attempt, first_at, settings)
     callback["host"] = target.host_header
-    body = record_body(job_id, item)
+    body = record_body(job_id, item, getattr(backend, "app", None))
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                "X-Job-Id": job_id, SIGNATURE_HEADER: sign(settings.callback_secret, body)}
     try:
@@ -142,27 +132,3 @@ def _again(records: Any, job_id: str, callback: dict[str, str | int], error: str
     log.info("callback for job %s: attempt %d failed (%s); again in %.1fs", job_id, attempt,
              error, delay)
     return delay
-
-
-
-def deliver_after_lost_run(request: Any, exc: BaseException) -> None:
-    """A job whose pool process died or was killed where Celery then acknowledges its
-    message without running it again: SUCCESS stored before the process was lost, or a
-    job revoked with terminate (its process gets the signal). Its postrun may never have
-    enqueued the callback, so enqueue it here, in the main process, before that ack. One
-    GetItem and one SendMessage, on these rare paths only; a duplicate is harmless (at
-    least once, and a delivered callback is not sent again)."""
-    exc = getattr(exc, "exc", exc)  # billiard wraps it in ExceptionWithTraceback
-    if not isinstance(exc, WorkerLostError | Terminated):
-        return
-    from tasks.callbacks import HEADER, enqueue
-
-    url = request_dict(request).get(HEADER)
-    if not url:
-        return
-    try:
-        if request.task.backend.record_status(request.id) in (states.SUCCESS, states.REVOKED):
-            enqueue(request.id, str(url))
-    except Exception:
-        log.exception("job %s: could not enqueue its callback after its process was lost",
-                      request.id)

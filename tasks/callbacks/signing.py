@@ -1,7 +1,7 @@
 """The completion callback's signature: `X-Signature: t=<unix seconds>,v1=<hex>`.
 
 v1 = HMAC-SHA256(secret, f"{t}.".encode() + body), body being the exact bytes sent. The
-timestamp is signed with the body, so a receiver that refuses old timestamps (the README's
+timestamp is signed with the body, so a receiver that refuses old timestamps (docs/callbacks.md's
 example: five minutes) cannot be fed a recorded request again later.
 """
 
@@ -26,7 +26,7 @@ def sign(secret: str, body: bytes, now: float | None = None) -> str:
 
 def verify(secret: str, body: bytes, header: str, *, now: float | None = None,
            tolerance: int = TOLERANCE_SECONDS) -> bool:
-    """What a receiver does (the README shows the same in ten lines)."""
+    """What a receiver does (docs/callbacks.md shows the same in ten lines)."""
     try:
         fields = dict(part.split("=", 1) for part in header.split(","))
         timestamp = int(fields["t"])

@@ -23,10 +23,11 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
-from celery.app.amqp import AMQP
 from kombu.utils.json import dumps
 
+from tasks.celery_private import AMQP
 from tasks.ops.provision import MAX_MESSAGE_BYTES
+from tasks.ops.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +68,17 @@ def fits_one_message(headers: dict[str, Any], properties: dict[str, Any], body: 
         <= MAX_MESSAGE_BYTES
 
 
-def claim_check(message: Any) -> Any:
+def claim_check(message: Any, settings: Settings | None = None) -> Any:
     """The task message as it is, or with its arguments in S3 when it would not fit."""
     headers, properties, body = message.headers, message.properties, message.body
     _made.set(None)
     if fits_one_message(headers, properties, body):
         return message
     from tasks.ops.clients import s3_client
-    from tasks.ops.settings import Settings
     from tasks.results.large_objects import store_payload
 
     args, kwargs, embed = body
-    settings = Settings.from_env()
+    settings = settings or Settings.from_env()
     ref = store_payload(s3_client(settings), settings.bucket_name, headers["id"], args, kwargs)
     log.info("task %s: %d bytes of arguments stored at s3://%s/%s", headers["id"], ref.size,
              ref.bucket, ref.key)
@@ -104,4 +104,5 @@ class ClaimCheckAMQP(AMQP):
     """`Celery(amqp="tasks.submit.claim_check:ClaimCheckAMQP")`: both apps use it."""
 
     def as_task_v2(self, task_id, name, *args, **kwargs):
-        return claim_check(super().as_task_v2(task_id, name, *args, **kwargs))
+        return claim_check(super().as_task_v2(task_id, name, *args, **kwargs),
+                           Settings.of(self.app))

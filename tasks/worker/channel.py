@@ -21,11 +21,17 @@ import logging
 import random
 
 from botocore.config import Config
-from kombu.transport import SQS
 from vine import ensure_promise, promise
 
+from tasks.celery_config import settings_of
+from tasks.celery_private import (
+    SQSChannel,
+    SQSTransport,
+    channel_async_client,
+    channel_hub,
+    channel_queue_name,
+)
 from tasks.ops.clients import sqs_client
-from tasks.ops.settings import Settings
 from tasks.worker import gate, liveness, scheduled
 from tasks.worker.sqs_io import sqs_io
 
@@ -44,7 +50,8 @@ class HandBackAtOnce:
         if not message.get("redelivered"):
             return super()._put(queue, message, **kwargs)
         receipt = message["properties"]["delivery_tag"]
-        sqs_io().hand_back([(self._new_queue(queue), receipt)], wait=True)
+        sqs_io(settings_of(self.transport_options)).hand_back(
+            [(self._new_queue(queue), receipt)], wait=True)
         return None
 
 
@@ -54,7 +61,7 @@ class SurviveReceiveErrors:
     def _get_async(self, queue, count=1, callback=None):
         callback = ensure_promise(callback)
         q_url = self._new_queue(queue)
-        qname = self.canonical_queue_name(queue)
+        qname = channel_queue_name(self, queue)
 
         def received(response):
             if not isinstance(response, dict):
@@ -72,11 +79,11 @@ class SurviveReceiveErrors:
             log.warning("receiving from %s failed (%s); polling again in %.1f s",
                         qname, exc, delay)
             # Resume kombu's polling loop as after an empty poll.
-            self.hub.call_later(delay, callback, 0)
+            channel_hub(self).call_later(delay, callback, 0)
 
         return self._get_from_sqs(
             queue_name=qname, queue_url=q_url, count=count,
-            connection=self.asynsqs(queue=qname),
+            connection=channel_async_client(self, qname),
             callback=promise(received, on_error=failed),
         )
 
@@ -91,7 +98,7 @@ class ClientsFromSettings:
 
     def new_sqs_client(self, region, access_key_id, secret_access_key, session_token=None):
         config = Config(**(self.transport_options.get("client-config") or {}))
-        return sqs_client(Settings.from_env(), config=config)
+        return sqs_client(settings_of(self.transport_options), config=config)
 
 
 class EnvelopeGate:
@@ -125,9 +132,10 @@ class EnvelopeGate:
         return gate.stand_in(payload, problem, message, q_url)
 
 
-class Channel(EnvelopeGate, ClientsFromSettings, HandBackAtOnce, SurviveReceiveErrors, SQS.Channel):
+class Channel(EnvelopeGate, ClientsFromSettings, HandBackAtOnce, SurviveReceiveErrors,
+              SQSChannel):
     pass
 
 
-class Transport(SQS.Transport):
+class Transport(SQSTransport):
     Channel = Channel

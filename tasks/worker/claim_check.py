@@ -1,9 +1,10 @@
 """The worker's half of the claim check: arguments a message refers to, read back from S3.
 
 A message with the `payload_ref` header (tasks.submit.claim_check) carries empty
-arguments; SQSRequest (tasks.worker.request) asks `claimed_body` for the real ones when
-Celery builds the request, before the pool runs the job and before the job's schema check
-(tasks.jobkit.registry binds and validates the arguments it is called with).
+arguments; the ClaimCheck middleware gives the real ones (its `message_body` hook, which
+SQSRequest, tasks.worker.request, calls when Celery builds the request), before the pool
+runs the job and before the job's schema check (tasks.jobkit.registry binds and validates
+the arguments it is called with).
 
 A reference that names another bucket or prefix, an object that is gone, or one whose size
 or sha256 differ raises PayloadUnavailable: the consumer (tasks.worker.consumer) rejects
@@ -21,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tasks.ops.provision import PAYLOADS_PREFIX
 from tasks.ops.settings import Settings
 from tasks.results.large_objects import ObjectRef, StoredObjectError, load_payload
+from tasks.worker.middleware.base import Middleware
 
 HEADER = "payload_ref"
 
@@ -29,12 +31,11 @@ class PayloadUnavailable(Exception):
     """The arguments a message refers to cannot be read (the message is rejected)."""
 
 
-def claimed_body(headers: dict[str, Any], payload: Any) -> tuple | None:
+def claimed_body(headers: dict[str, Any], payload: Any, settings: Settings) -> tuple | None:
     """`(args, kwargs, embed)` with the stored arguments, or None without a reference."""
     raw = headers.get(HEADER)
     if raw is None:
         return None
-    settings = Settings.from_env()
     try:
         ref = ObjectRef.from_header(raw)
         if ref.bucket != settings.bucket_name or not ref.key.startswith(PAYLOADS_PREFIX):
@@ -52,3 +53,13 @@ def claimed_body(headers: dict[str, Any], payload: Any) -> tuple | None:
         raise PayloadUnavailable(f"the job's arguments could not be fetched: {exc}") from exc
     embed = payload[2] if isinstance(payload, list | tuple) and len(payload) == 3 else {}
     return args, kwargs, embed
+
+
+class ClaimCheck(Middleware):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings  # the app's (tasks.worker.default_middleware)
+
+    def message_body(self, message: Any, headers: dict[str, Any]) -> tuple | None:
+        if HEADER not in headers:
+            return None
+        return claimed_body(headers, message.payload, self.settings)

@@ -7,7 +7,8 @@ every pool process was busy and SQS kept confirming the held messages' visibilit
 extensions. A worker busy for hours with long jobs therefore stays healthy; a
 wedged event loop, a hung connection to SQS or a consumer that stopped consuming
 does not (tasks.worker.liveness says within what bound).
-Imports nothing but the standard library: it runs every 30 s in the container.
+Imports nothing but the standard library and the settings: it runs every 30 s in the
+container.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import os
 import sys
 import time
 
-DEFAULT_MAX_AGE = 45.0
-DEFAULT_FILE = "/tmp/worker-heartbeat"
+from tasks.ops.settings import Settings
 
 
 def heartbeat_age(path: str) -> float | None:
@@ -36,18 +36,19 @@ def last_progress(path: str) -> str:
         return "?"
 
 
-def max_age() -> float:
+def max_age(settings: Settings) -> float:
     """WORKER_HEARTBEAT_MAX_AGE (the worker paces its busy pulse by it too)."""
-    try:
-        value = float(os.environ.get("WORKER_HEARTBEAT_MAX_AGE") or DEFAULT_MAX_AGE)
-    except ValueError:
-        return DEFAULT_MAX_AGE
-    return value if value > 0 else DEFAULT_MAX_AGE
+    return settings.heartbeat_max_age
 
 
 def main() -> int:
-    path = os.environ.get("WORKER_HEARTBEAT_FILE") or DEFAULT_FILE
-    limit = max_age()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"unhealthy: {exc}")
+        return 1
+    path = settings.heartbeat_file
+    limit = max_age(settings)
     age = heartbeat_age(path)
     if age is None:
         print(f"unhealthy: no heartbeat file at {path} (the worker has not started consuming)")

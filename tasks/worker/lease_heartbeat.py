@@ -11,14 +11,13 @@ error. A worker that dies stops renewing: its lease lapses when its message come
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tasks.celery_private import request_dict, running_requests
 from tasks.ops.settings import Settings
-from tasks.worker.celery_private import request_dict, running_requests
 from tasks.worker.middleware import Periodic
 from tasks.worker.visibility import heartbeat_interval
 
@@ -26,15 +25,16 @@ log = logging.getLogger(__name__)
 
 
 class RunLeaseHeartbeat(Periodic):
-    def __init__(self) -> None:
-        self.interval = heartbeat_interval(Settings.from_env().visibility_timeout)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.interval = heartbeat_interval(self.settings.visibility_timeout)
         self.renewing = False
         self.renewals = 0  # UpdateItem calls made (tests)
         self._executor: ThreadPoolExecutor | None = None
 
     def consumer_started(self, consumer: Any) -> None:
         # Off only with the visibility heartbeat, for tests that show redelivery without it.
-        if os.environ.get("JOBS_VISIBILITY_HEARTBEAT", "on") == "off":
+        if not self.settings.visibility_heartbeat:
             return
         super().consumer_started(consumer)
 

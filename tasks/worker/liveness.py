@@ -39,10 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks.celery_private import pool_size, running_requests
 from tasks.ops.settings import Settings
 from tasks.worker import health
-from tasks.worker.celery_private import pool_size, running_requests
-from tasks.worker.middleware import Periodic, active
+from tasks.worker.middleware import Periodic, built
 from tasks.worker.visibility import VisibilityHeartbeat
 
 log = logging.getLogger(__name__)
@@ -99,14 +99,16 @@ class ProgressMarks(Periodic):
 
     The channel marks receives (tasks.worker.channel), protection its pauses."""
 
-    def __init__(self) -> None:
-        self.interval = pulse_interval(health.max_age())
+    def __init__(self, settings: Settings) -> None:
+        self.heartbeat_file = settings.heartbeat_file
+        self.interval = pulse_interval(health.max_age(settings))
         self.keeper: VisibilityHeartbeat | None = None
         self.behind = False
 
     def consumer_started(self, consumer: Any) -> None:
-        start(Settings.from_env().heartbeat_file)
-        self.keeper = next((m for m in active() if isinstance(m, VisibilityHeartbeat)), None)
+        start(self.heartbeat_file)
+        stack = built(getattr(consumer, "app", None))
+        self.keeper = stack.find(VisibilityHeartbeat) if stack is not None else None
         super().consumer_started(consumer)
 
     def tick(self) -> None:

@@ -44,10 +44,10 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any
 
-from tasks.worker.celery_private import delivery_count, request_message, succeeded
+from tasks.celery_private import delivery_count, request_message, succeeded
+from tasks.ops.settings import Settings
 from tasks.worker.middleware import Middleware
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,9 @@ OUTCOMES = {"reject": "REJECTED", "requeue": "REQUEUED"}
 MAX_TRACKED = 10_000
 
 
-def enabled(env: Mapping[str, str] = os.environ) -> bool:
-    setting = (env.get("JOBS_METRICS") or "").strip().lower()
-    if setting == "on":
-        return True
-    if setting not in ("", "off"):
-        log.warning("JOBS_METRICS=%r: expected on or off; using the default", setting)
-    return setting != "off" and bool(env.get("ECS_CONTAINER_METADATA_URI_V4"))
+def enabled(settings: Settings) -> bool:
+    """JOBS_METRICS if set, else on ECS only (its agent sets the metadata URI)."""
+    return settings.metrics if settings.metrics is not None else bool(settings.ecs_metadata_uri)
 
 
 def sent_timestamp(message: Any) -> float | None:
@@ -105,9 +101,9 @@ def write_line(line: str) -> None:
 
 
 class JobMetrics(Middleware):
-    def __init__(self) -> None:
-        self.on = enabled()
-        self.namespace = os.environ.get("JOBS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+    def __init__(self, settings: Settings) -> None:
+        self.on = enabled(settings)
+        self.namespace = settings.metrics_namespace
         self.queue_waits: OrderedDict[str, float] = OrderedDict()
         self.announced = False
 

@@ -1,25 +1,25 @@
-"""The worker-side request: SQS delivery facts into the task's context, and the
-middleware's job hooks (started, finished)."""
+"""The worker-side request: SQS delivery facts into the task's context, and the calls of
+the middleware's message and run hooks (tasks.worker.middleware) where Celery's Request
+has them: the body (`message_body`), started, failed or lost, finished."""
 
 from __future__ import annotations
 
-from tasks.callbacks.attempt import deliver_after_lost_run
+from tasks.celery_private import Request, Terminated, WorkerLostError, request_dict
 from tasks.results.run_lease import run_token
-from tasks.worker import middleware
-from tasks.worker.celery_private import Request, request_dict
-from tasks.worker.claim_check import HEADER as PAYLOAD_HEADER
-from tasks.worker.claim_check import claimed_body
+from tasks.worker.default_middleware import of
 from tasks.worker.sqs_messages import message_id, receive_count
-from tasks.worker.worker_lost import record_if_final_loss
 
 
 class SQSRequest(Request):
     def __init__(self, message, *args, **kwargs):
-        # Arguments kept in S3 (payload_ref): the decoded body with them, before the job's
-        # schema check; PayloadUnavailable propagates to the consumer, which rejects.
+        # A middleware may give the body (the claim check: arguments kept in S3), before the
+        # job's schema check; what it raises (PayloadUnavailable) propagates to the consumer,
+        # which rejects the message.
+        app = kwargs.get("app") or kwargs["task"].app
         headers = kwargs.get("headers") or message.headers or {}
-        if PAYLOAD_HEADER in headers:
-            kwargs.update(body=claimed_body(headers, message.payload), decoded=True)
+        body = of(app).message_body(message, headers)
+        if body is not None:
+            kwargs.update(body=body, decoded=True)
         super().__init__(message, *args, **kwargs)
         # Becomes `task.request.delivery_count` in the pool process, where the
         # backend records it as the job's `attempts`.
@@ -37,12 +37,14 @@ class SQSRequest(Request):
 
     def on_accepted(self, pid, time_accepted):
         super().on_accepted(pid, time_accepted)
-        middleware.dispatch("job_started", self)
+        of(self.app).dispatch("job_started", self)
 
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
-        # Still handed back as Celery does; on the last delivery the record says why.
-        record_if_final_loss(self, exc_info.exception)
-        deliver_after_lost_run(self, exc_info.exception)  # before Celery acks it
+        # Before Celery acks or hands back the message: a lost run's record and callback
+        # must be written first (tasks.worker.worker_lost, tasks.worker.completion_callbacks).
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)  # billiard's wrapper
+        lost = isinstance(exc, WorkerLostError | Terminated)
+        of(self.app).dispatch("run_lost" if lost else "run_failed", self, exc)
         return super().on_failure(exc_info, send_failed_event=send_failed_event,
                                   return_ok=return_ok)
 
@@ -50,10 +52,10 @@ class SQSRequest(Request):
         first = not self.acknowledged
         super().acknowledge()
         if first:
-            middleware.dispatch("job_finished", self, "ack")
+            of(self.app).dispatch("job_finished", self, "ack")
 
     def reject(self, requeue=False):
         first = not self.acknowledged
         super().reject(requeue=requeue)
         if first:
-            middleware.dispatch("job_finished", self, "requeue" if requeue else "reject")
+            of(self.app).dispatch("job_finished", self, "requeue" if requeue else "reject")

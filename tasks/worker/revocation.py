@@ -25,9 +25,9 @@ from typing import Any
 
 from celery import states
 
-from tasks.results.records import BATCH_GET_LIMIT
+from tasks.celery_private import request_context, running_requests, terminate_request
 from tasks.results.revoked_mark import note_revoked
-from tasks.worker.celery_private import request_context, running_requests, terminate_request
+from tasks.results.table import BATCH_GET_LIMIT
 from tasks.worker.middleware import Periodic
 
 log = logging.getLogger(__name__)

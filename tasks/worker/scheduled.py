@@ -26,8 +26,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from celery.utils.saferepr import saferepr
-
+from tasks.celery_private import saferepr
 from tasks.jobkit.schedules import LOCAL_PREFIX, job_id
 from tasks.worker import gate
 
@@ -86,14 +85,14 @@ def identity(parsed: dict) -> dict[str, str]:
 
 def problem(parsed: dict) -> str | None:
     """Why this scheduled body cannot be a job, or None."""
-    found = gate._scan(parsed, finite=True)
+    found = gate.scan(parsed, finite=True)
     if found == "deep":
         return f"scheduled message nests deeper than {gate.MAX_DEPTH} levels"
     if found == "nonfinite":
         return "scheduled message holds a number that is not finite (NaN or Infinity)"
     if found == "surrogate":
         return "scheduled message holds a string that is not Unicode (a lone surrogate)"
-    refused = gate._first_error(_SCHEDULED, parsed, "scheduled message")
+    refused = gate.first_error(_SCHEDULED, parsed, "scheduled message")
     if refused:
         return refused
     try:

@@ -33,12 +33,13 @@ import threading
 
 from celery import states
 
-from tasks.worker.celery_private import (
+from tasks.celery_private import (
     held_requests,
     pool_processes,
     request_context,
     request_message,
 )
+from tasks.ops.settings import Settings
 from tasks.worker.middleware import Middleware
 from tasks.worker.sqs_io import sqs_io
 from tasks.worker.sqs_messages import sqs_location
@@ -86,7 +87,7 @@ class ShutdownDeadline(Middleware):
         for request in requests:
             if request.time_start:
                 self._record(request)
-        io = sqs_io()
+        io = sqs_io(Settings.of(self.consumer.app))
         io.hand_back([where for where in map(message_location, requests) if where], wait=True)
         io.flush()  # what finished before the cut-off is acknowledged, not run again
         logging.shutdown()

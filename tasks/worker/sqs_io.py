@@ -172,12 +172,13 @@ _instance_pid: int | None = None
 _instance_lock = threading.Lock()
 
 
-def sqs_io() -> SqsIO:
-    """This process's SQS I/O component (one per process: threads do not cross a fork)."""
+def sqs_io(settings: Settings) -> SqsIO:
+    """This process's SQS I/O component (one per process: threads do not cross a fork),
+    made with the settings of its first caller (the worker's app's, from a middleware, the
+    consumer or the channel's transport options)."""
     global _instance, _instance_pid
     with _instance_lock:
         if _instance is None or _instance_pid != os.getpid():
-            settings = Settings.from_env()
             _instance = SqsIO(settings, settings.ack_flush_interval)
             _instance_pid = os.getpid()
             atexit.register(_instance.flush)

@@ -32,13 +32,19 @@ import logging
 import threading
 import time
 
-from tasks.worker import channel as sqs_channel
-from tasks.worker.celery_private import (
+from tasks.celery_config import settings_of
+from tasks.celery_private import (
     SQSTransport,
     VirtualChannel,
+    channel_hub,
     channel_is_consuming,
+    delivery_info,
     loop_thread,
+    qos_free,
+    qos_prefetch,
+    set_qos_prefetch,
 )
+from tasks.worker import channel as sqs_channel
 from tasks.worker.sqs_io import sqs_io
 
 log = logging.getLogger(__name__)
@@ -84,7 +90,7 @@ class AdaptiveBatches:
                      "batches of 10" if batched else "ones", self._job_seconds or 0,
                      self._backlog)
         self.batched = batched
-        self.qos.prefetch_count = base + 2 * RECEIVE_BATCH if batched else base
+        set_qos_prefetch(self, base + 2 * RECEIVE_BATCH if batched else base)
 
     def note_received(self, requested: int, got: int) -> None:
         self._backlog = requested > 0 and got >= min(requested, RECEIVE_BATCH)
@@ -100,10 +106,10 @@ class AdaptiveBatches:
 
     def _batch_ready(self) -> bool:
         """True if a receive now is worth it: a process would wait, or a batch is free."""
-        prefetch = self.qos.prefetch_count
+        prefetch = qos_prefetch(self)
         if not prefetch:
             return True
-        free = self.qos.can_consume_max_estimate() or 0
+        free = qos_free(self)
         if free <= 0:
             return False
         if not self.batched:
@@ -113,10 +119,10 @@ class AdaptiveBatches:
 
     # --- receiving --------------------------------------------------------------------
     def _schedule_queue(self, queue):
-        if (channel_is_consuming(self, queue) and self.hub is not None
+        if (channel_is_consuming(self, queue) and channel_hub(self) is not None
                 and not self._batch_ready()):
             if not self._waiting_queues:
-                self.hub.call_later(WAKE_CHECK_INTERVAL, self._wake_check)
+                channel_hub(self).call_later(WAKE_CHECK_INTERVAL, self._wake_check)
             self._waiting_queues.add(queue)
             return
         super()._schedule_queue(queue)
@@ -134,7 +140,7 @@ class AdaptiveBatches:
                                      callback=callback)
 
     def _on_loop_thread(self) -> bool:
-        return threading.get_ident() == loop_thread(self.hub)
+        return threading.get_ident() == loop_thread(channel_hub(self))
 
     def _wake(self) -> None:
         if self._waiting_queues and self._batch_ready():
@@ -147,31 +153,31 @@ class AdaptiveBatches:
                 if on_loop:
                     self._schedule_queue(queue)
                 else:
-                    self.hub.call_soon(self._schedule_queue, queue)
+                    channel_hub(self).call_soon(self._schedule_queue, queue)
 
     def _wake_check(self) -> None:
         self._wake()
         if self._waiting_queues:
-            self.hub.call_later(WAKE_CHECK_INTERVAL, self._wake_check)
+            channel_hub(self).call_later(WAKE_CHECK_INTERVAL, self._wake_check)
 
     def basic_reject(self, delivery_tag, requeue=False):
         try:
             return super().basic_reject(delivery_tag, requeue=requeue)
         finally:
-            if self.hub is not None:
+            if channel_hub(self) is not None:
                 self._wake()
 
     # --- acknowledging: DeleteMessageBatch through tasks.worker.sqs_io -------------
     def basic_ack(self, delivery_tag, multiple=False):
-        if self.hub is None or self.ack_flush_interval <= 0:
+        if channel_hub(self) is None or self.ack_flush_interval <= 0:
             return super().basic_ack(delivery_tag, multiple=multiple)
         try:
-            info = self.qos.get(delivery_tag).delivery_info
+            info = delivery_info(self, delivery_tag)
             receipt = info["sqs_message"]["ReceiptHandle"]
             queue_url = info["sqs_queue"]
         except KeyError:
             return super().basic_ack(delivery_tag, multiple=multiple)
-        sqs_io().ack(queue_url, receipt)
+        sqs_io(settings_of(self.transport_options)).ack(queue_url, receipt)
         # The job is finished and recorded: free its prefetch slot now.
         VirtualChannel.basic_ack(self, delivery_tag)
         self._note_ack()
@@ -180,7 +186,7 @@ class AdaptiveBatches:
 
     def flush_acks(self) -> None:
         """Delete every acknowledged message now."""
-        sqs_io().flush()
+        sqs_io(settings_of(self.transport_options)).flush()
 
     def close(self):
         try:

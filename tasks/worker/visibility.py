@@ -24,7 +24,6 @@ ANSWER_GRACE of being sent: the held messages are about to be delivered again.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from concurrent.futures import Future
@@ -33,15 +32,15 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import states
 
-from tasks.ops import clients
-from tasks.ops.clients import sqs_client
-from tasks.ops.settings import Settings
-from tasks.worker.celery_private import (
+from tasks.celery_private import (
     held_requests,
     mark_revoked,
     request_context,
     request_message,
 )
+from tasks.ops import clients
+from tasks.ops.clients import sqs_client
+from tasks.ops.settings import Settings
 from tasks.worker.middleware import Middleware
 from tasks.worker.sqs_io import sqs_io
 from tasks.worker.sqs_messages import sqs_location
@@ -71,13 +70,12 @@ def heartbeat_interval(visibility_timeout: int) -> float:
     return max(1.0, min(visibility_timeout / 3, 300.0))
 
 
-def queue_visibility_timeout(configured: int) -> int:
+def queue_visibility_timeout(settings: Settings, configured: int) -> int:
     """The queue's own VisibilityTimeout when SQS tells us, else the configured one.
 
     Beating on the wrong period would let messages lapse, so a queue set up
     with a shorter timeout than JOBS_VISIBILITY_TIMEOUT says still runs once.
     """
-    settings = Settings.from_env()
     try:
         attributes = sqs_client(settings, quick=True).get_queue_attributes(
             QueueUrl=clients.queue_url(settings), AttributeNames=["VisibilityTimeout"]
@@ -96,8 +94,8 @@ def queue_visibility_timeout(configured: int) -> int:
 class VisibilityHeartbeat(Middleware):
     """Extends every held message, one ChangeMessageVisibilityBatch per 10, each beat."""
 
-    def __init__(self) -> None:
-        self.settings = Settings.from_env()
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.timeout = self.settings.visibility_timeout
         self.interval = heartbeat_interval(self.timeout)
         self.received_at: dict[str, float] = {}  # receipt handle -> when first seen
@@ -109,10 +107,10 @@ class VisibilityHeartbeat(Middleware):
 
     def consumer_started(self, consumer) -> None:
         # Off only for tests that show what happens without it.
-        if os.environ.get("JOBS_VISIBILITY_HEARTBEAT", "on") == "off":
+        if not self.settings.visibility_heartbeat:
             log.warning("visibility heartbeat is off: long jobs will be delivered again")
             return
-        self.timeout = queue_visibility_timeout(self.timeout)
+        self.timeout = queue_visibility_timeout(self.settings, self.timeout)
         self.interval = heartbeat_interval(self.timeout)
         if self.tref is None:
             self.tref = consumer.timer.call_repeatedly(self.interval, self.beat)
@@ -156,7 +154,7 @@ class VisibilityHeartbeat(Middleware):
         with self._lock:
             self._unconfirmed.append(sent)
         # Off the event loop.
-        future = sqs_io().extend(entries)
+        future = sqs_io(self.settings).extend(entries)
         future.add_done_callback(lambda f: self._answered(sent, f))
 
     def _answered(self, sent: float, future: Future) -> None:

@@ -9,14 +9,14 @@ instead, and without this the job's record would stay STARTED for ever.
 
 from __future__ import annotations
 
-import functools
 import logging
+from typing import Any
 
-from billiard.exceptions import WorkerLostError
 from celery import states
 
+from tasks.celery_private import WorkerLostError, delivery_count, request_context
 from tasks.ops.settings import Settings
-from tasks.worker.celery_private import delivery_count, request_context
+from tasks.worker.middleware.base import Middleware
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +25,13 @@ class WorkerProcessLost(Exception):
     """The process running the job died on each of its deliveries."""
 
 
-@functools.lru_cache(maxsize=1)
-def _max_receive_count() -> int:
-    return Settings.from_env().max_receive_count
-
-
 def record_if_final_loss(request, exc: BaseException) -> bool:
     """On the final delivery, record FAILURE for a job whose process died; True if it did."""
     exc = getattr(exc, "exc", exc)  # billiard wraps it in ExceptionWithTraceback
     count = delivery_count(request)
     if not isinstance(exc, WorkerLostError) or count is None:
         return False
-    if count < _max_receive_count():
+    if count < Settings.of(request.app).max_receive_count:
         return False
     reason = WorkerProcessLost(
         f"the worker process died while running this job on each of its {count} deliveries "
@@ -45,3 +40,10 @@ def record_if_final_loss(request, exc: BaseException) -> bool:
     log.error("job %s: %s", request.id, reason)
     return request.task.backend.record_quietly(request.id, reason, states.FAILURE,
                                                request_context(request), holder_only=True)
+
+
+class LostRunRecord(Middleware):
+    """The middleware that records it (from SQSRequest.on_failure, before the hand-back)."""
+
+    def run_lost(self, request: Any, exc: BaseException) -> None:
+        record_if_final_loss(request, exc)
