@@ -1,25 +1,11 @@
-"""The Celery application; `celery -A tasks worker` finds it as `tasks.app`."""
+"""The worker's Celery application; `celery -A tasks worker` finds it as `tasks.app`.
 
-import importlib
-import logging
+Made by tasks.app_factory from the environment's Settings (`app.settings`); it registers
+the job modules JOBS_MODULES names (the shipped ones by default) and JOBS_EXTRA_MODULES.
+"""
 
-from celery import Celery
+from tasks.app_factory import create_app, register_jobs
 
-from tasks import JOB_MODULES
-from tasks.ops.settings import Settings
-from tasks.submit import publish
-
-# botocore logs every credential and endpoint lookup at INFO; keep worker logs readable.
-logging.getLogger("botocore").setLevel(logging.WARNING)
-
-app = Celery("tasks", task_cls="tasks.jobkit.task:JobTask",
-             control="tasks.results.control:Control",  # revoke through the job record
-             amqp="tasks.submit.claim_check:ClaimCheckAMQP")  # large arguments go to S3
-app.config_from_object("celeryconfig")
-publish.connect()  # what every submission adds to its message
-# The built-in completion-callback task (tasks.callbacks.deliver) and its trigger.
-importlib.import_module("tasks.callbacks")
-
+app = create_app(role="worker")
 # Registering the jobs needs `app` defined above: each job module imports it.
-for _module in (*JOB_MODULES, *Settings.from_env().extra_job_modules):
-    importlib.import_module(_module)
+register_jobs(app.settings)

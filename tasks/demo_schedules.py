@@ -1,6 +1,6 @@
 """A scheduled job for `make run` to show: it fires every minute from the local scheduler.
 
-Not in tasks.JOB_MODULES, so `ecs deploy` never makes it an EventBridge schedule (one a
+Not in JOBS_MODULES (its default), so `ecs deploy` never makes it an EventBridge schedule (one a
 minute would keep a Fargate task from ever scaling to zero); scripts/run_local.py loads it
 with JOBS_EXTRA_MODULES. A schedule of your own goes on a job in your module, the same way.
 """

@@ -5,7 +5,7 @@ class InvalidJobInput(ValueError):
     """The job's arguments do not match its schema or make no sense.
 
     Over HTTP and in callbacks its message is shown only when it is public
-    (tasks.jobkit.public_errors): the refusals of the job's schema and signature are (they
+    (tasks.results.public_errors): the refusals of the job's schema and signature are (they
     say where and which rule, never the value); a job raising it itself passes
     `public=True` to vouch that its message holds no argument value, or its job exposes
     "error". AsyncResult always has the message."""

@@ -6,7 +6,7 @@ generated from `public_jobs()`. The worker checks the same schema, so a
 name the place and the rule but never the value (tasks.jobkit.schema_errors).
 Over HTTP a job record shows its error's type, never the fields in HTTP_DETAIL_FIELDS
 (arguments may carry personal data, tracebacks show code paths), and the message of an
-exception the job raised only when it is public (tasks.jobkit.public_errors), unless the
+exception the job raised only when it is public (tasks.results.public_errors), unless the
 job lists them in `expose`; Python's AsyncResult always sees everything.
 """
 
@@ -22,15 +22,15 @@ from jsonschema import Draft4Validator
 
 from tasks.jobkit import schedules as schedules_module
 from tasks.jobkit.errors import InvalidJobInput, JobRevoked
-from tasks.jobkit.public_errors import note_public
 from tasks.jobkit.schedules import Schedule
 from tasks.jobkit.schema_errors import describe_all
+from tasks.results.public_errors import note_public
 from tasks.results.revoked_mark import revoked_noted
 
 # Record fields GET /jobs/{id} hides unless the job opts in with @job(expose=...).
 HTTP_DETAIL_FIELDS = ("traceback", "args", "kwargs", "worker")
 # What `expose` may name: those fields, and "error", the messages of the exceptions the job
-# raises (written to the record only when shown: tasks.jobkit.public_errors).
+# raises (written to the record only when shown: tasks.results.public_errors).
 EXPOSABLE = ("error", *HTTP_DETAIL_FIELDS)
 # A traceback's last line is the exception's message: exposing one shows the other.
 SHOWS_ERRORS = frozenset({"error", "traceback"})
@@ -160,7 +160,7 @@ def job(
                     raise self.dropped_as_revoked("while it ran") from None
             except Exception as exc:
                 # May GET /jobs/{id} show its message? The backend, writing the failure,
-                # reads this verdict from the request (tasks.jobkit.public_errors).
+                # reads this verdict from the request (tasks.results.public_errors).
                 note_public(self.request, shows_errors or (
                     isinstance(exc, InvalidJobInput) and getattr(exc, "public", False) is True))
                 raise
@@ -173,8 +173,9 @@ def job(
         from tasks.celery_app import app  # the app imports the job modules: not at the top
 
 
-        task = app.task(bind=True, name=name, **{"stops_when_revoked": True, **task_options}
-                        )(run)
+        # `expose` on the task too: the worker's callbacks read it from the app they run in.
+        task = app.task(bind=True, name=name, **{"stops_when_revoked": True, **task_options,
+                                                 "expose": exposed})(run)
         _SPECS[name] = JobSpec(name, schema, public, summary or (fn.__doc__ or "").strip(),
                                exposed, declared)
         return task
@@ -194,3 +195,15 @@ def public_jobs() -> dict[str, JobSpec]:
 def all_jobs() -> dict[str, JobSpec]:
     _load_jobs()
     return dict(sorted(_SPECS.items()))
+
+
+def all_schedules() -> dict[str, Schedule]:
+    """Every registered schedule by its name (the jobs are imported first)."""
+    found: dict[str, Schedule] = {}
+    for spec in all_jobs().values():
+        for item in spec.schedules:
+            if item.name in found:
+                raise ValueError(f"schedule name {item.name!r} is used by {found[item.name].task}"
+                                 f" and {item.task}")
+            found[item.name] = item
+    return dict(sorted(found.items()))

@@ -12,7 +12,7 @@ An expression is EventBridge Scheduler's, checked when the job is decorated:
 * `at(yyyy-mm-ddThh:mm:ss)`: once, in UTC.
 
 `ecs deploy` turns each schedule into an EventBridge Scheduler schedule whose target is
-the work queue (ecs/schedules.py); the message it sends is `scheduled_body` (the README's
+the work queue (ecs/schedules.py); the message it sends is `scheduled_body` (docs/writing-jobs.md's
 message contract); the worker turns it into a protocol v2 message (tasks/worker/scheduled.py).
 """
 
@@ -203,7 +203,7 @@ class Schedule:
     kwargs: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     task: str = ""  # filled in by @job
-    module: str = ""  # the job's module (ecs deploys the schedules of tasks.JOB_MODULES)
+    module: str = ""  # the job's module (ecs deploys the schedules of JOBS_MODULES)
 
     def __post_init__(self) -> None:
         check_expression(self.expression)
@@ -273,7 +273,7 @@ def bind(task: str, declared: Any, check_kwargs, module: str = "") -> tuple[Sche
 def scheduled_body(task: str, kwargs: dict[str, Any], *, schedule: str = SCHEDULE_ARN,
                    scheduled_time: str = SCHEDULED_TIME, execution_id: str = EXECUTION_ID,
                    attempt: str = ATTEMPT) -> str:
-    """The SQS body a firing sends (the "scheduled message" of the README's message
+    """The SQS body a firing sends (the "scheduled message" of docs/writing-jobs.md's message
     contract). On AWS it is the schedule's Input with the context attributes left in for
     EventBridge Scheduler to fill; the local scheduler fills them itself."""
     return json.dumps({"scheduled": 1, "task": task, "kwargs": kwargs, "schedule": schedule,
@@ -283,17 +283,3 @@ def scheduled_body(task: str, kwargs: dict[str, Any], *, schedule: str = SCHEDUL
 
 def job_id(schedule: str, scheduled_time: str) -> str:
     return str(uuid.uuid5(JOB_ID_NAMESPACE, f"{schedule}\n{scheduled_time}"))
-
-
-def schedules() -> dict[str, Schedule]:
-    """Every registered schedule by its name (the jobs are imported first)."""
-    from tasks.jobkit.registry import all_jobs
-
-    found: dict[str, Schedule] = {}
-    for spec in all_jobs().values():
-        for item in spec.schedules:
-            if item.name in found:
-                raise ValueError(f"schedule name {item.name!r} is used by {found[item.name].task}"
-                                 f" and {item.task}")
-            found[item.name] = item
-    return dict(sorted(found.items()))

@@ -2,7 +2,7 @@
 
 jsonschema's own messages quote the value (`{'name': 'Jane Roe', ...} is not of type
 'array'`), and a job's arguments may be personal data that its record and GET /jobs/{id}
-must not show (tasks.jobkit.public_errors). These words come from the schema alone: the
+must not show (tasks.results.public_errors). These words come from the schema alone: the
 path, the keyword and its constraint. A path step that is an object key the input chose
 (under additionalProperties or patternProperties) shows as `*`; array indexes show as they
 are; property names show only where the schema names them.

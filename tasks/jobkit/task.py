@@ -38,6 +38,9 @@ class JobTask(Task):
     # Set by @job, whose wrapper turns JobRevoked into the end of the job: a task without
     # it keeps Celery's behaviour (its refused progress write is only logged).
     stops_when_revoked = False
+    # What GET /jobs/{id} and callbacks show beyond the defaults (@job(expose=...)); a task
+    # not made by @job shows nothing more (tasks.callbacks.attempt reads it).
+    expose: frozenset[str] = frozenset()
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
         # Celery calls this just after the STARTED write: refused by a REVOKED record, the
@@ -54,7 +57,7 @@ class JobTask(Task):
             if finished and getattr(self.request, "chord", None):
                 # A part whose run ended but whose process died before it told its chord:
                 # its message comes back and is told again (the counter may run ahead, never
-                # behind; the body waits for every member's record: tasks.results.backend).
+                # behind; the body waits for every member's record: tasks.results.chords).
                 self.backend.on_chord_part_return(self.request, finished, None)
             raise Ignore(f"duplicate: {duplicate}")
 

@@ -102,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         print("the local scheduler runs with JOBS_TARGET=local only; on AWS, EventBridge "
               "Scheduler fires the schedules (python -m ecs deploy)", file=sys.stderr)
         return 2
-    from tasks.jobkit.schedules import schedules  # imports the job modules
+    from tasks.jobkit.registry import all_schedules  # imports the job modules
 
     sqs, url = sqs_client(settings), queue_url(settings)
-    scheduler = LocalScheduler(schedules(), lambda body: sqs.send_message(
+    scheduler = LocalScheduler(all_schedules(), lambda body: sqs.send_message(
         QueueUrl=url, MessageBody=body), time_scale=args.time_scale)
 
     def stop(signum, frame) -> None:
