@@ -7,7 +7,7 @@ needs to run for them to fire. `--alarm-topic ARN` makes them notify an SNS topi
 
 from __future__ import annotations
 
-from ecs.plan import Context, Step
+from ecs.plan import Call, Context, Step, tag_list
 from ecs.scaling import find_alarm, subset
 
 
@@ -66,14 +66,10 @@ def _plan_alarm(ctx: Context, wanted: dict, detail: str) -> Step:
     compared = {k: v for k, v in wanted.items() if k != "AlarmName"}
     action = "create" if found is None else "unchanged" if subset(found, compared) else "update"
 
-    def run(outputs):
-        # Tags count on creation only; put_metric_alarm ignores them on an update.
-        cloudwatch.put_metric_alarm(**wanted, Tags=[{"Key": k, "Value": v}
-                                                    for k, v in stack.tags.items()])
-        return None
-
+    # Tags count on creation only; put_metric_alarm ignores them on an update.
+    put = Call("cloudwatch", "PutMetricAlarm", {**wanted, "Tags": tag_list(stack)})
     return Step("cloudwatch alarm", name, action, detail,
-                run=None if action == "unchanged" else run)
+                [] if action == "unchanged" else [put])
 
 
 def plan_alarms(ctx: Context) -> list[Step]:
@@ -85,3 +81,15 @@ def plan_alarms(ctx: Context) -> list[Step]:
         _plan_alarm(ctx, oldest_message_alarm(stack),
                     f"oldest message > {stack.options.max_message_age}s"),
     ]
+
+
+def plan_delete_alarms(ctx: Context) -> list[Step]:
+    """The operator's alarms (the autoscaling one goes with the scaling steps)."""
+    steps = []
+    for wanted in definitions(ctx.stack):
+        name = wanted["AlarmName"]
+        found = find_alarm(ctx.clients.cloudwatch, name)
+        steps.append(Step("cloudwatch alarm", name, "delete" if found else "absent",
+                          instructions=[Call("cloudwatch", "DeleteAlarms",
+                                             {"AlarmNames": [name]})] if found else []))
+    return steps

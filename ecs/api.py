@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ecs.plan import Context, Step
-from ecs.retry import Patient, retry_until, role_not_ready
+from ecs.plan import Call, Context, Ref, Retry, Step
+from ecs.retry import Patient, role_not_ready
 from ecs.stack import STAGE
 
 # API Gateway rejects integration credentials it cannot assume yet (a role made seconds ago).
@@ -18,18 +18,19 @@ ROLE_PROPAGATION_SECONDS = 120.0
 
 
 def build_definition(stack) -> dict:
-    """The document the shim serves (api_shim.openapi.build_openapi), for this stack's names:
+    """The document the shim serves (tasks.http_contract.openapi), for this stack's names:
     the same builder, templates and patterns; API keys required, as the shim with
     JOBS_API_KEYS (tests/test_api_conformance.py compares the two)."""
-    import tasks  # noqa: F401 - registers the public jobs the document lists
-    from api_shim.openapi import AwsTargets, build_openapi
     from ecs.data import record_seconds
+    from tasks.http_contract.forms import AwsTargets
+    from tasks.http_contract.openapi import build_openapi
+    from tasks.jobkit.registry import all_jobs
 
     targets = AwsTargets(region=stack.region, account_id=stack.account_id,
                          queue_name=stack.queue_name, table_name=stack.table_name,
                          role_arn=stack.role_arn(stack.api_role), partition=stack.partition,
                          result_expires=record_seconds(), bucket_name=stack.bucket_name)
-    return build_openapi(targets, title=stack.api_name, api_key_required=True)
+    return build_openapi(targets, all_jobs(), title=stack.api_name, api_key_required=True)
 
 
 def definition_hash(document: dict) -> str:
@@ -103,6 +104,14 @@ def _stage_settled(stage: dict, stack, digest: str, deployments: dict[str, str])
     return changes
 
 
+def _refuse_warnings(answer: dict) -> None:
+    # failOnWarnings fails an import API Gateway only half understood (an ignored
+    # extension, a template it could not parse); this catches what it lets through.
+    if answer.get("warnings"):
+        raise RuntimeError("API Gateway imported the definition with warnings: "
+                           + "; ".join(answer["warnings"]))
+
+
 def plan_api(ctx: Context) -> list[Step]:
     stack = ctx.stack
     apigw = Patient(ctx.clients.apigateway)
@@ -120,31 +129,20 @@ def plan_api(ctx: Context) -> list[Step]:
         action, detail = "update", "definition changed" if deployed else "not deployed"
     else:
         action, detail = "unchanged", ""
-
-    def put_api(outputs):
-        if api is None:
-            # Created empty with its tags, so that it is never left untagged; then filled.
-            api_id = apigw.create_rest_api(
-                name=stack.api_name, description=f"{stack.name} jobs API",
-                apiKeySource="HEADER", endpointConfiguration={"types": ["REGIONAL"]},
-                tags=stack.tags)["id"]
-        else:
-            api_id = api["id"]
-        # failOnWarnings: an import that API Gateway only half understood (an ignored
-        # extension, a template it could not parse) fails here instead of deploying.
-        made = retry_until(apigw.put_rest_api, restApiId=api_id, mode="overwrite",
-                           failOnWarnings=True, body=json.dumps(document).encode(),
-                           retryable=role_not_ready, deadline=ROLE_PROPAGATION_SECONDS,
-                           progress=ctx.progress("api gateway rest api", stack.api_name),
-                           clock=ctx.clock)
-        if made.get("warnings"):
-            raise RuntimeError("API Gateway imported the definition with warnings: "
-                               + "; ".join(made["warnings"]))
-        outputs["api_id"] = api_id
-        return None
-
-    steps.append(Step("api gateway rest api", stack.api_name, action, detail,
-                      run=None if action == "unchanged" else put_api,
+    retry = Retry(role_not_ready, ROLE_PROPAGATION_SECONDS)
+    api_id = Ref("api_id")
+    calls = [] if action == "unchanged" else [Call(
+        "apigateway", "PutRestApi", {"restApiId": api_id, "mode": "overwrite",
+                                     "failOnWarnings": True,
+                                     "body": json.dumps(document).encode()},
+        retry=retry, verify=_refuse_warnings)]
+    if api is None:
+        # Created empty with its tags, so that it is never left untagged; then filled.
+        calls.insert(0, Call("apigateway", "CreateRestApi", {
+            "name": stack.api_name, "description": f"{stack.name} jobs API",
+            "apiKeySource": "HEADER", "endpointConfiguration": {"types": ["REGIONAL"]},
+            "tags": stack.tags}, record={"api_id": "id"}))
+    steps.append(Step("api gateway rest api", stack.api_name, action, detail, calls,
                       outputs={"api_id": api["id"]} if api else {}))
 
     if stage is None:
@@ -152,39 +150,30 @@ def plan_api(ctx: Context) -> list[Step]:
     else:
         changes = _stage_settled(stage, stack, digest, deployments)
         action = "update" if changes else "unchanged"
-
-    def deploy_stage(outputs):
-        api_id = outputs["api_id"]
-        current = find_stage(apigw, api_id)
-        deployment = None
-        if current is None or "definition" in changes:
-            deployment = retry_until(
-                apigw.create_deployment, restApiId=api_id, description=digest,
-                retryable=role_not_ready, deadline=ROLE_PROPAGATION_SECONDS,
-                progress=ctx.progress("api gateway stage", STAGE), clock=ctx.clock)["id"]
-        if current is None:
-            apigw.create_stage(restApiId=api_id, stageName=STAGE, deploymentId=deployment,
-                               description=f"{stack.name} jobs API",
-                               variables={"jobsTable": stack.table_name}, tags=stack.tags)
-        ops = _throttle_ops(stack)
-        if deployment and current is not None:
-            ops.append({"op": "replace", "path": "/deploymentId", "value": deployment})
-        apigw.update_stage(restApiId=api_id, stageName=STAGE, patchOperations=ops)
-        return "new deployment" if deployment else None
-
+    calls, ops = [], _throttle_ops(stack)
+    if stage is None or "definition" in changes:
+        calls.append(Call("apigateway", "CreateDeployment",
+                          {"restApiId": api_id, "description": digest},
+                          record={"deployment_id": "id"}, retry=retry))
+        if stage is not None:
+            ops.append({"op": "replace", "path": "/deploymentId", "value": Ref("deployment_id")})
+    if stage is None:
+        calls.append(Call("apigateway", "CreateStage", {
+            "restApiId": api_id, "stageName": STAGE, "deploymentId": Ref("deployment_id"),
+            "description": f"{stack.name} jobs API", "variables": {"jobsTable": stack.table_name},
+            "tags": stack.tags}))
+    calls.append(Call("apigateway", "UpdateStage",
+                      {"restApiId": api_id, "stageName": STAGE, "patchOperations": ops}))
     steps.append(Step("api gateway stage", STAGE, action, ", ".join(changes),
-                      run=None if action == "unchanged" else deploy_stage))
+                      [] if action == "unchanged" else calls,
+                      done="new deployment" if len(calls) > 1 else None))
 
     key = find_api_key(apigw, stack)
-
-    def make_key(outputs):
-        made = apigw.create_api_key(name=stack.api_key_name, enabled=True,
-                                    description=f"{stack.name} jobs API", tags=stack.tags)
-        outputs["api_key_id"] = made["id"]
-        return None
-
-    steps.append(Step("api key", stack.api_key_name, "unchanged" if key else "create",
-                      run=None if key else make_key,
+    steps.append(Step("api key", stack.api_key_name, "unchanged" if key else "create", "",
+                      [] if key else [Call("apigateway", "CreateApiKey", {
+                          "name": stack.api_key_name, "enabled": True,
+                          "description": f"{stack.name} jobs API", "tags": stack.tags},
+                          record={"api_key_id": "id"})],
                       outputs={"api_key_id": key["id"]} if key else {}))
 
     plan = find_usage_plan(apigw, stack)
@@ -200,26 +189,49 @@ def plan_api(ctx: Context) -> list[Step]:
         action, detail = "unchanged", ""
     else:
         action, detail = "update", "link key and stage"
-
-    def usage_plan(outputs):
-        api_id, key_id = outputs["api_id"], outputs["api_key_id"]
-        current = find_usage_plan(apigw, stack)
-        if current is None:
-            current = apigw.create_usage_plan(
-                name=stack.usage_plan_name, description=f"{stack.name} jobs API",
-                apiStages=[{"apiId": api_id, "stage": STAGE}],
-                throttle={"rateLimit": stack.options.throttle_rate,
-                          "burstLimit": stack.options.throttle_burst},
-                tags=stack.tags)
-        elif not any(s.get("apiId") == api_id and s.get("stage") == STAGE
-                     for s in current.get("apiStages", [])):
-            apigw.update_usage_plan(usagePlanId=current["id"], patchOperations=[
-                {"op": "add", "path": "/apiStages", "value": f"{api_id}:{STAGE}"}])
-        if key_id not in usage_plan_key_ids(apigw, current["id"]):
-            apigw.create_usage_plan_key(usagePlanId=current["id"], keyId=key_id,
-                                        keyType="API_KEY")
-        return None
-
+    plan_id = Ref("usage_plan_id") if plan is None else plan["id"]
+    calls = []
+    if plan is None:
+        calls.append(Call("apigateway", "CreateUsagePlan", {
+            "name": stack.usage_plan_name, "description": f"{stack.name} jobs API",
+            "apiStages": [{"apiId": api_id, "stage": STAGE}],
+            "throttle": {"rateLimit": stack.options.throttle_rate,
+                         "burstLimit": stack.options.throttle_burst},
+            "tags": stack.tags}, record={"usage_plan_id": "id"}))
+    elif not stage_linked:
+        calls.append(Call("apigateway", "UpdateUsagePlan", {
+            "usagePlanId": plan_id, "patchOperations": [
+                {"op": "add", "path": "/apiStages", "value": Ref("api_id", "{}:" + STAGE)}]}))
+    if not linked:
+        calls.append(Call("apigateway", "CreateUsagePlanKey", {
+            "usagePlanId": plan_id, "keyId": Ref("api_key_id"), "keyType": "API_KEY"}))
     steps.append(Step("usage plan", stack.usage_plan_name, action, detail,
-                      run=None if action == "unchanged" else usage_plan))
+                      [] if action == "unchanged" else calls))
     return steps
+
+
+def plan_delete_api(ctx: Context) -> list[Step]:
+    """The usage plan (unlinked from its stages first: API Gateway refuses it otherwise),
+    the key, then the API with its stage and deployments."""
+    stack = ctx.stack
+    apigw = Patient(ctx.clients.apigateway)
+    plan = find_usage_plan(apigw, stack)
+    calls = []
+    if plan:
+        ops = [{"op": "remove", "path": "/apiStages", "value": f"{s['apiId']}:{s['stage']}"}
+               for s in plan.get("apiStages", [])]
+        if ops:
+            calls.append(Call("apigateway", "UpdateUsagePlan",
+                              {"usagePlanId": plan["id"], "patchOperations": ops}))
+        calls.append(Call("apigateway", "DeleteUsagePlan", {"usagePlanId": plan["id"]}))
+    key = find_api_key(apigw, stack)
+    rest = find_api(apigw, stack)
+    return [
+        Step("usage plan", stack.usage_plan_name, "delete" if plan else "absent",
+             instructions=calls),
+        Step("api key", stack.api_key_name, "delete" if key else "absent", instructions=[
+            Call("apigateway", "DeleteApiKey", {"apiKey": key["id"]})] if key else []),
+        Step("api gateway rest api", stack.api_name, "delete" if rest else "absent",
+             instructions=[Call("apigateway", "DeleteRestApi", {"restApiId": rest["id"]})]
+             if rest else []),
+    ]

@@ -16,11 +16,10 @@ re-deployed under the same name within the window would fail to create it.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
-from ecs.plan import Context, Step
+from ecs.plan import Call, Context, Do, Step, tag_list
 
 ENV_NAME = "JOBS_CALLBACK_SECRET"
 # The ARN is only known once the secret exists (Secrets Manager adds a random suffix).
@@ -58,24 +57,28 @@ def plan_callback_secret(ctx: Context) -> Step:
                 " or delete it for good, then deploy again")
 
         return Step(kind, stack.callback_secret_name, "update",
-                    "scheduled for deletion: restore it first", run=refuse)
+                    "scheduled for deletion: restore it first",
+                    [Do("stop: the secret is scheduled for deletion", refuse)])
 
-    def run(outputs):
+    # The value is made when the call is made, and shown nowhere (not in a plan either).
+    def create(outputs):
         made = sm.create_secret(
             Name=stack.callback_secret_name,
             Description=f"{stack.name}: HMAC key of completion callbacks (X-Signature)",
-            SecretString=secrets.token_hex(32),
-            Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()])
+            SecretString=secrets.token_hex(32), Tags=tag_list(stack))
         outputs["callback_secret_arn"] = made["ARN"]
         return "random value; read it with aws secretsmanager get-secret-value"
 
-    return Step(kind, stack.callback_secret_name, "create", run=run)
+    return Step(kind, stack.callback_secret_name, "create", instructions=[
+        Do("create the secret with a random value", create, (Call(
+            "secretsmanager", "CreateSecret",
+            {"Name": stack.callback_secret_name, "SecretString": "(random, never shown)",
+             "Tags": tag_list(stack)}),))])
 
 
-def destroy_callback_secret(clients, stack, line: Callable[[str, str, str], None]) -> int:
-    sm = clients.secretsmanager
-    found = describe_secret(sm, stack.callback_secret_name)
-    if found is not None:
-        sm.delete_secret(SecretId=stack.callback_secret_name, ForceDeleteWithoutRecovery=True)
-    line("deleted" if found else "absent", "secretsmanager secret", stack.callback_secret_name)
-    return 1 if found else 0
+def plan_delete_callback_secret(ctx: Context) -> Step:
+    name = ctx.stack.callback_secret_name
+    found = describe_secret(ctx.clients.secretsmanager, name)
+    return Step("secretsmanager secret", name, "delete" if found else "absent", instructions=[
+        Call("secretsmanager", "DeleteSecret",
+             {"SecretId": name, "ForceDeleteWithoutRecovery": True})] if found else [])

@@ -4,7 +4,6 @@ iam-policy."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ecs.retry import REAL_CLOCK, Clock
 from ecs.stack import Options, Stack, default_stack_name
+from tasks.ops.settings import Settings, configured_region
 
 DESCRIPTION = """Deploy the jobs system (queue, table, Fargate workers, REST API) to AWS,
 watch it, and remove it. Credentials and region come from boto3's usual sources."""
@@ -29,6 +29,8 @@ def _deploy_options(parser: argparse.ArgumentParser) -> None:
     d = Options()
     parser.add_argument("--dry-run", action="store_true",
                         help="show what would be created, updated or left alone; change nothing")
+    parser.add_argument("--calls", action="store_true",
+                        help="with plan or --dry-run: the AWS calls of each step as well")
     parser.add_argument("--image", help="deploy this image URI instead of building one")
     parser.add_argument("--cpu", type=int, default=d.cpu, help="task CPU units (default 512)")
     parser.add_argument("--memory", type=int, default=d.memory, help="task MiB (default 1024)")
@@ -94,13 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "destroy":
             p.add_argument("--yes", "-y", action="store_true", help="do not ask")
             p.add_argument("--keep-data", action="store_true", help="keep the jobs table")
+            p.add_argument("--dry-run", action="store_true",
+                           help="show what would be deleted, with the calls; change nothing")
     return parser
 
 
-def options_from(args: argparse.Namespace) -> Options:
+def options_from(args: argparse.Namespace, settings: Settings | None = None) -> Options:
+    # The job modules are the deployer's (JOBS_MODULES): the image it builds holds them.
+    job_modules = (settings or Settings.from_env()).job_modules
     if not hasattr(args, "cpu"):
-        return Options()
-    return Options(
+        return Options(job_modules=job_modules)
+    return Options(job_modules=job_modules,
         image=args.image, cpu=args.cpu, memory=args.memory, architecture=args.architecture,
         concurrency=args.concurrency,
         subnets=tuple(s.strip() for s in args.subnets.split(",") if s.strip()),
@@ -115,7 +121,7 @@ def options_from(args: argparse.Namespace) -> Options:
 def _region(args) -> str:
     import boto3
 
-    region = args.region or os.environ.get("AWS_REGION") or boto3.session.Session().region_name
+    region = args.region or configured_region() or boto3.session.Session().region_name
     if not region:
         raise SystemExit("no region: pass --region or set AWS_REGION")
     return region
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None, *, clients=None, builder=None,
     from ecs.clients import Clients
 
     try:
-        options = options_from(args)
+        options = options_from(args, Settings.from_env())
         options.backlog_target()
         clients = clients or Clients(_region(args))
         account = getattr(args, "account", None)  # iam-policy --account: no call to STS
@@ -152,7 +158,8 @@ def _run(args, clients, stack: Stack, builder, confirm, echo, clock: Clock) -> i
     command = args.command
     if command == "plan" or (command == "deploy" and args.dry_run):
         echo(f"plan for stack {stack.name} in {stack.region} (nothing is changed)")
-        deploy.show_plan(deploy.make_plan(clients, stack, builder, echo, clock), echo)
+        deploy.show_plan(deploy.make_plan(clients, stack, builder, echo, clock), echo,
+                         calls=args.calls)
     elif command == "deploy":
         deploy.deploy(clients, stack, builder, echo, clock)
     elif command == "iam-policy":
@@ -167,6 +174,10 @@ def _run(args, clients, stack: Stack, builder, confirm, echo, clock: Clock) -> i
     elif command in ("dlq", "redrive"):
         return _dead_letters(command, clients, stack, echo)
     elif command == "destroy":
+        if args.dry_run:
+            destroy.destroy(clients, stack, keep_data=args.keep_data, echo=echo, clock=clock,
+                            dry_run=True)
+            return 0
         if not args.yes:
             what = "everything" if not args.keep_data else "everything but the jobs table"
             answer = confirm(f"Delete {what} of stack {stack.name} in {stack.region}? "

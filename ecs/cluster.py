@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ecs.callback_secret import container_secrets
-from ecs.plan import Context, Step, canonical_json
-from ecs.retry import poll, retry_until, role_not_ready
+from ecs.plan import Call, Context, Ref, Retry, Step, Wait, canonical_json, tag_list
+from ecs.retry import role_not_ready
 from ecs.stack import CONTAINER, STOP_TIMEOUT
 
 CAPACITY_PROVIDERS = ["FARGATE", "FARGATE_SPOT"]
@@ -46,26 +48,29 @@ def plan_cluster(ctx: Context) -> Step:
             changes.append("container insights")
         action = "update" if changes else "unchanged"
 
-    def run(outputs):
-        if cluster is None:
-            ecs.create_cluster(
-                clusterName=stack.cluster, capacityProviders=CAPACITY_PROVIDERS,
-                defaultCapacityProviderStrategy=strategy,
-                settings=[{"name": "containerInsights", "value": "enabled"}],
-                tags=[{"key": k, "value": v} for k, v in stack.tags.items()])
-            return None
-        if "capacity providers" in changes:
-            ecs.put_cluster_capacity_providers(
-                cluster=stack.cluster, capacityProviders=CAPACITY_PROVIDERS,
-                defaultCapacityProviderStrategy=strategy)
-        if "container insights" in changes:
-            ecs.update_cluster_settings(
-                cluster=stack.cluster,
-                settings=[{"name": "containerInsights", "value": "enabled"}])
-        return None
+    calls = []
+    if cluster is None:
+        calls.append(Call("ecs", "CreateCluster", {
+            "clusterName": stack.cluster, "capacityProviders": CAPACITY_PROVIDERS,
+            "defaultCapacityProviderStrategy": strategy,
+            "settings": [{"name": "containerInsights", "value": "enabled"}],
+            "tags": tag_list(stack, "key", "value")}))
+    if "capacity providers" in changes:
+        calls.append(Call("ecs", "PutClusterCapacityProviders", {
+            "cluster": stack.cluster, "capacityProviders": CAPACITY_PROVIDERS,
+            "defaultCapacityProviderStrategy": strategy}))
+    if "container insights" in changes:
+        calls.append(Call("ecs", "UpdateClusterSettings", {
+            "cluster": stack.cluster,
+            "settings": [{"name": "containerInsights", "value": "enabled"}]}))
+    return Step("ecs cluster", stack.cluster, action, ", ".join(changes), calls)
 
-    return Step("ecs cluster", stack.cluster, action, ", ".join(changes),
-                run=None if action == "unchanged" else run)
+
+def plan_delete_cluster(ctx: Context) -> Step:
+    found = find_cluster(ctx.clients.ecs, ctx.stack.cluster)
+    return Step("ecs cluster", ctx.stack.cluster, "delete" if found else "absent",
+                instructions=[Call("ecs", "DeleteCluster", {"cluster": ctx.stack.cluster})]
+                if found else [])
 
 
 def render_task_definition(stack, image: str, callback_secret_arn: str | None = None) -> dict:
@@ -143,20 +148,37 @@ def plan_task_definition(ctx: Context) -> Step:
                     outputs={"task_definition": arn})
     ctx.predicted["task_definition"] = NEW_REVISION
     action = "create" if latest is None else "update"
-
-    def run(outputs):
-        definition = render_task_definition(stack, outputs["image"],
-                                            outputs.get("callback_secret_arn"))
-        made = retry_until(
-            ecs.register_task_definition, **definition,
-            tags=[{"key": k, "value": v} for k, v in stack.tags.items()],
-            retryable=role_not_ready, deadline=ROLE_PROPAGATION_SECONDS, clock=ctx.clock,
-            progress=ctx.progress("ecs task definition", stack.family))["taskDefinition"]
-        outputs["task_definition"] = made["taskDefinitionArn"]
-        return f"revision {made['revision']}"
-
+    # The secret's ARN may be one the secret's step records (a new secret).
+    secret = ctx.predicted.get("callback_secret_arn")
+    definition = render_task_definition(
+        stack, ctx.predicted["image"], Ref("callback_secret_arn") if secret else None)
+    register = Call("ecs", "RegisterTaskDefinition",
+                    {**definition, "tags": tag_list(stack, "key", "value")},
+                    record={"task_definition": "taskDefinition.taskDefinitionArn",
+                            "task_revision": "taskDefinition.revision"},
+                    retry=Retry(role_not_ready, ROLE_PROPAGATION_SECONDS))
     detail = "new revision" if latest else ""
-    return Step("ecs task definition", stack.family, action, detail, run=run)
+    return Step("ecs task definition", stack.family, action, detail, [register],
+                done="revision {task_revision}")
+
+
+def plan_delete_task_definitions(ctx: Context) -> Step:
+    """Every revision: deregistered (INACTIVE), then deleted, ten at a time."""
+    stack, ecs = ctx.stack, ctx.clients.ecs
+
+    def listed(status: str) -> list[str]:
+        return [arn for page in ecs.get_paginator("list_task_definitions").paginate(
+            familyPrefix=stack.family, status=status) for arn in page["taskDefinitionArns"]]
+
+    active = listed("ACTIVE")
+    inactive = listed("INACTIVE") + active
+    calls = [Call("ecs", "DeregisterTaskDefinition", {"taskDefinition": arn}) for arn in active]
+    calls += [Call("ecs", "DeleteTaskDefinitions", {"taskDefinitions": inactive[i:i + 10]})
+              for i in range(0, len(inactive), 10)]
+    if not active:
+        return Step("ecs task definition", stack.family, "absent", instructions=calls)
+    return Step("ecs task definition", f"{stack.family} ({len(active)} revision(s))", "delete",
+                instructions=calls, count=len(active))
 
 
 def describe_service(ecs, cluster: str, name: str) -> dict | None:
@@ -175,19 +197,21 @@ def find_service(ecs, cluster: str, name: str) -> dict | None:
     return found if found and found.get("status") == "ACTIVE" else None
 
 
-def wait_until_drained(ctx: Context, kind: str, name: str) -> None:
+def wait_until_drained(ctx: Context, reason: str = "") -> Wait:
     """Until the deleted service of this name is no longer DRAINING."""
     stack, ecs = ctx.stack, ctx.clients.ecs
 
-    def drained() -> tuple[bool, str]:
+    def drained(outputs) -> tuple[bool, str]:
         found = describe_service(ecs, stack.cluster, stack.service)
         if found is None or found.get("status") != "DRAINING":
             return True, ""
         return False, (f"deleted service still DRAINING, {found.get('runningCount', 0)} "
-                       "task(s) stopping; ECS refuses a new service of its name until then")
+                       f"task(s) stopping{reason}")
 
-    poll(drained, deadline=DRAINING_SECONDS, interval=10, progress=ctx.progress(kind, name),
-         what=f"service {name} draining", clock=ctx.clock)
+    return Wait(f"service {stack.cluster}/{stack.service} draining", drained,
+                deadline=DRAINING_SECONDS, interval=10, calls=(Call(
+                    "ecs", "DescribeServices",
+                    {"cluster": stack.cluster, "services": [stack.service]}),))
 
 
 def network_configuration(stack, subnets: str, security_group: str) -> dict:
@@ -253,31 +277,50 @@ def plan_service(ctx: Context) -> Step:
     ctx.predicted["new_revision"] = "yes" if service is None or "task definition" in changes \
         else ""
 
-    def run(outputs):
-        common = dict(
-            cluster=stack.cluster, taskDefinition=outputs["task_definition"],
-            capacityProviderStrategy=wanted["capacityProviderStrategy"],
-            networkConfiguration=network_configuration(
-                stack, outputs["subnets"], outputs["security_group"]),
-            deploymentConfiguration=DEPLOYMENT_CONFIGURATION,
-            enableExecuteCommand=o.enable_exec)
-        retrying = dict(retryable=role_not_ready, deadline=ROLE_PROPAGATION_SECONDS,
-                        clock=ctx.clock, progress=ctx.progress("ecs service", name))
-        if service is None:
-            if draining:
-                wait_until_drained(ctx, "ecs service", name)
-            retry_until(
-                ecs.create_service, serviceName=stack.service, desiredCount=o.min_tasks,
-                propagateTags="SERVICE", enableECSManagedTags=True,
-                tags=[{"key": k, "value": v} for k, v in stack.tags.items()], **common,
-                **retrying)
-        else:
-            # Kept so that a failed smoke check can put the service back on it.
-            outputs["previous_task_definition"] = service["taskDefinition"]
-            # No desiredCount: a redeploy keeps whatever autoscaling has chosen.
-            retry_until(ecs.update_service, service=stack.service, **common, **retrying)
-        return ", ".join(changes) or None
-
+    common = {
+        "cluster": stack.cluster, "taskDefinition": Ref("task_definition"),
+        "capacityProviderStrategy": wanted["capacityProviderStrategy"],
+        "networkConfiguration": network_configuration(
+            stack, ctx.predicted["subnets"], ctx.predicted["security_group"]),
+        "deploymentConfiguration": DEPLOYMENT_CONFIGURATION,
+        "enableExecuteCommand": o.enable_exec}
+    if ctx.predicted["security_group"] == "(new)":
+        common["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"] = [
+            Ref("security_group")]
+    retry = Retry(role_not_ready, ROLE_PROPAGATION_SECONDS)
+    instructions = []
+    if service is None:
+        if draining:
+            instructions.append(wait_until_drained(
+                ctx, "; ECS refuses a new service of its name until then"))
+        instructions.append(Call("ecs", "CreateService", {
+            "serviceName": stack.service, "desiredCount": o.min_tasks,
+            "propagateTags": "SERVICE", "enableECSManagedTags": True,
+            "tags": tag_list(stack, "key", "value"), **common}, retry=retry))
+    elif action == "update":
+        # No desiredCount: a redeploy keeps whatever autoscaling has chosen.
+        instructions.append(Call("ecs", "UpdateService", {"service": stack.service, **common},
+                                 retry=retry))
+    # Kept so that a failed smoke check can put the service back on it.
+    known = {"previous_task_definition": service["taskDefinition"]} if service else {}
     detail = "previous service still draining" if draining else ", ".join(changes)
-    return Step("ecs service", name, action, detail,
-                run=None if action == "unchanged" else run)
+    return Step("ecs service", name, action, detail, instructions, outputs=known)
+
+
+def plan_delete_service(ctx: Context) -> Step:
+    """force: stops the running tasks (SIGTERM, then stopTimeout) instead of refusing; then
+    wait while it drains, since the cluster cannot go before (ClusterContainsServices)."""
+    stack = ctx.stack
+    found = describe_service(ctx.clients.ecs, stack.cluster, stack.service)
+    name = f"{stack.cluster}/{stack.service}"
+    status = (found or {}).get("status")
+    if status not in ("ACTIVE", "DRAINING"):
+        return Step("ecs service", name, "absent")
+    wait = replace(wait_until_drained(ctx), warn_on_timeout=(
+        "service still draining: {error}; the cluster may refuse deletion"))
+    delete = Call("ecs", "DeleteService",
+                  {"cluster": stack.cluster, "service": stack.service, "force": True})
+    # A service already DRAINING was deleted by someone else: waited for, not counted.
+    return Step("ecs service", name, "delete",
+                instructions=[delete, wait] if status == "ACTIVE" else [wait],
+                count=1 if status == "ACTIVE" else 0)

@@ -7,7 +7,7 @@ import json
 
 from botocore.exceptions import ClientError
 
-from ecs.plan import Context, Step
+from ecs.plan import Call, Context, Do, Step
 from ecs.retry import queue_deleted_recently, retry_until
 from tasks.ops.provision import (
     LIST_INDEX,
@@ -79,9 +79,27 @@ def plan_table(ctx: Context) -> Step:
         outputs["table_arn"] = made.arn
         return None
 
+    name = {"TableName": stack.table_name}
+    calls = (Call("dynamodb", "CreateTable", {**name, "BillingMode": "PAY_PER_REQUEST",
+                                              "Tags": stack.tags}),
+             Call("dynamodb", "UpdateTable", name), Call("dynamodb", "UpdateTimeToLive", name))
     return Step("dynamodb table", stack.table_name, action, detail,
-                run=None if action == "unchanged" else run,
+                [] if action == "unchanged" else [
+                    Do("tasks.ops.provision.ensure_table", run, calls[1:] if table else calls)],
                 outputs={"table_arn": stack.table_arn})
+
+
+def plan_delete_table(ctx: Context) -> Step:
+    stack = ctx.stack
+    if ctx.keep_data:
+        return Step("dynamodb table", stack.table_name, "kept")
+    found = describe_table(ctx.clients.dynamodb, stack.table_name)
+    if found is None:
+        return Step("dynamodb table", stack.table_name, "absent")
+    deleting = found.get("TableStatus") == "DELETING"
+    return Step("dynamodb table", stack.table_name, "delete", instructions=[] if deleting else [
+        Call("dynamodb", "DeleteTable", {"TableName": stack.table_name},
+             ignore=("ResourceNotFoundException",))])
 
 
 def plan_queues(ctx: Context) -> Step:
@@ -124,8 +142,22 @@ def plan_queues(ctx: Context) -> Step:
         known["queue_url"] = url
     if dlq:
         known["dlq_url"] = dlq
-    return Step("sqs queue and dlq", f"{stack.queue_name}, {stack.dlq_name}",
-                action, detail, run=None if action == "unchanged" else run, outputs=known)
+    calls = [Call("sqs", "CreateQueue", {"QueueName": n, "tags": stack.tags})
+             for n, u in ((stack.dlq_name, dlq), (stack.queue_name, url)) if u is None]
+    calls += [Call("sqs", "SetQueueAttributes", {"QueueUrl": u}) for u in (dlq, url) if u]
+    return Step("sqs queue and dlq", f"{stack.queue_name}, {stack.dlq_name}", action, detail,
+                [] if action == "unchanged" else [
+                    Do("tasks.ops.provision.ensure_queues, retried while SQS holds a name "
+                       "deleted less than 60 s ago", run, tuple(calls))], outputs=known)
+
+
+def plan_delete_queues(ctx: Context) -> list[Step]:
+    steps = []
+    for name in (ctx.stack.queue_name, ctx.stack.dlq_name):
+        url = queue_url(ctx.clients.sqs, name)
+        steps.append(Step("sqs queue", name, "delete" if url else "absent", instructions=[
+            Call("sqs", "DeleteQueue", {"QueueUrl": url})] if url else []))
+    return steps
 
 
 def record_seconds() -> int:
@@ -148,6 +180,43 @@ def plan_bucket(ctx: Context) -> Step:
                       tags=stack.tags, partition=stack.partition)
         return None
 
+    bucket = {"Bucket": stack.bucket_name}
+    calls = tuple(Call("s3", op, bucket) for op in (
+        "PutBucketOwnershipControls", "PutPublicAccessBlock", "PutBucketEncryption",
+        "PutBucketLifecycleConfiguration"))
+    if action == "create":
+        calls = (Call("s3", "CreateBucket", {**bucket, "ObjectOwnership": "BucketOwnerEnforced"}),
+                 Call("s3", "PutBucketTagging", bucket), *calls)
     return Step("s3 bucket", stack.bucket_name, action, detail,
-                run=None if action == "unchanged" else run,
+                [] if action == "unchanged" else [
+                    Do("tasks.ops.provision.ensure_bucket", run, calls)],
                 outputs={"bucket_arn": stack.bucket_arn})
+
+
+def plan_delete_bucket(ctx: Context) -> Step:
+    """S3 deletes only an empty bucket: its objects and unfinished uploads go first."""
+    stack, s3 = ctx.stack, ctx.clients.s3
+    name = stack.bucket_name
+    if ctx.keep_data:
+        return Step("s3 bucket", name, "kept")
+    if not bucket_exists(s3, name):
+        return Step("s3 bucket", name, "absent")
+
+    def empty(outputs):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:  # a page holds at most 1,000 keys, DeleteObjects' limit
+                s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+        for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+            for upload in page.get("Uploads", []):
+                s3.abort_multipart_upload(Bucket=name, Key=upload["Key"],
+                                          UploadId=upload["UploadId"])
+        return None
+
+    bucket = {"Bucket": name}
+    return Step("s3 bucket", name, "delete", instructions=[
+        Do("empty the bucket, a page of keys at a time", empty, (
+            Call("s3", "ListObjectsV2", bucket), Call("s3", "DeleteObjects", bucket),
+            Call("s3", "ListMultipartUploads", bucket),
+            Call("s3", "AbortMultipartUpload", bucket))),
+        Call("s3", "DeleteBucket", bucket)])

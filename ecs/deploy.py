@@ -1,19 +1,14 @@
-"""`deploy` and `plan`: every resource of the stack, in the order they depend on.
-
-The order is also a rolling deploy's: image, task definition, service, the rollout waited
-for (and a smoke task of the new revision when the rollout ran none), and only then the
-alarms and the API, so that a new public task is never reachable before workers know it.
-"""
+"""`deploy` and `plan`: every resource of the stack (ecs.resources), planned in the order
+they depend on, then carried out by the executor or shown by the display."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ecs import alarms, api, cluster, data, log_group, network, registry, roles, rollout, scaling
-from ecs import schedules as schedule_steps
-from ecs.callback_secret import plan_callback_secret
+from ecs.executor import Display, Executor
 from ecs.image import ImageBuilder
-from ecs.plan import Context, Outputs, Plan, Step, apply
+from ecs.plan import Context, Outputs, Plan
+from ecs.resources import creation_steps
 from ecs.retry import REAL_CLOCK, Clock
 from ecs.stack import STAGE, Stack
 
@@ -21,38 +16,12 @@ from ecs.stack import STAGE, Stack
 def make_plan(clients, stack: Stack, builder: ImageBuilder | None = None,
               echo: Callable[[str], None] = print, clock: Clock = REAL_CLOCK) -> Plan:
     """Look every resource up and decide what to do with it; changes nothing."""
-    builder = builder or ImageBuilder()
-    ctx = Context(clients, stack, echo=echo, clock=clock)
-    steps: list[Step] = [
-        # First: every role is made with it, and a deployer that lacks it (an administrator
-        # makes it) is stopped before anything is made.
-        roles.plan_boundary(ctx),
-        data.plan_table(ctx),
-        data.plan_queues(ctx),
-        data.plan_bucket(ctx),
-        registry.plan_repository(ctx),
-        registry.plan_image(ctx, builder),
-        log_group.plan_log_group(ctx),
-        plan_callback_secret(ctx),  # before the task definition, which names its ARN
-        *roles.plan_roles(ctx),
-        cluster.plan_cluster(ctx),
-        network.plan_network(ctx),
-        cluster.plan_task_definition(ctx),
-        cluster.plan_service(ctx),
-        rollout.plan_rollout(ctx),
-        rollout.plan_smoke(ctx),
-        *scaling.plan_scaling(ctx),
-        *alarms.plan_alarms(ctx),
-        *api.plan_api(ctx),
-        # Last: a schedule fires only once workers that know its task serve the queue.
-        *schedule_steps.plan_schedules(ctx),
-    ]
-    return Plan(steps)
+    ctx = Context(clients, stack, echo=echo, clock=clock, builder=builder or ImageBuilder())
+    return Plan(creation_steps(ctx))
 
 
-def show_plan(plan: Plan, echo: Callable[[str], None] = print) -> None:
-    for step in plan.steps:
-        echo(step.line(done=False))
+def show_plan(plan: Plan, echo: Callable[[str], None] = print, calls: bool = False) -> None:
+    Display(echo, calls=calls).apply(plan)
     echo(plan.summary() if plan.changes else "nothing to do: the stack is up to date")
 
 
@@ -60,7 +29,9 @@ def deploy(clients, stack: Stack, builder: ImageBuilder | None = None,
            echo: Callable[[str], None] = print, clock: Clock = REAL_CLOCK) -> Outputs:
     echo(f"deploying stack {stack.name} to {stack.region} (account {stack.account_id})")
     plan = make_plan(clients, stack, builder, echo=echo, clock=clock)
-    outputs = apply(plan, echo)
+    outputs = Executor(Context(clients, stack, echo=echo, clock=clock)).apply(plan)
+    if plan.changes == 0:
+        echo("nothing changed: the stack is up to date")
     print_endpoint(stack, outputs, echo)
     return outputs
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecs.plan import Context, Step
+from ecs.plan import Call, Context, Step
 
 
 def find_log_group(logs, name: str) -> dict | None:
@@ -23,12 +23,17 @@ def plan_log_group(ctx: Context) -> Step:
         action, detail = "update", f"retention {group.get('retentionInDays')} -> {days} days"
     else:
         action, detail = "unchanged", ""
+    calls = [] if action == "unchanged" else [
+        Call("logs", "PutRetentionPolicy",
+             {"logGroupName": stack.log_group, "retentionInDays": days})]
+    if group is None:
+        calls.insert(0, Call("logs", "CreateLogGroup",
+                             {"logGroupName": stack.log_group, "tags": stack.tags}))
+    return Step("cloudwatch log group", stack.log_group, action, detail, calls)
 
-    def run(outputs):
-        if group is None:
-            logs.create_log_group(logGroupName=stack.log_group, tags=stack.tags)
-        logs.put_retention_policy(logGroupName=stack.log_group, retentionInDays=days)
-        return None
 
-    return Step("cloudwatch log group", stack.log_group, action, detail,
-                run=None if action == "unchanged" else run)
+def plan_delete_log_group(ctx: Context) -> Step:
+    found = find_log_group(ctx.clients.logs, ctx.stack.log_group)
+    return Step("cloudwatch log group", ctx.stack.log_group, "delete" if found else "absent",
+                instructions=[Call("logs", "DeleteLogGroup",
+                                   {"logGroupName": ctx.stack.log_group})] if found else [])

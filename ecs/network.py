@@ -3,7 +3,8 @@ that lets nothing in (workers only call out, to SQS, DynamoDB, ECR and CloudWatc
 
 from __future__ import annotations
 
-from ecs.plan import Context, Step
+from ecs.plan import Call, Context, Retry, Step, tag_list
+from ecs.retry import interfaces_not_released
 
 
 def default_vpc(ec2) -> str:
@@ -42,6 +43,10 @@ def find_security_groups(ec2, stack, vpc: str | None = None) -> list[dict]:
     return ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
 
 
+# Fargate releases a stopped task's network interface within minutes.
+INTERFACE_RELEASE_SECONDS = 300.0
+
+
 def plan_network(ctx: Context) -> Step:
     stack, ec2 = ctx.stack, ctx.clients.ec2
     vpc, subnets = resolve_subnets(ec2, stack.options.subnets)
@@ -54,15 +59,24 @@ def plan_network(ctx: Context) -> Step:
         return Step("security group", f"{name} ({group['GroupId']})", "unchanged",
                     outputs={"security_group": group["GroupId"], "subnets": ",".join(subnets)})
     ctx.predicted["security_group"] = "(new)"
+    create = Call("ec2", "CreateSecurityGroup", {
+        "GroupName": name, "VpcId": vpc,
+        "Description": f"{stack.name} workers: no inbound traffic, outbound to AWS APIs",
+        "TagSpecifications": [{"ResourceType": "security-group", "Tags": tag_list(stack)}]},
+        record={"security_group": "GroupId"})
+    return Step("security group", name, "create", f"in {vpc}", [create],
+                outputs={"subnets": ",".join(subnets)}, done="{security_group}")
 
-    def run(outputs):
-        made = ec2.create_security_group(
-            GroupName=name, VpcId=vpc,
-            Description=f"{stack.name} workers: no inbound traffic, outbound to AWS APIs",
-            TagSpecifications=[{"ResourceType": "security-group", "Tags": [
-                {"Key": k, "Value": v} for k, v in stack.tags.items()]}])
-        outputs["security_group"] = made["GroupId"]
-        return made["GroupId"]
 
-    return Step("security group", name, "create", f"in {vpc}", run=run,
-                outputs={"subnets": ",".join(subnets)})
+def plan_delete_network(ctx: Context) -> list[Step]:
+    """One group per VPC the stack has used."""
+    groups = find_security_groups(ctx.clients.ec2, ctx.stack)
+    name = security_group_name(ctx.stack)
+    if not groups:
+        return [Step("security group", name, "absent")]
+    # The stopped tasks' network interfaces linger for a few minutes after the service is
+    # gone; until they are released AWS answers DependencyViolation.
+    wait = Retry(interfaces_not_released, INTERFACE_RELEASE_SECONDS, base=10.0, cap=10.0)
+    return [Step("security group", f"{name} ({g['GroupId']})", "delete", instructions=[
+        Call("ec2", "DeleteSecurityGroup", {"GroupId": g["GroupId"]}, retry=wait)])
+        for g in groups]

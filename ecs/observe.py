@@ -50,8 +50,8 @@ def oldest_age(cloudwatch, queue: str, now: datetime | None = None) -> str:
 def recent_jobs(dynamodb, table: str, limit: int = RECENT_JOBS, *, status: str | None = None,
                 since: datetime | None = None) -> list[dict]:
     """The newest jobs (of one status, since a time), from the listing index: no Scan."""
+    from tasks.results.encoding import iso_utc
     from tasks.results.listing import list_jobs
-    from tasks.results.records import iso_utc
 
     return list_jobs(status, since=iso_utc(since) if since else None, limit=limit,
                      client=dynamodb, table=table).jobs

@@ -122,7 +122,8 @@ def task_policy(stack: Stack) -> dict:
 
 def api_policy(stack: Stack) -> dict:
     """API Gateway's integrations: send to the queue, read one job record, revoke one job
-    (DELETE /jobs/{id}: one conditional UpdateItem, api_shim/templates/revoke_job.request)."""
+    (DELETE /jobs/{id}: one conditional UpdateItem, the revoke_job.request template of
+    tasks/http_contract/templates)."""
     return {"Version": VERSION, "Statement": [
         {"Sid": "SubmitJobs", "Effect": "Allow", "Action": ["sqs:SendMessage"],
          "Resource": stack.queue_arn},

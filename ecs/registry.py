@@ -6,8 +6,7 @@ import json
 
 from botocore.exceptions import ClientError
 
-from ecs.image import ImageBuilder
-from ecs.plan import Context, Step
+from ecs.plan import Call, Context, Do, Step, tag_list
 
 # Keep the last 20 tagged images (rollbacks), drop untagged layers after a week.
 LIFECYCLE_POLICY = json.dumps({"rules": [
@@ -53,22 +52,26 @@ def plan_repository(ctx: Context) -> Step:
             changes.append("lifecycle policy")
         action = "update" if changes else "unchanged"
 
-    def run(outputs):
-        if repo is None:
-            ecr.create_repository(
-                repositoryName=stack.repository,
-                imageScanningConfiguration={"scanOnPush": True},
-                imageTagMutability="MUTABLE",
-                tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()])
-        elif "scan on push" in changes:
-            ecr.put_image_scanning_configuration(
-                repositoryName=stack.repository, imageScanningConfiguration={"scanOnPush": True})
-        ecr.put_lifecycle_policy(repositoryName=stack.repository,
-                                 lifecyclePolicyText=LIFECYCLE_POLICY)
-        return ", ".join(changes) or None
+    repository = {"repositoryName": stack.repository}
+    calls = [] if action == "unchanged" else [
+        Call("ecr", "PutLifecyclePolicy", {**repository, "lifecyclePolicyText": LIFECYCLE_POLICY})]
+    if repo is None:
+        calls.insert(0, Call("ecr", "CreateRepository", {
+            **repository, "imageScanningConfiguration": {"scanOnPush": True},
+            "imageTagMutability": "MUTABLE", "tags": tag_list(stack)}))
+    elif "scan on push" in changes:
+        calls.insert(0, Call("ecr", "PutImageScanningConfiguration", {
+            **repository, "imageScanningConfiguration": {"scanOnPush": True}}))
+    return Step("ecr repository", stack.repository, action, ", ".join(changes), calls)
 
-    return Step("ecr repository", stack.repository, action, ", ".join(changes),
-                run=None if action == "unchanged" else run)
+
+def plan_delete_repository(ctx: Context) -> Step:
+    """With its images (force): they are the stack's own builds."""
+    name = ctx.stack.repository
+    found = find_repository(ctx.clients.ecr, name)
+    return Step("ecr repository", name, "delete" if found else "absent", instructions=[
+        Call("ecr", "DeleteRepository", {"repositoryName": name, "force": True})]
+        if found else [])
 
 
 def image_exists(ecr, repository: str, tag: str) -> bool:
@@ -82,8 +85,8 @@ def image_exists(ecr, repository: str, tag: str) -> bool:
     return bool(found.get("imageDetails"))
 
 
-def plan_image(ctx: Context, builder: ImageBuilder) -> Step:
-    stack = ctx.stack
+def plan_image(ctx: Context) -> Step:
+    stack, builder = ctx.stack, ctx.builder
     given = stack.options.image
     if given:
         ctx.predicted["image"] = given
@@ -100,5 +103,6 @@ def plan_image(ctx: Context, builder: ImageBuilder) -> Step:
         builder.build_and_push(ctx.clients.ecr, uri, stack.options.architecture)
         return f"built with {builder.engine_name()} and pushed"
 
-    return Step("container image", uri, "create", "build and push", run=run,
-                outputs={"image": uri})
+    return Step("container image", uri, "create", "build and push", [
+        Do(f"build {uri} and push it (docker or podman)", run,
+           (Call("ecr", "GetAuthorizationToken"),))], outputs={"image": uri})

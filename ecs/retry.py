@@ -99,6 +99,14 @@ def queue_deleted_recently(exc: ClientError) -> str | None:
     return None
 
 
+# EC2: a security group is refused (DependencyViolation) while the network interfaces of
+# stopped tasks still use it; Fargate releases them minutes after the service is gone.
+def interfaces_not_released(exc: ClientError) -> str | None:
+    if exc.response.get("Error", {}).get("Code") == "DependencyViolation":
+        return "stopped tasks' network interfaces not released yet"
+    return None
+
+
 def retry_until(call: Callable[..., T], *args, retryable: Retryable, deadline: float,
                 progress: Callable[[str], None], clock: Clock = REAL_CLOCK,
                 base: float = 2.0, cap: float = 15.0, **kwargs) -> T:

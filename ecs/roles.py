@@ -11,7 +11,7 @@ import urllib.parse
 from botocore.exceptions import ClientError
 
 from ecs import policies
-from ecs.plan import Context, Step, canonical_json
+from ecs.plan import Call, Context, Do, Step, canonical_json, tag_list
 
 INLINE_POLICY = "least-privilege"
 
@@ -64,23 +64,37 @@ def plan_role(ctx: Context, name: str, service: str, policy: dict,
             changes.append("permissions")
         action = "update" if changes else "unchanged"
 
-    def run(outputs):
-        if role is None:
-            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
-                            Description=f"{stack.name}: {service}", PermissionsBoundary=boundary,
-                            Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()])
-        else:
-            # The boundary first: the deployer may change a role only while it is on.
-            if "permissions boundary" in changes:
-                iam.put_role_permissions_boundary(RoleName=name, PermissionsBoundary=boundary)
-            if "trust policy" in changes:
-                iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
-        iam.put_role_policy(RoleName=name, PolicyName=INLINE_POLICY,
-                            PolicyDocument=json.dumps(policy))
-        return None
+    calls = []
+    if role is None:
+        calls.append(Call("iam", "CreateRole", {
+            "RoleName": name, "AssumeRolePolicyDocument": json.dumps(trust),
+            "Description": f"{stack.name}: {service}", "PermissionsBoundary": boundary,
+            "Tags": tag_list(stack)}))
+    else:
+        # The boundary first: the deployer may change a role only while it is on.
+        if "permissions boundary" in changes:
+            calls.append(Call("iam", "PutRolePermissionsBoundary",
+                              {"RoleName": name, "PermissionsBoundary": boundary}))
+        if "trust policy" in changes:
+            calls.append(Call("iam", "UpdateAssumeRolePolicy",
+                              {"RoleName": name, "PolicyDocument": json.dumps(trust)}))
+    if action != "unchanged":
+        calls.append(Call("iam", "PutRolePolicy", {"RoleName": name, "PolicyName": INLINE_POLICY,
+                                                   "PolicyDocument": json.dumps(policy)}))
+    return Step("iam role", name, action, ", ".join(changes), calls)
 
-    return Step("iam role", name, action, ", ".join(changes),
-                run=None if action == "unchanged" else run)
+
+def plan_delete_role(ctx: Context, name: str) -> Step:
+    """Its policies first (inline, and any attached by hand): IAM deletes only a bare role."""
+    iam = ctx.clients.iam
+    if get_role(iam, name) is None:
+        return Step("iam role", name, "absent")
+    role = {"RoleName": name}
+    calls = [Call("iam", "DeleteRolePolicy", {**role, "PolicyName": policy})
+             for policy in iam.list_role_policies(**role)["PolicyNames"]]
+    calls += [Call("iam", "DetachRolePolicy", {**role, "PolicyArn": policy["PolicyArn"]})
+              for policy in iam.list_attached_role_policies(**role)["AttachedPolicies"]]
+    return Step("iam role", name, "delete", instructions=[*calls, Call("iam", "DeleteRole", role)])
 
 
 def boundary_document(iam, arn: str) -> dict | None:
@@ -136,13 +150,32 @@ def plan_boundary(ctx: Context) -> Step:
                 f"the permissions boundary {arn} is {state} and these credentials may not "
                 "write it (the deployer policy never may): an "
                 f"administrator runs `python -m ecs iam-policy --stack {stack.name}` and "
-                "creates or updates it as README.md's IAM permissions section says") from exc
+                "creates or updates it as docs/deploy.md's IAM permissions section says") from exc
         return None
 
-    return Step("iam permissions boundary", name, action, detail,
-                run=None if action == "unchanged" else run)
+    calls = (Call("iam", "CreatePolicy", {"PolicyName": name, "PolicyDocument": "..."}),) \
+        if current is None else (Call("iam", "DeletePolicyVersion", {"PolicyArn": arn}),
+                                 Call("iam", "CreatePolicyVersion",
+                                      {"PolicyArn": arn, "SetAsDefault": True}))
+    return Step("iam permissions boundary", name, action, detail, [] if action == "unchanged"
+                else [Do("write the boundary (an administrator's credentials)", run, calls)])
+
+
+def plan_delete_boundary(ctx: Context) -> Step:
+    """Kept: it is an administrator's to delete (the deployer policy may not), and it grants
+    nothing on its own."""
+    stack = ctx.stack
+    arn = policies.boundary_arn(stack)
+    if boundary_document(ctx.clients.iam, arn) is None:
+        return Step("iam permissions boundary", policies.boundary_name(stack), "absent")
+    return Step("iam permissions boundary", policies.boundary_name(stack), "kept", notes=[
+        f"  (an administrator deletes it: aws iam delete-policy --policy-arn {arn})"])
 
 
 def plan_roles(ctx: Context) -> list[Step]:
     return [plan_role(ctx, name, service, policy)
             for name, service, policy in policies.roles(ctx.stack)]
+
+
+def plan_delete_roles(ctx: Context) -> list[Step]:
+    return [plan_delete_role(ctx, name) for name, _, _ in policies.roles(ctx.stack)]

@@ -20,8 +20,8 @@ from typing import Literal
 
 from botocore.exceptions import ClientError
 
-from ecs.cluster import find_service, network_configuration
-from ecs.plan import Context, Step
+from ecs.cluster import find_cluster, find_service, network_configuration
+from ecs.plan import Call, Context, Do, Ref, Step, Wait
 from ecs.retry import WaitTimeout, poll, retry_until, role_not_ready
 from ecs.stack import CONTAINER, SMOKE_STARTED_BY, STOP_TIMEOUT
 
@@ -196,7 +196,10 @@ def plan_rollout(ctx: Context) -> Step:
         outputs["rollout_running"] = str(deployment.get("runningCount", 0))
         return f"stable: {text}"
 
-    return Step(kind, name, "check", f"wait until stable, at most {timeout:.0f}s", run=run)
+    return Step(kind, name, "check", f"wait until stable, at most {timeout:.0f}s", [
+        Do("the service's deployment of the new revision is stable (circuit breaker on)", run,
+           (Call("ecs", "DescribeServices",
+                 {"cluster": stack.cluster, "services": [stack.service]}),))])
 
 
 def _describe_task(ecs, stack, arn: str) -> dict:
@@ -280,6 +283,42 @@ def plan_smoke(ctx: Context) -> Step:
             return f"not needed: {running} task(s) of the new revision passed the rollout"
         return smoke_test(ctx, outputs)
 
+    cluster = {"cluster": stack.cluster}
+    calls = (Call("ecs", "RunTask", {**cluster, "taskDefinition": Ref("task_definition"),
+                                     "count": 1, "startedBy": SMOKE_STARTED_BY}),
+             Call("ecs", "DescribeTasks", cluster),
+             Call("ecs", "StopTask", {**cluster, "task": Ref("smoke_task")}))
     return Step(kind, stack.family, "check",
                 "one task of the new revision, if none runs: RUNNING, HEALTHY, exit 0 on "
-                "SIGTERM", run=run)
+                "SIGTERM", [Do("run one task, see it healthy, stop it, see it exit 0", run,
+                               calls)])
+
+
+def plan_delete_smoke(ctx: Context) -> list[Step]:
+    """A smoke task left running by an interrupted deploy would keep the cluster."""
+    stack, ecs = ctx.stack, ctx.clients.ecs
+    if find_cluster(ecs, stack.cluster) is None:
+        return []
+    cluster = {"cluster": stack.cluster}
+    # startedBy must be ListTasks' only filter; it lists tasks whose desired status is
+    # RUNNING by default, which are the ones to stop.
+    listed = ecs.list_tasks(**cluster, startedBy=SMOKE_STARTED_BY)["taskArns"]
+    described = ecs.describe_tasks(**cluster, tasks=listed)["tasks"] if listed else []
+    running = [t for t in described if t.get("lastStatus") != "STOPPED"]
+    steps = []
+    for task in running:
+        arn = task["taskArn"]
+
+        def stopped(outputs, arn=arn) -> tuple[bool, str]:
+            found = ecs.describe_tasks(**cluster, tasks=[arn])["tasks"]
+            left = [t for t in found if t.get("lastStatus") != "STOPPED"]
+            return not left, f"{len(left)} task(s) stopping"
+
+        stop = [Call("ecs", "StopTask", {**cluster, "task": arn, "reason": "stack destroyed"})] \
+            if task.get("desiredStatus") != "STOPPED" else []
+        # A cluster with tasks still stopping refuses deletion (ClusterContainsTasks).
+        wait = Wait("smoke task stopped", stopped, deadline=STOP_SECONDS, interval=10,
+                    calls=(Call("ecs", "DescribeTasks", {**cluster, "tasks": [arn]}),))
+        steps.append(Step("smoke task", arn.rsplit("/", 1)[-1], "stop",
+                          instructions=[*stop, wait]))
+    return steps

@@ -8,7 +8,7 @@ that adds one when messages wait and no task is wanted.
 
 from __future__ import annotations
 
-from ecs.plan import Context, Step
+from ecs.plan import Call, Context, Ref, Step, tag_list
 
 NAMESPACE = "ecs"
 DIMENSION = "ecs:service:DesiredCount"
@@ -117,48 +117,38 @@ def plan_scaling(ctx: Context) -> list[Step]:
     else:
         action, detail = "unchanged", ""
 
-    def register(outputs):
-        aas.register_scalable_target(
-            ServiceNamespace=NAMESPACE, ResourceId=stack.scaling_resource_id,
-            ScalableDimension=DIMENSION, MinCapacity=o.min_tasks, MaxCapacity=o.max_tasks,
-            Tags=stack.tags if target is None else {})
-        return None
-
+    scalable = {"ServiceNamespace": NAMESPACE, "ResourceId": stack.scaling_resource_id,
+                "ScalableDimension": DIMENSION}
     steps.append(Step("scalable target", stack.scaling_resource_id, action, detail,
-                      run=None if action == "unchanged" else register))
+                      [] if action == "unchanged" else [Call(
+                          "application-autoscaling", "RegisterScalableTarget", {
+                              **scalable, "MinCapacity": o.min_tasks,
+                              "MaxCapacity": o.max_tasks,
+                              "Tags": stack.tags if target is None else {}})]))
 
     existing = find_policies(aas, stack) if target is not None else {}
     tracking = target_tracking_configuration(stack)
     action = _policy_action(existing.get(stack.target_policy),
                             "TargetTrackingScalingPolicyConfiguration", tracking)
-
-    def put_tracking(outputs):
-        aas.put_scaling_policy(
-            PolicyName=stack.target_policy, ServiceNamespace=NAMESPACE,
-            ResourceId=stack.scaling_resource_id, ScalableDimension=DIMENSION,
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration=tracking)
-        return None
-
     steps.append(Step("target tracking policy", stack.target_policy, action,
                       f"backlog per task {tracking['TargetValue']:g}",
-                      run=None if action == "unchanged" else put_tracking))
+                      [] if action == "unchanged" else [Call(
+                          "application-autoscaling", "PutScalingPolicy", {
+                              "PolicyName": stack.target_policy, **scalable,
+                              "PolicyType": "TargetTrackingScaling",
+                              "TargetTrackingScalingPolicyConfiguration": tracking})]))
 
     step_cfg = step_configuration()
     have = existing.get(stack.step_policy)
     action = _policy_action(have, "StepScalingPolicyConfiguration", step_cfg)
-
-    def put_step(outputs):
-        made = aas.put_scaling_policy(
-            PolicyName=stack.step_policy, ServiceNamespace=NAMESPACE,
-            ResourceId=stack.scaling_resource_id, ScalableDimension=DIMENSION,
-            PolicyType="StepScaling", StepScalingPolicyConfiguration=step_cfg)
-        outputs["step_policy_arn"] = made["PolicyARN"]
-        return None
-
     known = {"step_policy_arn": have["PolicyARN"]} if have else {}
     steps.append(Step("step scaling policy", stack.step_policy, action, "from zero",
-                      run=None if action == "unchanged" else put_step, outputs=known))
+                      [] if action == "unchanged" else [Call(
+                          "application-autoscaling", "PutScalingPolicy", {
+                              "PolicyName": stack.step_policy, **scalable,
+                              "PolicyType": "StepScaling",
+                              "StepScalingPolicyConfiguration": step_cfg},
+                          record={"step_policy_arn": "PolicyARN"})], outputs=known))
 
     policy_changes = action != "unchanged"
     alarm = find_alarm(cloudwatch, stack.alarm)
@@ -171,14 +161,34 @@ def plan_scaling(ctx: Context) -> list[Step]:
             wanted.pop("AlarmActions")
         same = subset(alarm, wanted)
         action = "unchanged" if same and not policy_changes else "update"
-
-    def put_alarm(outputs):
-        cloudwatch.put_metric_alarm(**alarm_definition(stack, outputs["step_policy_arn"]),
-                                    Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()])
-        return None
-
+    put_alarm = Call("cloudwatch", "PutMetricAlarm", {
+        **alarm_definition(stack, Ref("step_policy_arn")), "Tags": tag_list(stack)})
     steps.append(Step("cloudwatch alarm", stack.alarm, action, "queue non-empty, no tasks",
-                      run=None if action == "unchanged" else put_alarm))
+                      [] if action == "unchanged" else [put_alarm]))
+    return steps
+
+
+def plan_delete_scaling(ctx: Context) -> list[Step]:
+    """The alarm, the policies, then the target (the reverse of their making)."""
+    stack, aas = ctx.stack, ctx.clients.application_autoscaling
+    alarm = find_alarm(ctx.clients.cloudwatch, stack.alarm)
+    steps = [Step("cloudwatch alarm", stack.alarm, "delete" if alarm else "absent",
+                  instructions=[Call("cloudwatch", "DeleteAlarms", {"AlarmNames": [stack.alarm]})]
+                  if alarm else [])]
+    scalable = {"ServiceNamespace": NAMESPACE, "ResourceId": stack.scaling_resource_id,
+                "ScalableDimension": DIMENSION}
+    policies = find_policies(aas, stack)
+    for name, kind in ((stack.target_policy, "target tracking policy"),
+                       (stack.step_policy, "step scaling policy")):
+        steps.append(Step(kind, name, "delete" if name in policies else "absent", instructions=[
+            Call("application-autoscaling", "DeleteScalingPolicy", {"PolicyName": name,
+                                                                     **scalable})]
+            if name in policies else []))
+    target = find_target(aas, stack)
+    steps.append(Step("scalable target", stack.scaling_resource_id,
+                      "delete" if target else "absent", instructions=[
+                          Call("application-autoscaling", "DeregisterScalableTarget", scalable)]
+                      if target else []))
     return steps
 
 

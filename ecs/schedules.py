@@ -1,6 +1,6 @@
 """The jobs' schedules as EventBridge Scheduler schedules: no beat process runs anywhere.
 
-Each `@job(schedule=...)` of the deployed job modules (tasks.JOB_MODULES: what the worker
+Each `@job(schedule=...)` of the deployed job modules (JOBS_MODULES: what the worker
 image registers) becomes one schedule in the stack's schedule group, whose target is the
 work queue itself: SQS SendMessage with the scheduled message as Input
 (tasks.jobkit.schedules.scheduled_body, context attributes filled in by EventBridge),
@@ -15,8 +15,8 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from ecs import policies, roles
-from ecs.plan import Context, Step, canonical_json
-from ecs.retry import retry_until, role_not_ready
+from ecs.plan import Call, Context, Retry, Step, canonical_json, tag_list
+from ecs.retry import role_not_ready
 
 ROLE_PROPAGATION_SECONDS = 120.0
 # A firing whose SendMessage keeps failing is retried for an hour at most, then its
@@ -25,14 +25,18 @@ ROLE_PROPAGATION_SECONDS = 120.0
 RETRY_POLICY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 10}
 
 
-def deployed_schedules() -> dict:
-    """name -> Schedule, of the job modules the worker image registers (JOBS_EXTRA_MODULES,
-    test and demo jobs, are never on AWS, so their schedules are never deployed)."""
-    from tasks import JOB_MODULES
-    from tasks.jobkit.schedules import schedules
+def deployed_schedules(job_modules: tuple[str, ...] | None = None) -> dict:
+    """name -> Schedule, of the job modules the worker image registers (JOBS_MODULES, the
+    stack's options; JOBS_EXTRA_MODULES, test and demo jobs, are never on AWS, so their
+    schedules are never deployed). Without `job_modules`, those of the registry's app."""
+    from tasks.jobkit.registry import all_schedules
 
-    return {name: s for name, s in schedules().items()
-            if s.module in JOB_MODULES}
+    found = all_schedules()  # imports the jobs, hence the worker app
+    if job_modules is None:
+        from tasks.celery_app import app
+
+        job_modules = app.settings.job_modules
+    return {name: s for name, s in found.items() if s.module in job_modules}
 
 
 def definition(stack, schedule) -> dict:
@@ -93,7 +97,7 @@ def _get(scheduler, group: str, name: str) -> dict | None:
 
 def plan_schedules(ctx: Context) -> list[Step]:
     stack, scheduler = ctx.stack, ctx.clients.scheduler
-    wanted = deployed_schedules()
+    wanted = deployed_schedules(stack.options.job_modules)
     group = find_group(scheduler, stack.schedule_group)
     existing = group_schedules(scheduler, stack.schedule_group) if group else []
     if not wanted and not existing:
@@ -104,29 +108,21 @@ def plan_schedules(ctx: Context) -> list[Step]:
                                      policies.scheduler_policy(stack),
                                      trust=policies.scheduler_trust(stack)))
 
-        def make_group(outputs):
-            scheduler.create_schedule_group(
-                Name=stack.schedule_group,
-                Tags=[{"Key": k, "Value": v} for k, v in stack.tags.items()])
-            return None
-
         steps.append(Step("schedule group", stack.schedule_group,
-                          "unchanged" if group else "create",
-                          run=None if group else make_group))
+                          "unchanged" if group else "create", "",
+                          [] if group else [Call("scheduler", "CreateScheduleGroup", {
+                              "Name": stack.schedule_group, "Tags": tag_list(stack)})]))
     for name, schedule in wanted.items():
         steps.append(_plan_one(ctx, schedule, name in existing))
     for name in existing:
         if name not in wanted:
             steps.append(Step("schedule", name, "delete", "no job declares it any more",
-                              run=_deleter(scheduler, stack.schedule_group, name)))
+                              [_delete(stack.schedule_group, name)]))
     return steps
 
 
-def _deleter(scheduler, group: str, name: str):
-    def run(outputs):
-        scheduler.delete_schedule(GroupName=group, Name=name)
-        return None
-    return run
+def _delete(group: str, name: str) -> Call:
+    return Call("scheduler", "DeleteSchedule", {"GroupName": group, "Name": name})
 
 
 def _plan_one(ctx: Context, schedule, exists: bool) -> Step:
@@ -138,30 +134,24 @@ def _plan_one(ctx: Context, schedule, exists: bool) -> Step:
     action = "create" if current is None else "update" if changed else "unchanged"
     if changed:
         detail += f"; {', '.join(changed)} differ"
-
-    def run(outputs):
-        call = scheduler.create_schedule if current is None else scheduler.update_schedule
-        # A scheduler role made seconds ago is refused until IAM has propagated it.
-        retry_until(call, **wanted, retryable=role_not_ready,
-                    deadline=ROLE_PROPAGATION_SECONDS, clock=ctx.clock,
-                    progress=ctx.progress("schedule", schedule.name))
-        return None
-
+    # A scheduler role made seconds ago is refused until IAM has propagated it.
+    write = Call("scheduler", "CreateSchedule" if current is None else "UpdateSchedule",
+                 wanted, retry=Retry(role_not_ready, ROLE_PROPAGATION_SECONDS))
     return Step("schedule", schedule.name, action, detail,
-                run=None if action == "unchanged" else run)
+                [] if action == "unchanged" else [write])
 
 
-def destroy_schedules(clients, stack, line) -> int:
-    """Delete the group's schedules, then the group; `line(verb, kind, name)` reports."""
-    scheduler = clients.scheduler
-    group = find_group(scheduler, stack.schedule_group)
-    if group is None:
-        line("absent", "schedule group", stack.schedule_group)
-        return 0
-    names = group_schedules(scheduler, stack.schedule_group)
-    for name in names:
-        scheduler.delete_schedule(GroupName=stack.schedule_group, Name=name)
-        line("deleted", "schedule", name)
-    scheduler.delete_schedule_group(Name=stack.schedule_group)
-    line("deleted", "schedule group", stack.schedule_group)
-    return len(names) + 1
+def plan_delete_schedules(ctx: Context) -> list[Step]:
+    """First of all, so that nothing fires into a queue that is going away: the group's
+    schedules, the group, then their role."""
+    stack, scheduler = ctx.stack, ctx.clients.scheduler
+    steps = []
+    if find_group(scheduler, stack.schedule_group) is None:
+        steps.append(Step("schedule group", stack.schedule_group, "absent"))
+    else:
+        steps += [Step("schedule", name, "delete", instructions=[
+            _delete(stack.schedule_group, name)])
+            for name in group_schedules(scheduler, stack.schedule_group)]
+        steps.append(Step("schedule group", stack.schedule_group, "delete", instructions=[
+            Call("scheduler", "DeleteScheduleGroup", {"Name": stack.schedule_group})]))
+    return [*steps, roles.plan_delete_role(ctx, stack.scheduler_role)]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
+
+from tasks.ops.settings import DEFAULT_JOB_MODULES, Settings
 
 APP_TAG = "sqs-jobs"
 DEFAULT_STACK = "sqs-jobs"
@@ -28,7 +29,7 @@ def partition_of(region: str) -> str:
 
 
 def default_stack_name() -> str:
-    return os.environ.get("JOBS_STACK") or DEFAULT_STACK
+    return Settings.from_env().stack_name  # JOBS_STACK, else DEFAULT_STACK
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class Options:
     smoke_timeout: float = 600.0
     max_message_age: int = 600
     alarm_topic: str | None = None  # an SNS topic ARN the alarms notify
+    # The job modules the image holds and the worker registers (JOBS_MODULES of the
+    # deployer's environment): their schedules are deployed, the worker is told them.
+    job_modules: tuple[str, ...] = DEFAULT_JOB_MODULES
 
     def backlog_target(self) -> float:
         """Messages one task may have waiting: acceptable latency / seconds per job."""
@@ -264,20 +268,18 @@ class Stack:
     def api_url(self, api_id: str) -> str:
         return f"https://{api_id}.execute-api.{self.region}.{self.dns_suffix}/{STAGE}"
 
-    def worker_environment(self) -> dict[str, str]:
+    def worker_settings(self) -> Settings:
+        """The deployed worker's Settings: this stack's names and the command line's
+        options, every other value at its default."""
         o = self.options
-        return {
-            "JOBS_TARGET": "aws",
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "JOBS_QUEUE_NAME": self.queue_name,
-            "JOBS_QUEUE_URL": self.queue_url,
-            "JOBS_DLQ_NAME": self.dlq_name,
-            "JOBS_TABLE_NAME": self.table_name,
-            "JOBS_BUCKET": self.bucket_name,
-            "JOBS_VISIBILITY_TIMEOUT": str(o.visibility_timeout),
-            "JOBS_MAX_RECEIVE_COUNT": str(o.max_receive_count),
-            "WORKER_CONCURRENCY": str(o.concurrency),
-            "JOBS_WAIT_TIME_SECONDS": "20",
-            "WORKER_SHUTDOWN_DEADLINE": str(STOP_TIMEOUT - 20),
-        }
+        return Settings(
+            target="aws", region=self.region, queue_name=self.queue_name,
+            queue_url=self.queue_url, dlq_name=self.dlq_name, table_name=self.table_name,
+            bucket_name=self.bucket_name, job_modules=o.job_modules,
+            visibility_timeout=o.visibility_timeout, max_receive_count=o.max_receive_count,
+            concurrency=o.concurrency, wait_time_seconds=20,
+            shutdown_deadline=STOP_TIMEOUT - 20)
+
+    def worker_environment(self) -> dict[str, str]:
+        """The task definition's environment: the worker's Settings, rendered by them."""
+        return self.worker_settings().to_env()
