@@ -71,4 +71,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) test-output bench/results .pytest_cache .ruff_cache
+	rm -rf $(VENV) test-output bench/results/latest.* bench/results/bench-* .pytest_cache .ruff_cache

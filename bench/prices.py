@@ -20,7 +20,7 @@ DDB_PER_MILLION_RRU = 0.125
 FARGATE_PER_VCPU_HOUR = 0.04048
 APIGW_REST_PER_MILLION = 3.50
 # Index write units per no-op job, which the emulators' request counts cannot show: ours's
-# listing index (README, Listing jobs) takes a put on STARTED#<shard>, then a delete there
+# listing index (docs/job-record.md) takes a put on STARTED#<shard>, then a delete there
 # and a put on SUCCESS#<shard>; DynamoDB bills a global secondary index's writes like the
 # table's. The other kinds have no index.
 INDEX_WRU_PER_JOB = {"ours": 3}
