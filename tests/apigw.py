@@ -104,8 +104,8 @@ def parse_overrides(text: str, overrides: str) -> Rendered:
 
 
 def shim_engine(case: Case) -> Rendered:
-    """The shim's engine (airspeed-ext with api_shim.vtl's $input/$util/$context)."""
-    from api_shim.vtl import Params, render
+    """The shim's engine (airspeed-ext with tasks.http_contract.vtl's $input/$util/$context)."""
+    from tasks.http_contract.vtl import Params, render
 
     times = {} if case.request_time_epoch is None else {
         "requestTimeEpoch": case.request_time_epoch, "requestTime": case.request_time}

@@ -275,7 +275,10 @@ def in_process_aws(monkeypatch) -> Iterator[None]:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("JOBS_TARGET", "aws")
     from tasks.ops import clients as aws
+    from tasks.ops.settings import Settings
 
+    # What the app hands its backend and tasks (app.settings): AWS, here moto in process.
+    monkeypatch.setattr(celery_app, "settings", Settings.from_env())
     aws._cached_client.cache_clear()
     with mock_aws():
         yield

@@ -13,11 +13,11 @@ one `python -m ecs deploy` imports into API Gateway for that stack: a test compa
 
 Left out, each for a reason:
 * use_after_free: DELETE /jobs/{job_id} is Celery's revoke, not a deletion. The record stays,
-  and GET answers it REVOKED (README, "HTTP API"); the check wants a 404 after any DELETE.
+  and GET answers it REVOKED (docs/http-api.md); the check wants a 404 after any DELETE.
 * unsupported_method (405 with Allow for a method a resource does not declare): API Gateway
   answers such a request as it answers an unknown path, with its MISSING_AUTHENTICATION_TOKEN
   gateway response, which the document maps to 404 {"message": "Not Found"}
-  (api_shim/README.md, "unknown route or method"; test_api_parity.py). The undeclared methods
+  (docs/http-api.md, "unknown route or method"; test_api_parity.py). The undeclared methods
   are still sent, and every other check holds for their answers.
 * A random cursor in valid data: a cursor is opaque. The document gives its form, and one not
   of that form must be refused (negative data, checked); but only a cursor the API issued is a
@@ -194,8 +194,9 @@ def test_the_deployed_document_is_the_one_served(served: Served) -> None:
 def test_the_documents_patterns_are_the_templates_checks(name: str, templates: list[str]):
     """Each form the document states is the very regex its templates match values against
     (String.matches: the whole value), so the two cannot drift apart."""
-    from api_shim import openapi
+    from tasks.http_contract import forms, mapping_templates
 
-    regex = getattr(openapi, name)
+    regex = getattr(forms, name)
     for template in templates:
-        assert f".matches('{regex}')" in openapi.load_template(template), (name, template)
+        assert f".matches('{regex}')" in mapping_templates.load_template(template), (
+            name, template)

@@ -134,8 +134,8 @@ def test_body_size_limit_is_sqs_own_and_the_message_fits(stack, client):
     over SQS's maximum, as SQS itself refuses it; every body up to that limit fits."""
     import urllib.parse
 
-    from api_shim.openapi import SAMPLE_ID
-    from api_shim.vtl import Params, render
+    from tasks.http_contract.forms import SAMPLE_ID
+    from tasks.http_contract.vtl import Params, render
     from tasks.ops.provision import MAX_MESSAGE_BYTES
 
     gateway = client.application.extensions["gateway"]

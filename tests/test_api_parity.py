@@ -1,6 +1,6 @@
 """Every answer of the API, given by the shim and configured in the deployed definition alike.
 
-One test per row of the parity table in api_shim/README.md. Each sends the request to the shim
+One test per row of the parity table in docs/http-api.md. Each sends the request to the shim
 (Flask in process, against moto's server) and reads the same answer out of the OpenAPI
 document `ecs` deploys (tests/apigw.py: the route, the gateway response or the integration
 response its selection patterns pick, its template rendered by the shim's engine and, when

@@ -241,7 +241,8 @@ def test_integration_responses_cover_every_status_once(doc):
 
 
 def test_retry_after_is_the_same_in_templates_and_parameters(doc):
-    from api_shim.openapi import RETRY_AFTER_SECONDS, load_template
+    from tasks.http_contract.forms import RETRY_AFTER_SECONDS
+    from tasks.http_contract.mapping_templates import load_template
 
     for name in ("send_task.error", "get_job.error"):
         assert (f"#set($context.responseOverride.header.Retry-After = "

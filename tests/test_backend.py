@@ -110,7 +110,7 @@ def test_failure_keeps_error_and_traceback_and_reads_back_as_exception(backend):
     record = item(backend, "j5")
     assert record["error"]["M"]["type"] == {"S": "ValueError"}
     # A job's own exception may quote its arguments: the record's `message` (what HTTP
-    # shows) stays empty, and `args` keeps it for AsyncResult (tasks.jobkit.public_errors).
+    # shows) stays empty, and `args` keeps it for AsyncResult (tasks.results.public_errors).
     assert record["error"]["M"]["message"] == {"S": ""}
     assert json.loads(record["error"]["M"]["args"]["S"]) == ["bad input: text is empty"]
     assert record["traceback"]["S"].endswith("ValueError")
@@ -204,8 +204,8 @@ def test_chord_body_is_claimed_once_until_its_lease_lapses(backend, monkeypatch)
     assert backend.records.claim_chord("g2", 60, "t2") is False
     # The claimer crashed before sending the body: once the lease lapses another may send it.
     later = time.time() + 61
-    monkeypatch.setattr("tasks.results.records.time.time", lambda: later)
+    monkeypatch.setattr("tasks.results.groups.time.time", lambda: later)
     assert backend.records.claim_chord("g2", 60, "t3") is True
     backend.records.mark_chord_fired("g2")
-    monkeypatch.setattr("tasks.results.records.time.time", lambda: later + 3600)
+    monkeypatch.setattr("tasks.results.groups.time.time", lambda: later + 3600)
     assert backend.records.claim_chord("g2", 60, "t3") is False  # fired: never again

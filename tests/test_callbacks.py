@@ -1,7 +1,7 @@
 """Completion callbacks end to end: a real worker, gunicorn, and a receiver on loopback.
 
-The receiver verifies the signature exactly as the README's example does, and the body is
-compared with what GET /jobs/{id} answers for the finished job (minus `callback`). A
+The receiver verifies the signature exactly as the example in docs/callbacks.md does, and the
+body is compared with what GET /jobs/{id} answers for the finished job (minus `callback`). A
 receiver that keeps answering 500 is retried (short backoff in these tests) and given up
 on, with the reason in the record. JOBS_TARGET=local: http to loopback is allowed.
 """
@@ -30,13 +30,13 @@ WORKER_ENV = {"JOBS_CALLBACK_SECRET": SECRET, "JOBS_CALLBACK_MAX_ATTEMPTS": "3",
 
 
 def readme_verify():
-    """The README's receiver check, read from the README itself (its `def verify` block), so
-    the example a reader copies is the one these tests run."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    """The docs' receiver check, read from docs/callbacks.md itself (its `def verify` block),
+    so the example a reader copies is the one these tests run."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "callbacks.md").read_text()
     start = text.index("import hashlib, hmac, time\n\ndef verify(")
     code = text[start:text.index("```", start)]
     scope: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), scope)  # our own document, not input
+    exec(compile(code, "docs/callbacks.md", "exec"), scope)  # our own document, not input
     return scope["verify"]
 
 

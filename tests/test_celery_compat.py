@@ -6,8 +6,8 @@ ours (moto in process); where ours does more than Celery's, an extra assertion s
 What Celery's backends give back is what Celery users rely on; the docs cited are
 https://docs.celeryq.dev/en/stable/reference/celery.result.html (`AsyncResult`,
 `ResultSet`) and .../userguide/tasks.html ("Custom states", `retry`).
-The one test at the end pins the differences that remain, which the README's "Celery
-compatibility" table lists: it fails when one of them goes away, or another appears.
+The one test at the end pins the differences that remain, which the table of
+docs/celery-compatibility.md lists: it fails when one of them goes away, or another appears.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import GroupResult, ResultSet
 
 from tasks.ops.provision import ensure_table
-from tasks.results.records import MAX_ERROR_CHARS
+from tasks.results.job_item import MAX_ERROR_CHARS
 
 OURS = "ours"
 BACKENDS = {
@@ -252,7 +252,7 @@ def test_values_read_back_as_celerys_json_decodes_them(app):
 
 def test_a_result_over_what_an_item_holds_reads_back_whole(app):
     """A result of 400 KB of JSON reads back whole. Ours keeps it in S3 and decodes it as
-    a result in the record (README, Large results and arguments); Celery's DynamoDB
+    a result in the record (docs/job-record.md, Large results); Celery's DynamoDB
     backend would be refused on AWS (an item holds 400 KB), not by moto."""
     value = {"rows": ["x" * 1000] * 400, "at": AT}
     task_id = new_id()
@@ -340,7 +340,7 @@ def test_a_chord_with_a_failed_member_fails_its_body_with_a_chord_error(app):
         assert str(raised.value) == f"Dependency {failed} raised ValueError('boom')"
 
 
-# --- what still differs (README, "Celery compatibility") ---------------------------------
+# --- what still differs (docs/celery-compatibility.md) ------------------------------------
 
 DIFFERENCES = {
     # name: (the call, what Celery's backends do, what ours does)
@@ -365,8 +365,8 @@ DIFFERENCES = {
 
 
 def test_the_differences_the_readme_lists(app):
-    """Where ours still differs from Celery's backends, and how: the README's table says
-    so. Celery's pid of a started job is not kept (the record's `worker` is); arguments of
+    """Where ours still differs from Celery's backends, and how: the table in the docs
+    says so. Celery's pid of a started job is not kept (the record's `worker` is); arguments of
     an exception over 4,000 characters of JSON are cut to the start of its message; meta
     that Celery cannot store or read back (EncodeError, ValueError) is kept and read."""
     for name, (call, celery_does, ours_does) in DIFFERENCES.items():

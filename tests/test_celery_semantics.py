@@ -186,7 +186,7 @@ def test_a_result_set_of_several_exceptions_keeps_each_one(worker):
 
 def test_collect_yields_the_result_or_raises(worker):
     """Result API (AsyncResult.collect): "like get() will wait for the task to complete",
-    yielding (result, value) tuples. Children are not recorded here (see the README), so
+    yielding (result, value) tuples. Children are not recorded here (see the docs), so
     only the task itself is yielded."""
     ok = add.delay(2, 3)
     assert [(r.id, v) for r, v in ok.collect(timeout=TIMEOUT)] == [(ok.id, 5)]
@@ -272,7 +272,7 @@ def test_extended_result_attributes(stack, worker):
 def test_a_started_job_shows_its_worker_and_keeps_no_start_meta(stack, worker):
     """tasks.html, Built-in states, STARTED: "meta-data: pid and hostname of the worker
     process executing the task". `info["hostname"]` is the worker (the record's `worker`;
-    the pid is not kept: README, Celery compatibility). The start meta is not stored as
+    the pid is not kept: docs/celery-compatibility.md). The start meta is not stored as
     `progress`, which HTTP shows: a job that hides its worker keeps it hidden."""
     res = sleep.delay(seconds=2, steps=1)  # STARTED for 2 s, then PROGRESS
 
@@ -399,7 +399,7 @@ print(json.dumps(out))
 
 def test_a_service_with_only_the_client_submits_by_name_and_reads_results(
         stack, worker, tmp_path: Path):
-    """calling.html / the Result API from a process without the job code: the README's
+    """calling.html / the Result API from a process without the job code: the docs'
     client (`from tasks.client import app`) sends `app.send_task(name, args, kwargs)` and
     reads `AsyncResult(id).get()`; it never imports a job module nor tasks.worker. A custom
     exception it cannot import comes back as Celery's stand-in (exception_to_python: a

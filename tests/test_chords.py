@@ -24,7 +24,7 @@ from celery.exceptions import ChordError
 from tasks import app
 from tasks.ops.provision import ensure_table
 from tasks.results.backend import DynamoDBJobBackend
-from tasks.results.records import GROUP_PAGE_CHARS
+from tasks.results.groups import GROUP_PAGE_CHARS
 from tests.conftest import Stack, wait_until
 
 ITEM_LIMIT = 400 * 1024  # DynamoDB's item size limit

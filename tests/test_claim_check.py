@@ -16,8 +16,11 @@ from celery import states
 from jsonschema import Draft7Validator
 
 import tasks  # noqa: F401  (registers the jobs)
-from api_shim.openapi import AwsTargets, build_openapi, fill_template
-from api_shim.vtl import Params, render
+from tasks.http_contract.forms import AwsTargets
+from tasks.http_contract.mapping_templates import fill_template
+from tasks.http_contract.openapi import build_openapi
+from tasks.http_contract.vtl import Params, render
+from tasks.jobkit.registry import all_jobs
 from tasks.ops.provision import (
     DAY_SECONDS,
     RETENTION_SECONDS,
@@ -119,7 +122,8 @@ def test_groups_and_chords_read_a_result_kept_in_s3(s3):
     """chord_outcome and get_many read members through meta_from_item, S3 included."""
     from tasks import app
     from tasks.ops.provision import ensure_table
-    from tasks.results.backend import MAX_RESULT_BYTES, DynamoDBJobBackend, chord_values
+    from tasks.results.backend import MAX_RESULT_BYTES, DynamoDBJobBackend
+    from tasks.results.chords import chord_values
 
     backend = DynamoDBJobBackend(app)
     ensure_table(backend.client, backend.table)
@@ -182,7 +186,7 @@ def test_the_result_route_is_an_s3_integration_behind_the_same_key():
     targets = AwsTargets(region="eu-west-1", account_id="123456789012", queue_name="q",
                          table_name="t", role_arn="arn:aws:iam::123456789012:role/apigw",
                          bucket_name="t1-123456789012-eu-west-1-payloads")
-    doc = build_openapi(targets, api_key_required=True)
+    doc = build_openapi(targets, all_jobs(), api_key_required=True)
     route = doc["paths"]["/jobs/{job_id}/result"]
     get = route["get"]
     integration = get["x-amazon-apigateway-integration"]

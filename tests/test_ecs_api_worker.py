@@ -43,7 +43,7 @@ def server(monkeypatch):
 
 def test_deployed_templates_make_a_job_a_worker_runs(server, monkeypatch):
     from api_shim.integration import AwsIntegration
-    from api_shim.vtl import Params, render
+    from tasks.http_contract.vtl import Params, render
     from tasks.ops.settings import Settings
 
     for var in ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_DYNAMODB"):

@@ -347,7 +347,7 @@ def deployed(aws, engine) -> str:
 
 
 def test_deploy_creates_every_resource_linked_to_this_stack(aws, engine, deployed):
-    from api_shim.openapi import fill_template
+    from tasks.http_contract.mapping_templates import fill_template
 
     steps = progress(deployed)
     assert set(steps.values()) == {"created", "checked"}, deployed

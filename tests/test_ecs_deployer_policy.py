@@ -380,7 +380,7 @@ def test_the_checker_rejects_what_the_document_does_not_allow(policy):
 
 
 def _administrator_creates_the_boundary(aws) -> None:  # noqa: F811
-    """As README.md says, before the first deploy (a client of its own: not recorded)."""
+    """As docs/deploy.md says, before the first deploy (a client of its own: not recorded)."""
     import boto3
 
     iam = boto3.client("iam", region_name=REGION, endpoint_url=aws._endpoint)
@@ -466,7 +466,7 @@ TAMPERING = {
 def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(aws, engine, policy,  # noqa: F811
                                                                            monkeypatch):
     schedules: dict = {}
-    monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda: dict(schedules))
+    monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda *_: dict(schedules))
     denied, used, boundaries = [], set(), {}
     for request, by_the_test in _session(aws, engine, schedules):
         for action, arns, context in [] if by_the_test else needs(request, boundaries):

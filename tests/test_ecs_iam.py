@@ -245,7 +245,7 @@ def with_a_schedule(monkeypatch):
     from ecs import schedules as ecs_schedules
     from tasks.jobkit.schedules import Schedule
 
-    monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda: {
+    monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda *_: {
         "hourly": Schedule("rate(1 hour)", {"x": 1, "y": 2}, "hourly", "tasks.debug.add",
                            "tasks.debug")})
 
@@ -271,11 +271,18 @@ def _step(aws, step):  # noqa: F811
     return step(Context(aws, STACK, echo=lambda line: None))
 
 
+def _apply(aws, step, echo=lambda line: None):  # noqa: F811
+    from ecs.executor import Executor
+    from ecs.plan import Context
+
+    Executor(Context(aws, STACK, echo=echo)).run(step)
+
+
 def test_a_role_without_the_boundary_or_with_another_gets_it_back(aws):  # noqa: F811
-    _step(aws, roles.plan_boundary).run({})
+    _apply(aws, _step(aws, roles.plan_boundary))
     for role in ("t1-task", "t1-apigateway"):
-        _step(aws, lambda ctx, role=role: roles.plan_role(
-            ctx, role, policies.ECS_TASKS, policies.task_policy(STACK))).run({})
+        _apply(aws, _step(aws, lambda ctx, role=role: roles.plan_role(
+            ctx, role, policies.ECS_TASKS, policies.task_policy(STACK))))
     other = aws.iam.create_policy(PolicyName="wide", PolicyDocument=(
         '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", '
         '"Resource": "*"}]}'))["Policy"]["Arn"]
@@ -286,7 +293,7 @@ def test_a_role_without_the_boundary_or_with_another_gets_it_back(aws):  # noqa:
             ctx, role, policies.ECS_TASKS, policies.task_policy(STACK)))
         assert (step.action, step.detail) == ("update", "permissions boundary")
         before = len(aws.requests)
-        step.run({})
+        _apply(aws, step)
         assert _boundary_of(aws, role) == BOUNDARY
         # first: the deployer may change a role only while the boundary is on it
         calls = [r.operation for r in aws.requests[before:]]
@@ -297,7 +304,7 @@ def test_a_changed_boundary_is_put_back_as_a_new_version(aws):  # noqa: F811
     """By an administrator's deploy: the deployer policy may not write the boundary."""
     import json
 
-    _step(aws, roles.plan_boundary).run({})
+    _apply(aws, _step(aws, roles.plan_boundary))
     loose = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]}
     for _ in range(4):  # IAM keeps five versions at most: deploy makes room
@@ -305,7 +312,7 @@ def test_a_changed_boundary_is_put_back_as_a_new_version(aws):  # noqa: F811
                                       SetAsDefault=True)
     step = _step(aws, roles.plan_boundary)
     assert (step.action, step.detail) == ("update", "document differs")
-    step.run({})
+    _apply(aws, step)
     assert roles.boundary_document(aws.iam, BOUNDARY) == policies.boundary_policy(STACK)
     assert _step(aws, roles.plan_boundary).action == "unchanged"
 
@@ -324,15 +331,15 @@ def test_without_the_boundary_a_deployer_is_told_who_makes_it(aws):  # noqa: F81
     assert step.action == "create"
     with pytest.raises(RuntimeError, match=f"the permissions boundary {BOUNDARY} is missing"
                                            r".*python -m ecs iam-policy --stack t1"):
-        step.run({})
+        _apply(aws, step)
 
 
 def test_destroy_keeps_the_boundary_for_an_administrator(aws):  # noqa: F811
-    from ecs.destroy import _boundary  # destroy's step for it (the others find nothing here)
-
-    _step(aws, roles.plan_boundary).run({})
+    _apply(aws, _step(aws, roles.plan_boundary))
     lines: list[str] = []
-    assert _boundary(aws, STACK, lines.append, None) == 0
+    step = _step(aws, roles.plan_delete_boundary)  # destroy's step for it
+    assert (step.action, list(step.calls())) == ("kept", [])
+    _apply(aws, step, lines.append)
     assert "  kept       iam permissions boundary     t1-boundary" in lines
     assert f"  (an administrator deletes it: aws iam delete-policy --policy-arn {BOUNDARY})" \
         in lines

@@ -87,7 +87,7 @@ def test_each_architecture_has_its_own_tag(checkout):
 def test_the_repository_dockerignore_is_read_as_docker_reads_it():
     rules = DockerIgnore((ROOT / ".dockerignore").read_text())
     sent = ["pyproject.toml", "README.md", "LICENSE", "celeryconfig.py", "tasks/__init__.py",
-            "tasks/worker/gate.py", "api_shim/templates/get_job.request.vtl",
+            "tasks/worker/gate.py", "tasks/http_contract/templates/get_job.request.vtl",
             "ecs/deployer-policy.json"]
     left_out = [".git/config", ".venv/bin/python", "tests/conftest.py", "docker/Dockerfile",
                 "tasks/__pycache__/gate.cpython-311.pyc", "tasks/worker/x.pyc",

@@ -70,7 +70,7 @@ def test_status_shows_service_queues_and_recent_jobs(aws, engine, deployed):  # 
     for _ in range(3):
         aws.sqs.send_message(QueueUrl=url, MessageBody="x")
     aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)
-    from tasks.results.records import utc_now
+    from tasks.results.encoding import utc_now
 
     # Job records as tasks.results.records writes them: in the listing index (list_pk).
     for n, (state, created) in enumerate([("SUCCESS", "2026-01-01T00:00:00.000Z"),

@@ -12,7 +12,7 @@ them (@job(expose=...)), and an error message must not bring them back:
 
 Inputs are generated (Hypothesis) with a recognisable secret inside arbitrary JSON. Jobs
 run through Celery's own tracer, as a worker's pool process runs them, against moto in
-process; what HTTP shows is the deployed template rendered by api_shim/vtl.py (the shim
+process; what HTTP shows is the deployed template rendered by tasks/http_contract/vtl.py (the shim
 renders the same file, and API Gateway runs it), and the callback body is what
 tasks.callbacks.attempt signs and sends.
 """
@@ -32,11 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator
 
-from api_shim.openapi import exposed_words, fill_template
-from api_shim.vtl import Params, render
 from tasks import app
-from tasks.callbacks.attempt import _record_template as callback_template
 from tasks.callbacks.attempt import record_body
+from tasks.http_contract.mapping_templates import exposed_words, fill_template
+from tasks.http_contract.record import record_template as callback_template
+from tasks.http_contract.vtl import Params, render
 from tasks.jobkit import registry
 from tasks.jobkit.errors import InvalidJobInput
 from tasks.ops.provision import ensure_table
@@ -263,7 +263,7 @@ def test_a_job_vouches_for_one_message_with_public_invalid_input(backend):
 def test_a_long_private_message_still_reaches_python(backend):
     """The record cuts what it keeps (MAX_ERROR_CHARS): the private message is kept as
     arguments that still parse, so AsyncResult gets the start of it, not an empty one."""
-    from tasks.results.records import MAX_ERROR_CHARS
+    from tasks.results.job_item import MAX_ERROR_CHARS
 
     message = "é\"" * 3 * MAX_ERROR_CHARS
     backend.store_result("long", ValueError(message), states.FAILURE,

@@ -4,7 +4,7 @@ Many jobs (tests/chaos_jobs.py) each do one side effect under `once`. Meanwhile 
 schedule SIGKILLs pool processes, SIGKILLs whole workers (an out-of-memory kill of the
 container), SIGTERMs workers (scale-in, with a short shutdown deadline) and freezes moto's
 server (SIGSTOP, then SIGCONT 3 s later); a supervisor loop starts a worker for each one
-killed or stopped. At the end, what `once` promises (README: Guarantees):
+killed or stopped. At the end, what `once` promises (docs/guarantees.md):
 
 * every job is SUCCESS, written once (no second finisher's write was refused);
 * every job's side effect happened;

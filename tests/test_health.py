@@ -107,6 +107,7 @@ class Keeper:
 @pytest.fixture
 def pulse(tmp_path, monkeypatch):
     """ProgressMarks started on a fake consumer with 2 pool processes, writing to tmp_path."""
+    from tasks.ops.settings import Settings
     from tasks.worker import liveness
 
     beat = tmp_path / "beat"
@@ -114,7 +115,7 @@ def pulse(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKER_HEARTBEAT_MAX_AGE", "45")
     running: list = []
     monkeypatch.setattr(liveness, "running_requests", lambda: list(running))
-    marks = liveness.ProgressMarks()
+    marks = liveness.ProgressMarks(Settings.from_env())
     consumer = SimpleNamespace(timer=FakeTimer(), pool=SimpleNamespace(num_processes=2))
     threads = set(threading.enumerate())
     marks.consumer_started(consumer)
@@ -158,9 +159,10 @@ def test_the_pulse_stops_once_sqs_no_longer_keeps_the_held_messages(pulse):
 def test_the_visibility_heartbeat_keeps_until_two_beats_in_a_row_go_unconfirmed(monkeypatch):
     from concurrent.futures import Future
 
+    from tasks.ops.settings import Settings
     from tasks.worker import visibility
 
-    step = visibility.VisibilityHeartbeat()
+    step = visibility.VisibilityHeartbeat(Settings.from_env())
     step.interval = 300.0
     futures: list[Future] = []
 
@@ -168,7 +170,7 @@ def test_the_visibility_heartbeat_keeps_until_two_beats_in_a_row_go_unconfirmed(
         futures.append(Future())
         return futures[-1]
 
-    monkeypatch.setattr(visibility, "sqs_io", lambda: SimpleNamespace(extend=extend))
+    monkeypatch.setattr(visibility, "sqs_io", lambda settings: SimpleNamespace(extend=extend))
     held = [("http://q", "r1", 900)]
     monkeypatch.setattr(step, "entries", lambda: list(held))
     limit = step.interval + visibility.ANSWER_GRACE

@@ -107,8 +107,8 @@ def test_apply_async_with_the_same_task_id_runs_once(stack, lane, tmp_path):
 
 def post_message(queue_name: str, key: str, kwargs: dict) -> str:
     """The SQS body the deployed POST template makes for this key (as API Gateway renders)."""
-    from api_shim.openapi import fill_template
-    from api_shim.vtl import Params, render
+    from tasks.http_contract.mapping_templates import fill_template
+    from tasks.http_contract.vtl import Params, render
 
     form = render(fill_template("send_task.request", task_name=TASK, queue_name=queue_name),
                   body=json.dumps(kwargs), params=Params(header={"Idempotency-Key": key}),

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from celery import states
 
 from tasks.ops.provision import MAX_MESSAGE_BYTES
-from tasks.results.records import MAX_RESULT_BYTES
+from tasks.results.job_item import MAX_RESULT_BYTES
 from tests.conftest import launch_worker, wait_until
 from tests.envelopes import b64, kombu_envelope
 from tests.http_shim import Shim, http, running_shim

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api_shim.openapi import fill_template, load_template
+from tasks.http_contract.mapping_templates import fill_template, load_template
 from tests import apigw
 
 REQUEST = fill_template("list_jobs.request", table_name="jobs-t", list_index="by_status")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks.results.records import utc_now
+from tasks.results.encoding import utc_now
 from tests.http_shim import Shim, http, running_shim
 
 pytestmark = pytest.mark.integration

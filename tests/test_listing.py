@@ -18,6 +18,7 @@ from botocore.stub import Stubber
 from celery import states
 
 from tasks.ops.provision import LIST_INDEX, ensure_table
+from tasks.results.keys import LIST_SHARDS, list_pk, list_shard
 from tasks.results.listing import (
     JobPage,
     decode_cursor,
@@ -26,7 +27,6 @@ from tasks.results.listing import (
     partitions,
     since_key,
 )
-from tasks.results.records import LIST_SHARDS, list_pk, list_shard
 from tests.records_fixture import item
 
 ERROR = {"type": "ValueError", "message": "boom"}
@@ -110,7 +110,8 @@ def test_the_publish_step_stamps_submitted_at():
 
 
 def test_the_gate_accepts_submitted_at_as_epoch_milliseconds():
-    from tasks.worker.gate import _HEADERS, _first_error
+    from tasks.worker.gate import _HEADERS
+    from tasks.worker.gate import first_error as _first_error
 
     base = {"id": str(uuid.uuid4()), "task": "tasks.debug.add"}
     assert _first_error(_HEADERS, {**base, "submitted_at": 1_796_115_629_123}, "headers") is None
@@ -290,8 +291,8 @@ def test_partitions_are_status_and_shard():
 @pytest.mark.parametrize("last", list("0123456789abcdefABCDEF"))
 def test_the_delete_template_writes_the_same_listing_key(last):
     """DELETE /jobs/{id} (revoke_job.request.vtl) computes the shard as records.py does."""
-    from api_shim.openapi import fill_template
-    from api_shim.vtl import Params, render
+    from tasks.http_contract.mapping_templates import fill_template
+    from tasks.http_contract.vtl import Params, render
     from tasks.results.records import JobRecords
 
     job = "3fa85f64-5717-4562-b3fc-2c963f66afa" + last
@@ -308,6 +309,7 @@ def test_ecs_plans_the_index_for_a_table_from_before_it(in_process_aws):
     from types import SimpleNamespace
 
     from ecs.data import plan_table
+    from ecs.executor import Executor
     from ecs.plan import Context
     from ecs.stack import Stack
     from tasks.ops.clients import dynamodb_client
@@ -323,5 +325,5 @@ def test_ecs_plans_the_index_for_a_table_from_before_it(in_process_aws):
     ctx = Context(SimpleNamespace(dynamodb=ddb), stack, echo=lambda _: None)
     step = plan_table(ctx)
     assert (step.action, step.detail) == ("update", f"index {LIST_INDEX} (GET /jobs)")
-    step.run({})
+    Executor(ctx).run(step)
     assert plan_table(ctx).action == "unchanged"

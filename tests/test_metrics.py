@@ -16,6 +16,7 @@ import pytest
 from celery import states
 
 from tasks.debug import fail, sleep
+from tasks.ops.settings import Settings
 from tasks.worker import metrics
 from tests.conftest import wait_until
 from tests.faults import side_queue, submit
@@ -83,7 +84,7 @@ def sent_timestamp_requested() -> bool:
     ({"JOBS_METRICS": "OFF"}, False),
 ])
 def test_metrics_are_on_on_ecs_or_when_asked_and_off_when_told(env, on):
-    assert metrics.enabled(env) is on
+    assert metrics.enabled(Settings.from_env(env)) is on
 
 
 def test_the_queue_wait_comes_from_sqs_sent_timestamp():

@@ -18,6 +18,7 @@ from botocore.stub import Stubber
 from celery import states
 
 from tasks.debug import sleep
+from tasks.ops.settings import Settings
 from tasks.worker import protection
 from tasks.worker.protection import MIN_PUT_INTERVAL, DeploymentWatch, protection_minutes
 from tests.conftest import wait_until
@@ -280,7 +281,7 @@ def test_a_deploy_under_steady_load_gets_the_protection_released_within_the_boun
     deployed_at = time.time()
     submitted_then = len(feeder.ids)
     ecs_service.deploy()
-    # Stated in tasks/worker/protection.py: check period + longest held job + one PUT
+    # Stated in tasks/worker/protection/__init__.py: check period + longest held job + one PUT
     # interval + 2 s.
     bound = DEPLOYMENT_CHECK + JOB_SECONDS + MIN_PUT_INTERVAL + 2
     wait_until(lambda: False in agent.enabled(), bound + TOLERANCE + 5,
@@ -354,7 +355,7 @@ def test_the_put_rate_stays_under_one_per_interval_however_busy_flaps(monkeypatc
     monkeypatch.setenv("ECS_AGENT_URI", "http://127.0.0.1:9/unused")
     monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4", raising=False)
     now = [1000.0]
-    guard = protection.ScaleInProtection(clock=lambda: now[0])
+    guard = protection.ScaleInProtection(Settings.from_env(), clock=lambda: now[0])
     guard.client = RecordingClient(lambda: now[0])
     busy = [False]
     guard.busy = lambda at: busy[0]
@@ -382,7 +383,7 @@ def test_a_worker_busy_for_ever_is_released_at_the_max_window(monkeypatch):
     monkeypatch.setenv("ECS_AGENT_URI", "http://127.0.0.1:9/unused")
     monkeypatch.setenv("ECS_PROTECTION_MAX_WINDOW", "600")
     now = [0.0]
-    guard = protection.ScaleInProtection(clock=lambda: now[0])
+    guard = protection.ScaleInProtection(Settings.from_env(), clock=lambda: now[0])
     guard.client = RecordingClient(lambda: now[0])
     running = [True]
     guard.busy = lambda at: running[0]

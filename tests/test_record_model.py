@@ -30,8 +30,11 @@ runs it longer (`make test-long`).
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
+import pkgutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -51,7 +54,7 @@ from hypothesis.stateful import (
 
 from tasks.jobkit.once import once
 from tasks.results import large_objects
-from tasks.results.records import list_pk
+from tasks.results.keys import list_pk
 
 EXAMPLES = int(os.environ.get("TEST_MODEL_EXAMPLES") or 150)
 LEASE = 30  # the queue's visibility timeout, and so the run lease
@@ -76,6 +79,18 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+def clocked_modules() -> list:
+    """Every module of the record package that reads the clock (`import time`): leases,
+    chord claims, expiry and the backend's waits all take the model's time."""
+    import tasks.results
+
+    modules = [importlib.import_module(f"tasks.results.{info.name}")
+               for info in pkgutil.iter_modules(tasks.results.__path__)]
+    clocked = [module for module in modules if getattr(module, "time", None) is time]
+    assert "tasks.results.leases" in {module.__name__ for module in clocked}
+    return clocked
 
 
 class AppliedButFailed:
@@ -451,8 +466,8 @@ def model_env(in_process_aws, monkeypatch):
     from tasks.results.backend import DynamoDBJobBackend
 
     clock = Clock()
-    monkeypatch.setattr("tasks.results.records.time", clock)
-    monkeypatch.setattr("tasks.results.backend.time", clock)
+    for module in clocked_modules():
+        monkeypatch.setattr(module, "time", clock)
     monkeypatch.setattr(backend_module, "MAX_RESULT_BYTES", 100)  # "large" stays cheap
     backend = DynamoDBJobBackend(app)
     backend.records.run_lease_seconds = LEASE

@@ -1,6 +1,6 @@
 """The job-record state machine (tasks.results.records) against moto in process.
 
-Each test is a transition of the README's diagram, enforced by the write's condition.
+Each test is a transition of docs/job-record.md's table, enforced by the write's condition.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from celery import states
 
-from tasks.results.records import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS, JobRecords
+from tasks.results.job_item import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
+from tasks.results.records import JobRecords
 from tests.records_fixture import item
 
 
@@ -110,10 +111,10 @@ def test_a_lease_is_held_once_released_on_error_and_reclaimed_after_a_crash(reco
     assert records.claim_lease("k", 60, "t3")
     # The holder crashed (no release, no finish): once the lease lapses it can be claimed.
     later = __import__("time").time() + 61
-    monkeypatch.setattr("tasks.results.records.time.time", lambda: later)
+    monkeypatch.setattr("tasks.results.leases.time.time", lambda: later)
     assert records.claim_lease("k", 60, "t4")
     records.finish_lease("k")
-    monkeypatch.setattr("tasks.results.records.time.time", lambda: later + 10_000)
+    monkeypatch.setattr("tasks.results.leases.time.time", lambda: later + 10_000)
     done = records.claim_lease("k", 60, "t5")
     assert not done and done.done  # done is done, however late
 

@@ -1,7 +1,7 @@
 """What revocation costs: the worker's DynamoDB requests per job, counted at a proxy.
 
-In a module of its own so that no other worker shares the queue while it counts (the README
-quotes these figures in its Celery compatibility table).
+In a module of its own so that no other worker shares the queue while it counts (docs/
+celery-compatibility.md quotes these figures).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from tests.test_revoke import drained
 
 
 def test_requests_per_job_with_and_without_revocation(stack, start_worker, monkeypatch):
-    """The README's figures. A worker whose DynamoDB calls pass a counting proxy (the test's
+    """The docs' figures. A worker whose DynamoDB calls pass a counting proxy (the test's
     own calls go straight to the emulator): per job, the STARTED and the final write, and
     no read unless a job is still running when a REVOKE_CHECK_SECONDS check comes round."""
     from tasks.debug import add, sleep

@@ -39,7 +39,7 @@ def declared(*items: tuple[str, str, dict]) -> dict[str, Schedule]:
 def wanted(monkeypatch):
     """What the job modules declare, as a test sets it."""
     current: dict[str, Schedule] = {}
-    monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda: dict(current))
+    monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda *_: dict(current))
     return current
 
 
@@ -189,8 +189,8 @@ def test_only_the_deployed_job_modules_schedules_are_deployed():
     """The demo schedule of `make run` (JOBS_EXTRA_MODULES) is registered but never deployed;
     in a process of its own, so this session's registry stays as it was."""
     code = ("import json; from ecs.schedules import deployed_schedules; "
-            "from tasks.jobkit.schedules import schedules; "
-            "print(json.dumps([sorted(schedules()), sorted(deployed_schedules())]))")
+            "from tasks.jobkit.registry import all_schedules; "
+            "print(json.dumps([sorted(all_schedules()), sorted(deployed_schedules())]))")
     env = {**os.environ, "JOBS_EXTRA_MODULES": "tasks.demo_schedules"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True).stdout

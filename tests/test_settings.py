@@ -78,7 +78,7 @@ def test_a_wrong_target_is_a_clear_error():
 def test_the_shim_and_the_deployer_read_job_schemas_without_the_worker_runtime():
     code = (
         "import json, sys\n"
-        "from api_shim.openapi import build_openapi\n"
+        "from tasks.http_contract.openapi import build_openapi\n"
         "from tasks.jobkit.registry import public_jobs\n"
         "import ecs.cli\n"
         "assert 'tasks.text.analyze' in public_jobs()\n"

@@ -53,8 +53,8 @@ def queue(in_process_aws):
 def io(in_process_aws, monkeypatch):
     """A fresh SQS I/O component for the test, used by the channel."""
     component = SqsIO(Settings.from_env(), flush_interval=1.0)
-    monkeypatch.setattr(transport, "sqs_io", lambda: component)
-    monkeypatch.setattr("tasks.worker.channel.sqs_io", lambda: component)
+    monkeypatch.setattr(transport, "sqs_io", lambda settings: component)
+    monkeypatch.setattr("tasks.worker.channel.sqs_io", lambda settings: component)
     yield component
     component.close()
 

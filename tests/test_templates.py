@@ -21,16 +21,12 @@ from pathlib import Path
 import pytest
 
 import tasks  # noqa: F401  (registers the jobs)
-from api_shim.openapi import (
-    AwsTargets,
-    build_openapi,
-    catalog_json,
-    fill_template,
-    load_template,
-    model_name,
-    template_path,
-)
-from api_shim.vtl import Params, escape_javascript, render
+from tasks.http_contract.forms import AwsTargets, model_name
+from tasks.http_contract.mapping_templates import fill_template, load_template, template_path
+from tasks.http_contract.openapi import build_openapi
+from tasks.http_contract.routes import catalog_json
+from tasks.http_contract.vtl import Params, escape_javascript, render
+from tasks.jobkit.registry import all_jobs
 from tests.apigw import parse_overrides
 
 TARGETS = AwsTargets(region="eu-west-1", account_id="123456789012", queue_name="jobs-q",
@@ -303,7 +299,7 @@ def test_progress_and_failure_items():
 def test_openapi_document():
     from tasks.jobkit.registry import all_jobs, public_jobs
 
-    doc = build_openapi(TARGETS, api_key_required=True)
+    doc = build_openapi(TARGETS, all_jobs(), api_key_required=True)
     assert doc["openapi"].startswith("3.0")
     for name, spec in public_jobs().items():
         post = doc["paths"][f"/tasks/{name}"]["post"]
@@ -327,7 +323,7 @@ def test_openapi_document():
     assert '"TableName": "jobs-t"' in get["requestTemplates"]["application/json"]
     assert doc["components"]["securitySchemes"]["api_key"]["name"] == "x-api-key"
     assert "security" not in doc["paths"]["/jobs/{job_id}"]["options"]
-    open_doc = build_openapi(TARGETS)
+    open_doc = build_openapi(TARGETS, all_jobs())
     assert "securitySchemes" not in open_doc["components"]
     assert "security" not in open_doc["paths"]["/jobs/{job_id}"]["get"]
 
@@ -335,14 +331,14 @@ def test_openapi_document():
 def test_openapi_document_is_valid_openapi_3():
     validator = pytest.importorskip("openapi_spec_validator")
     for keyed in (False, True):
-        validator.validate(build_openapi(TARGETS, api_key_required=keyed))
+        validator.validate(build_openapi(TARGETS, all_jobs(), api_key_required=keyed))
 
 
 def test_template_files_are_what_the_document_carries():
-    from api_shim.openapi import exposed_words
+    from tasks.http_contract.mapping_templates import exposed_words
     from tasks.jobkit.registry import all_jobs
 
-    doc = build_openapi(TARGETS)
+    doc = build_openapi(TARGETS, all_jobs())
     get = doc["paths"]["/jobs/{job_id}"]["get"]["x-amazon-apigateway-integration"]
     filled = template_path("get_job.response").read_text().replace(
         "@EXPOSED@", " ".join(exposed_words(all_jobs())))
@@ -438,7 +434,7 @@ def test_catalog_template_is_the_public_jobs_verbatim():
     """GET /tasks is a mock integration whose template is the catalog: `$`/`#` must survive."""
     from tasks.jobkit.registry import JobSpec, public_jobs
 
-    doc = build_openapi(TARGETS)
+    doc = build_openapi(TARGETS, all_jobs())
     template = doc["paths"]["/tasks"]["get"]["x-amazon-apigateway-integration"]["responses"][
         "default"]["responseTemplates"]["application/json"]
     catalog = json.loads(render(template, body="", params=Params(), context={}).text)
@@ -454,7 +450,7 @@ def test_catalog_template_is_the_public_jobs_verbatim():
 
 
 def test_velocity_17_renders_the_mock_templates_the_same(velocity):
-    doc = build_openapi(TARGETS)
+    doc = build_openapi(TARGETS, all_jobs())
     for path, method in (("/tasks", "get"), ("/tasks/{name}", "post")):
         template = doc["paths"][path][method]["x-amazon-apigateway-integration"]["responses"][
             "default"]["responseTemplates"]["application/json"]

@@ -1,5 +1,5 @@
 """The transition table (tasks.results.transitions) is what the writes, the DELETE template
-and the README say: each is built from it or checked against it here."""
+and the docs (docs/job-record.md) say: each is built from it or checked against it here."""
 
 from __future__ import annotations
 
@@ -34,12 +34,14 @@ def conditions_sent(records, action) -> list[str]:
     return seen
 
 
-def test_the_readme_shows_the_table_as_it_is():
-    assert render_table() in (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_show_the_table_as_it_is():
+    page = ROOT / "docs" / "job-record.md"
+    assert render_table() in page.read_text(encoding="utf-8")
 
 
 def test_the_delete_template_writes_the_revoke_rows_condition():
-    template = (ROOT / "api_shim/templates/revoke_job.request.vtl").read_text(encoding="utf-8")
+    template = (ROOT / "tasks/http_contract/templates/revoke_job.request.vtl").read_text(
+        encoding="utf-8")
     assert status_condition("revoke") in template.replace("\\u0023", "#")
 
 

@@ -90,10 +90,10 @@ def test_the_heartbeat_extends_held_messages_and_skips_acknowledged_ones(in_proc
     _held(monkeypatch, "held-job", url, by_body["held"], acknowledged=False)
     _held(monkeypatch, "acked-job", url, by_body["acked"], acknowledged=True)
 
-    step = visibility.VisibilityHeartbeat()
+    step = visibility.VisibilityHeartbeat(Settings.from_env())
     step.timeout = 30
     io = SqsIO(Settings.from_env())
-    monkeypatch.setattr(visibility, "sqs_io", lambda: io)
+    monkeypatch.setattr(visibility, "sqs_io", lambda settings: io)
     step.beat()
     io.close()  # waits for the batch call
     assert io.calls == {"ChangeMessageVisibilityBatch": 1}
@@ -105,7 +105,7 @@ def test_the_heartbeat_extends_held_messages_and_skips_acknowledged_ones(in_proc
 def test_the_heartbeat_never_asks_past_the_12_hour_ceiling(monkeypatch):
     from tasks.worker import visibility
 
-    step = visibility.VisibilityHeartbeat()
+    step = visibility.VisibilityHeartbeat(Settings.from_env())
     step.timeout = 300
     _held(monkeypatch, "old", "http://q", "r-old", acknowledged=False)
     _held(monkeypatch, "new", "http://q", "r-new", acknowledged=False)
