@@ -53,6 +53,7 @@ system-deps:
 ## test: every test; installs what it needs and starts its own servers
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -ra
 
 ## test-fast: unit tests only (moto in process)
@@ -65,6 +66,7 @@ test-long: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## bench: benchmarks, printing ratios against a baseline measured in the same run
 bench: $(STAMP)

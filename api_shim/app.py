@@ -27,10 +27,15 @@ log = logging.getLogger(__name__)
 
 def _incoming() -> Incoming:
     environ = request.environ
-    return Incoming(method=request.method, path=request.path, body=request.get_data(),
-                    headers=dict(request.headers), query=request.args.to_dict(),
-                    source_ip=request.remote_addr or "127.0.0.1",
-                    raw_path=environ.get("RAW_URI") or environ.get("REQUEST_URI"))
+    return Incoming(
+        method=request.method,
+        path=request.path,
+        body=request.get_data(),
+        headers=dict(request.headers),
+        query=request.args.to_dict(),
+        source_ip=request.remote_addr or "127.0.0.1",
+        raw_path=environ.get("RAW_URI") or environ.get("REQUEST_URI"),
+    )
 
 
 def _respond(reply: Reply) -> Response:
@@ -62,8 +67,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             # Flask's routes did not match (a segment with a newline escapes its <path>, a
             # method outside METHODS): the gateway routes it as API Gateway does.
             return _respond(gateway.handle(_incoming()))
-        return _respond(gateway.gateway_response("DEFAULT_4XX", status=exc.code or 400,
-                                                 message=exc.name))
+        return _respond(
+            gateway.gateway_response("DEFAULT_4XX", status=exc.code or 400, message=exc.name)
+        )
 
     @app.errorhandler(Exception)
     def crash(exc: Exception) -> Response:
@@ -92,7 +98,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     def api(path: str) -> Response:
         return _respond(gateway.handle(_incoming()))
 
-    app.add_url_rule("/", "api_root", lambda: _respond(gateway.handle(_incoming())),
-                     methods=[m for m in METHODS if m not in ("GET", "HEAD")],
-                     provide_automatic_options=False)
+    app.add_url_rule(
+        "/",
+        "api_root",
+        lambda: _respond(gateway.handle(_incoming())),
+        methods=[m for m in METHODS if m not in ("GET", "HEAD")],
+        provide_automatic_options=False,
+    )
     return app

@@ -52,9 +52,12 @@ SQS_TOO_LONG = (
     '<?xml version="1.0"?><ErrorResponse xmlns="http://queue.amazonaws.com/doc/2012-11-05/">'
     "<Error><Type>Sender</Type><Code>InvalidParameterValue</Code><Message>One or more "
     "parameters are invalid. Reason: Message must be shorter than {limit} bytes.</Message>"
-    "<Detail/></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
-_HEADER_PARAMETER = re.compile(r"^(method|gatewayresponse)\.response\.header\.(.+)$|"
-                               r"^gatewayresponse\.header\.(.+)$")
+    "<Detail/></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+)
+_HEADER_PARAMETER = re.compile(
+    r"^(method|gatewayresponse)\.response\.header\.(.+)$|"
+    r"^gatewayresponse\.header\.(.+)$"
+)
 
 
 @dataclass
@@ -73,10 +76,15 @@ def targets_from_settings(settings: Settings) -> AwsTargets:
     """The shim's targets: the account is the one in the queue's URL."""
     path = urllib.parse.urlparse(queue_url(settings)).path.strip("/").split("/")
     account = path[0] if len(path) == 2 and path[0].isdigit() else EMULATOR_ACCOUNT_ID
-    return AwsTargets(region=settings.region, account_id=account,
-                      queue_name=settings.queue_name, table_name=settings.table_name,
-                      role_arn=f"arn:aws:iam::{account}:role/api-shim-local",
-                      result_expires=settings.result_expires, bucket_name=settings.bucket_name)
+    return AwsTargets(
+        region=settings.region,
+        account_id=account,
+        queue_name=settings.queue_name,
+        table_name=settings.table_name,
+        role_arn=f"arn:aws:iam::{account}:role/api-shim-local",
+        result_expires=settings.result_expires,
+        bucket_name=settings.bucket_name,
+    )
 
 
 def _request_time(now: float) -> str:
@@ -89,7 +97,7 @@ def _static_headers(integration: dict[str, Any]) -> dict[str, str]:
     for key, value in integration.get("requestParameters", {}).items():
         prefix = "integration.request.header."
         if key.startswith(prefix) and value.startswith("'") and value.endswith("'"):
-            headers[key[len(prefix):]] = value[1:-1]
+            headers[key[len(prefix) :]] = value[1:-1]
     return headers
 
 
@@ -171,13 +179,18 @@ class Gateway:
         # Resources by segment count; literal segments are preferred over {params}.
         self.resources = sorted(
             (path.split("/")[1:] for path in self.document["paths"]),
-            key=lambda segments: [s.startswith("{") for s in segments])
+            key=lambda segments: [s.startswith("{") for s in segments],
+        )
         self._integration: AwsIntegration | None = None
         # The body size that always fits one message, per task (what a 413 says).
         self.max_body = {
-            name: max_body_bytes(self.operation(f"/tasks/{name}", "post")[
-                "x-amazon-apigateway-integration"]["requestTemplates"][JSON_TYPE])
-            for name in self.jobs}
+            name: max_body_bytes(
+                self.operation(f"/tasks/{name}", "post")["x-amazon-apigateway-integration"][
+                    "requestTemplates"
+                ][JSON_TYPE]
+            )
+            for name in self.jobs
+        }
 
     @property
     def integration(self) -> AwsIntegration:
@@ -189,8 +202,9 @@ class Gateway:
         return self.document["paths"][resource][method]
 
     # --- the context API Gateway gives templates ----------------------------------------
-    def context(self, incoming: Incoming, resource: str, request_id: str | None = None
-                ) -> dict[str, Any]:
+    def context(
+        self, incoming: Incoming, resource: str, request_id: str | None = None
+    ) -> dict[str, Any]:
         now = time.time()
         return {
             "requestId": request_id or str(uuid.uuid4()),
@@ -205,31 +219,40 @@ class Gateway:
             "accountId": self.targets.account_id,
             "domainName": incoming.header("host") or "localhost",
             "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": incoming.source_ip,
-                         "userAgent": incoming.header("user-agent") or "",
-                         "apiKey": incoming.header("x-api-key") or ""},
+            "identity": {
+                "sourceIp": incoming.source_ip,
+                "userAgent": incoming.header("user-agent") or "",
+                "apiKey": incoming.header("x-api-key") or "",
+            },
         }
 
     # --- API Gateway's own answers ------------------------------------------------------
-    def gateway_response(self, kind: str, *, status: int | None = None,
-                         message: str | None = None, **extra: Any) -> Reply:
+    def gateway_response(
+        self, kind: str, *, status: int | None = None, message: str | None = None, **extra: Any
+    ) -> Reply:
         """A gateway response as the document configures it (DEFAULT_4XX/5XX otherwise).
 
         Its template is not Velocity: only `$context.error.*` is substituted. `extra` adds
         fields the shim alone gives (the validator's messages of a 400).
         """
-        default_status, default_message = RESPONSE_TYPES.get(kind, (status or 500,
-                                                                    message or "Error"))
+        default_status, default_message = RESPONSE_TYPES.get(
+            kind, (status or 500, message or "Error")
+        )
         responses = self.document.get("x-amazon-apigateway-gateway-responses", {})
         status = status or default_status
         spec = responses.get(kind) or responses.get(
-            "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX", {})
+            "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX", {}
+        )
         status = int(spec.get("statusCode", status))
         template = spec.get("responseTemplates", {}).get(
-            JSON_TYPE, '{"message": $context.error.messageString}')
+            JSON_TYPE, '{"message": $context.error.messageString}'
+        )
         text = message or default_message
-        for name, value in (("messageString", json.dumps(text)), ("message", text),
-                            ("responseType", kind)):
+        for name, value in (
+            ("messageString", json.dumps(text)),
+            ("message", text),
+            ("responseType", kind),
+        ):
             template = template.replace(f"$context.error.{name}", value)
         body: dict[str, Any] | str = template
         if extra:
@@ -254,8 +277,9 @@ class Gateway:
             else:
                 path = "/" + "/".join(resource)
                 operation = self.document["paths"][path].get(incoming.method.lower())
-                return Route(path, incoming.method.lower(), operation, params) if operation \
-                    else None
+                return (
+                    Route(path, incoming.method.lower(), operation, params) if operation else None
+                )
         return None
 
     def handle(self, incoming: Incoming) -> Reply:
@@ -264,17 +288,22 @@ class Gateway:
         if route is None:
             return self.gateway_response("MISSING_AUTHENTICATION_TOKEN")
         operation = route.operation
-        if operation.get("security") and self.api_keys \
-                and incoming.header("x-api-key") not in self.api_keys:
+        if (
+            operation.get("security")
+            and self.api_keys
+            and incoming.header("x-api-key") not in self.api_keys
+        ):
             return self.gateway_response("INVALID_API_KEY")
         integration = operation["x-amazon-apigateway-integration"]
-        params = Params(path=route.path_params, querystring=dict(incoming.query),
-                        header=dict(incoming.headers))
+        params = Params(
+            path=route.path_params, querystring=dict(incoming.query), header=dict(incoming.headers)
+        )
         if integration["type"] == "mock":
             return self._mock(incoming, route, params)
         content_type = self.content_type(incoming)
-        if integration.get("passthroughBehavior") == "never" \
-                and content_type not in integration.get("requestTemplates", {}):
+        if integration.get(
+            "passthroughBehavior"
+        ) == "never" and content_type not in integration.get("requestTemplates", {}):
             return self.gateway_response("UNSUPPORTED_MEDIA_TYPE")
         problems = self._validate(operation, content_type, incoming.body)
         if problems:
@@ -296,35 +325,45 @@ class Gateway:
             return []
         model = media["schema"]["$ref"].rsplit("/", 1)[-1]
         try:
-            value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
-                               parse_float=_finite_float)
+            value = json.loads(
+                raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+            )
         except (UnicodeDecodeError, ValueError) as exc:
             return [f"(body): not valid JSON: {exc}"]
         except RecursionError:
             return ["(body): JSON nested too deeply"]
         # jsonschema quotes the offending value: keep each reason short (a body may be 10 MB).
-        return [f"{_shorten(p)} (model {model})"
-                for p in describe_errors(self.validators[model], value)]
+        return [
+            f"{_shorten(p)} (model {model})" for p in describe_errors(self.validators[model], value)
+        ]
 
     # --- integrations -------------------------------------------------------------------
-    def _answer(self, chosen: dict[str, Any], body: str, params: Params,
-                context: dict[str, Any]) -> Reply:
+    def _answer(
+        self, chosen: dict[str, Any], body: str, params: Params, context: dict[str, Any]
+    ) -> Reply:
         if JSON_TYPE not in chosen.get("responseTemplates", {}):
             # No template: API Gateway passes the integration's body through (S3's object).
-            return Reply(int(chosen["statusCode"]), body,
-                         response_headers(chosen.get("responseParameters", {})))
-        reply = render(chosen["responseTemplates"][JSON_TYPE], body=body, params=params,
-                       context=context)
-        headers = {**response_headers(chosen.get("responseParameters", {})),
-                   **reply.header_overrides}
+            return Reply(
+                int(chosen["statusCode"]),
+                body,
+                response_headers(chosen.get("responseParameters", {})),
+            )
+        reply = render(
+            chosen["responseTemplates"][JSON_TYPE], body=body, params=params, context=context
+        )
+        headers = {
+            **response_headers(chosen.get("responseParameters", {})),
+            **reply.header_overrides,
+        }
         return Reply(reply.status_override or int(chosen["statusCode"]), reply.text, headers)
 
     def _mock(self, incoming: Incoming, route: Route, params: Params) -> Reply:
         """A mock integration: its request template says the status that picks the response."""
         integration = route.operation["x-amazon-apigateway-integration"]
         context = self.context(incoming, route.resource)
-        request = render(integration["requestTemplates"][JSON_TYPE], body="", params=params,
-                         context=context)
+        request = render(
+            integration["requestTemplates"][JSON_TYPE], body="", params=params, context=context
+        )
         status = int(json.loads(request.text).get("statusCode", 200))
         chosen = select_response(integration["responses"], status)
         return self._answer(chosen, "", params, context)
@@ -340,14 +379,19 @@ class Gateway:
         if ":sqs:" in integration["uri"] and _never_fits(len(incoming.body)):
             answer = _sqs_too_long(context["requestId"])  # not worth rendering 10 MB
         else:
-            request = render(integration["requestTemplates"][JSON_TYPE], body=body,
-                             params=params, context=context)
+            request = render(
+                integration["requestTemplates"][JSON_TYPE],
+                body=body,
+                params=params,
+                context=context,
+            )
             if ":sqs:" in integration["uri"] and _message_bytes(request.text) > MAX_MESSAGE_BYTES:
                 # SQS's own check, made here as SQS makes it: the message's size.
                 answer = _sqs_too_long(context["requestId"])
             else:
-                answer = self.integration.send(integration["uri"], request.text,
-                                               _static_headers(integration))
+                answer = self.integration.send(
+                    integration["uri"], request.text, _static_headers(integration)
+                )
         chosen = select_response(integration["responses"], answer.status)
         return self._answer(chosen, answer.body, params, context)
 
@@ -359,13 +403,13 @@ def _path_uri(integration: dict[str, Any], path_params: dict[str, str]) -> str:
     prefix, source = "integration.request.path.", "method.request.path."
     for key, value in integration.get("requestParameters", {}).items():
         if key.startswith(prefix) and value.startswith(source):
-            given = path_params.get(value[len(source):], "")
-            uri = uri.replace("{" + key[len(prefix):] + "}", urllib.parse.quote(given, safe=""))
+            given = path_params.get(value[len(source) :], "")
+            uri = uri.replace("{" + key[len(prefix) :] + "}", urllib.parse.quote(given, safe=""))
     return uri
 
 
 def _shorten(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _never_fits(body_bytes: int) -> bool:
@@ -379,5 +423,6 @@ def _message_bytes(form: str) -> int:
 
 
 def _sqs_too_long(request_id: str) -> IntegrationResponse:
-    return IntegrationResponse(400, SQS_TOO_LONG.format(limit=MAX_MESSAGE_BYTES,
-                                                        request_id=request_id))
+    return IntegrationResponse(
+        400, SQS_TOO_LONG.format(limit=MAX_MESSAGE_BYTES, request_id=request_id)
+    )

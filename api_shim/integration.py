@@ -21,8 +21,10 @@ from botocore.httpsession import URLLib3Session
 
 from tasks.ops.settings import Settings
 
-_URI = re.compile(r"^arn:[a-z-]+:apigateway:(?P<region>[^:]+):(?P<service>[^:]+):"
-                  r"(?P<kind>path|action)/(?P<rest>.+)$")
+_URI = re.compile(
+    r"^arn:[a-z-]+:apigateway:(?P<region>[^:]+):(?P<service>[^:]+):"
+    r"(?P<kind>path|action)/(?P<rest>.+)$"
+)
 _JSON_TARGETS = {"dynamodb": "DynamoDB_20120810"}
 
 
@@ -45,9 +47,11 @@ class AwsIntegration:
         self.credentials = boto3.session.Session().get_credentials()
 
     def _endpoint(self, service: str, region: str) -> str:
-        override = {"sqs": self.settings.sqs_endpoint,
-                    "dynamodb": self.settings.dynamodb_endpoint,
-                    "s3": self.settings.s3_endpoint}.get(service)
+        override = {
+            "sqs": self.settings.sqs_endpoint,
+            "dynamodb": self.settings.dynamodb_endpoint,
+            "s3": self.settings.s3_endpoint,
+        }.get(service)
         return (override or f"https://{service}.{region}.amazonaws.com").rstrip("/")
 
     def get_object(self, uri: str) -> IntegrationResponse:
@@ -60,8 +64,9 @@ class AwsIntegration:
         request = AWSRequest(method="GET", url=f"{self._endpoint('s3', region)}/{match['rest']}")
         S3SigV4Auth(self.credentials.get_frozen_credentials(), "s3", region).add_auth(request)
         response = self.session.send(request.prepare())
-        return IntegrationResponse(response.status_code, response.content.decode("utf-8",
-                                                                                  "replace"))
+        return IntegrationResponse(
+            response.status_code, response.content.decode("utf-8", "replace")
+        )
 
     def send(self, uri: str, body: str, headers: dict[str, str]) -> IntegrationResponse:
         match = _URI.match(uri)
@@ -76,9 +81,9 @@ class AwsIntegration:
             url = f"{base}/"
             all_headers["X-Amz-Target"] = f"{_JSON_TARGETS[service]}.{match['rest']}"
             all_headers.setdefault("Content-Type", "application/x-amz-json-1.0")
-        request = AWSRequest(method="POST", url=url, data=body.encode("utf-8"),
-                             headers=all_headers)
+        request = AWSRequest(method="POST", url=url, data=body.encode("utf-8"), headers=all_headers)
         SigV4Auth(self.credentials.get_frozen_credentials(), service, region).add_auth(request)
         response = self.session.send(request.prepare())
-        return IntegrationResponse(response.status_code, response.content.decode("utf-8",
-                                                                                  "replace"))
+        return IntegrationResponse(
+            response.status_code, response.content.decode("utf-8", "replace")
+        )

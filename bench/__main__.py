@@ -56,10 +56,17 @@ def main(argv: list[str] | None = None) -> dict:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.out.mkdir(parents=True, exist_ok=True)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-", dir=args.out))
-    results: dict = {"machine": report.machine(), "settings": {
-        "noop_jobs": args.noop_jobs, "progress_jobs": args.progress_jobs,
-        "throughput_jobs": args.throughput_jobs, "latency_jobs": args.latency_jobs,
-        "processes": args.processes, "worker_concurrency": 2}}
+    results: dict = {
+        "machine": report.machine(),
+        "settings": {
+            "noop_jobs": args.noop_jobs,
+            "progress_jobs": args.progress_jobs,
+            "throughput_jobs": args.throughput_jobs,
+            "latency_jobs": args.latency_jobs,
+            "processes": args.processes,
+            "worker_concurrency": 2,
+        },
+    }
     started = time.monotonic()
     servers = ServerSet(log_dir)
     try:
@@ -71,26 +78,51 @@ def main(argv: list[str] | None = None) -> dict:
         timeout = 120 if args.quick else 600
         if "calls" in args.scenarios:
             log(f"scenarios 1-2: requests and CPU per job ({', '.join(args.kinds)})")
-            _run(results, "calls", lambda: scenarios.calls_and_cpu(
-                stack, servers, args.kinds,
-                {"noop": args.noop_jobs, "progress": args.progress_jobs},
-                processes=2, timeout=timeout))
+            _run(
+                results,
+                "calls",
+                lambda: scenarios.calls_and_cpu(
+                    stack,
+                    servers,
+                    args.kinds,
+                    {"noop": args.noop_jobs, "progress": args.progress_jobs},
+                    processes=2,
+                    timeout=timeout,
+                ),
+            )
         if "profile" in args.scenarios and "ours" in args.kinds:
             log("scenario 2b: cProfile of ours (main thread and pool children)")
-            _run(results, "profile", lambda: scenarios.profile(
-                stack, args.noop_jobs, processes=2, timeout=timeout))
+            _run(
+                results,
+                "profile",
+                lambda: scenarios.profile(stack, args.noop_jobs, processes=2, timeout=timeout),
+            )
         if "throughput" in args.scenarios:
             log(f"scenario 4: throughput with {args.processes} processes")
-            kinds = [k for k in args.kinds if k in ("ours", "floor")] if args.quick \
-                else args.kinds
-            _run(results, "throughput", lambda: scenarios.throughput(
-                stack, servers, kinds, args.processes, args.throughput_jobs, timeout,
-                window=10 if args.quick else 20))
+            kinds = [k for k in args.kinds if k in ("ours", "floor")] if args.quick else args.kinds
+            _run(
+                results,
+                "throughput",
+                lambda: scenarios.throughput(
+                    stack,
+                    servers,
+                    kinds,
+                    args.processes,
+                    args.throughput_jobs,
+                    timeout,
+                    window=10 if args.quick else 20,
+                ),
+            )
         if "latency" in args.scenarios:
             log("scenario 5: latency")
             kinds = ["ours"] if args.quick else args.kinds
-            _run(results, "latency", lambda: scenarios.latency(
-                stack, kinds, args.latency_jobs, timeout=30, http=not args.quick))
+            _run(
+                results,
+                "latency",
+                lambda: scenarios.latency(
+                    stack, kinds, args.latency_jobs, timeout=30, http=not args.quick
+                ),
+            )
     finally:
         servers.close()
     if "ours" in args.kinds:

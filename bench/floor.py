@@ -28,11 +28,16 @@ def now() -> str:
 
 def write(ddb, table: str, job_id: str, task: str, status: str, field: str, text: str) -> None:
     ddb.update_item(
-        TableName=table, Key={"job_id": {"S": job_id}},
+        TableName=table,
+        Key={"job_id": {"S": job_id}},
         UpdateExpression="SET #s = :s, #t = :t, #f = :f, updated_at = :u",
         ExpressionAttributeNames={"#s": "status", "#t": "task", "#f": field},
-        ExpressionAttributeValues={":s": {"S": status}, ":t": {"S": task}, ":f": {"S": text},
-                                   ":u": {"S": now()}},
+        ExpressionAttributeValues={
+            ":s": {"S": status},
+            ":t": {"S": task},
+            ":f": {"S": text},
+            ":u": {"S": now()},
+        },
     )
 
 
@@ -41,8 +46,15 @@ def run_job(ddb, table: str, task: str, job_id: str, kwargs: dict) -> None:
         steps = int(kwargs.get("steps", 10))
         for step in range(1, steps):
             time.sleep(float(kwargs.get("seconds", 0)) / steps)
-            write(ddb, table, job_id, task, "PROGRESS", "progress",
-                  json.dumps({"current": step, "total": steps}))
+            write(
+                ddb,
+                table,
+                job_id,
+                task,
+                "PROGRESS",
+                "progress",
+                json.dumps({"current": step, "total": steps}),
+            )
         result = {"slept": kwargs.get("seconds", 0), "steps": steps}
     else:
         result = kwargs.get("x", 0) + kwargs.get("y", 0)
@@ -68,8 +80,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     print("floor ready", flush=True)
     while not stopping:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                       WaitTimeSeconds=wait).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
+        ).get("Messages", [])
         done = []
         for msg in messages:
             task, job_id, kwargs = decode(msg["Body"])

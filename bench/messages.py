@@ -26,17 +26,34 @@ def encode(task: str, kwargs: dict[str, Any], queue: str, task_id: str | None = 
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {
-            "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
-            "expires": None, "group": None, "group_index": None, "retries": 0,
-            "timelimit": [None, None], "root_id": task_id, "parent_id": None,
-            "argsrepr": "()", "kwargsrepr": repr(kwargs), "origin": f"bench@{os.getpid()}",
-            "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None,
+            "lang": "py",
+            "task": task,
+            "id": task_id,
+            "shadow": None,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "root_id": task_id,
+            "parent_id": None,
+            "argsrepr": "()",
+            "kwargsrepr": repr(kwargs),
+            "origin": f"bench@{os.getpid()}",
+            "ignore_result": False,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
             "stamps": {},
         },
         "properties": {
-            "correlation_id": task_id, "reply_to": "", "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
-            "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+            "correlation_id": task_id,
+            "reply_to": "",
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
         },
     }
     return _b64(json.dumps(envelope).encode())
@@ -50,8 +67,9 @@ def decode(sqs_body: str) -> tuple[str, str, dict[str, Any]]:
     return headers["task"], headers["id"], kwargs
 
 
-def fill(sqs, queue_url: str, task: str, kwargs: dict[str, Any], count: int,
-         queue: str) -> list[str]:
+def fill(
+    sqs, queue_url: str, task: str, kwargs: dict[str, Any], count: int, queue: str
+) -> list[str]:
     """Send `count` jobs in batches of 10; returns their ids."""
     ids: list[str] = []
     for start in range(0, count, 10):

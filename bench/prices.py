@@ -42,9 +42,16 @@ def cost_per_million(row: dict, consistent_reads: bool) -> dict:
     (INDEX_WRU_PER_JOB); API Gateway is shown apart (only jobs submitted over HTTP pay it).
     """
     sqs = (row["sqs_total"] + 1) * SQS_PER_MILLION_REQUESTS
-    writes = (row["ddb_writes"] * wru(row["item_bytes"])
-              + INDEX_WRU_PER_JOB.get(row.get("kind", ""), 0)) * DDB_PER_MILLION_WRU
+    writes = (
+        row["ddb_writes"] * wru(row["item_bytes"]) + INDEX_WRU_PER_JOB.get(row.get("kind", ""), 0)
+    ) * DDB_PER_MILLION_WRU
     reads = row["ddb_reads"] * rru(row["item_bytes"], consistent_reads) * DDB_PER_MILLION_RRU
     cpu = row["cpu_s_per_1000"] / 1000 * 1_000_000 / 3600 * FARGATE_PER_VCPU_HOUR
-    return {"sqs": sqs, "ddb_writes": writes, "ddb_reads": reads, "fargate_cpu": cpu,
-            "total": sqs + writes + reads + cpu, "api_gateway_if_http": APIGW_REST_PER_MILLION}
+    return {
+        "sqs": sqs,
+        "ddb_writes": writes,
+        "ddb_reads": reads,
+        "fargate_cpu": cpu,
+        "total": sqs + writes + reads + cpu,
+        "api_gateway_if_http": APIGW_REST_PER_MILLION,
+    }

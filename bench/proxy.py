@@ -15,8 +15,14 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-               "expect"}
+HOP_HEADERS = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+}
 
 
 def classify(target: str | None, body: bytes, query: str) -> tuple[str, str]:
@@ -57,14 +63,16 @@ class CountingProxy:
             def _relay(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                service, action = classify(self.headers.get("X-Amz-Target"), body,
-                                           urlsplit(self.path).query)
+                service, action = classify(
+                    self.headers.get("X-Amz-Target"), body, urlsplit(self.path).query
+                )
                 with proxy.lock:
                     proxy.counts[(service, action)] += 1
                     proxy.inflight += 1
                 try:
-                    status, headers, payload = proxy.forward(service, self.command, self.path,
-                                                             self.headers, body)
+                    status, headers, payload = proxy.forward(
+                        service, self.command, self.path, self.headers, body
+                    )
                 finally:
                     with proxy.lock:
                         proxy.inflight -= 1

@@ -19,17 +19,23 @@ FLOOR_PROCESSES = 4
 
 # Where CPU goes: the worker's parts (bench.workers.CPU_PARTS), then the emulators.
 WORKER_PARTS = ("main_thread", "main_other_threads", "children")
-PART_NAMES = {"main_thread": "main thread (event loop)",
-              "main_other_threads": "main process's other threads",
-              "children": "pool children", "fauxqs": "fauxqs", "dynalite": "dynalite"}
+PART_NAMES = {
+    "main_thread": "main thread (event loop)",
+    "main_other_threads": "main process's other threads",
+    "children": "pool children",
+    "fauxqs": "fauxqs",
+    "dynalite": "dynalite",
+}
 
 
 def machine() -> dict:
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info
-                        if line.startswith("model name")), cpu)
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+                cpu,
+            )
     except OSError:
         pass
     versions = {}
@@ -39,13 +45,20 @@ def machine() -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = "absent"
     try:
-        node = subprocess.run(["node", "--version"], capture_output=True, text=True,
-                              check=False).stdout.strip()
+        node = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         node = "absent"
-    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
-            "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "node": node, **versions}
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "node": node,
+        **versions,
+    }
 
 
 def _cell(v) -> str:
@@ -77,8 +90,12 @@ def costs(calls: list[dict]) -> list[dict]:
     for row in calls:
         if row["job"] != "noop":
             continue
-        out.append({"kind": row["kind"],
-                    **prices.cost_per_million(row, consistent_reads=row["kind"] != "stock")})
+        out.append(
+            {
+                "kind": row["kind"],
+                **prices.cost_per_million(row, consistent_reads=row["kind"] != "stock"),
+            }
+        )
     return out
 
 
@@ -107,11 +124,14 @@ def ceiling(row: dict, cores: int) -> float | None:
 
 def _breakdown(row: dict, emulators: bool = True) -> str:
     p = parts(row)
-    text = (f"worker {worker_ms(row):.2f} ms/job = "
-            + " + ".join(f"{PART_NAMES[k]} {p[k]:.2f}" for k in WORKER_PARTS))
+    text = f"worker {worker_ms(row):.2f} ms/job = " + " + ".join(
+        f"{PART_NAMES[k]} {p[k]:.2f}" for k in WORKER_PARTS
+    )
     if emulators:
-        text += (f"; emulators {emulator_ms(row):.2f} = fauxqs {p['fauxqs']:.2f} + "
-                 f"dynalite {p['dynalite']:.2f}")
+        text += (
+            f"; emulators {emulator_ms(row):.2f} = fauxqs {p['fauxqs']:.2f} + "
+            f"dynalite {p['dynalite']:.2f}"
+        )
     return text
 
 
@@ -127,8 +147,9 @@ PROFILED = {"main_thread": "the main thread", "children": "the pool children"}
 
 
 def _packages(summary: dict, n: int) -> str:
-    return ", ".join(f"{p['package']} {p['share']:.0%}" for p in summary["by_package"][:n]
-                     if p["share"] >= 0.005)
+    return ", ".join(
+        f"{p['package']} {p['share']:.0%}" for p in summary["by_package"][:n] if p["share"] >= 0.005
+    )
 
 
 def _profile_summary(results: dict, n: int = 3) -> str:
@@ -138,23 +159,45 @@ def _profile_summary(results: dict, n: int = 3) -> str:
 
 
 # --- goals -----------------------------------------------------------------------------
-def _goal(goal: str, target: str, measured: float | None, limit: float | None,
-          at_most: bool, why: str = "", shown: str | None = None) -> dict:
+def _goal(
+    goal: str,
+    target: str,
+    measured: float | None,
+    limit: float | None,
+    at_most: bool,
+    why: str = "",
+    shown: str | None = None,
+) -> dict:
     """One goal: met if `measured` is on the right side of `limit`; None if unmeasured."""
     if measured is None or limit is None:
-        return {"kind": "ours", "goal": goal, "target": target, "measured": "not measured",
-                "value": None, "limit": None, "met": None, "margin": "-",
-                "why": "its scenario or baseline was not part of this run"}
+        return {
+            "kind": "ours",
+            "goal": goal,
+            "target": target,
+            "measured": "not measured",
+            "value": None,
+            "limit": None,
+            "met": None,
+            "margin": "-",
+            "why": "its scenario or baseline was not part of this run",
+        }
     met = measured <= limit if at_most else measured >= limit
     gap = abs(measured - limit) / limit if limit else 0.0
     if at_most:
         margin = f"{gap:.0%} under" if met else f"{gap:.0%} over"
     else:
         margin = f"{gap:.0%} above" if met else f"{gap:.0%} short"
-    return {"kind": "ours", "goal": goal, "target": target,
-            "measured": shown if shown is not None else f"{measured:.3g}",
-            "value": measured, "limit": limit,
-            "met": met, "margin": margin, "why": "" if met else why}
+    return {
+        "kind": "ours",
+        "goal": goal,
+        "target": target,
+        "measured": shown if shown is not None else f"{measured:.3g}",
+        "value": measured,
+        "limit": limit,
+        "met": met,
+        "margin": margin,
+        "why": "" if met else why,
+    }
 
 
 def _row(rows: list[dict], **match) -> dict | None:
@@ -170,53 +213,89 @@ def goals(results: dict) -> list[dict]:
     checks = []
 
     sqs = ours and ours["sqs_total"]
-    checks.append(_goal("SQS requests per no-op job on a backlog", f"<= {SQS_PER_JOB}", sqs,
-                        SQS_PER_JOB if ours else None, at_most=True,
-                        why=_sqs_why(ours) if ours else ""))
+    checks.append(
+        _goal(
+            "SQS requests per no-op job on a backlog",
+            f"<= {SQS_PER_JOB}",
+            sqs,
+            SQS_PER_JOB if ours else None,
+            at_most=True,
+            why=_sqs_why(ours) if ours else "",
+        )
+    )
 
     ratio = worker_ms(ours) / worker_ms(floor) if ours and floor and worker_ms(floor) else None
     why = ""
     if ratio is not None:
-        why = (f"ours: {_breakdown(ours, emulators=False)}; floor: "
-               f"{worker_ms(floor):.2f} ms/job in one thread; "
-               f"{_largest_difference(ours, floor, WORKER_PARTS)}. DynamoDB writes per job: "
-               f"ours {ours['ddb_writes']:.3g}, floor {floor['ddb_writes']:.3g}; SQS requests "
-               f"per job: ours {ours['sqs_total']:.2f}, floor {floor['sqs_total']:.2f}."
-               + _profile_summary(results))
-    checks.append(_goal("worker CPU per no-op job vs the floor's", f"<= {CPU_VS_FLOOR:g}x",
-                        ratio, CPU_VS_FLOOR if ratio is not None else None, at_most=True,
-                        why=why, shown=f"{ratio:.2f}x" if ratio is not None else None))
+        why = (
+            f"ours: {_breakdown(ours, emulators=False)}; floor: "
+            f"{worker_ms(floor):.2f} ms/job in one thread; "
+            f"{_largest_difference(ours, floor, WORKER_PARTS)}. DynamoDB writes per job: "
+            f"ours {ours['ddb_writes']:.3g}, floor {floor['ddb_writes']:.3g}; SQS requests "
+            f"per job: ours {ours['sqs_total']:.2f}, floor {floor['sqs_total']:.2f}."
+            + _profile_summary(results)
+        )
+    checks.append(
+        _goal(
+            "worker CPU per no-op job vs the floor's",
+            f"<= {CPU_VS_FLOOR:g}x",
+            ratio,
+            CPU_VS_FLOOR if ratio is not None else None,
+            at_most=True,
+            why=why,
+            shown=f"{ratio:.2f}x" if ratio is not None else None,
+        )
+    )
 
     tp = results.get("throughput", [])
     counts = sorted({r["processes"] for r in tp}) or [1, 2, 4]
     for n in counts:
         mine, base = _row(tp, kind="ours", processes=n), _row(tp, kind="stock", processes=n)
         value = mine["jobs_per_s"] / base["jobs_per_s"] if mine and base else None
-        checks.append(_goal(
-            f"throughput at {n} process{'es' if n > 1 else ''} vs stock Celery's",
-            ">= 1.00x", value, THROUGHPUT_VS_STOCK if value is not None else None,
-            at_most=False, why=_throughput_why(mine, base, "stock", cores, ours),
-            shown=None if value is None else
-            f"{value:.2f}x ({mine['jobs_per_s']:.0f} vs {base['jobs_per_s']:.0f} jobs/s)"))
+        checks.append(
+            _goal(
+                f"throughput at {n} process{'es' if n > 1 else ''} vs stock Celery's",
+                ">= 1.00x",
+                value,
+                THROUGHPUT_VS_STOCK if value is not None else None,
+                at_most=False,
+                why=_throughput_why(mine, base, "stock", cores, ours),
+                shown=None
+                if value is None
+                else f"{value:.2f}x ({mine['jobs_per_s']:.0f} vs {base['jobs_per_s']:.0f} jobs/s)",
+            )
+        )
     mine = _row(tp, kind="ours", processes=FLOOR_PROCESSES)
     base = _row(tp, kind="floor", processes=FLOOR_PROCESSES)
     value = mine["jobs_per_s"] / base["jobs_per_s"] if mine and base else None
-    checks.append(_goal(
-        f"throughput at {FLOOR_PROCESSES} processes vs the floor's",
-        f">= {THROUGHPUT_VS_FLOOR:.0%}", value,
-        THROUGHPUT_VS_FLOOR if value is not None else None, at_most=False,
-        why=_throughput_why(mine, base, "floor", cores, ours),
-        shown=None if value is None else
-        f"{value:.0%} ({mine['jobs_per_s']:.0f} vs {base['jobs_per_s']:.0f} jobs/s)"))
+    checks.append(
+        _goal(
+            f"throughput at {FLOOR_PROCESSES} processes vs the floor's",
+            f">= {THROUGHPUT_VS_FLOOR:.0%}",
+            value,
+            THROUGHPUT_VS_FLOOR if value is not None else None,
+            at_most=False,
+            why=_throughput_why(mine, base, "floor", cores, ours),
+            shown=None
+            if value is None
+            else f"{value:.0%} ({mine['jobs_per_s']:.0f} vs {base['jobs_per_s']:.0f} jobs/s)",
+        )
+    )
 
     lat = results.get("latency", [])
     mine, base = _row(lat, kind="ours", via="delay()"), _row(lat, kind="stock", via="delay()")
     have = bool(mine and base and "p50_ms" in mine and "p50_ms" in base)
-    checks.append(_goal(
-        "p50 submit to SUCCESS visible (delay()) vs stock Celery's", "<= stock's",
-        mine["p50_ms"] if have else None, base["p50_ms"] if have else None, at_most=True,
-        why=_latency_why(mine, base) if have else "",
-        shown=f"{mine['p50_ms']:.1f} vs {base['p50_ms']:.1f} ms" if have else None))
+    checks.append(
+        _goal(
+            "p50 submit to SUCCESS visible (delay()) vs stock Celery's",
+            "<= stock's",
+            mine["p50_ms"] if have else None,
+            base["p50_ms"] if have else None,
+            at_most=True,
+            why=_latency_why(mine, base) if have else "",
+            shown=f"{mine['p50_ms']:.1f} vs {base['p50_ms']:.1f} ms" if have else None,
+        )
+    )
     return checks
 
 
@@ -228,37 +307,48 @@ def _sqs_why(row: dict) -> str:
     """Each action's calls per job, with what one call carried on average."""
     out = []
     for action, per_job in sorted(row["sqs"].items(), key=lambda kv: -kv[1]):
-        carried = (f" ({1 / per_job:.1f} messages a call, {BATCHED[action]} at most)"
-                   if action in BATCHED and per_job else "")
+        carried = (
+            f" ({1 / per_job:.1f} messages a call, {BATCHED[action]} at most)"
+            if action in BATCHED and per_job
+            else ""
+        )
         out.append(f"{action} {per_job:.2f}{carried}")
     ideal = sum(1 / n for n in (BATCHED["ReceiveMessage"], BATCHED["DeleteMessageBatch"]))
-    return (f"per job: {', '.join(out)}; full batches of receives and deletes alone would "
-            f"make {ideal:.2f}")
+    return (
+        f"per job: {', '.join(out)}; full batches of receives and deletes alone would "
+        f"make {ideal:.2f}"
+    )
 
 
-def _throughput_why(mine: dict | None, base: dict | None, name: str, cores: int,
-                    calls: dict | None = None) -> str:
+def _throughput_why(
+    mine: dict | None, base: dict | None, name: str, cores: int, calls: dict | None = None
+) -> str:
     if not (mine and base):
         return ""
     allowed = ceiling(mine, cores)
     spent = worker_ms(mine) + emulator_ms(mine)
-    text = (f"per job, ours spent {spent:.2f} ms of CPU ({_breakdown(mine)}); {name} "
-            f"{worker_ms(base) + emulator_ms(base):.2f} ({_breakdown(base)}). ")
+    text = (
+        f"per job, ours spent {spent:.2f} ms of CPU ({_breakdown(mine)}); {name} "
+        f"{worker_ms(base) + emulator_ms(base):.2f} ({_breakdown(base)}). "
+    )
     if allowed and mine["jobs_per_s"] >= 0.75 * allowed:
-        return text + (f"On {cores} cores that CPU allows at most {allowed:.0f} jobs/s and ours "
-                       f"ran at {mine['jobs_per_s']:.0f}: CPU-bound; "
-                       f"{_largest_difference(mine, base)}.")
+        return text + (
+            f"On {cores} cores that CPU allows at most {allowed:.0f} jobs/s and ours "
+            f"ran at {mine['jobs_per_s']:.0f}: CPU-bound; "
+            f"{_largest_difference(mine, base)}."
+        )
     rate, p = mine["jobs_per_s"], parts(mine)
     busy_children = p["children"] * rate / (1000 * mine["processes"])
     busy_main = p["main_thread"] * rate / 1000
-    text += (f"That CPU would allow {allowed or 0:.0f} jobs/s on {cores} cores, but ours ran at "
-             f"{rate:.0f}: not CPU-bound. Each pool process computed {busy_children:.0%} of "
-             f"the time and the main thread {busy_main:.0%}, so jobs wait between them "
-             f"(receiving, prefetch, the hand-off to the pool) rather than for CPU")
+    text += (
+        f"That CPU would allow {allowed or 0:.0f} jobs/s on {cores} cores, but ours ran at "
+        f"{rate:.0f}: not CPU-bound. Each pool process computed {busy_children:.0%} of "
+        f"the time and the main thread {busy_main:.0%}, so jobs wait between them "
+        f"(receiving, prefetch, the hand-off to the pool) rather than for CPU"
+    )
     receives = calls and calls["sqs"].get("ReceiveMessage")
     if receives:
-        text += (f"; with a backlog (scenario 1) a receive brought {1 / receives:.1f} "
-                 f"messages")
+        text += f"; with a backlog (scenario 1) a receive brought {1 / receives:.1f} messages"
     return text + "."
 
 
@@ -267,16 +357,19 @@ def _latency_why(mine: dict, base: dict) -> str:
         v = row.get(key)
         return f"{v:.1f}" if v is not None else "not seen"
 
-    text = (f"+{mine['p50_ms'] - base['p50_ms']:.1f} ms at p50. Submit to STARTED (receive and "
-            f"dispatch): ours {part(mine, 'p50_to_started_ms')} vs stock "
-            f"{part(base, 'p50_to_started_ms')} ms; STARTED to SUCCESS (run and record): ours "
-            f"{part(mine, 'p50_started_to_success_ms')} vs stock "
-            f"{part(base, 'p50_started_to_success_ms')} ms")
+    text = (
+        f"+{mine['p50_ms'] - base['p50_ms']:.1f} ms at p50. Submit to STARTED (receive and "
+        f"dispatch): ours {part(mine, 'p50_to_started_ms')} vs stock "
+        f"{part(base, 'p50_to_started_ms')} ms; STARTED to SUCCESS (run and record): ours "
+        f"{part(mine, 'p50_started_to_success_ms')} vs stock "
+        f"{part(base, 'p50_started_to_success_ms')} ms"
+    )
     a, b = mine.get("p50_to_started_ms"), base.get("p50_to_started_ms")
     c, d = mine.get("p50_started_to_success_ms"), base.get("p50_started_to_success_ms")
     if None not in (a, b, c, d):
-        text += (": the difference is mostly in "
-                 + ("receiving and dispatching" if a - b >= c - d else "running and recording"))
+        text += ": the difference is mostly in " + (
+            "receiving and dispatching" if a - b >= c - d else "running and recording"
+        )
     return text + "."
 
 
@@ -299,59 +392,149 @@ def markdown(results: dict) -> str:
     ]
     calls = results.get("calls", [])
     if calls:
-        parts_md += ["", "## 1. AWS requests per job (a backlog, counted at a proxy)", "",
-                     _table(["kind", "job", "jobs", "SQS/job", "DynamoDB writes/job",
-                             "DynamoDB reads/job", "SQS by action", "DynamoDB by action",
-                             "item bytes"],
-                            [[r["kind"], r["job"], r["jobs"], r["sqs_total"], r["ddb_writes"],
-                              r["ddb_reads"], _actions(r["sqs"]), _actions(r["dynamodb"]),
-                              r["item_bytes"]] for r in calls])]
+        parts_md += [
+            "",
+            "## 1. AWS requests per job (a backlog, counted at a proxy)",
+            "",
+            _table(
+                [
+                    "kind",
+                    "job",
+                    "jobs",
+                    "SQS/job",
+                    "DynamoDB writes/job",
+                    "DynamoDB reads/job",
+                    "SQS by action",
+                    "DynamoDB by action",
+                    "item bytes",
+                ],
+                [
+                    [
+                        r["kind"],
+                        r["job"],
+                        r["jobs"],
+                        r["sqs_total"],
+                        r["ddb_writes"],
+                        r["ddb_reads"],
+                        _actions(r["sqs"]),
+                        _actions(r["dynamodb"]),
+                        r["item_bytes"],
+                    ]
+                    for r in calls
+                ],
+            ),
+        ]
         floor = _row(calls, kind="floor", job="noop")
         stock = _row(calls, kind="stock", job="noop")
         rows = []
         for r in calls:
             p = parts(r)
             noop = r["job"] == "noop"
-            rows.append([
-                r["kind"], r["job"], worker_ms(r),
-                _ratio(worker_ms(r), floor and worker_ms(floor)) if noop else "-",
-                _ratio(worker_ms(r), stock and worker_ms(stock)) if noop else "-",
-                p["main_thread"], p["main_other_threads"], p["children"], p["fauxqs"],
-                p["dynalite"], worker_ms(r) + emulator_ms(r), r["seconds"]])
-        parts_md += ["", "## 2. Worker CPU per job, and where it goes (ms of user+sys CPU per "
-                     "job = s per 1,000 jobs; 2 pool processes)", "",
-                     "Main thread = Celery's event loop (consumer, transport, hand-off to the "
-                     "pool); other threads = the main process's I/O threads (our SQS I/O "
-                     "component's deletes and visibility calls); pool children run the job "
-                     "and write its record. The floor is one thread per process.", "",
-                     _table(["kind", "job", "worker", "vs floor", "vs stock", "main thread",
-                             "other threads", "pool children", "fauxqs", "dynalite",
-                             "worker + emulators", "drain s (via proxy)"], rows)]
+            rows.append(
+                [
+                    r["kind"],
+                    r["job"],
+                    worker_ms(r),
+                    _ratio(worker_ms(r), floor and worker_ms(floor)) if noop else "-",
+                    _ratio(worker_ms(r), stock and worker_ms(stock)) if noop else "-",
+                    p["main_thread"],
+                    p["main_other_threads"],
+                    p["children"],
+                    p["fauxqs"],
+                    p["dynalite"],
+                    worker_ms(r) + emulator_ms(r),
+                    r["seconds"],
+                ]
+            )
+        parts_md += [
+            "",
+            "## 2. Worker CPU per job, and where it goes (ms of user+sys CPU per "
+            "job = s per 1,000 jobs; 2 pool processes)",
+            "",
+            "Main thread = Celery's event loop (consumer, transport, hand-off to the "
+            "pool); other threads = the main process's I/O threads (our SQS I/O "
+            "component's deletes and visibility calls); pool children run the job "
+            "and write its record. The floor is one thread per process.",
+            "",
+            _table(
+                [
+                    "kind",
+                    "job",
+                    "worker",
+                    "vs floor",
+                    "vs stock",
+                    "main thread",
+                    "other threads",
+                    "pool children",
+                    "fauxqs",
+                    "dynalite",
+                    "worker + emulators",
+                    "drain s (via proxy)",
+                ],
+                rows,
+            ),
+        ]
     prof = results.get("profile")
     if prof:
-        parts_md += ["", f"### 2b. ours under cProfile: where the main thread and the pool "
-                     f"children spend their CPU ({prof['jobs']} no-op jobs, a thread CPU clock; "
-                     f"the profiler inflates code that makes many small Python calls most, so "
-                     f"read shares, not times)"]
+        parts_md += [
+            "",
+            f"### 2b. ours under cProfile: where the main thread and the pool "
+            f"children spend their CPU ({prof['jobs']} no-op jobs, a thread CPU clock; "
+            f"the profiler inflates code that makes many small Python calls most, so "
+            f"read shares, not times)",
+        ]
         for key, title in PROFILED.items():
             summary = prof.get(key)
             if not summary:
                 continue
-            parts_md += ["", f"{title.capitalize()}, {summary['ms_per_job']:.2f} ms/job while "
-                         f"profiled, by package: {_packages(summary, 8)}.", "",
-                         _table(["function (own time)", "calls/job", "own ms/job",
-                                 "cum ms/job"],
-                                [[f"`{t['function']}`", t["calls_per_job"],
-                                  t["own_ms_per_job"], t["cum_ms_per_job"]]
-                                 for t in summary["top"]])]
+            parts_md += [
+                "",
+                f"{title.capitalize()}, {summary['ms_per_job']:.2f} ms/job while "
+                f"profiled, by package: {_packages(summary, 8)}.",
+                "",
+                _table(
+                    ["function (own time)", "calls/job", "own ms/job", "cum ms/job"],
+                    [
+                        [
+                            f"`{t['function']}`",
+                            t["calls_per_job"],
+                            t["own_ms_per_job"],
+                            t["cum_ms_per_job"],
+                        ]
+                        for t in summary["top"]
+                    ],
+                ),
+            ]
     if calls:
-        parts_md += ["", f"## 3. Cost per million no-op jobs (AWS list prices of "
-                     f"{prices.PRICES_DATE}, incl. 1 SendMessage to submit)", "",
-                     _table(["kind", "SQS $", "DynamoDB writes $", "DynamoDB reads $",
-                             "Fargate vCPU $", "total $", "+ API Gateway $ if via HTTP"],
-                            [[c["kind"], c["sqs"], c["ddb_writes"], c["ddb_reads"],
-                              c["fargate_cpu"], c["total"], c["api_gateway_if_http"]]
-                             for c in costs(calls)])]
+        parts_md += [
+            "",
+            f"## 3. Cost per million no-op jobs (AWS list prices of "
+            f"{prices.PRICES_DATE}, incl. 1 SendMessage to submit)",
+            "",
+            _table(
+                [
+                    "kind",
+                    "SQS $",
+                    "DynamoDB writes $",
+                    "DynamoDB reads $",
+                    "Fargate vCPU $",
+                    "total $",
+                    "+ API Gateway $ if via HTTP",
+                ],
+                [
+                    [
+                        c["kind"],
+                        c["sqs"],
+                        c["ddb_writes"],
+                        c["ddb_reads"],
+                        c["fargate_cpu"],
+                        c["total"],
+                        c["api_gateway_if_http"],
+                    ]
+                    for c in costs(calls)
+                ],
+            ),
+        ]
     tp = results.get("throughput", [])
     if tp:
         rows = []
@@ -359,40 +542,105 @@ def markdown(results: dict) -> str:
             floor = _row(tp, kind="floor", processes=r["processes"])
             stock = _row(tp, kind="stock", processes=r["processes"])
             p = parts(r)
-            rows.append([
-                r["kind"], r["processes"], r["jobs"], r["jobs_per_s"],
-                _ratio(r["jobs_per_s"], stock and stock["jobs_per_s"]),
-                f"{r['jobs_per_s'] / floor['jobs_per_s']:.0%}" if floor else "-",
-                worker_ms(r), p["main_thread"] + p["main_other_threads"], p["children"],
-                p["fauxqs"], p["dynalite"], ceiling(r, cores)])
-        parts_md += ["", "## 4. Throughput: jobs/s draining a pre-filled queue "
-                     "(emulators reached directly)", "",
-                     f"CPU in ms per job over the measured window; \"CPU allows\" = {cores} "
-                     "cores / (worker + emulators CPU per job), the rate if CPU were the only "
-                     "limit: a kind well below it is waiting, not computing.", "",
-                     _table(["kind", "processes", "jobs", "jobs/s", "vs stock", "of floor",
-                             "worker CPU", "main process", "pool children", "fauxqs",
-                             "dynalite", "CPU allows jobs/s"], rows)]
+            rows.append(
+                [
+                    r["kind"],
+                    r["processes"],
+                    r["jobs"],
+                    r["jobs_per_s"],
+                    _ratio(r["jobs_per_s"], stock and stock["jobs_per_s"]),
+                    f"{r['jobs_per_s'] / floor['jobs_per_s']:.0%}" if floor else "-",
+                    worker_ms(r),
+                    p["main_thread"] + p["main_other_threads"],
+                    p["children"],
+                    p["fauxqs"],
+                    p["dynalite"],
+                    ceiling(r, cores),
+                ]
+            )
+        parts_md += [
+            "",
+            "## 4. Throughput: jobs/s draining a pre-filled queue (emulators reached directly)",
+            "",
+            f'CPU in ms per job over the measured window; "CPU allows" = {cores} '
+            "cores / (worker + emulators CPU per job), the rate if CPU were the only "
+            "limit: a kind well below it is waiting, not computing.",
+            "",
+            _table(
+                [
+                    "kind",
+                    "processes",
+                    "jobs",
+                    "jobs/s",
+                    "vs stock",
+                    "of floor",
+                    "worker CPU",
+                    "main process",
+                    "pool children",
+                    "fauxqs",
+                    "dynalite",
+                    "CPU allows jobs/s",
+                ],
+                rows,
+            ),
+        ]
     lat = results.get("latency", [])
     if lat:
-        parts_md += ["", "## 5. Latency: submit to SUCCESS visible, one job at a time on an "
-                     "idle stack (ms)", "",
-                     _table(["kind", "via", "n", "p50", "p95", "p99", "p50 to STARTED",
-                             "p50 STARTED to SUCCESS", "note"],
-                            [[r["kind"], r["via"], r.get("n"), r.get("p50_ms"),
-                              r.get("p95_ms"), r.get("p99_ms"), r.get("p50_to_started_ms"),
-                              r.get("p50_started_to_success_ms"), r.get("note", "")]
-                             for r in lat])]
+        parts_md += [
+            "",
+            "## 5. Latency: submit to SUCCESS visible, one job at a time on an idle stack (ms)",
+            "",
+            _table(
+                [
+                    "kind",
+                    "via",
+                    "n",
+                    "p50",
+                    "p95",
+                    "p99",
+                    "p50 to STARTED",
+                    "p50 STARTED to SUCCESS",
+                    "note",
+                ],
+                [
+                    [
+                        r["kind"],
+                        r["via"],
+                        r.get("n"),
+                        r.get("p50_ms"),
+                        r.get("p95_ms"),
+                        r.get("p99_ms"),
+                        r.get("p50_to_started_ms"),
+                        r.get("p50_started_to_success_ms"),
+                        r.get("note", ""),
+                    ]
+                    for r in lat
+                ],
+            ),
+        ]
     checks = results.get("goals", [])
     if checks:
         met = sum(1 for c in checks if c["met"])
         measured = sum(1 for c in checks if c["met"] is not None)
-        parts_md += ["", f"## Goals (ours with its defaults; {met} of {measured} measured "
-                     f"met)", "",
-                     _table(["goal", "target", "measured", "met", "by", "why (if missed)"],
-                            [[c["goal"], c["target"], c["measured"],
-                              {True: "yes", False: "**NO**", None: "n/a"}[c["met"]],
-                              c["margin"], c["why"]] for c in checks])]
+        parts_md += [
+            "",
+            f"## Goals (ours with its defaults; {met} of {measured} measured met)",
+            "",
+            _table(
+                ["goal", "target", "measured", "met", "by", "why (if missed)"],
+                [
+                    [
+                        c["goal"],
+                        c["target"],
+                        c["measured"],
+                        {True: "yes", False: "**NO**", None: "n/a"}[c["met"]],
+                        c["margin"],
+                        c["why"],
+                    ]
+                    for c in checks
+                ],
+            ),
+        ]
     for name, error in results.get("failed", {}).items():
         parts_md += ["", f"**Scenario {name} failed:** `{error}`"]
     return "\n".join(parts_md) + "\n"

@@ -46,7 +46,8 @@ def _per_job(counts: Counter, jobs: int) -> dict:
     sqs = {a: n / jobs for (s, a), n in counts.items() if s == "sqs"}
     ddb = {a: n / jobs for (s, a), n in counts.items() if s == "dynamodb"}
     return {
-        "sqs": sqs, "dynamodb": ddb,
+        "sqs": sqs,
+        "dynamodb": ddb,
         "sqs_total": sum(sqs.values()),
         "ddb_writes": sum(v for a, v in ddb.items() if a in WRITES),
         "ddb_reads": sum(v for a, v in ddb.items() if a in READS),
@@ -79,13 +80,21 @@ class CpuWindow:
         polls = self.stack.depth_calls - self.polls0
         emulators["fauxqs"] = max(0.0, emulators["fauxqs"] - polls * self.stack.poll_cost)
         jobs = max(jobs, 1)
-        return {"cpu": {k: 1000 * v / jobs for k, v in worker.items()},
-                "emulators": {k: 1000 * v / jobs for k, v in emulators.items()},
-                "bench_polls": polls}
+        return {
+            "cpu": {k: 1000 * v / jobs for k, v in worker.items()},
+            "emulators": {k: 1000 * v / jobs for k, v in emulators.items()},
+            "bench_polls": polls,
+        }
 
 
-def calls_and_cpu(stack: Stack, servers: ServerSet, kinds: list[str], jobs: dict[str, int],
-                  processes: int, timeout: float) -> list[dict]:
+def calls_and_cpu(
+    stack: Stack,
+    servers: ServerSet,
+    kinds: list[str],
+    jobs: dict[str, int],
+    processes: int,
+    timeout: float,
+) -> list[dict]:
     """Scenarios 1 and 2: requests per job at a counting proxy, CPU per job.
 
     Per kind: start the worker through the proxy, run a few warm-up jobs (startup calls
@@ -95,38 +104,55 @@ def calls_and_cpu(stack: Stack, servers: ServerSet, kinds: list[str], jobs: dict
     rows = []
     with CountingProxy(stack.sqs_endpoint, stack.ddb_endpoint) as proxy:
         for kind in kinds:
-            worker = workers.start(kind, stack.env(proxy.url, f"calls-{kind}"), processes,
-                                   stack.log_dir, "calls")
+            worker = workers.start(
+                kind, stack.env(proxy.url, f"calls-{kind}"), processes, stack.log_dir, "calls"
+            )
             try:
                 for name, count in jobs.items():
                     task, kwargs = JOBS[name]
-                    messages.fill(stack.sqs, stack.queue_url(), task, kwargs, 2 * processes,
-                                  stack.queue_name)
+                    messages.fill(
+                        stack.sqs, stack.queue_url(), task, kwargs, 2 * processes, stack.queue_name
+                    )
                     stack.wait_drained(worker.alive, timeout)
                     before, t0 = proxy.snapshot(), time.monotonic()
                     window = CpuWindow(worker, servers, stack).start()
-                    ids = messages.fill(stack.sqs, stack.queue_url(), task, kwargs, count,
-                                        stack.queue_name)
+                    ids = messages.fill(
+                        stack.sqs, stack.queue_url(), task, kwargs, count, stack.queue_name
+                    )
                     t1 = stack.wait_drained(worker.alive, timeout, interval=0.1)
                     cpu = window.stop(count)
                     counts = proxy.snapshot() - before
                     item = stack.item(kind, ids[-1]) or {}
                     status = stack.status(kind, ids[-1])
-                    rows.append({
-                        "kind": kind, "job": name, "jobs": count, "seconds": t1 - t0,
-                        "status_of_last": status, "item_bytes": item_size(item),
-                        "cpu_ms_per_job": cpu["cpu"]["total"],
-                        "cpu_s_per_1000": cpu["cpu"]["total"],
-                        **cpu, **_per_job(counts, count),
-                    })
+                    rows.append(
+                        {
+                            "kind": kind,
+                            "job": name,
+                            "jobs": count,
+                            "seconds": t1 - t0,
+                            "status_of_last": status,
+                            "item_bytes": item_size(item),
+                            "cpu_ms_per_job": cpu["cpu"]["total"],
+                            "cpu_s_per_1000": cpu["cpu"]["total"],
+                            **cpu,
+                            **_per_job(counts, count),
+                        }
+                    )
             finally:
                 worker.stop()
                 proxy.wait_idle()
     return rows
 
 
-def throughput(stack: Stack, servers: ServerSet, kinds: list[str], process_counts: list[int],
-               jobs: int, timeout: float, window: float) -> list[dict]:
+def throughput(
+    stack: Stack,
+    servers: ServerSet,
+    kinds: list[str],
+    process_counts: list[int],
+    jobs: int,
+    timeout: float,
+    window: float,
+) -> list[dict]:
     """Scenario 4: jobs/s drained from a pre-filled queue, emulators reached directly.
 
     The rate is taken from the moment 10% of the jobs are done (worker start-up is not
@@ -139,8 +165,13 @@ def throughput(stack: Stack, servers: ServerSet, kinds: list[str], process_count
     for processes in process_counts:
         for kind in kinds:
             messages.fill(stack.sqs, stack.queue_url(), task, kwargs, jobs, stack.queue_name)
-            worker = workers.start(kind, stack.env(None, f"tp-{kind}-{processes}"), processes,
-                                   stack.log_dir, f"tp{processes}")
+            worker = workers.start(
+                kind,
+                stack.env(None, f"tp-{kind}-{processes}"),
+                processes,
+                stack.log_dir,
+                f"tp{processes}",
+            )
             try:
                 deadline = time.monotonic() + timeout
                 start_depth = start_at = window_end = cpu = None
@@ -159,8 +190,15 @@ def throughput(stack: Stack, servers: ServerSet, kinds: list[str], process_count
                     time.sleep(0.02)
                 elapsed = max(now - start_at, 1e-6)
                 done = start_depth - depth
-                rows.append({"kind": kind, "processes": processes, "jobs": done,
-                             "jobs_per_s": done / elapsed, **cpu.stop(done)})
+                rows.append(
+                    {
+                        "kind": kind,
+                        "processes": processes,
+                        "jobs": done,
+                        "jobs_per_s": done / elapsed,
+                        **cpu.stop(done),
+                    }
+                )
             finally:
                 _stop(worker)
             if stack.depth():
@@ -180,11 +218,11 @@ def profile(stack: Stack, jobs: int, processes: int, timeout: float, top: int = 
     """
     out = stack.log_dir / "ours.pstats"
     task, kwargs = JOBS["noop"]
-    worker = workers.start("ours", stack.env(None, "profile"), processes, stack.log_dir,
-                           "profile", profile_to=out)
+    worker = workers.start(
+        "ours", stack.env(None, "profile"), processes, stack.log_dir, "profile", profile_to=out
+    )
     try:
-        messages.fill(stack.sqs, stack.queue_url(), task, kwargs, 2 * processes,
-                      stack.queue_name)
+        messages.fill(stack.sqs, stack.queue_url(), task, kwargs, 2 * processes, stack.queue_name)
         stack.wait_drained(worker.alive, timeout)
         main = worker.procs[0].pid
         for pid in [main, *workers.descendants(main)]:
@@ -217,8 +255,7 @@ def _package(filename: str) -> str:
 def summarize_profile(stats: pstats.Stats, jobs: int, top: int) -> dict:
     by_package: Counter[str] = Counter()
     functions = []
-    for (filename, line, name), (_cc, calls, own, cumulative, _callers) in \
-            stats.stats.items():  # type: ignore[attr-defined]
+    for (filename, line, name), (_cc, calls, own, cumulative, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         by_package[_package(filename)] += own
         where = name if filename == "~" else f"{_short(filename)}:{line} {name}"
         functions.append((own, cumulative, calls, where))
@@ -226,11 +263,20 @@ def summarize_profile(stats: pstats.Stats, jobs: int, top: int) -> dict:
     functions.sort(reverse=True)
     return {
         "ms_per_job": 1000 * total / jobs,
-        "by_package": [{"package": p, "ms_per_job": 1000 * t / jobs, "share": t / total}
-                       for p, t in by_package.most_common() if total],
-        "top": [{"function": where, "calls_per_job": calls / jobs,
-                 "own_ms_per_job": 1000 * own / jobs, "cum_ms_per_job": 1000 * cum / jobs}
-                for own, cum, calls, where in functions[:top]],
+        "by_package": [
+            {"package": p, "ms_per_job": 1000 * t / jobs, "share": t / total}
+            for p, t in by_package.most_common()
+            if total
+        ],
+        "top": [
+            {
+                "function": where,
+                "calls_per_job": calls / jobs,
+                "own_ms_per_job": 1000 * own / jobs,
+                "cum_ms_per_job": 1000 * cum / jobs,
+            }
+            for own, cum, calls, where in functions[:top]
+        ],
     }
 
 
@@ -248,8 +294,13 @@ def _percentiles(samples: list[float]) -> dict:
     def pick(q: float) -> float:
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
-    return {"n": len(ordered), "p50_ms": 1000 * pick(0.5), "p95_ms": 1000 * pick(0.95),
-            "p99_ms": 1000 * pick(0.99), "mean_ms": 1000 * statistics.fmean(ordered)}
+    return {
+        "n": len(ordered),
+        "p50_ms": 1000 * pick(0.5),
+        "p95_ms": 1000 * pick(0.95),
+        "p99_ms": 1000 * pick(0.99),
+        "mean_ms": 1000 * statistics.fmean(ordered),
+    }
 
 
 def _p50_ms(samples: list[float]) -> float | None:
@@ -273,8 +324,9 @@ def _wait_success(stack: Stack, kind: str, job_id: str, timeout: float) -> float
     return started
 
 
-def latency(stack: Stack, kinds: list[str], jobs: int, timeout: float,
-            http: bool = True) -> list[dict]:
+def latency(
+    stack: Stack, kinds: list[str], jobs: int, timeout: float, http: bool = True
+) -> list[dict]:
     """Scenario 5: submit-to-SUCCESS-visible on an idle stack, one job at a time.
 
     `delay()` for the Celery kinds, a boto3 send_message for the floor; then GetItem
@@ -296,11 +348,16 @@ def latency(stack: Stack, kinds: list[str], jobs: int, timeout: float,
                 if started is not None:
                     to_started.append(started - t0)
                     to_success.append(t1 - started)
-            rows.append({"kind": kind, "via": "sqs send (boto3)" if kind == "floor"
-                         else "delay()", **_percentiles(samples),
-                         "p50_to_started_ms": _p50_ms(to_started),
-                         "p50_started_to_success_ms": _p50_ms(to_success),
-                         "started_seen": len(to_started)})
+            rows.append(
+                {
+                    "kind": kind,
+                    "via": "sqs send (boto3)" if kind == "floor" else "delay()",
+                    **_percentiles(samples),
+                    "p50_to_started_ms": _p50_ms(to_started),
+                    "p50_started_to_success_ms": _p50_ms(to_success),
+                    "started_seen": len(to_started),
+                }
+            )
             if kind == "ours" and http:
                 rows.extend(_http_latency(stack, jobs, timeout))
         finally:
@@ -311,12 +368,15 @@ def latency(stack: Stack, kinds: list[str], jobs: int, timeout: float,
 def _submitter(stack: Stack, kind: str):
     task, kwargs = JOBS["noop"]
     if kind == "floor":
+
         def send() -> str:
             job_id = str(uuid.uuid4())
-            stack.sqs.send_message(QueueUrl=stack.queue_url(),
-                                   MessageBody=messages.encode(task, kwargs, stack.queue_name,
-                                                               job_id))
+            stack.sqs.send_message(
+                QueueUrl=stack.queue_url(),
+                MessageBody=messages.encode(task, kwargs, stack.queue_name, job_id),
+            )
             return job_id
+
         return send
     # Both apps read their settings from this process's environment (Stack.provision).
     if kind == "stock":
@@ -331,21 +391,42 @@ def _http_latency(stack: Stack, jobs: int, timeout: float) -> list[dict]:
     if not (ROOT / "api_shim" / "app.py").exists():
         return [{"kind": "ours", "via": "HTTP (api_shim)", "note": "api_shim not present"}]
     port = free_port()
-    env = {**os.environ, **stack.env(None, "shim"), "JOBS_API_KEYS": "bench-key",
-           "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        **stack.env(None, "shim"),
+        "JOBS_API_KEYS": "bench-key",
+        "PYTHONPATH": str(ROOT),
+    }
     gunicorn = Path(sys.executable).with_name("gunicorn")
     log = open(stack.log_dir / "gunicorn.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([str(gunicorn), "-b", f"127.0.0.1:{port}", "-w", "1",
-                             "--control-socket", str(stack.log_dir / "gunicorn.ctl"),
-                             "api_shim.app:create_app()"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(gunicorn),
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "1",
+            "--control-socket",
+            str(stack.log_dir / "gunicorn.ctl"),
+            "api_shim.app:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     task, kwargs = JOBS["noop"]
     url = f"http://127.0.0.1:{port}/tasks/{task}"
     body = json.dumps(kwargs).encode()
 
     def post() -> str:
-        req = urllib.request.Request(url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "x-api-key": "bench-key"})
+        req = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "x-api-key": "bench-key"},
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.load(resp)["job_id"]
 
@@ -360,8 +441,10 @@ def _http_latency(stack: Stack, jobs: int, timeout: float) -> list[dict]:
             _wait_success(stack, "ours", job_id, timeout)
             end_to_end.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            stack.sqs.send_message(QueueUrl=stack.queue_url(), MessageBody=messages.encode(
-                task, kwargs, stack.queue_name))
+            stack.sqs.send_message(
+                QueueUrl=stack.queue_url(),
+                MessageBody=messages.encode(task, kwargs, stack.queue_name),
+            )
             submit_sqs.append(time.perf_counter() - t0)
             _drain_quietly(stack, timeout)
         return [

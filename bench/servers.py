@@ -59,8 +59,11 @@ def npm_modules(**packages: str) -> Path:
     """The node_modules folder holding `packages` (name=version); npm installs what is
     missing or at another version."""
     modules = NODE_DIR / "node_modules"
-    missing = [f"{name}@{version}" for name, version in packages.items()
-               if installed_version(modules, name) != version]
+    missing = [
+        f"{name}@{version}"
+        for name, version in packages.items()
+        if installed_version(modules, name) != version
+    ]
     if not missing:
         return modules
     if shutil.which("npm") is None or shutil.which("node") is None:
@@ -68,9 +71,19 @@ def npm_modules(**packages: str) -> Path:
     NODE_DIR.mkdir(parents=True, exist_ok=True)
     print(f"installing {' '.join(missing)} into {NODE_DIR} ...", file=sys.stderr)
     subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
-         "--prefix", str(NODE_DIR), *missing],
-        check=True, stdout=subprocess.DEVNULL, timeout=600,
+        [
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+            str(NODE_DIR),
+            *missing,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=600,
     )
     return modules
 
@@ -93,7 +106,7 @@ def process_cpu_seconds(pid: int) -> float:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
-    fields = raw[raw.rindex(")") + 2:].split()
+    fields = raw[raw.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state) of proc(5): utime is field 14, stime 15.
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -106,8 +119,13 @@ class ServerSet:
 
     def _spawn(self, name: str, args: list[str], port: int) -> str:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 (lives with the process)
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         self.pids[name] = proc.pid
         wait_for_port(port, proc)
@@ -116,8 +134,9 @@ class ServerSet:
     def _node(self, name: str) -> str:
         modules = npm_modules(**NODE_PACKAGES)
         port = free_port()
-        return self._spawn(name, ["node", str(HERE / f"{name}_server.mjs"), str(port),
-                                  str(modules)], port)
+        return self._spawn(
+            name, ["node", str(HERE / f"{name}_server.mjs"), str(port), str(modules)], port
+        )
 
     def fauxqs(self) -> str:
         return self._node("fauxqs")

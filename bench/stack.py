@@ -38,8 +38,9 @@ class Stack:
         self.queue_name = f"bench-{self.run_id}"
         self.table = f"bench-{self.run_id}"
         self.stock_table = f"bench-stock-{self.run_id}"
-        session = boto3.session.Session(aws_access_key_id="testing",
-                                        aws_secret_access_key="testing", region_name="us-east-1")
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
         self.sqs = session.client("sqs", endpoint_url=self.sqs_endpoint)
         self.depth_calls = 0  # GetQueueAttributes made by depth(): bench.scenarios nets them out
         self.ddb = session.client("dynamodb", endpoint_url=self.ddb_endpoint)
@@ -74,17 +75,25 @@ class Stack:
             os.environ.update(self.env())
         from tasks.ops.provision import ensure_queues, ensure_table
 
-        ensure_queues(self.sqs, self.queue_name, f"{self.queue_name}-dlq",
-                      visibility_timeout=300, max_receive_count=5)
+        ensure_queues(
+            self.sqs,
+            self.queue_name,
+            f"{self.queue_name}-dlq",
+            visibility_timeout=300,
+            max_receive_count=5,
+        )
         ensure_table(self.ddb, self.table)
 
     def depth(self) -> int:
         self.depth_calls += 1
         attrs = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url(),
-            AttributeNames=["ApproximateNumberOfMessages",
-                            "ApproximateNumberOfMessagesNotVisible",
-                            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
         return sum(int(v) for v in attrs.values())
 
     def wait_drained(self, alive, timeout: float, interval: float = 0.05) -> float:
@@ -100,13 +109,15 @@ class Stack:
 
     def item(self, kind: str, job_id: str) -> dict | None:
         if kind != "stock":
-            return self.ddb.get_item(TableName=self.table, Key={"job_id": {"S": job_id}},
-                                     ConsistentRead=True).get("Item")
+            return self.ddb.get_item(
+                TableName=self.table, Key={"job_id": {"S": job_id}}, ConsistentRead=True
+            ).get("Item")
         # Celery 5.7's DynamoDB backend stores str() of its bytes key: "b'celery-task-...'".
         for key in (f"b'celery-task-meta-{job_id}'", f"celery-task-meta-{job_id}"):
             try:
-                item = self.ddb.get_item(TableName=self.stock_table, Key={"id": {"S": key}},
-                                         ConsistentRead=True).get("Item")
+                item = self.ddb.get_item(
+                    TableName=self.stock_table, Key={"id": {"S": key}}, ConsistentRead=True
+                ).get("Item")
             except self.ddb.exceptions.ResourceNotFoundException:
                 return None  # the stock worker creates its table when it starts
             if item:
@@ -125,7 +136,7 @@ class Stack:
 
 def attribute_size(value: dict) -> int:
     """Bytes DynamoDB bills for one attribute value (close approximation)."""
-    (kind, data), = value.items()
+    ((kind, data),) = value.items()
     if kind == "S":
         return len(data.encode())
     if kind == "B":

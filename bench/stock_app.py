@@ -60,6 +60,7 @@ def add(self, x: float, y: float) -> float:
 def sleep(self, seconds: float, steps: int = 10) -> dict:
     for step in range(1, steps + 1):
         time.sleep(seconds / steps)
-        self.update_state(state="PROGRESS",
-                          meta={"current": step, "total": steps, "message": f"step {step}"})
+        self.update_state(
+            state="PROGRESS", meta={"current": step, "total": steps, "message": f"step {step}"}
+        )
     return {"slept": seconds, "steps": steps}

@@ -43,7 +43,7 @@ def _stat(path: str) -> Stat | None:
         raw = Path(path).read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()
+    fields = raw[raw.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state) of proc(5): ppid is field 4, utime..cstime 14-17.
     ticks = [int(v) for v in fields[11:15]]
     return Stat(int(fields[1]), (ticks[0] + ticks[1]) / CLK_TCK, (ticks[2] + ticks[3]) / CLK_TCK)
@@ -99,7 +99,8 @@ def cpu_split(roots: list[int]) -> dict[str, float]:
         parts["main_other_threads"] += stats[root].own - main_thread
         # A live descendant's `reaped` holds its own exited children.
         parts["children"] += stats[root].reaped + sum(
-            stats[pid].own + stats[pid].reaped for pid in _descendants(root, stats))
+            stats[pid].own + stats[pid].reaped for pid in _descendants(root, stats)
+        )
     parts["total"] = sum(parts[p] for p in CPU_PARTS)
     return parts
 
@@ -130,13 +131,30 @@ class Worker:
 
 
 def celery_command(kind: str, processes: int, tag: str) -> list[str]:
-    return ["-m", "celery", "-A", APPS[kind], "worker", "--loglevel=WARNING", "--pool=prefork",
-            f"--concurrency={processes}", "--without-heartbeat", "--without-gossip",
-            "--without-mingle", f"--hostname={kind}-{tag}@bench"]
+    return [
+        "-m",
+        "celery",
+        "-A",
+        APPS[kind],
+        "worker",
+        "--loglevel=WARNING",
+        "--pool=prefork",
+        f"--concurrency={processes}",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        f"--hostname={kind}-{tag}@bench",
+    ]
 
 
-def start(kind: str, env: dict[str, str], processes: int, log_dir: Path, tag: str,
-          profile_to: Path | None = None) -> Worker:
+def start(
+    kind: str,
+    env: dict[str, str],
+    processes: int,
+    log_dir: Path,
+    tag: str,
+    profile_to: Path | None = None,
+) -> Worker:
     """Start `kind` with `processes` pool processes (floor: that many loop processes).
 
     `profile_to`: run a Celery kind under bench.profiled, which writes a cProfile of
@@ -147,15 +165,30 @@ def start(kind: str, env: dict[str, str], processes: int, log_dir: Path, tag: st
     if kind == "floor":
         commands = [[sys.executable, "-m", "bench.floor"] for _ in range(processes)]
     elif profile_to is not None:
-        commands = [[sys.executable, "-m", "bench.profiled", str(profile_to),
-                     *celery_command(kind, processes, tag)[2:]]]
+        commands = [
+            [
+                sys.executable,
+                "-m",
+                "bench.profiled",
+                str(profile_to),
+                *celery_command(kind, processes, tag)[2:],
+            ]
+        ]
     else:
         commands = [[sys.executable, *celery_command(kind, processes, tag)]]
     if kind != "floor":
         full_env["WORKER_CONCURRENCY"] = str(processes)  # as --concurrency says
     for n, command in enumerate(commands):
         log = open(log_dir / f"worker-{kind}-{tag}-{n}.log", "wb")  # noqa: SIM115
-        worker.procs.append(subprocess.Popen(
-            command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True))
+        worker.procs.append(
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
     return worker

@@ -12,24 +12,33 @@ from ecs.scaling import find_alarm, subset
 
 
 def _queue_metric(queue: str, metric: str) -> dict:
-    return {"Namespace": "AWS/SQS", "MetricName": metric,
-            "Dimensions": [{"Name": "QueueName", "Value": queue}]}
+    return {
+        "Namespace": "AWS/SQS",
+        "MetricName": metric,
+        "Dimensions": [{"Name": "QueueName", "Value": queue}],
+    }
 
 
 def _actions(stack) -> dict:
     topic = stack.options.alarm_topic
-    return {"ActionsEnabled": True, "AlarmActions": [topic] if topic else [],
-            "OKActions": [topic] if topic else []}
+    return {
+        "ActionsEnabled": True,
+        "AlarmActions": [topic] if topic else [],
+        "OKActions": [topic] if topic else [],
+    }
 
 
 def dead_letter_alarm(stack) -> dict:
     return {
         "AlarmName": stack.dlq_alarm,
         "AlarmDescription": f"{stack.name}: a job is in the dead-letter queue {stack.dlq_name} "
-                            f"(python -m ecs dlq --stack {stack.name} lists them)",
+        f"(python -m ecs dlq --stack {stack.name} lists them)",
         **_queue_metric(stack.dlq_name, "ApproximateNumberOfMessagesVisible"),
-        "Statistic": "Maximum", "Period": 60, "EvaluationPeriods": 1,
-        "Threshold": 0.0, "ComparisonOperator": "GreaterThanThreshold",
+        "Statistic": "Maximum",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": 0.0,
+        "ComparisonOperator": "GreaterThanThreshold",
         # No data: the queue is idle (SQS stops publishing after six idle hours), so empty.
         "TreatMissingData": "notBreaching",
         **_actions(stack),
@@ -41,10 +50,13 @@ def oldest_message_alarm(stack) -> dict:
     return {
         "AlarmName": stack.age_alarm,
         "AlarmDescription": f"{stack.name}: a job has waited more than {age} s in "
-                            f"{stack.queue_name} (workers down, or too few)",
+        f"{stack.queue_name} (workers down, or too few)",
         **_queue_metric(stack.queue_name, "ApproximateAgeOfOldestMessage"),
-        "Statistic": "Maximum", "Period": 60, "EvaluationPeriods": 1,
-        "Threshold": float(age), "ComparisonOperator": "GreaterThanThreshold",
+        "Statistic": "Maximum",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": float(age),
+        "ComparisonOperator": "GreaterThanThreshold",
         "TreatMissingData": "notBreaching",
         **_actions(stack),
     }
@@ -68,8 +80,7 @@ def _plan_alarm(ctx: Context, wanted: dict, detail: str) -> Step:
 
     # Tags count on creation only; put_metric_alarm ignores them on an update.
     put = Call("cloudwatch", "PutMetricAlarm", {**wanted, "Tags": tag_list(stack)})
-    return Step("cloudwatch alarm", name, action, detail,
-                [] if action == "unchanged" else [put])
+    return Step("cloudwatch alarm", name, action, detail, [] if action == "unchanged" else [put])
 
 
 def plan_alarms(ctx: Context) -> list[Step]:
@@ -78,8 +89,9 @@ def plan_alarms(ctx: Context) -> list[Step]:
         raise ValueError("--max-message-age must be a positive number of seconds")
     return [
         _plan_alarm(ctx, dead_letter_alarm(stack), "dead letters > 0"),
-        _plan_alarm(ctx, oldest_message_alarm(stack),
-                    f"oldest message > {stack.options.max_message_age}s"),
+        _plan_alarm(
+            ctx, oldest_message_alarm(stack), f"oldest message > {stack.options.max_message_age}s"
+        ),
     ]
 
 
@@ -89,7 +101,14 @@ def plan_delete_alarms(ctx: Context) -> list[Step]:
     for wanted in definitions(ctx.stack):
         name = wanted["AlarmName"]
         found = find_alarm(ctx.clients.cloudwatch, name)
-        steps.append(Step("cloudwatch alarm", name, "delete" if found else "absent",
-                          instructions=[Call("cloudwatch", "DeleteAlarms",
-                                             {"AlarmNames": [name]})] if found else []))
+        steps.append(
+            Step(
+                "cloudwatch alarm",
+                name,
+                "delete" if found else "absent",
+                instructions=[Call("cloudwatch", "DeleteAlarms", {"AlarmNames": [name]})]
+                if found
+                else [],
+            )
+        )
     return steps

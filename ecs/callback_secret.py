@@ -46,39 +46,79 @@ def plan_callback_secret(ctx: Context) -> Step:
     kind = "secretsmanager secret"
     if found is not None and not found.get("DeletedDate"):
         ctx.predicted["callback_secret_arn"] = found["ARN"]
-        return Step(kind, stack.callback_secret_name, "unchanged",
-                    outputs={"callback_secret_arn": found["ARN"]})
+        return Step(
+            kind,
+            stack.callback_secret_name,
+            "unchanged",
+            outputs={"callback_secret_arn": found["ARN"]},
+        )
     ctx.predicted["callback_secret_arn"] = found["ARN"] if found else NEW_SECRET
     if found is not None:  # scheduled for deletion (by hand, with a recovery window)
+
         def refuse(outputs):
             raise RuntimeError(
                 f"secret {stack.callback_secret_name} is scheduled for deletion; restore it "
                 f"(aws secretsmanager restore-secret --secret-id {stack.callback_secret_name})"
-                " or delete it for good, then deploy again")
+                " or delete it for good, then deploy again"
+            )
 
-        return Step(kind, stack.callback_secret_name, "update",
-                    "scheduled for deletion: restore it first",
-                    [Do("stop: the secret is scheduled for deletion", refuse)])
+        return Step(
+            kind,
+            stack.callback_secret_name,
+            "update",
+            "scheduled for deletion: restore it first",
+            [Do("stop: the secret is scheduled for deletion", refuse)],
+        )
 
     # The value is made when the call is made, and shown nowhere (not in a plan either).
     def create(outputs):
         made = sm.create_secret(
             Name=stack.callback_secret_name,
             Description=f"{stack.name}: HMAC key of completion callbacks (X-Signature)",
-            SecretString=secrets.token_hex(32), Tags=tag_list(stack))
+            SecretString=secrets.token_hex(32),
+            Tags=tag_list(stack),
+        )
         outputs["callback_secret_arn"] = made["ARN"]
         return "random value; read it with aws secretsmanager get-secret-value"
 
-    return Step(kind, stack.callback_secret_name, "create", instructions=[
-        Do("create the secret with a random value", create, (Call(
-            "secretsmanager", "CreateSecret",
-            {"Name": stack.callback_secret_name, "SecretString": "(random, never shown)",
-             "Tags": tag_list(stack)}),))])
+    return Step(
+        kind,
+        stack.callback_secret_name,
+        "create",
+        instructions=[
+            Do(
+                "create the secret with a random value",
+                create,
+                (
+                    Call(
+                        "secretsmanager",
+                        "CreateSecret",
+                        {
+                            "Name": stack.callback_secret_name,
+                            "SecretString": "(random, never shown)",
+                            "Tags": tag_list(stack),
+                        },
+                    ),
+                ),
+            )
+        ],
+    )
 
 
 def plan_delete_callback_secret(ctx: Context) -> Step:
     name = ctx.stack.callback_secret_name
     found = describe_secret(ctx.clients.secretsmanager, name)
-    return Step("secretsmanager secret", name, "delete" if found else "absent", instructions=[
-        Call("secretsmanager", "DeleteSecret",
-             {"SecretId": name, "ForceDeleteWithoutRecovery": True})] if found else [])
+    return Step(
+        "secretsmanager secret",
+        name,
+        "delete" if found else "absent",
+        instructions=[
+            Call(
+                "secretsmanager",
+                "DeleteSecret",
+                {"SecretId": name, "ForceDeleteWithoutRecovery": True},
+            )
+        ]
+        if found
+        else [],
+    )

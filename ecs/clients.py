@@ -12,16 +12,21 @@ RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8}, read_time
 
 
 class Clients:
-    def __init__(self, region: str, session: boto3.session.Session | None = None,
-                 endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        region: str,
+        session: boto3.session.Session | None = None,
+        endpoint_url: str | None = None,
+    ) -> None:
         self.region = region
         self._session = session or boto3.session.Session()
         self._endpoint = endpoint_url  # an emulator, in tests
 
     @functools.cache  # noqa: B019 - one Clients per command; the cache dies with it
     def get(self, service: str):
-        return self._session.client(service, region_name=self.region, config=RETRY_CONFIG,
-                                    endpoint_url=self._endpoint)
+        return self._session.client(
+            service, region_name=self.region, config=RETRY_CONFIG, endpoint_url=self._endpoint
+        )
 
     @functools.cached_property
     def _identity(self) -> dict:

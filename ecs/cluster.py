@@ -22,8 +22,10 @@ def capacity_strategy(spot: bool) -> list[dict]:
     # Workers survive interruption (late acks, warm shutdown within the 2-minute Spot
     # notice), so most capacity can be Spot; one in five tasks stays on regular Fargate.
     if spot:
-        return [{"capacityProvider": "FARGATE_SPOT", "weight": 4, "base": 0},
-                {"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+        return [
+            {"capacityProvider": "FARGATE_SPOT", "weight": 4, "base": 0},
+            {"capacityProvider": "FARGATE", "weight": 1, "base": 0},
+        ]
     return [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
 
 
@@ -50,27 +52,55 @@ def plan_cluster(ctx: Context) -> Step:
 
     calls = []
     if cluster is None:
-        calls.append(Call("ecs", "CreateCluster", {
-            "clusterName": stack.cluster, "capacityProviders": CAPACITY_PROVIDERS,
-            "defaultCapacityProviderStrategy": strategy,
-            "settings": [{"name": "containerInsights", "value": "enabled"}],
-            "tags": tag_list(stack, "key", "value")}))
+        calls.append(
+            Call(
+                "ecs",
+                "CreateCluster",
+                {
+                    "clusterName": stack.cluster,
+                    "capacityProviders": CAPACITY_PROVIDERS,
+                    "defaultCapacityProviderStrategy": strategy,
+                    "settings": [{"name": "containerInsights", "value": "enabled"}],
+                    "tags": tag_list(stack, "key", "value"),
+                },
+            )
+        )
     if "capacity providers" in changes:
-        calls.append(Call("ecs", "PutClusterCapacityProviders", {
-            "cluster": stack.cluster, "capacityProviders": CAPACITY_PROVIDERS,
-            "defaultCapacityProviderStrategy": strategy}))
+        calls.append(
+            Call(
+                "ecs",
+                "PutClusterCapacityProviders",
+                {
+                    "cluster": stack.cluster,
+                    "capacityProviders": CAPACITY_PROVIDERS,
+                    "defaultCapacityProviderStrategy": strategy,
+                },
+            )
+        )
     if "container insights" in changes:
-        calls.append(Call("ecs", "UpdateClusterSettings", {
-            "cluster": stack.cluster,
-            "settings": [{"name": "containerInsights", "value": "enabled"}]}))
+        calls.append(
+            Call(
+                "ecs",
+                "UpdateClusterSettings",
+                {
+                    "cluster": stack.cluster,
+                    "settings": [{"name": "containerInsights", "value": "enabled"}],
+                },
+            )
+        )
     return Step("ecs cluster", stack.cluster, action, ", ".join(changes), calls)
 
 
 def plan_delete_cluster(ctx: Context) -> Step:
     found = find_cluster(ctx.clients.ecs, ctx.stack.cluster)
-    return Step("ecs cluster", ctx.stack.cluster, "delete" if found else "absent",
-                instructions=[Call("ecs", "DeleteCluster", {"cluster": ctx.stack.cluster})]
-                if found else [])
+    return Step(
+        "ecs cluster",
+        ctx.stack.cluster,
+        "delete" if found else "absent",
+        instructions=[Call("ecs", "DeleteCluster", {"cluster": ctx.stack.cluster})]
+        if found
+        else [],
+    )
 
 
 def render_task_definition(stack, image: str, callback_secret_arn: str | None = None) -> dict:
@@ -86,25 +116,38 @@ def render_task_definition(stack, image: str, callback_secret_arn: str | None = 
         "requiresCompatibilities": ["FARGATE"],
         "cpu": str(o.cpu),
         "memory": str(o.memory),
-        "runtimePlatform": {"cpuArchitecture": o.architecture,
-                            "operatingSystemFamily": "LINUX"},
-        "containerDefinitions": [{
-            "name": CONTAINER,
-            "image": image,
-            "essential": True,
-            "stopTimeout": STOP_TIMEOUT,
-            # ECS Exec needs an init process to reap its agent's children.
-            "linuxParameters": {"initProcessEnabled": True},
-            "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
-            **({"secrets": container_secrets(callback_secret_arn)} if callback_secret_arn
-               else {}),
-            "healthCheck": {"command": ["CMD", "python", "-m", "tasks.worker.health"],
-                            "interval": 30, "timeout": 10, "retries": 3, "startPeriod": 60},
-            "logConfiguration": {"logDriver": "awslogs", "options": {
-                "awslogs-group": stack.log_group,
-                "awslogs-region": stack.region,
-                "awslogs-stream-prefix": "worker"}},
-        }],
+        "runtimePlatform": {"cpuArchitecture": o.architecture, "operatingSystemFamily": "LINUX"},
+        "containerDefinitions": [
+            {
+                "name": CONTAINER,
+                "image": image,
+                "essential": True,
+                "stopTimeout": STOP_TIMEOUT,
+                # ECS Exec needs an init process to reap its agent's children.
+                "linuxParameters": {"initProcessEnabled": True},
+                "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                **(
+                    {"secrets": container_secrets(callback_secret_arn)}
+                    if callback_secret_arn
+                    else {}
+                ),
+                "healthCheck": {
+                    "command": ["CMD", "python", "-m", "tasks.worker.health"],
+                    "interval": 30,
+                    "timeout": 10,
+                    "retries": 3,
+                    "startPeriod": 60,
+                },
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": stack.log_group,
+                        "awslogs-region": stack.region,
+                        "awslogs-stream-prefix": "worker",
+                    },
+                },
+            }
+        ],
     }
 
 
@@ -112,25 +155,30 @@ def _same(current, desired) -> bool:
     """Does the registered definition say what we would register? Only the keys we set are
     compared (AWS adds defaults of its own); lists of name/value pairs ignore order."""
     if isinstance(desired, dict):
-        return isinstance(current, dict) and all(_same(current.get(k), v)
-                                                 for k, v in desired.items())
+        return isinstance(current, dict) and all(
+            _same(current.get(k), v) for k, v in desired.items()
+        )
     if isinstance(desired, list):
         if not isinstance(current, list) or len(current) != len(desired):
             return False
-        if desired and all(isinstance(d, dict) and "name" in d and "value" in d
-                           for d in desired):
+        if desired and all(isinstance(d, dict) and "name" in d and "value" in d for d in desired):
             current = sorted(current, key=lambda d: d.get("name", ""))
             desired = sorted(desired, key=lambda d: d["name"])
         return all(_same(c, d) for c, d in zip(current, desired, strict=True))
-    if isinstance(desired, str | int) and not isinstance(desired, bool) \
-            and isinstance(current, str | int) and not isinstance(current, bool):
+    if (
+        isinstance(desired, str | int)
+        and not isinstance(desired, bool)
+        and isinstance(current, str | int)
+        and not isinstance(current, bool)
+    ):
         return str(current) == str(desired)
     return current == desired
 
 
 def latest_task_definition(ecs, family: str) -> dict | None:
-    arns = ecs.list_task_definitions(familyPrefix=family, status="ACTIVE", sort="DESC",
-                                     maxResults=1)["taskDefinitionArns"]
+    arns = ecs.list_task_definitions(
+        familyPrefix=family, status="ACTIVE", sort="DESC", maxResults=1
+    )["taskDefinitionArns"]
     if not arns:
         return None
     return ecs.describe_task_definition(taskDefinition=arns[0])["taskDefinition"]
@@ -138,28 +186,45 @@ def latest_task_definition(ecs, family: str) -> dict | None:
 
 def plan_task_definition(ctx: Context) -> Step:
     stack, ecs = ctx.stack, ctx.clients.ecs
-    desired = render_task_definition(stack, ctx.predicted["image"],
-                                     ctx.predicted.get("callback_secret_arn"))
+    desired = render_task_definition(
+        stack, ctx.predicted["image"], ctx.predicted.get("callback_secret_arn")
+    )
     latest = latest_task_definition(ecs, stack.family)
     if latest is not None and _same(latest, desired):
         arn = latest["taskDefinitionArn"]
         ctx.predicted["task_definition"] = arn
-        return Step("ecs task definition", f"{stack.family}:{latest['revision']}", "unchanged",
-                    outputs={"task_definition": arn})
+        return Step(
+            "ecs task definition",
+            f"{stack.family}:{latest['revision']}",
+            "unchanged",
+            outputs={"task_definition": arn},
+        )
     ctx.predicted["task_definition"] = NEW_REVISION
     action = "create" if latest is None else "update"
     # The secret's ARN may be one the secret's step records (a new secret).
     secret = ctx.predicted.get("callback_secret_arn")
     definition = render_task_definition(
-        stack, ctx.predicted["image"], Ref("callback_secret_arn") if secret else None)
-    register = Call("ecs", "RegisterTaskDefinition",
-                    {**definition, "tags": tag_list(stack, "key", "value")},
-                    record={"task_definition": "taskDefinition.taskDefinitionArn",
-                            "task_revision": "taskDefinition.revision"},
-                    retry=Retry(role_not_ready, ROLE_PROPAGATION_SECONDS))
+        stack, ctx.predicted["image"], Ref("callback_secret_arn") if secret else None
+    )
+    register = Call(
+        "ecs",
+        "RegisterTaskDefinition",
+        {**definition, "tags": tag_list(stack, "key", "value")},
+        record={
+            "task_definition": "taskDefinition.taskDefinitionArn",
+            "task_revision": "taskDefinition.revision",
+        },
+        retry=Retry(role_not_ready, ROLE_PROPAGATION_SECONDS),
+    )
     detail = "new revision" if latest else ""
-    return Step("ecs task definition", stack.family, action, detail, [register],
-                done="revision {task_revision}")
+    return Step(
+        "ecs task definition",
+        stack.family,
+        action,
+        detail,
+        [register],
+        done="revision {task_revision}",
+    )
 
 
 def plan_delete_task_definitions(ctx: Context) -> Step:
@@ -167,18 +232,30 @@ def plan_delete_task_definitions(ctx: Context) -> Step:
     stack, ecs = ctx.stack, ctx.clients.ecs
 
     def listed(status: str) -> list[str]:
-        return [arn for page in ecs.get_paginator("list_task_definitions").paginate(
-            familyPrefix=stack.family, status=status) for arn in page["taskDefinitionArns"]]
+        return [
+            arn
+            for page in ecs.get_paginator("list_task_definitions").paginate(
+                familyPrefix=stack.family, status=status
+            )
+            for arn in page["taskDefinitionArns"]
+        ]
 
     active = listed("ACTIVE")
     inactive = listed("INACTIVE") + active
     calls = [Call("ecs", "DeregisterTaskDefinition", {"taskDefinition": arn}) for arn in active]
-    calls += [Call("ecs", "DeleteTaskDefinitions", {"taskDefinitions": inactive[i:i + 10]})
-              for i in range(0, len(inactive), 10)]
+    calls += [
+        Call("ecs", "DeleteTaskDefinitions", {"taskDefinitions": inactive[i : i + 10]})
+        for i in range(0, len(inactive), 10)
+    ]
     if not active:
         return Step("ecs task definition", stack.family, "absent", instructions=calls)
-    return Step("ecs task definition", f"{stack.family} ({len(active)} revision(s))", "delete",
-                instructions=calls, count=len(active))
+    return Step(
+        "ecs task definition",
+        f"{stack.family} ({len(active)} revision(s))",
+        "delete",
+        instructions=calls,
+        count=len(active),
+    )
 
 
 def describe_service(ecs, cluster: str, name: str) -> dict | None:
@@ -205,22 +282,34 @@ def wait_until_drained(ctx: Context, reason: str = "") -> Wait:
         found = describe_service(ecs, stack.cluster, stack.service)
         if found is None or found.get("status") != "DRAINING":
             return True, ""
-        return False, (f"deleted service still DRAINING, {found.get('runningCount', 0)} "
-                       f"task(s) stopping{reason}")
+        return False, (
+            f"deleted service still DRAINING, {found.get('runningCount', 0)} "
+            f"task(s) stopping{reason}"
+        )
 
-    return Wait(f"service {stack.cluster}/{stack.service} draining", drained,
-                deadline=DRAINING_SECONDS, interval=10, calls=(Call(
-                    "ecs", "DescribeServices",
-                    {"cluster": stack.cluster, "services": [stack.service]}),))
+    return Wait(
+        f"service {stack.cluster}/{stack.service} draining",
+        drained,
+        deadline=DRAINING_SECONDS,
+        interval=10,
+        calls=(
+            Call(
+                "ecs", "DescribeServices", {"cluster": stack.cluster, "services": [stack.service]}
+            ),
+        ),
+    )
 
 
 def network_configuration(stack, subnets: str, security_group: str) -> dict:
     # Default-VPC subnets are public and have no NAT: the task needs a public IP to reach
     # ECR, SQS and DynamoDB. Given subnets are assumed to be private ones with a route out.
-    return {"awsvpcConfiguration": {
-        "subnets": sorted(subnets.split(",")),
-        "securityGroups": [security_group],
-        "assignPublicIp": "DISABLED" if stack.options.subnets else "ENABLED"}}
+    return {
+        "awsvpcConfiguration": {
+            "subnets": sorted(subnets.split(",")),
+            "securityGroups": [security_group],
+            "assignPublicIp": "DISABLED" if stack.options.subnets else "ENABLED",
+        }
+    }
 
 
 DEPLOYMENT_CONFIGURATION = {
@@ -259,8 +348,9 @@ def plan_service(ctx: Context) -> Step:
     service = existing if existing and existing.get("status") == "ACTIVE" else None
     draining = existing is not None and existing.get("status") == "DRAINING"
     name = f"{stack.cluster}/{stack.service}"
-    network = network_configuration(stack, ctx.predicted["subnets"],
-                                    ctx.predicted["security_group"])
+    network = network_configuration(
+        stack, ctx.predicted["subnets"], ctx.predicted["security_group"]
+    )
     wanted = {
         "taskDefinition": ctx.predicted.get("task_definition", NEW_REVISION),
         "capacityProviderStrategy": capacity_strategy(o.spot),
@@ -274,33 +364,49 @@ def plan_service(ctx: Context) -> Step:
         action = "update" if changes else "unchanged"
     # The steps after this one wait for the rollout and smoke-test the new revision.
     ctx.predicted["service_action"] = action
-    ctx.predicted["new_revision"] = "yes" if service is None or "task definition" in changes \
-        else ""
+    ctx.predicted["new_revision"] = "yes" if service is None or "task definition" in changes else ""
 
     common = {
-        "cluster": stack.cluster, "taskDefinition": Ref("task_definition"),
+        "cluster": stack.cluster,
+        "taskDefinition": Ref("task_definition"),
         "capacityProviderStrategy": wanted["capacityProviderStrategy"],
         "networkConfiguration": network_configuration(
-            stack, ctx.predicted["subnets"], ctx.predicted["security_group"]),
+            stack, ctx.predicted["subnets"], ctx.predicted["security_group"]
+        ),
         "deploymentConfiguration": DEPLOYMENT_CONFIGURATION,
-        "enableExecuteCommand": o.enable_exec}
+        "enableExecuteCommand": o.enable_exec,
+    }
     if ctx.predicted["security_group"] == "(new)":
         common["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"] = [
-            Ref("security_group")]
+            Ref("security_group")
+        ]
     retry = Retry(role_not_ready, ROLE_PROPAGATION_SECONDS)
     instructions = []
     if service is None:
         if draining:
-            instructions.append(wait_until_drained(
-                ctx, "; ECS refuses a new service of its name until then"))
-        instructions.append(Call("ecs", "CreateService", {
-            "serviceName": stack.service, "desiredCount": o.min_tasks,
-            "propagateTags": "SERVICE", "enableECSManagedTags": True,
-            "tags": tag_list(stack, "key", "value"), **common}, retry=retry))
+            instructions.append(
+                wait_until_drained(ctx, "; ECS refuses a new service of its name until then")
+            )
+        instructions.append(
+            Call(
+                "ecs",
+                "CreateService",
+                {
+                    "serviceName": stack.service,
+                    "desiredCount": o.min_tasks,
+                    "propagateTags": "SERVICE",
+                    "enableECSManagedTags": True,
+                    "tags": tag_list(stack, "key", "value"),
+                    **common,
+                },
+                retry=retry,
+            )
+        )
     elif action == "update":
         # No desiredCount: a redeploy keeps whatever autoscaling has chosen.
-        instructions.append(Call("ecs", "UpdateService", {"service": stack.service, **common},
-                                 retry=retry))
+        instructions.append(
+            Call("ecs", "UpdateService", {"service": stack.service, **common}, retry=retry)
+        )
     # Kept so that a failed smoke check can put the service back on it.
     known = {"previous_task_definition": service["taskDefinition"]} if service else {}
     detail = "previous service still draining" if draining else ", ".join(changes)
@@ -316,11 +422,18 @@ def plan_delete_service(ctx: Context) -> Step:
     status = (found or {}).get("status")
     if status not in ("ACTIVE", "DRAINING"):
         return Step("ecs service", name, "absent")
-    wait = replace(wait_until_drained(ctx), warn_on_timeout=(
-        "service still draining: {error}; the cluster may refuse deletion"))
-    delete = Call("ecs", "DeleteService",
-                  {"cluster": stack.cluster, "service": stack.service, "force": True})
+    wait = replace(
+        wait_until_drained(ctx),
+        warn_on_timeout=("service still draining: {error}; the cluster may refuse deletion"),
+    )
+    delete = Call(
+        "ecs", "DeleteService", {"cluster": stack.cluster, "service": stack.service, "force": True}
+    )
     # A service already DRAINING was deleted by someone else: waited for, not counted.
-    return Step("ecs service", name, "delete",
-                instructions=[delete, wait] if status == "ACTIVE" else [wait],
-                count=1 if status == "ACTIVE" else 0)
+    return Step(
+        "ecs service",
+        name,
+        "delete",
+        instructions=[delete, wait] if status == "ACTIVE" else [wait],
+        count=1 if status == "ACTIVE" else 0,
+    )

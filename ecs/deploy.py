@@ -13,8 +13,13 @@ from ecs.retry import REAL_CLOCK, Clock
 from ecs.stack import STAGE, Stack
 
 
-def make_plan(clients, stack: Stack, builder: ImageBuilder | None = None,
-              echo: Callable[[str], None] = print, clock: Clock = REAL_CLOCK) -> Plan:
+def make_plan(
+    clients,
+    stack: Stack,
+    builder: ImageBuilder | None = None,
+    echo: Callable[[str], None] = print,
+    clock: Clock = REAL_CLOCK,
+) -> Plan:
     """Look every resource up and decide what to do with it; changes nothing."""
     ctx = Context(clients, stack, echo=echo, clock=clock, builder=builder or ImageBuilder())
     return Plan(creation_steps(ctx))
@@ -25,8 +30,13 @@ def show_plan(plan: Plan, echo: Callable[[str], None] = print, calls: bool = Fal
     echo(plan.summary() if plan.changes else "nothing to do: the stack is up to date")
 
 
-def deploy(clients, stack: Stack, builder: ImageBuilder | None = None,
-           echo: Callable[[str], None] = print, clock: Clock = REAL_CLOCK) -> Outputs:
+def deploy(
+    clients,
+    stack: Stack,
+    builder: ImageBuilder | None = None,
+    echo: Callable[[str], None] = print,
+    clock: Clock = REAL_CLOCK,
+) -> Outputs:
     echo(f"deploying stack {stack.name} to {stack.region} (account {stack.account_id})")
     plan = make_plan(clients, stack, builder, echo=echo, clock=clock)
     outputs = Executor(Context(clients, stack, echo=echo, clock=clock)).apply(plan)
@@ -43,13 +53,21 @@ def print_endpoint(stack: Stack, outputs: Outputs, echo: Callable[[str], None]) 
     echo(f"API URL:    {url}")
     echo(f"API key id: {key_id}")
     echo("Try it:")
-    echo(f"  KEY=$(aws apigateway get-api-key --region {stack.region} --api-key {key_id} "
-         "--include-value --query value --output text)")
-    echo(f"  curl -s -X POST -H \"x-api-key: $KEY\" -H 'Content-Type: application/json' "
-         f"-d '{{\"x\": 2, \"y\": 3}}' {url}/tasks/tasks.debug.add")
-    echo(f"  curl -s -H \"x-api-key: $KEY\" {url}/jobs/JOB_ID")
+    echo(
+        f"  KEY=$(aws apigateway get-api-key --region {stack.region} --api-key {key_id} "
+        "--include-value --query value --output text)"
+    )
+    echo(
+        f"  curl -s -X POST -H \"x-api-key: $KEY\" -H 'Content-Type: application/json' "
+        f'-d \'{{"x": 2, "y": 3}}\' {url}/tasks/tasks.debug.add'
+    )
+    echo(f'  curl -s -H "x-api-key: $KEY" {url}/jobs/JOB_ID')
     echo("Completion callbacks (X-Callback-Url) are signed with the key your receivers read with:")
-    echo(f"  aws secretsmanager get-secret-value --region {stack.region} --secret-id "
-         f"{stack.callback_secret_name} --query SecretString --output text")
-    echo(f"(stage {STAGE}; the first job after a quiet spell waits a minute or two while the "
-         "service scales out from zero)")
+    echo(
+        f"  aws secretsmanager get-secret-value --region {stack.region} --secret-id "
+        f"{stack.callback_secret_name} --query SecretString --output text"
+    )
+    echo(
+        f"(stage {STAGE}; the first job after a quiet spell waits a minute or two while the "
+        "service scales out from zero)"
+    )

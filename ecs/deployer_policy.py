@@ -24,8 +24,14 @@ MANAGED_POLICY_CHARACTERS = 6144
 
 
 def placeholders(stack: Stack) -> dict[str, str]:
-    return {"Partition": stack.partition, "Region": stack.region, "Account": stack.account_id,
-            "Stack": stack.name, "Repository": stack.repository, "Bucket": stack.bucket_name}
+    return {
+        "Partition": stack.partition,
+        "Region": stack.region,
+        "Account": stack.account_id,
+        "Stack": stack.name,
+        "Repository": stack.repository,
+        "Bucket": stack.bucket_name,
+    }
 
 
 def render(stack: Stack) -> dict:
@@ -43,8 +49,10 @@ def split(document: dict, limit: int = MANAGED_POLICY_CHARACTERS) -> list[dict]:
     fit (a Deny holds across every policy attached to the same identity)."""
     parts: list[dict] = []
     for statement in document["Statement"]:
-        if parts and size({**parts[-1], "Statement": [*parts[-1]["Statement"], statement]}) \
-                <= limit:
+        if (
+            parts
+            and size({**parts[-1], "Statement": [*parts[-1]["Statement"], statement]}) <= limit
+        ):
             parts[-1]["Statement"].append(statement)
             continue
         part = {"Version": document["Version"], "Statement": [statement]}
@@ -57,8 +65,10 @@ def split(document: dict, limit: int = MANAGED_POLICY_CHARACTERS) -> list[dict]:
 def documents(stack: Stack) -> dict[str, dict]:
     """policy name -> document: the boundary, then the deployer's parts."""
     parts = split(render(stack))
-    return {policies.boundary_name(stack): policies.boundary_policy(stack),
-            **{f"{stack.name}-deployer-{i}": part for i, part in enumerate(parts, 1)}}
+    return {
+        policies.boundary_name(stack): policies.boundary_policy(stack),
+        **{f"{stack.name}-deployer-{i}": part for i, part in enumerate(parts, 1)},
+    }
 
 
 def show(stack: Stack, out: str | None, echo: Callable[[str], None]) -> None:
@@ -72,11 +82,15 @@ def show(stack: Stack, out: str | None, echo: Callable[[str], None]) -> None:
     for name, document in named.items():
         (folder / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
     echo(f"wrote {', '.join(f'{folder / name}.json' for name in named)}")
-    echo("An administrator creates them (the boundary before the first deploy) and attaches "
-         "the deployer's to whoever runs python -m ecs:")
+    echo(
+        "An administrator creates them (the boundary before the first deploy) and attaches "
+        "the deployer's to whoever runs python -m ecs:"
+    )
     prefix = f"arn:{stack.partition}:iam::{stack.account_id}:policy"
     for name in named:
-        echo(f"  aws iam create-policy --policy-name {name} "
-             f"--policy-document file://{folder / name}.json")
+        echo(
+            f"  aws iam create-policy --policy-name {name} "
+            f"--policy-document file://{folder / name}.json"
+        )
     for name in list(named)[1:]:
         echo(f"  aws iam attach-user-policy --user-name YOU --policy-arn {prefix}/{name}")

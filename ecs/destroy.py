@@ -18,15 +18,22 @@ from ecs.stack import Stack
 Echo = Callable[[str], None]
 
 
-def make_plan(clients, stack: Stack, *, keep_data: bool = False, echo: Echo = print,
-              clock: Clock = REAL_CLOCK) -> Plan:
+def make_plan(
+    clients, stack: Stack, *, keep_data: bool = False, echo: Echo = print, clock: Clock = REAL_CLOCK
+) -> Plan:
     """Look every resource up and plan its removal; changes nothing."""
-    return Plan(removal_steps(Context(clients, stack, echo=echo, clock=clock,
-                                      keep_data=keep_data)))
+    return Plan(removal_steps(Context(clients, stack, echo=echo, clock=clock, keep_data=keep_data)))
 
 
-def destroy(clients, stack: Stack, *, keep_data: bool = False, echo: Echo = print,
-            clock: Clock = REAL_CLOCK, dry_run: bool = False) -> int:
+def destroy(
+    clients,
+    stack: Stack,
+    *,
+    keep_data: bool = False,
+    echo: Echo = print,
+    clock: Clock = REAL_CLOCK,
+    dry_run: bool = False,
+) -> int:
     """Delete the stack (or, dry, show how); returns how many resources were deleted."""
     if dry_run:
         echo(f"plan to destroy stack {stack.name} in {stack.region} (nothing is changed)")

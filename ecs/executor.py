@@ -46,8 +46,9 @@ class Executor:
 
     def client(self, service: str):
         # Throttling is backed off on every call; clients.ecs, clients.application_autoscaling
-        return Patient(getattr(self.ctx.clients, service.replace("-", "_")),
-                       sleep=self.ctx.clock.sleep)
+        return Patient(
+            getattr(self.ctx.clients, service.replace("-", "_")), sleep=self.ctx.clock.sleep
+        )
 
     def apply(self, plan: Plan) -> Outputs:
         """Carry a plan out in order, one progress line per resource."""
@@ -94,9 +95,16 @@ class Executor:
                 answer = method(**params)
             else:
                 r = call.retry
-                answer = retry_until(method, **params, retryable=r.retryable,
-                                     deadline=r.deadline, base=r.base, cap=r.cap,
-                                     clock=self.ctx.clock, progress=progress)
+                answer = retry_until(
+                    method,
+                    **params,
+                    retryable=r.retryable,
+                    deadline=r.deadline,
+                    base=r.base,
+                    cap=r.cap,
+                    clock=self.ctx.clock,
+                    progress=progress,
+                )
         except ClientError as exc:
             if exc.response["Error"]["Code"] in call.ignore:
                 return {}
@@ -109,9 +117,17 @@ class Executor:
 
     def _wait(self, wait: Wait, outputs: Outputs, progress) -> str | None:
         try:
-            return poll(lambda: wait.check(outputs), deadline=wait.deadline,
-                        interval=wait.interval, progress=progress, what=wait.what,
-                        clock=self.ctx.clock) or None
+            return (
+                poll(
+                    lambda: wait.check(outputs),
+                    deadline=wait.deadline,
+                    interval=wait.interval,
+                    progress=progress,
+                    what=wait.what,
+                    clock=self.ctx.clock,
+                )
+                or None
+            )
         except WaitTimeout as exc:
             if wait.warn_on_timeout is None:
                 raise
@@ -130,12 +146,14 @@ def _shown(value) -> str:
 def show_call(call: Call, width: int = 60) -> list[str]:
     """`service.Operation key=value ...` on one line when it is short, else the operation
     then one parameter a line; each value cut to `width` characters."""
+
     def text(value) -> str:
         if isinstance(value, dict | list | tuple):
             shown = json.dumps(value, default=_shown, sort_keys=True)
         else:
             shown = _shown(value)
-        return shown if len(shown) <= width else shown[:width - 3] + "..."
+        return shown if len(shown) <= width else shown[: width - 3] + "..."
+
     name = f"{call.service}.{call.operation}"
     params = [f"{k}={text(v)}" for k, v in call.params.items()]
     line = " ".join([name, *params])
@@ -167,8 +185,10 @@ class Display:
         for line in show_call(call):
             self.echo(" " * indent + line)
         if call.retry is not None:  # eventual consistency: see ecs.retry
-            self.echo(f"{'':{indent + 4}}(retried while {call.retry.retryable.__name__}, "
-                      f"at most {call.retry.deadline:.0f}s)")
+            self.echo(
+                f"{'':{indent + 4}}(retried while {call.retry.retryable.__name__}, "
+                f"at most {call.retry.deadline:.0f}s)"
+            )
 
 
 __all__ = ["Display", "Executor", "progress_line", "resolve", "show_call"]

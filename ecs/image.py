@@ -45,9 +45,9 @@ def _compile(pattern: str) -> re.Pattern[str]:
     while i < len(pattern):
         ch = pattern[i]
         if ch == "*":
-            if pattern[i + 1:i + 2] == "*":
+            if pattern[i + 1 : i + 2] == "*":
                 i += 1
-                if pattern[i + 1:i + 2] == "/":
+                if pattern[i + 1 : i + 2] == "/":
                     i += 1
                 out += ".*" if i + 1 >= len(pattern) else "(.*/)?"
             else:
@@ -62,7 +62,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
             if end == -1:
                 out += re.escape(ch)
             else:
-                out += pattern[i:end + 1]  # a character class, [^...] negated as in Go
+                out += pattern[i : end + 1]  # a character class, [^...] negated as in Go
                 i = end
         else:
             out += re.escape(ch)
@@ -90,7 +90,7 @@ class DockerIgnore:
 
     def ignored(self, path: str) -> bool:
         parents = path.split("/")[:-1]
-        candidates = [path] + ["/".join(parents[:i + 1]) for i in range(len(parents))]
+        candidates = [path] + ["/".join(parents[: i + 1]) for i in range(len(parents))]
         matched = False
         for pattern in self.patterns:
             if pattern.exclusion != matched:
@@ -101,9 +101,15 @@ class DockerIgnore:
 
     def may_take_back(self, directory: str) -> bool:
         """Could a `!pattern` take back something under this ignored directory?"""
-        return any(p.exclusion and (p.prefix.startswith(directory + "/") or p.prefix == directory
-                                    or (directory + "/").startswith(p.prefix))
-                   for p in self.patterns)
+        return any(
+            p.exclusion
+            and (
+                p.prefix.startswith(directory + "/")
+                or p.prefix == directory
+                or (directory + "/").startswith(p.prefix)
+            )
+            for p in self.patterns
+        )
 
 
 def context_files(root: Path) -> Iterator[str]:
@@ -150,8 +156,12 @@ class ImageBuilder:
     `runner` is subprocess.run in real use; tests pass a fake that records the commands.
     """
 
-    def __init__(self, root: Path = ROOT, runner: Runner = subprocess.run,
-                 which: Callable[[str], str | None] = shutil.which) -> None:
+    def __init__(
+        self,
+        root: Path = ROOT,
+        runner: Runner = subprocess.run,
+        which: Callable[[str], str | None] = shutil.which,
+    ) -> None:
         self.root = root
         self.runner = runner
         self.which = which
@@ -159,15 +169,22 @@ class ImageBuilder:
     def tag(self, architecture: str = "X86_64") -> str:
         """A digest of what the image is built from: same content, same tag."""
         if not (self.root / DOCKERFILE).is_file():
-            raise BuildError(f"no {DOCKERFILE} under {self.root}: deploy from a checkout of "
-                             "this repository, or pass --image URI")
+            raise BuildError(
+                f"no {DOCKERFILE} under {self.root}: deploy from a checkout of "
+                "this repository, or pass --image URI"
+            )
         return TAG_PREFIX + content_digest(self.root, architecture)[:16]
 
     def revision(self) -> str | None:
         """The git commit, for the image's revision label; None outside a checkout."""
         try:
-            done = self.runner(["git", "rev-parse", "HEAD"], cwd=self.root,
-                               capture_output=True, text=True, check=False)
+            done = self.runner(
+                ["git", "rev-parse", "HEAD"],
+                cwd=self.root,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         except OSError:
             return None
         if done.returncode != 0:
@@ -178,8 +195,10 @@ class ImageBuilder:
         for name in ("docker", "podman"):
             if self.which(name):
                 return name
-        raise BuildError("neither docker nor podman is installed: install one, or pass "
-                         "--image URI of an image you pushed yourself")
+        raise BuildError(
+            "neither docker nor podman is installed: install one, or pass "
+            "--image URI of an image you pushed yourself"
+        )
 
     def _run(self, argv: Sequence[str], stdin: str | None = None) -> None:
         done = self.runner(list(argv), cwd=self.root, input=stdin, text=True, check=False)
@@ -191,12 +210,26 @@ class ImageBuilder:
         auth = ecr.get_authorization_token()["authorizationData"][0]
         user, password = base64.b64decode(auth["authorizationToken"]).decode().split(":", 1)
         registry = uri.split("/", 1)[0]
-        self._run([engine, "login", "--username", user, "--password-stdin", registry],
-                  stdin=password)
+        self._run(
+            [engine, "login", "--username", user, "--password-stdin", registry], stdin=password
+        )
         # podman's default OCI format drops HEALTHCHECK, which ECS and our image rely on.
         image_format = ["--format", "docker"] if engine == "podman" else []
         commit = self.revision()
         label = ["--label", f"org.opencontainers.image.revision={commit}"] if commit else []
-        self._run([engine, "build", *image_format, "--platform", PLATFORMS[architecture],
-                   *label, "-f", DOCKERFILE, "-t", uri, "."])
+        self._run(
+            [
+                engine,
+                "build",
+                *image_format,
+                "--platform",
+                PLATFORMS[architecture],
+                *label,
+                "-f",
+                DOCKERFILE,
+                "-t",
+                uri,
+                ".",
+            ]
+        )
         self._run([engine, "push", uri])

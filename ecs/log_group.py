@@ -23,17 +23,31 @@ def plan_log_group(ctx: Context) -> Step:
         action, detail = "update", f"retention {group.get('retentionInDays')} -> {days} days"
     else:
         action, detail = "unchanged", ""
-    calls = [] if action == "unchanged" else [
-        Call("logs", "PutRetentionPolicy",
-             {"logGroupName": stack.log_group, "retentionInDays": days})]
+    calls = (
+        []
+        if action == "unchanged"
+        else [
+            Call(
+                "logs",
+                "PutRetentionPolicy",
+                {"logGroupName": stack.log_group, "retentionInDays": days},
+            )
+        ]
+    )
     if group is None:
-        calls.insert(0, Call("logs", "CreateLogGroup",
-                             {"logGroupName": stack.log_group, "tags": stack.tags}))
+        calls.insert(
+            0, Call("logs", "CreateLogGroup", {"logGroupName": stack.log_group, "tags": stack.tags})
+        )
     return Step("cloudwatch log group", stack.log_group, action, detail, calls)
 
 
 def plan_delete_log_group(ctx: Context) -> Step:
     found = find_log_group(ctx.clients.logs, ctx.stack.log_group)
-    return Step("cloudwatch log group", ctx.stack.log_group, "delete" if found else "absent",
-                instructions=[Call("logs", "DeleteLogGroup",
-                                   {"logGroupName": ctx.stack.log_group})] if found else [])
+    return Step(
+        "cloudwatch log group",
+        ctx.stack.log_group,
+        "delete" if found else "absent",
+        instructions=[Call("logs", "DeleteLogGroup", {"logGroupName": ctx.stack.log_group})]
+        if found
+        else [],
+    )

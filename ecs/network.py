@@ -23,9 +23,12 @@ def resolve_subnets(ec2, given: tuple[str, ...]) -> tuple[str, list[str]]:
             raise ValueError(f"--subnets must all be in one VPC, got {sorted(vpcs)}")
         return vpcs.pop(), sorted(given)
     vpc = default_vpc(ec2)
-    subnets = ec2.describe_subnets(Filters=[
-        {"Name": "vpc-id", "Values": [vpc]},
-        {"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    subnets = ec2.describe_subnets(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc]},
+            {"Name": "default-for-az", "Values": ["true"]},
+        ]
+    )["Subnets"]
     if not subnets:
         raise RuntimeError(f"the default VPC {vpc} has no default subnets: pass --subnets")
     return vpc, sorted(s["SubnetId"] for s in subnets)
@@ -36,8 +39,10 @@ def security_group_name(stack) -> str:
 
 
 def find_security_groups(ec2, stack, vpc: str | None = None) -> list[dict]:
-    filters = [{"Name": "group-name", "Values": [security_group_name(stack)]},
-               {"Name": "tag:stack", "Values": [stack.name]}]
+    filters = [
+        {"Name": "group-name", "Values": [security_group_name(stack)]},
+        {"Name": "tag:stack", "Values": [stack.name]},
+    ]
     if vpc:
         filters.append({"Name": "vpc-id", "Values": [vpc]})
     return ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
@@ -56,16 +61,33 @@ def plan_network(ctx: Context) -> Step:
     name = security_group_name(stack)
     if group is not None:
         ctx.predicted["security_group"] = group["GroupId"]
-        return Step("security group", f"{name} ({group['GroupId']})", "unchanged",
-                    outputs={"security_group": group["GroupId"], "subnets": ",".join(subnets)})
+        return Step(
+            "security group",
+            f"{name} ({group['GroupId']})",
+            "unchanged",
+            outputs={"security_group": group["GroupId"], "subnets": ",".join(subnets)},
+        )
     ctx.predicted["security_group"] = "(new)"
-    create = Call("ec2", "CreateSecurityGroup", {
-        "GroupName": name, "VpcId": vpc,
-        "Description": f"{stack.name} workers: no inbound traffic, outbound to AWS APIs",
-        "TagSpecifications": [{"ResourceType": "security-group", "Tags": tag_list(stack)}]},
-        record={"security_group": "GroupId"})
-    return Step("security group", name, "create", f"in {vpc}", [create],
-                outputs={"subnets": ",".join(subnets)}, done="{security_group}")
+    create = Call(
+        "ec2",
+        "CreateSecurityGroup",
+        {
+            "GroupName": name,
+            "VpcId": vpc,
+            "Description": f"{stack.name} workers: no inbound traffic, outbound to AWS APIs",
+            "TagSpecifications": [{"ResourceType": "security-group", "Tags": tag_list(stack)}],
+        },
+        record={"security_group": "GroupId"},
+    )
+    return Step(
+        "security group",
+        name,
+        "create",
+        f"in {vpc}",
+        [create],
+        outputs={"subnets": ",".join(subnets)},
+        done="{security_group}",
+    )
 
 
 def plan_delete_network(ctx: Context) -> list[Step]:
@@ -77,6 +99,14 @@ def plan_delete_network(ctx: Context) -> list[Step]:
     # The stopped tasks' network interfaces linger for a few minutes after the service is
     # gone; until they are released AWS answers DependencyViolation.
     wait = Retry(interfaces_not_released, INTERFACE_RELEASE_SECONDS, base=10.0, cap=10.0)
-    return [Step("security group", f"{name} ({g['GroupId']})", "delete", instructions=[
-        Call("ec2", "DeleteSecurityGroup", {"GroupId": g["GroupId"]}, retry=wait)])
-        for g in groups]
+    return [
+        Step(
+            "security group",
+            f"{name} ({g['GroupId']})",
+            "delete",
+            instructions=[
+                Call("ec2", "DeleteSecurityGroup", {"GroupId": g["GroupId"]}, retry=wait)
+            ],
+        )
+        for g in groups
+    ]

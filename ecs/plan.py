@@ -23,9 +23,16 @@ from ecs.retry import REAL_CLOCK, Clock, Retryable
 # "check" steps change nothing: they wait for and verify what the steps before them made
 # (the service's rollout, the smoke task), so that the API is only switched after them.
 Action = Literal["create", "update", "unchanged", "check", "delete", "absent", "kept", "stop"]
-PAST = {"create": "created", "update": "updated", "unchanged": "unchanged",
-        "check": "checked", "delete": "deleted", "absent": "absent", "kept": "kept",
-        "stop": "stopped"}
+PAST = {
+    "create": "created",
+    "update": "updated",
+    "unchanged": "unchanged",
+    "check": "checked",
+    "delete": "deleted",
+    "absent": "absent",
+    "kept": "kept",
+    "stop": "stopped",
+}
 REMOVALS = ("delete", "stop")
 Outputs = dict[str, str]
 
@@ -150,8 +157,10 @@ class Plan:
         if any(s.action in (*REMOVALS, "absent", "kept") for s in self.steps):  # destroy's
             text = f"{counts['delete'] + counts['stop']} to delete, {counts['absent']} absent"
             return text + (f", {counts['kept']} kept" if counts["kept"] else "")
-        text = (f"{counts['create']} to create, {counts['update']} to update, "
-                f"{counts['unchanged']} unchanged")
+        text = (
+            f"{counts['create']} to create, {counts['update']} to update, "
+            f"{counts['unchanged']} unchanged"
+        )
         deletes = counts["delete"]  # a removed schedule
         text += f", {deletes} to delete" if deletes else ""
         return text + (f", {counts['check']} to check" if counts["check"] else "")
@@ -187,10 +196,12 @@ def tag_list(stack, key: str = "Key", value: str = "Value") -> list[dict[str, st
 
 def canonical_json(value: object) -> str:
     """JSON with keys and list items in a fixed order: AWS echoes documents back reordered."""
+
     def norm(x):
         if isinstance(x, dict):
             return {k: norm(v) for k, v in x.items()}
         if isinstance(x, list):
             return sorted((norm(v) for v in x), key=lambda v: json.dumps(v, sort_keys=True))
         return x
+
     return json.dumps(norm(value), sort_keys=True)

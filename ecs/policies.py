@@ -16,8 +16,12 @@ VERSION = "2012-10-17"
 
 # Worker's SQS calls (kombu's transport, the visibility heartbeat, retries that re-send).
 WORKER_QUEUE_ACTIONS = [
-    "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
-    "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:SendMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+    "sqs:SendMessage",
 ]
 # The DLQ is only looked up and read for its depth by the worker; redrive runs from `ecs`.
 WORKER_DLQ_ACTIONS = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
@@ -25,7 +29,10 @@ WORKER_DLQ_ACTIONS = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
 # two prefixes only; no ListBucket (a missing key is then a 403, which readers expect).
 WORKER_OBJECT_ACTIONS = ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
 WORKER_TABLE_ACTIONS = [
-    "dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 ]
 
@@ -41,82 +48,168 @@ def trust(service: str, stack: Stack) -> dict:
     """Who may assume a role: the service, and only on behalf of this account's resources
     in this region (aws:SourceAccount and aws:SourceArn: the confused-deputy guard AWS
     recommends, so that no other account's task or API can be made to use the role)."""
-    source = f"arn:{stack.partition}:{_SOURCE_SERVICE[service]}:{stack.region}:" \
-             f"{stack.account_id}:*"
-    return {"Version": VERSION, "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": stack.account_id},
-                      "ArnLike": {"aws:SourceArn": source}}}]}
+    source = f"arn:{stack.partition}:{_SOURCE_SERVICE[service]}:{stack.region}:{stack.account_id}:*"
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": stack.account_id},
+                    "ArnLike": {"aws:SourceArn": source},
+                },
+            }
+        ],
+    }
 
 
 def scheduler_trust(stack: Stack) -> dict:
     """EventBridge Scheduler, for this account's schedules in this stack's group only (the
     condition its confused-deputy page recommends: aws:SourceArn of the schedule group)."""
-    return {"Version": VERSION, "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": SCHEDULER}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": stack.account_id},
-                      "ArnLike": {"aws:SourceArn": stack.schedule_group_arn}}}]}
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": SCHEDULER},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": stack.account_id},
+                    "ArnLike": {"aws:SourceArn": stack.schedule_group_arn},
+                },
+            }
+        ],
+    }
 
 
 def scheduler_policy(stack: Stack) -> dict:
     """A schedule's execution role: send to the work queue, and its failed deliveries to the
     DLQ (EventBridge Scheduler sends dead-letter events with the execution role too)."""
-    return {"Version": VERSION, "Statement": [
-        {"Sid": "FireJobs", "Effect": "Allow", "Action": ["sqs:SendMessage"],
-         "Resource": stack.queue_arn},
-        {"Sid": "DeadLetters", "Effect": "Allow", "Action": ["sqs:SendMessage"],
-         "Resource": stack.dlq_arn},
-    ]}
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "FireJobs",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": stack.queue_arn,
+            },
+            {
+                "Sid": "DeadLetters",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": stack.dlq_arn,
+            },
+        ],
+    }
 
 
 def execution_policy(stack: Stack) -> dict:
     """What ECS itself needs to start the container: pull the image, write the logs."""
-    return {"Version": VERSION, "Statement": [
-        # ecr:GetAuthorizationToken has no resource type: AWS requires "*" here.
-        {"Sid": "RegistryLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"],
-         "Resource": "*"},
-        {"Sid": "PullImage", "Effect": "Allow",
-         "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer"],
-         "Resource": stack.repository_arn},
-        # Log streams are named by ECS per task at run time: the streams of this group only.
-        {"Sid": "WriteLogs", "Effect": "Allow",
-         "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": f"{stack.log_group_arn}:log-stream:*"},
-        # ECS `secrets`: the completion callbacks' HMAC key into JOBS_CALLBACK_SECRET.
-        {"Sid": "CallbackSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
-         "Resource": stack.callback_secret_arn_pattern},
-    ]}
+    return {
+        "Version": VERSION,
+        "Statement": [
+            # ecr:GetAuthorizationToken has no resource type: AWS requires "*" here.
+            {
+                "Sid": "RegistryLogin",
+                "Effect": "Allow",
+                "Action": ["ecr:GetAuthorizationToken"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "PullImage",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                "Resource": stack.repository_arn,
+            },
+            # Log streams are named by ECS per task at run time: the streams of this group only.
+            {
+                "Sid": "WriteLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": f"{stack.log_group_arn}:log-stream:*",
+            },
+            # ECS `secrets`: the completion callbacks' HMAC key into JOBS_CALLBACK_SECRET.
+            {
+                "Sid": "CallbackSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": stack.callback_secret_arn_pattern,
+            },
+        ],
+    }
 
 
 def task_policy(stack: Stack) -> dict:
     """What the worker's code calls: its queue, its table, its own scale-in protection."""
     statements = [
-        {"Sid": "Queue", "Effect": "Allow", "Action": WORKER_QUEUE_ACTIONS,
-         "Resource": stack.queue_arn},
-        {"Sid": "DeadLetterQueue", "Effect": "Allow", "Action": WORKER_DLQ_ACTIONS,
-         "Resource": stack.dlq_arn},
-        {"Sid": "JobRecords", "Effect": "Allow", "Action": WORKER_TABLE_ACTIONS,
-         "Resource": stack.table_arn},
-        {"Sid": "LargeResultsAndArguments", "Effect": "Allow", "Action": WORKER_OBJECT_ACTIONS,
-         "Resource": [f"{stack.bucket_arn}/results/*", f"{stack.bucket_arn}/payloads/*"]},
+        {
+            "Sid": "Queue",
+            "Effect": "Allow",
+            "Action": WORKER_QUEUE_ACTIONS,
+            "Resource": stack.queue_arn,
+        },
+        {
+            "Sid": "DeadLetterQueue",
+            "Effect": "Allow",
+            "Action": WORKER_DLQ_ACTIONS,
+            "Resource": stack.dlq_arn,
+        },
+        {
+            "Sid": "JobRecords",
+            "Effect": "Allow",
+            "Action": WORKER_TABLE_ACTIONS,
+            "Resource": stack.table_arn,
+        },
+        {
+            "Sid": "LargeResultsAndArguments",
+            "Effect": "Allow",
+            "Action": WORKER_OBJECT_ACTIONS,
+            "Resource": [f"{stack.bucket_arn}/results/*", f"{stack.bucket_arn}/payloads/*"],
+        },
         # Task ids exist only at run time: the tasks of this cluster, nothing else.
-        {"Sid": "ScaleInProtection", "Effect": "Allow", "Action": ["ecs:UpdateTaskProtection"],
-         "Resource": stack.task_arn_pattern},
+        {
+            "Sid": "ScaleInProtection",
+            "Effect": "Allow",
+            "Action": ["ecs:UpdateTaskProtection"],
+            "Resource": stack.task_arn_pattern,
+        },
         # tasks.worker.protection: a worker whose deployment is no longer the service's
         # primary stops taking jobs and releases protection, so deploys can finish.
-        {"Sid": "OwnDeployment", "Effect": "Allow", "Action": ["ecs:DescribeTasks"],
-         "Resource": stack.task_arn_pattern},
-        {"Sid": "OwnService", "Effect": "Allow", "Action": ["ecs:DescribeServices"],
-         "Resource": stack.service_arn},
+        {
+            "Sid": "OwnDeployment",
+            "Effect": "Allow",
+            "Action": ["ecs:DescribeTasks"],
+            "Resource": stack.task_arn_pattern,
+        },
+        {
+            "Sid": "OwnService",
+            "Effect": "Allow",
+            "Action": ["ecs:DescribeServices"],
+            "Resource": stack.service_arn,
+        },
     ]
     if stack.options.enable_exec:
         # ECS Exec's Session Manager channels have no resource type: AWS requires "*".
-        statements.append({
-            "Sid": "EcsExec", "Effect": "Allow",
-            "Action": ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
-                       "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"],
-            "Resource": "*"})
+        statements.append(
+            {
+                "Sid": "EcsExec",
+                "Effect": "Allow",
+                "Action": [
+                    "ssmmessages:CreateControlChannel",
+                    "ssmmessages:CreateDataChannel",
+                    "ssmmessages:OpenControlChannel",
+                    "ssmmessages:OpenDataChannel",
+                ],
+                "Resource": "*",
+            }
+        )
     return {"Version": VERSION, "Statement": statements}
 
 
@@ -124,20 +217,43 @@ def api_policy(stack: Stack) -> dict:
     """API Gateway's integrations: send to the queue, read one job record, revoke one job
     (DELETE /jobs/{id}: one conditional UpdateItem, the revoke_job.request template of
     tasks/http_contract/templates)."""
-    return {"Version": VERSION, "Statement": [
-        {"Sid": "SubmitJobs", "Effect": "Allow", "Action": ["sqs:SendMessage"],
-         "Resource": stack.queue_arn},
-        {"Sid": "ReadJobs", "Effect": "Allow", "Action": ["dynamodb:GetItem"],
-         "Resource": stack.table_arn},
-        {"Sid": "RevokeJobs", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"],
-         "Resource": stack.table_arn},
-        # GET /jobs: Query of the listing index only (never the table, never a Scan).
-        {"Sid": "ListJobs", "Effect": "Allow", "Action": ["dynamodb:Query"],
-         "Resource": f"{stack.table_arn}/index/{LIST_INDEX}"},
-        # GET /jobs/{id}/result: one result object; never the arguments, never a listing.
-        {"Sid": "ReadLargeResults", "Effect": "Allow", "Action": ["s3:GetObject"],
-         "Resource": f"{stack.bucket_arn}/results/*"},
-    ]}
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "SubmitJobs",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": stack.queue_arn,
+            },
+            {
+                "Sid": "ReadJobs",
+                "Effect": "Allow",
+                "Action": ["dynamodb:GetItem"],
+                "Resource": stack.table_arn,
+            },
+            {
+                "Sid": "RevokeJobs",
+                "Effect": "Allow",
+                "Action": ["dynamodb:UpdateItem"],
+                "Resource": stack.table_arn,
+            },
+            # GET /jobs: Query of the listing index only (never the table, never a Scan).
+            {
+                "Sid": "ListJobs",
+                "Effect": "Allow",
+                "Action": ["dynamodb:Query"],
+                "Resource": f"{stack.table_arn}/index/{LIST_INDEX}",
+            },
+            # GET /jobs/{id}/result: one result object; never the arguments, never a listing.
+            {
+                "Sid": "ReadLargeResults",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": f"{stack.bucket_arn}/results/*",
+            },
+        ],
+    }
 
 
 def roles(stack: Stack) -> list[tuple[str, str, dict]]:
@@ -167,7 +283,11 @@ def boundary_policy(stack: Stack) -> dict:
     """
     full = replace(stack, options=replace(stack.options, enable_exec=True))
     statements = []
-    for role, policy in (("Execution", execution_policy(full)), ("Task", task_policy(full)),
-                         ("Api", api_policy(full)), ("Scheduler", scheduler_policy(full))):
+    for role, policy in (
+        ("Execution", execution_policy(full)),
+        ("Task", task_policy(full)),
+        ("Api", api_policy(full)),
+        ("Scheduler", scheduler_policy(full)),
+    ):
         statements += [{**s, "Sid": role + s["Sid"]} for s in policy["Statement"]]
     return {"Version": VERSION, "Statement": statements}

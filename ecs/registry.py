@@ -9,15 +9,34 @@ from botocore.exceptions import ClientError
 from ecs.plan import Call, Context, Do, Step, tag_list
 
 # Keep the last 20 tagged images (rollbacks), drop untagged layers after a week.
-LIFECYCLE_POLICY = json.dumps({"rules": [
-    {"rulePriority": 1, "description": "expire untagged images after 7 days",
-     "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
-                   "countUnit": "days", "countNumber": 7},
-     "action": {"type": "expire"}},
-    {"rulePriority": 2, "description": "keep the 20 newest images",
-     "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20},
-     "action": {"type": "expire"}},
-]}, sort_keys=True)
+LIFECYCLE_POLICY = json.dumps(
+    {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": "expire untagged images after 7 days",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": 7,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
+                "description": "keep the 20 newest images",
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "imageCountMoreThan",
+                    "countNumber": 20,
+                },
+                "action": {"type": "expire"},
+            },
+        ]
+    },
+    sort_keys=True,
+)
 
 
 def find_repository(ecr, name: str) -> dict | None:
@@ -53,15 +72,38 @@ def plan_repository(ctx: Context) -> Step:
         action = "update" if changes else "unchanged"
 
     repository = {"repositoryName": stack.repository}
-    calls = [] if action == "unchanged" else [
-        Call("ecr", "PutLifecyclePolicy", {**repository, "lifecyclePolicyText": LIFECYCLE_POLICY})]
+    calls = (
+        []
+        if action == "unchanged"
+        else [
+            Call(
+                "ecr", "PutLifecyclePolicy", {**repository, "lifecyclePolicyText": LIFECYCLE_POLICY}
+            )
+        ]
+    )
     if repo is None:
-        calls.insert(0, Call("ecr", "CreateRepository", {
-            **repository, "imageScanningConfiguration": {"scanOnPush": True},
-            "imageTagMutability": "MUTABLE", "tags": tag_list(stack)}))
+        calls.insert(
+            0,
+            Call(
+                "ecr",
+                "CreateRepository",
+                {
+                    **repository,
+                    "imageScanningConfiguration": {"scanOnPush": True},
+                    "imageTagMutability": "MUTABLE",
+                    "tags": tag_list(stack),
+                },
+            ),
+        )
     elif "scan on push" in changes:
-        calls.insert(0, Call("ecr", "PutImageScanningConfiguration", {
-            **repository, "imageScanningConfiguration": {"scanOnPush": True}}))
+        calls.insert(
+            0,
+            Call(
+                "ecr",
+                "PutImageScanningConfiguration",
+                {**repository, "imageScanningConfiguration": {"scanOnPush": True}},
+            ),
+        )
     return Step("ecr repository", stack.repository, action, ", ".join(changes), calls)
 
 
@@ -69,17 +111,24 @@ def plan_delete_repository(ctx: Context) -> Step:
     """With its images (force): they are the stack's own builds."""
     name = ctx.stack.repository
     found = find_repository(ctx.clients.ecr, name)
-    return Step("ecr repository", name, "delete" if found else "absent", instructions=[
-        Call("ecr", "DeleteRepository", {"repositoryName": name, "force": True})]
-        if found else [])
+    return Step(
+        "ecr repository",
+        name,
+        "delete" if found else "absent",
+        instructions=[Call("ecr", "DeleteRepository", {"repositoryName": name, "force": True})]
+        if found
+        else [],
+    )
 
 
 def image_exists(ecr, repository: str, tag: str) -> bool:
     try:
         found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("ImageNotFoundException",
-                                             "RepositoryNotFoundException"):
+        if exc.response["Error"]["Code"] in (
+            "ImageNotFoundException",
+            "RepositoryNotFoundException",
+        ):
             return False
         raise
     return bool(found.get("imageDetails"))
@@ -90,19 +139,30 @@ def plan_image(ctx: Context) -> Step:
     given = stack.options.image
     if given:
         ctx.predicted["image"] = given
-        return Step("container image", given, "unchanged", "given with --image",
-                    outputs={"image": given})
+        return Step(
+            "container image", given, "unchanged", "given with --image", outputs={"image": given}
+        )
     tag = builder.tag(stack.options.architecture)
     uri = f"{stack.repository_uri}:{tag}"
     ctx.predicted["image"] = uri
     if image_exists(ctx.clients.ecr, stack.repository, tag):
-        return Step("container image", uri, "unchanged", "already pushed",
-                    outputs={"image": uri})
+        return Step("container image", uri, "unchanged", "already pushed", outputs={"image": uri})
 
     def run(outputs):
         builder.build_and_push(ctx.clients.ecr, uri, stack.options.architecture)
         return f"built with {builder.engine_name()} and pushed"
 
-    return Step("container image", uri, "create", "build and push", [
-        Do(f"build {uri} and push it (docker or podman)", run,
-           (Call("ecr", "GetAuthorizationToken"),))], outputs={"image": uri})
+    return Step(
+        "container image",
+        uri,
+        "create",
+        "build and push",
+        [
+            Do(
+                f"build {uri} and push it (docker or podman)",
+                run,
+                (Call("ecr", "GetAuthorizationToken"),),
+            )
+        ],
+        outputs={"image": uri},
+    )

@@ -33,9 +33,15 @@ class WaitTimeout(RuntimeError):
     """A documented wait took longer than its deadline."""
 
 
-def with_backoff(call: Callable[..., T], *args, attempts: int = 8, base: float = 0.5,
-                 cap: float = 20.0, sleep: Callable[[float], None] = time.sleep,
-                 **kwargs) -> T:
+def with_backoff(
+    call: Callable[..., T],
+    *args,
+    attempts: int = 8,
+    base: float = 0.5,
+    cap: float = 20.0,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs,
+) -> T:
     """call(*args, **kwargs), retried with capped, jittered exponential backoff while AWS
     says too many requests; any other error, or the last attempt's, is raised."""
     for attempt in range(attempts):
@@ -44,7 +50,7 @@ def with_backoff(call: Callable[..., T], *args, attempts: int = 8, base: float =
         except ClientError as exc:
             if exc.response["Error"]["Code"] not in THROTTLED or attempt == attempts - 1:
                 raise
-            sleep(min(cap, base * 2 ** attempt) * (0.5 + random.random() / 2))
+            sleep(min(cap, base * 2**attempt) * (0.5 + random.random() / 2))
     raise AssertionError("unreachable")
 
 
@@ -62,6 +68,7 @@ class Patient:
 
         def call(*args, **kwargs):
             return with_backoff(attr, *args, sleep=self._sleep, **kwargs)
+
         return call
 
 
@@ -72,18 +79,23 @@ Retryable = Callable[[ClientError], str | None]
 # propagated it, which AWS documents as eventually consistent (seconds, at times a minute).
 # These are the answers ECS, API Gateway and Application Auto Scaling give meanwhile; the
 # same codes with other messages (a bad cpu value, a malformed ARN) are real errors.
-_ROLE_ERROR_CODES = {"InvalidParameterException", "ClientException", "BadRequestException",
-                     "ValidationException"}
+_ROLE_ERROR_CODES = {
+    "InvalidParameterException",
+    "ClientException",
+    "BadRequestException",
+    "ValidationException",
+}
 _ROLE_NOT_READY = re.compile(
     r"role is not valid|invalid role|unable to assume|cannot be assumed|could not be assumed"
     r"|not authorized to perform: sts:AssumeRole|service linked role"
-    r"|must allow .* to assume the role", re.IGNORECASE)  # EventBridge Scheduler's
+    r"|must allow .* to assume the role",
+    re.IGNORECASE,
+)  # EventBridge Scheduler's
 
 
 def role_not_ready(exc: ClientError) -> str | None:
     error = exc.response.get("Error", {})
-    if error.get("Code") in _ROLE_ERROR_CODES and _ROLE_NOT_READY.search(
-            error.get("Message", "")):
+    if error.get("Code") in _ROLE_ERROR_CODES and _ROLE_NOT_READY.search(error.get("Message", "")):
         return f"IAM role not usable yet: {error.get('Message', '').strip()}"
     return None
 
@@ -107,9 +119,17 @@ def interfaces_not_released(exc: ClientError) -> str | None:
     return None
 
 
-def retry_until(call: Callable[..., T], *args, retryable: Retryable, deadline: float,
-                progress: Callable[[str], None], clock: Clock = REAL_CLOCK,
-                base: float = 2.0, cap: float = 15.0, **kwargs) -> T:
+def retry_until(
+    call: Callable[..., T],
+    *args,
+    retryable: Retryable,
+    deadline: float,
+    progress: Callable[[str], None],
+    clock: Clock = REAL_CLOCK,
+    base: float = 2.0,
+    cap: float = 15.0,
+    **kwargs,
+) -> T:
     """call(*args, **kwargs) until it succeeds. While it fails with an error `retryable`
     names, wait (growing, capped) and report on `progress`; other errors are raised at
     once, and a retryable one still there after `deadline` seconds becomes WaitTimeout."""
@@ -131,8 +151,15 @@ def retry_until(call: Callable[..., T], *args, retryable: Retryable, deadline: f
             delay *= 2
 
 
-def poll(check: Callable[[], tuple[bool, str]], *, deadline: float, interval: float,
-         progress: Callable[[str], None], what: str, clock: Clock = REAL_CLOCK) -> str:
+def poll(
+    check: Callable[[], tuple[bool, str]],
+    *,
+    deadline: float,
+    interval: float,
+    progress: Callable[[str], None],
+    what: str,
+    clock: Clock = REAL_CLOCK,
+) -> str:
     """Call check() every `interval` seconds until it returns (True, text); report each
     (False, text) on `progress`. Past the deadline raise WaitTimeout with the last text."""
     start = clock.monotonic()

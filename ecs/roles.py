@@ -45,8 +45,9 @@ def role_boundary(role: dict) -> str | None:
     return (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
 
 
-def plan_role(ctx: Context, name: str, service: str, policy: dict,
-              trust: dict | None = None) -> Step:
+def plan_role(
+    ctx: Context, name: str, service: str, policy: dict, trust: dict | None = None
+) -> Step:
     stack, iam = ctx.stack, ctx.clients.iam
     trust = trust or policies.trust(service, stack)
     boundary = policies.boundary_arn(stack)
@@ -66,21 +67,49 @@ def plan_role(ctx: Context, name: str, service: str, policy: dict,
 
     calls = []
     if role is None:
-        calls.append(Call("iam", "CreateRole", {
-            "RoleName": name, "AssumeRolePolicyDocument": json.dumps(trust),
-            "Description": f"{stack.name}: {service}", "PermissionsBoundary": boundary,
-            "Tags": tag_list(stack)}))
+        calls.append(
+            Call(
+                "iam",
+                "CreateRole",
+                {
+                    "RoleName": name,
+                    "AssumeRolePolicyDocument": json.dumps(trust),
+                    "Description": f"{stack.name}: {service}",
+                    "PermissionsBoundary": boundary,
+                    "Tags": tag_list(stack),
+                },
+            )
+        )
     else:
         # The boundary first: the deployer may change a role only while it is on.
         if "permissions boundary" in changes:
-            calls.append(Call("iam", "PutRolePermissionsBoundary",
-                              {"RoleName": name, "PermissionsBoundary": boundary}))
+            calls.append(
+                Call(
+                    "iam",
+                    "PutRolePermissionsBoundary",
+                    {"RoleName": name, "PermissionsBoundary": boundary},
+                )
+            )
         if "trust policy" in changes:
-            calls.append(Call("iam", "UpdateAssumeRolePolicy",
-                              {"RoleName": name, "PolicyDocument": json.dumps(trust)}))
+            calls.append(
+                Call(
+                    "iam",
+                    "UpdateAssumeRolePolicy",
+                    {"RoleName": name, "PolicyDocument": json.dumps(trust)},
+                )
+            )
     if action != "unchanged":
-        calls.append(Call("iam", "PutRolePolicy", {"RoleName": name, "PolicyName": INLINE_POLICY,
-                                                   "PolicyDocument": json.dumps(policy)}))
+        calls.append(
+            Call(
+                "iam",
+                "PutRolePolicy",
+                {
+                    "RoleName": name,
+                    "PolicyName": INLINE_POLICY,
+                    "PolicyDocument": json.dumps(policy),
+                },
+            )
+        )
     return Step("iam role", name, action, ", ".join(changes), calls)
 
 
@@ -90,10 +119,14 @@ def plan_delete_role(ctx: Context, name: str) -> Step:
     if get_role(iam, name) is None:
         return Step("iam role", name, "absent")
     role = {"RoleName": name}
-    calls = [Call("iam", "DeleteRolePolicy", {**role, "PolicyName": policy})
-             for policy in iam.list_role_policies(**role)["PolicyNames"]]
-    calls += [Call("iam", "DetachRolePolicy", {**role, "PolicyArn": policy["PolicyArn"]})
-              for policy in iam.list_attached_role_policies(**role)["AttachedPolicies"]]
+    calls = [
+        Call("iam", "DeleteRolePolicy", {**role, "PolicyName": policy})
+        for policy in iam.list_role_policies(**role)["PolicyNames"]
+    ]
+    calls += [
+        Call("iam", "DetachRolePolicy", {**role, "PolicyArn": policy["PolicyArn"]})
+        for policy in iam.list_attached_role_policies(**role)["AttachedPolicies"]
+    ]
     return Step("iam role", name, "delete", instructions=[*calls, Call("iam", "DeleteRole", role)])
 
 
@@ -112,12 +145,10 @@ def boundary_document(iam, arn: str) -> dict | None:
 def _replace_default_version(iam, arn: str, document: dict) -> None:
     # A managed policy keeps at most five versions: the oldest non-default one makes room.
     versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
-    old = sorted((v for v in versions if not v["IsDefaultVersion"]),
-                 key=lambda v: v["CreateDate"])
+    old = sorted((v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"])
     if len(versions) >= 5 and old:
         iam.delete_policy_version(PolicyArn=arn, VersionId=old[0]["VersionId"])
-    iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(document),
-                              SetAsDefault=True)
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(document), SetAsDefault=True)
 
 
 def plan_boundary(ctx: Context) -> Step:
@@ -138,8 +169,11 @@ def plan_boundary(ctx: Context) -> Step:
     def run(outputs):
         try:
             if current is None:
-                iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(wanted),
-                                  Description=f"{stack.name}: permissions boundary of its roles")
+                iam.create_policy(
+                    PolicyName=name,
+                    PolicyDocument=json.dumps(wanted),
+                    Description=f"{stack.name}: permissions boundary of its roles",
+                )
             else:
                 _replace_default_version(iam, arn, wanted)
         except ClientError as exc:
@@ -150,15 +184,27 @@ def plan_boundary(ctx: Context) -> Step:
                 f"the permissions boundary {arn} is {state} and these credentials may not "
                 "write it (the deployer policy never may): an "
                 f"administrator runs `python -m ecs iam-policy --stack {stack.name}` and "
-                "creates or updates it as docs/deploy.md's IAM permissions section says") from exc
+                "creates or updates it as docs/deploy.md's IAM permissions section says"
+            ) from exc
         return None
 
-    calls = (Call("iam", "CreatePolicy", {"PolicyName": name, "PolicyDocument": "..."}),) \
-        if current is None else (Call("iam", "DeletePolicyVersion", {"PolicyArn": arn}),
-                                 Call("iam", "CreatePolicyVersion",
-                                      {"PolicyArn": arn, "SetAsDefault": True}))
-    return Step("iam permissions boundary", name, action, detail, [] if action == "unchanged"
-                else [Do("write the boundary (an administrator's credentials)", run, calls)])
+    calls = (
+        (Call("iam", "CreatePolicy", {"PolicyName": name, "PolicyDocument": "..."}),)
+        if current is None
+        else (
+            Call("iam", "DeletePolicyVersion", {"PolicyArn": arn}),
+            Call("iam", "CreatePolicyVersion", {"PolicyArn": arn, "SetAsDefault": True}),
+        )
+    )
+    return Step(
+        "iam permissions boundary",
+        name,
+        action,
+        detail,
+        []
+        if action == "unchanged"
+        else [Do("write the boundary (an administrator's credentials)", run, calls)],
+    )
 
 
 def plan_delete_boundary(ctx: Context) -> Step:
@@ -168,13 +214,18 @@ def plan_delete_boundary(ctx: Context) -> Step:
     arn = policies.boundary_arn(stack)
     if boundary_document(ctx.clients.iam, arn) is None:
         return Step("iam permissions boundary", policies.boundary_name(stack), "absent")
-    return Step("iam permissions boundary", policies.boundary_name(stack), "kept", notes=[
-        f"  (an administrator deletes it: aws iam delete-policy --policy-arn {arn})"])
+    return Step(
+        "iam permissions boundary",
+        policies.boundary_name(stack),
+        "kept",
+        notes=[f"  (an administrator deletes it: aws iam delete-policy --policy-arn {arn})"],
+    )
 
 
 def plan_roles(ctx: Context) -> list[Step]:
-    return [plan_role(ctx, name, service, policy)
-            for name, service, policy in policies.roles(ctx.stack)]
+    return [
+        plan_role(ctx, name, service, policy) for name, service, policy in policies.roles(ctx.stack)
+    ]
 
 
 def plan_delete_roles(ctx: Context) -> list[Step]:

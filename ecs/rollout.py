@@ -57,30 +57,41 @@ def rollout_verdict(service: dict, task_definition: str) -> Verdict:
     primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
     # The PRIMARY one when it runs our revision (a change of, say, capacity providers makes
     # a new deployment of the same revision); else the one that does (rolled back).
-    ours = primary if primary and primary.get("taskDefinition") == task_definition else next(
-        (d for d in deployments if d.get("taskDefinition") == task_definition), None)
+    ours = (
+        primary
+        if primary and primary.get("taskDefinition") == task_definition
+        else next((d for d in deployments if d.get("taskDefinition") == task_definition), None)
+    )
     rev = revision(task_definition)
     if ours is None or primary is None:
-        return Verdict("failed", f"the service has no deployment of {rev} "
-                                 "(did another deploy replace it?)")
+        return Verdict(
+            "failed", f"the service has no deployment of {rev} (did another deploy replace it?)"
+        )
     rolled_back = primary.get("id") != ours.get("id")
     if ours.get("rolloutState") == "FAILED" or rolled_back:
         text = f"the rollout of {rev} failed"
         if ours.get("rolloutStateReason"):
             text += f": {ours['rolloutStateReason'].rstrip('.')}"
         if rolled_back:
-            text += (f"; the circuit breaker rolled the service back to "
-                     f"{revision(primary.get('taskDefinition', '?'))}")
+            text += (
+                f"; the circuit breaker rolled the service back to "
+                f"{revision(primary.get('taskDefinition', '?'))}"
+            )
         return Verdict("failed", text)
     old = len(deployments) - 1
-    text = (f"{rev}: {ours.get('runningCount', 0)} of {ours.get('desiredCount', 0)} running, "
-            f"{ours.get('pendingCount', 0)} pending")
+    text = (
+        f"{rev}: {ours.get('runningCount', 0)} of {ours.get('desiredCount', 0)} running, "
+        f"{ours.get('pendingCount', 0)} pending"
+    )
     if ours.get("failedTasks"):
         text += f", {ours['failedTasks']} failed to start"
     if old:
         text += f"; {old} older deployment(s) draining"
-    steady = (old == 0 and ours.get("runningCount", 0) == ours.get("desiredCount", 0)
-              and ours.get("rolloutState") in (None, "COMPLETED"))
+    steady = (
+        old == 0
+        and ours.get("runningCount", 0) == ours.get("desiredCount", 0)
+        and ours.get("rolloutState") in (None, "COMPLETED")
+    )
     return Verdict("done" if steady else "waiting", text)
 
 
@@ -108,12 +119,16 @@ def start_verdict(task: dict) -> Verdict:
     if last == "STOPPED":
         return Verdict("failed", f"it stopped before it was healthy: {describe_stop(task)}")
     if "UNHEALTHY" in health:
-        return Verdict("failed", "the container health check (python -m tasks.worker.health) "
-                                 "reported UNHEALTHY")
+        return Verdict(
+            "failed",
+            "the container health check (python -m tasks.worker.health) reported UNHEALTHY",
+        )
     if task.get("desiredStatus") == "STOPPED" or last in _STOPPING:
         # Wait for STOPPED, which carries the exit code.
-        return Verdict("waiting", f"{last}, being stopped by ECS: "
-                                  f"{task.get('stoppedReason') or 'no reason yet'}")
+        return Verdict(
+            "waiting",
+            f"{last}, being stopped by ECS: {task.get('stoppedReason') or 'no reason yet'}",
+        )
     if last == "RUNNING" and "HEALTHY" in health:
         return Verdict("done", "RUNNING and HEALTHY")
     shown = _container(task).get("healthStatus") or task.get("healthStatus") or "UNKNOWN"
@@ -124,35 +139,47 @@ def stop_verdict(task: dict) -> Verdict:
     """After StopTask (SIGTERM): did the worker exit cleanly?"""
     last = task.get("lastStatus", "?")
     if last != "STOPPED":
-        return Verdict("waiting", f"{last} after SIGTERM (a worker finishes or hands back "
-                                  f"its jobs within {STOP_TIMEOUT}s)")
+        return Verdict(
+            "waiting",
+            f"{last} after SIGTERM (a worker finishes or hands back "
+            f"its jobs within {STOP_TIMEOUT}s)",
+        )
     code = _container(task).get("exitCode")
     if code == 0:
         return Verdict("done", "exited with code 0 on SIGTERM")
     if code is None:
         return Verdict("failed", f"it stopped without an exit code: {describe_stop(task)}")
     if code == 137:
-        return Verdict("failed", f"it was killed (exit code 137): no exit within the "
-                                 f"{STOP_TIMEOUT}s stopTimeout after SIGTERM")
+        return Verdict(
+            "failed",
+            f"it was killed (exit code 137): no exit within the "
+            f"{STOP_TIMEOUT}s stopTimeout after SIGTERM",
+        )
     return Verdict("failed", f"it exited with code {code} on SIGTERM: {describe_stop(task)}")
 
 
 def stopped_tasks(ecs, stack, task_definition: str, limit: int = 3) -> list[str]:
     """The latest stopped tasks of a revision, with why they stopped (ECS keeps stopped
     tasks for about an hour)."""
-    arns = ecs.list_tasks(cluster=stack.cluster, serviceName=stack.service,
-                          desiredStatus="STOPPED", maxResults=100)["taskArns"]
+    arns = ecs.list_tasks(
+        cluster=stack.cluster, serviceName=stack.service, desiredStatus="STOPPED", maxResults=100
+    )["taskArns"]
     if not arns:
         return []
-    tasks = [t for t in ecs.describe_tasks(cluster=stack.cluster, tasks=arns)["tasks"]
-             if t.get("taskDefinitionArn") == task_definition]
+    tasks = [
+        t
+        for t in ecs.describe_tasks(cluster=stack.cluster, tasks=arns)["tasks"]
+        if t.get("taskDefinitionArn") == task_definition
+    ]
     tasks.sort(key=lambda t: str(t.get("stoppedAt", "")), reverse=True)
     return [f"task {t['taskArn'].rsplit('/', 1)[-1]}: {describe_stop(t)}" for t in tasks[:limit]]
 
 
 def _logs_hint(stack) -> str:
-    return (f"\n    the workers' output: python -m ecs logs --stack {stack.name} "
-            f"--region {stack.region} --since 30m")
+    return (
+        f"\n    the workers' output: python -m ecs logs --stack {stack.name} "
+        f"--region {stack.region} --since 30m"
+    )
 
 
 def _failure_details(ecs, stack, service: dict | None, task_definition: str) -> str:
@@ -181,25 +208,49 @@ def plan_rollout(ctx: Context) -> Step:
             last["service"] = service
             verdict = rollout_verdict(service, task_definition)
             if verdict.state == "failed":
-                raise RolloutFailed(verdict.text + _failure_details(
-                    ecs, stack, service, task_definition))
+                raise RolloutFailed(
+                    verdict.text + _failure_details(ecs, stack, service, task_definition)
+                )
             return verdict.state == "done", verdict.text
 
         try:
-            text = poll(stable, deadline=timeout, interval=POLL_SECONDS, clock=ctx.clock,
-                        progress=ctx.progress(kind, name), what=f"rollout of {name}")
+            text = poll(
+                stable,
+                deadline=timeout,
+                interval=POLL_SECONDS,
+                clock=ctx.clock,
+                progress=ctx.progress(kind, name),
+                what=f"rollout of {name}",
+            )
         except WaitTimeout as exc:
-            raise WaitTimeout(str(exc) + _failure_details(
-                ecs, stack, last.get("service"), task_definition)) from exc
-        deployment = next(d for d in last["service"]["deployments"]
-                          if d.get("taskDefinition") == task_definition)
+            raise WaitTimeout(
+                str(exc) + _failure_details(ecs, stack, last.get("service"), task_definition)
+            ) from exc
+        deployment = next(
+            d for d in last["service"]["deployments"] if d.get("taskDefinition") == task_definition
+        )
         outputs["rollout_running"] = str(deployment.get("runningCount", 0))
         return f"stable: {text}"
 
-    return Step(kind, name, "check", f"wait until stable, at most {timeout:.0f}s", [
-        Do("the service's deployment of the new revision is stable (circuit breaker on)", run,
-           (Call("ecs", "DescribeServices",
-                 {"cluster": stack.cluster, "services": [stack.service]}),))])
+    return Step(
+        kind,
+        name,
+        "check",
+        f"wait until stable, at most {timeout:.0f}s",
+        [
+            Do(
+                "the service's deployment of the new revision is stable (circuit breaker on)",
+                run,
+                (
+                    Call(
+                        "ecs",
+                        "DescribeServices",
+                        {"cluster": stack.cluster, "services": [stack.service]},
+                    ),
+                ),
+            )
+        ],
+    )
 
 
 def _describe_task(ecs, stack, arn: str) -> dict:
@@ -222,8 +273,10 @@ def _put_back(ctx: Context, outputs) -> str:
     stack, ecs = ctx.stack, ctx.clients.ecs
     previous = outputs.get("previous_task_definition")
     if not previous or previous == outputs["task_definition"]:
-        return (f"; the service (no tasks running) stays on {revision(outputs['task_definition'])}"
-                ": fix the image and deploy again")
+        return (
+            f"; the service (no tasks running) stays on {revision(outputs['task_definition'])}"
+            ": fix the image and deploy again"
+        )
     ecs.update_service(cluster=stack.cluster, service=stack.service, taskDefinition=previous)
     return f"; the service is back on {revision(previous)}"
 
@@ -233,38 +286,65 @@ def smoke_test(ctx: Context, outputs) -> str:
     task_definition = outputs["task_definition"]
     progress = ctx.progress("smoke task", stack.family)
     started = retry_until(
-        ecs.run_task, cluster=stack.cluster, taskDefinition=task_definition, count=1,
+        ecs.run_task,
+        cluster=stack.cluster,
+        taskDefinition=task_definition,
+        count=1,
         startedBy=SMOKE_STARTED_BY,
         # Regular Fargate: a Spot interruption would read as a failed check.
         capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1, "base": 0}],
-        networkConfiguration=network_configuration(stack, outputs["subnets"],
-                                                   outputs["security_group"]),
+        networkConfiguration=network_configuration(
+            stack, outputs["subnets"], outputs["security_group"]
+        ),
         enableECSManagedTags=True,
         tags=[{"key": k, "value": v} for k, v in stack.tags.items()],
-        retryable=role_not_ready, deadline=ROLE_PROPAGATION_SECONDS, clock=ctx.clock,
-        progress=progress)
+        retryable=role_not_ready,
+        deadline=ROLE_PROPAGATION_SECONDS,
+        clock=ctx.clock,
+        progress=progress,
+    )
     if not started.get("tasks"):
-        reasons = "; ".join(f"{f.get('reason', '?')} {f.get('detail', '')}".strip()
-                            for f in started.get("failures", []))
-        raise SmokeFailed(f"ECS did not start the smoke task: {reasons or 'no reason given'}"
-                          + _put_back(ctx, outputs))
+        reasons = "; ".join(
+            f"{f.get('reason', '?')} {f.get('detail', '')}".strip()
+            for f in started.get("failures", [])
+        )
+        raise SmokeFailed(
+            f"ECS did not start the smoke task: {reasons or 'no reason given'}"
+            + _put_back(ctx, outputs)
+        )
     arn = started["tasks"][0]["taskArn"]
     progress(f"started task {arn.rsplit('/', 1)[-1]}")
     stopped = False
     try:
-        poll(lambda: _judge(ecs, stack, arn, start_verdict), deadline=stack.options.smoke_timeout,
-             interval=POLL_SECONDS, progress=progress, what="smoke task becoming healthy",
-             clock=ctx.clock)
-        ecs.stop_task(cluster=stack.cluster, task=arn,
-                      reason="deploy smoke check: healthy; now checking a clean stop")
-        text = poll(lambda: _judge(ecs, stack, arn, stop_verdict), deadline=STOP_SECONDS,
-                    interval=POLL_SECONDS, progress=progress, what="smoke task stopping",
-                    clock=ctx.clock)
+        poll(
+            lambda: _judge(ecs, stack, arn, start_verdict),
+            deadline=stack.options.smoke_timeout,
+            interval=POLL_SECONDS,
+            progress=progress,
+            what="smoke task becoming healthy",
+            clock=ctx.clock,
+        )
+        ecs.stop_task(
+            cluster=stack.cluster,
+            task=arn,
+            reason="deploy smoke check: healthy; now checking a clean stop",
+        )
+        text = poll(
+            lambda: _judge(ecs, stack, arn, stop_verdict),
+            deadline=STOP_SECONDS,
+            interval=POLL_SECONDS,
+            progress=progress,
+            what="smoke task stopping",
+            clock=ctx.clock,
+        )
         stopped = True
         return f"{revision(task_definition)} was RUNNING and HEALTHY, then {text}"
     except (SmokeFailed, WaitTimeout) as exc:
-        raise SmokeFailed(f"smoke task of {revision(task_definition)}: {exc}"
-                          + _put_back(ctx, outputs) + _logs_hint(stack)) from exc
+        raise SmokeFailed(
+            f"smoke task of {revision(task_definition)}: {exc}"
+            + _put_back(ctx, outputs)
+            + _logs_hint(stack)
+        ) from exc
     finally:
         if not stopped:  # never leave it running, whatever went wrong (StopTask is idempotent)
             with contextlib.suppress(ClientError):
@@ -284,14 +364,27 @@ def plan_smoke(ctx: Context) -> Step:
         return smoke_test(ctx, outputs)
 
     cluster = {"cluster": stack.cluster}
-    calls = (Call("ecs", "RunTask", {**cluster, "taskDefinition": Ref("task_definition"),
-                                     "count": 1, "startedBy": SMOKE_STARTED_BY}),
-             Call("ecs", "DescribeTasks", cluster),
-             Call("ecs", "StopTask", {**cluster, "task": Ref("smoke_task")}))
-    return Step(kind, stack.family, "check",
-                "one task of the new revision, if none runs: RUNNING, HEALTHY, exit 0 on "
-                "SIGTERM", [Do("run one task, see it healthy, stop it, see it exit 0", run,
-                               calls)])
+    calls = (
+        Call(
+            "ecs",
+            "RunTask",
+            {
+                **cluster,
+                "taskDefinition": Ref("task_definition"),
+                "count": 1,
+                "startedBy": SMOKE_STARTED_BY,
+            },
+        ),
+        Call("ecs", "DescribeTasks", cluster),
+        Call("ecs", "StopTask", {**cluster, "task": Ref("smoke_task")}),
+    )
+    return Step(
+        kind,
+        stack.family,
+        "check",
+        "one task of the new revision, if none runs: RUNNING, HEALTHY, exit 0 on SIGTERM",
+        [Do("run one task, see it healthy, stop it, see it exit 0", run, calls)],
+    )
 
 
 def plan_delete_smoke(ctx: Context) -> list[Step]:
@@ -314,11 +407,18 @@ def plan_delete_smoke(ctx: Context) -> list[Step]:
             left = [t for t in found if t.get("lastStatus") != "STOPPED"]
             return not left, f"{len(left)} task(s) stopping"
 
-        stop = [Call("ecs", "StopTask", {**cluster, "task": arn, "reason": "stack destroyed"})] \
-            if task.get("desiredStatus") != "STOPPED" else []
+        stop = (
+            [Call("ecs", "StopTask", {**cluster, "task": arn, "reason": "stack destroyed"})]
+            if task.get("desiredStatus") != "STOPPED"
+            else []
+        )
         # A cluster with tasks still stopping refuses deletion (ClusterContainsTasks).
-        wait = Wait("smoke task stopped", stopped, deadline=STOP_SECONDS, interval=10,
-                    calls=(Call("ecs", "DescribeTasks", {**cluster, "tasks": [arn]}),))
-        steps.append(Step("smoke task", arn.rsplit("/", 1)[-1], "stop",
-                          instructions=[*stop, wait]))
+        wait = Wait(
+            "smoke task stopped",
+            stopped,
+            deadline=STOP_SECONDS,
+            interval=10,
+            calls=(Call("ecs", "DescribeTasks", {**cluster, "tasks": [arn]}),),
+        )
+        steps.append(Step("smoke task", arn.rsplit("/", 1)[-1], "stop", instructions=[*stop, wait]))
     return steps

@@ -63,11 +63,18 @@ def definition(stack, schedule) -> dict:
 
 def differences(current: dict, wanted: dict) -> list[str]:
     """The fields of `wanted` a GetSchedule answer (which has more) does not match."""
-    out = [k for k in wanted if k not in ("Name", "GroupName", "Target")
-           and canonical_json(current.get(k)) != canonical_json(wanted[k])]
+    out = [
+        k
+        for k in wanted
+        if k not in ("Name", "GroupName", "Target")
+        and canonical_json(current.get(k)) != canonical_json(wanted[k])
+    ]
     target = current.get("Target") or {}
-    return out + [f"Target.{k}" for k, v in wanted["Target"].items()
-                  if canonical_json(target.get(k)) != canonical_json(v)]
+    return out + [
+        f"Target.{k}"
+        for k, v in wanted["Target"].items()
+        if canonical_json(target.get(k)) != canonical_json(v)
+    ]
 
 
 def find_group(scheduler, name: str) -> dict | None:
@@ -104,20 +111,46 @@ def plan_schedules(ctx: Context) -> list[Step]:
         return []  # no schedules: no role, no group
     steps: list[Step] = []
     if wanted:
-        steps.append(roles.plan_role(ctx, stack.scheduler_role, policies.SCHEDULER,
-                                     policies.scheduler_policy(stack),
-                                     trust=policies.scheduler_trust(stack)))
+        steps.append(
+            roles.plan_role(
+                ctx,
+                stack.scheduler_role,
+                policies.SCHEDULER,
+                policies.scheduler_policy(stack),
+                trust=policies.scheduler_trust(stack),
+            )
+        )
 
-        steps.append(Step("schedule group", stack.schedule_group,
-                          "unchanged" if group else "create", "",
-                          [] if group else [Call("scheduler", "CreateScheduleGroup", {
-                              "Name": stack.schedule_group, "Tags": tag_list(stack)})]))
+        steps.append(
+            Step(
+                "schedule group",
+                stack.schedule_group,
+                "unchanged" if group else "create",
+                "",
+                []
+                if group
+                else [
+                    Call(
+                        "scheduler",
+                        "CreateScheduleGroup",
+                        {"Name": stack.schedule_group, "Tags": tag_list(stack)},
+                    )
+                ],
+            )
+        )
     for name, schedule in wanted.items():
         steps.append(_plan_one(ctx, schedule, name in existing))
     for name in existing:
         if name not in wanted:
-            steps.append(Step("schedule", name, "delete", "no job declares it any more",
-                              [_delete(stack.schedule_group, name)]))
+            steps.append(
+                Step(
+                    "schedule",
+                    name,
+                    "delete",
+                    "no job declares it any more",
+                    [_delete(stack.schedule_group, name)],
+                )
+            )
     return steps
 
 
@@ -135,10 +168,13 @@ def _plan_one(ctx: Context, schedule, exists: bool) -> Step:
     if changed:
         detail += f"; {', '.join(changed)} differ"
     # A scheduler role made seconds ago is refused until IAM has propagated it.
-    write = Call("scheduler", "CreateSchedule" if current is None else "UpdateSchedule",
-                 wanted, retry=Retry(role_not_ready, ROLE_PROPAGATION_SECONDS))
-    return Step("schedule", schedule.name, action, detail,
-                [] if action == "unchanged" else [write])
+    write = Call(
+        "scheduler",
+        "CreateSchedule" if current is None else "UpdateSchedule",
+        wanted,
+        retry=Retry(role_not_ready, ROLE_PROPAGATION_SECONDS),
+    )
+    return Step("schedule", schedule.name, action, detail, [] if action == "unchanged" else [write])
 
 
 def plan_delete_schedules(ctx: Context) -> list[Step]:
@@ -149,9 +185,18 @@ def plan_delete_schedules(ctx: Context) -> list[Step]:
     if find_group(scheduler, stack.schedule_group) is None:
         steps.append(Step("schedule group", stack.schedule_group, "absent"))
     else:
-        steps += [Step("schedule", name, "delete", instructions=[
-            _delete(stack.schedule_group, name)])
-            for name in group_schedules(scheduler, stack.schedule_group)]
-        steps.append(Step("schedule group", stack.schedule_group, "delete", instructions=[
-            Call("scheduler", "DeleteScheduleGroup", {"Name": stack.schedule_group})]))
+        steps += [
+            Step("schedule", name, "delete", instructions=[_delete(stack.schedule_group, name)])
+            for name in group_schedules(scheduler, stack.schedule_group)
+        ]
+        steps.append(
+            Step(
+                "schedule group",
+                stack.schedule_group,
+                "delete",
+                instructions=[
+                    Call("scheduler", "DeleteScheduleGroup", {"Name": stack.schedule_group})
+                ],
+            )
+        )
     return [*steps, roles.plan_delete_role(ctx, stack.scheduler_role)]

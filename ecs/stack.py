@@ -84,10 +84,16 @@ class Stack:
     def __post_init__(self) -> None:
         if not self.partition:
             object.__setattr__(self, "partition", partition_of(self.region))
-        if not self.name or not all(c.isalnum() or c == "-" for c in self.name) \
-                or len(self.name) > 32 or not self.name[0].isalpha():
-            raise ValueError(f"stack name {self.name!r}: use 1-32 letters, digits and '-', "
-                             "starting with a letter")
+        if (
+            not self.name
+            or not all(c.isalnum() or c == "-" for c in self.name)
+            or len(self.name) > 32
+            or not self.name[0].isalpha()
+        ):
+            raise ValueError(
+                f"stack name {self.name!r}: use 1-32 letters, digits and '-', "
+                "starting with a letter"
+            )
 
     @property
     def tags(self) -> dict[str, str]:
@@ -188,8 +194,10 @@ class Stack:
 
     # ARNs, known before anything exists (so `plan` can show the links)
     def _arn(self, service: str, resource: str, region: bool = True) -> str:
-        return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
-                f"{self.account_id}:{resource}")
+        return (
+            f"arn:{self.partition}:{service}:{self.region if region else ''}:"
+            f"{self.account_id}:{resource}"
+        )
 
     @property
     def queue_arn(self) -> str:
@@ -219,7 +227,7 @@ class Stack:
         base = self.name.lower()
         if len(base) + len(rest) > 63:
             digest = hashlib.sha256(self.name.encode()).hexdigest()[:6]
-            base = f"{base[:63 - len(rest) - 7].rstrip('-')}-{digest}"
+            base = f"{base[: 63 - len(rest) - 7].rstrip('-')}-{digest}"
         return base + rest
 
     @property
@@ -273,12 +281,20 @@ class Stack:
         options, every other value at its default."""
         o = self.options
         return Settings(
-            target="aws", region=self.region, queue_name=self.queue_name,
-            queue_url=self.queue_url, dlq_name=self.dlq_name, table_name=self.table_name,
-            bucket_name=self.bucket_name, job_modules=o.job_modules,
-            visibility_timeout=o.visibility_timeout, max_receive_count=o.max_receive_count,
-            concurrency=o.concurrency, wait_time_seconds=20,
-            shutdown_deadline=STOP_TIMEOUT - 20)
+            target="aws",
+            region=self.region,
+            queue_name=self.queue_name,
+            queue_url=self.queue_url,
+            dlq_name=self.dlq_name,
+            table_name=self.table_name,
+            bucket_name=self.bucket_name,
+            job_modules=o.job_modules,
+            visibility_timeout=o.visibility_timeout,
+            max_receive_count=o.max_receive_count,
+            concurrency=o.concurrency,
+            wait_time_seconds=20,
+            shutdown_deadline=STOP_TIMEOUT - 20,
+        )
 
     def worker_environment(self) -> dict[str, str]:
         """The task definition's environment: the worker's Settings, rendered by them."""

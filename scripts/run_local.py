@@ -40,14 +40,18 @@ def already_running() -> str | None:
         try:
             pid = int(PID_FILE.read_text())
             os.kill(pid, 0)
-            return (f"`make run` is already running (pid {pid}); "
-                    f"the page is at http://127.0.0.1:{API_PORT}/")
+            return (
+                f"`make run` is already running (pid {pid}); "
+                f"the page is at http://127.0.0.1:{API_PORT}/"
+            )
         except (ValueError, ProcessLookupError, PermissionError):
             PID_FILE.unlink(missing_ok=True)
     for port, what in ((AWS_PORT, "the AWS emulator"), (API_PORT, "the API")):
         if port_in_use(port):
-            return (f"port {port} ({what}) is already in use by another program; stop it, or "
-                    f"choose other ports with LOCAL_AWS_PORT / LOCAL_API_PORT")
+            return (
+                f"port {port} ({what}) is already in use by another program; stop it, or "
+                f"choose other ports with LOCAL_AWS_PORT / LOCAL_API_PORT"
+            )
     return None
 
 
@@ -55,7 +59,8 @@ def already_running() -> str | None:
 # checks provisioning makes) and its development-server banner: not the stack's news.
 EMULATOR_NOISE = re.compile(
     r'"(?:\x1b\[[0-9;]*m)*[A-Z]+ \S+ HTTP/1\.[01](?:\x1b\[[0-9;]*m)*" \d{3} '
-    r"|This is a development server|Press CTRL\+C to quit|Running on http")
+    r"|This is a development server|Press CTRL\+C to quit|Running on http"
+)
 
 
 LOCAL_CALLBACK_SECRET = "local-callback-secret"
@@ -87,8 +92,14 @@ class Stack:
 
     def start(self, label: str, argv: list[str]) -> subprocess.Popen:
         proc = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", start_new_session=True,
+            argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
         )
         self.procs.append((label, proc))
         threading.Thread(target=self._pump, args=(label, proc), daemon=True).start()
@@ -166,17 +177,43 @@ def main() -> int:
     stack = Stack()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        stack.start("aws", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                            "-p", str(AWS_PORT)])
+        stack.start(
+            "aws", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(AWS_PORT)]
+        )
         stack.wait_for_port(AWS_PORT, "moto server")
-        subprocess.run([sys.executable, "-m", "tasks.ops.provision"], cwd=ROOT, env=stack.env,
-                       check=True)
-        stack.start("worker", [sys.executable, "-m", "celery", "-A", "tasks", "worker",
-                               "-l", "info", "-n", "local@%h"])
+        subprocess.run(
+            [sys.executable, "-m", "tasks.ops.provision"], cwd=ROOT, env=stack.env, check=True
+        )
+        stack.start(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "worker",
+                "-l",
+                "info",
+                "-n",
+                "local@%h",
+            ],
+        )
         # The jobs' schedules, fired as EventBridge Scheduler fires them on AWS.
         stack.start("sched", [sys.executable, "-m", "tasks.ops.local_scheduler"])
-        stack.start("api", [sys.executable, "-m", "gunicorn", "-c", "python:api_shim.gunicorn_conf",
-                            "-b", f"127.0.0.1:{API_PORT}", "api_shim.app:create_app()"])
+        stack.start(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:api_shim.gunicorn_conf",
+                "-b",
+                f"127.0.0.1:{API_PORT}",
+                "api_shim.app:create_app()",
+            ],
+        )
         stack.wait_for_port(API_PORT, "API shim")
         print(banner(), flush=True)
         while all(p.poll() is None for _, p in stack.procs):

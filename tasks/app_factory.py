@@ -47,10 +47,12 @@ def create_app(settings: Settings | None = None, *, role: Role = "worker") -> Ce
     if role not in ("worker", "client"):
         raise ValueError(f"role must be 'worker' or 'client', got {role!r}")
     worker = role == "worker"
-    app = App("tasks" if worker else "tasks.client",
-              task_cls="tasks.jobkit.task:JobTask" if worker else None,
-              control="tasks.results.control:Control",  # revoke through the job record
-              amqp="tasks.submit.claim_check:ClaimCheckAMQP")  # large arguments go to S3
+    app = App(
+        "tasks" if worker else "tasks.client",
+        task_cls="tasks.jobkit.task:JobTask" if worker else None,
+        control="tasks.results.control:Control",  # revoke through the job record
+        amqp="tasks.submit.claim_check:ClaimCheckAMQP",
+    )  # large arguments go to S3
     app.settings = settings
     app.conf.update(celery_config(settings))
     if not worker:

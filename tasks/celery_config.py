@@ -40,7 +40,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # The receive count decides a rejected message's last receive; the sent time
             # gives the job's time waiting in the queue (tasks.worker.metrics).
             "fetch_message_attributes": {
-                "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"]},
+                "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"]
+            },
             SETTINGS_OPTION: settings,
         },
         "broker_connection_retry_on_startup": True,

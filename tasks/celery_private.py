@@ -97,16 +97,22 @@ def _overridden() -> tuple[tuple[type, str, tuple[str, ...]], ...]:
         (request, "terminate", ("self", "pool", "signal")),
         (sqs, "_put", ("self", "queue", "message")),
         (sqs, "_get_async", ("self", "queue", "count", "callback")),
-        (sqs, "_get_from_sqs", ("self", "queue_name", "queue_url", "connection", "count",
-                                "callback")),
+        (
+            sqs,
+            "_get_from_sqs",
+            ("self", "queue_name", "queue_url", "connection", "count", "callback"),
+        ),
         (sqs, "_on_messages_ready", ("self", "queue", "qname", "messages")),
         (sqs, "_message_to_python", ("self", "message", "queue_name", "q_url")),
         (sqs, "_new_queue", ("self", "queue")),
         (sqs, "_schedule_queue", ("self", "queue")),
         (sqs, "canonical_queue_name", ("self", "queue_name")),
         (sqs, "asynsqs", ("self", "queue")),
-        (sqs, "new_sqs_client", ("self", "region", "access_key_id", "secret_access_key",
-                                 "session_token")),
+        (
+            sqs,
+            "new_sqs_client",
+            ("self", "region", "access_key_id", "secret_access_key", "session_token"),
+        ),
         (sqs, "basic_qos", ("self", "prefetch_size", "prefetch_count", "apply_global")),
         (sqs, "basic_ack", ("self", "delivery_tag", "multiple")),
         (sqs, "basic_reject", ("self", "delivery_tag", "requeue")),
@@ -133,8 +139,11 @@ def signum(sig: str | int) -> int:
 def context_method_names() -> list[str]:
     """The public methods and properties of Celery's task Context: a message header named
     like one would shadow it (the message gate refuses those)."""
-    return sorted(name for name, value in vars(Context).items()
-                  if not name.startswith("_") and (callable(value) or isinstance(value, property)))
+    return sorted(
+        name
+        for name, value in vars(Context).items()
+        if not name.startswith("_") and (callable(value) or isinstance(value, property))
+    )
 
 
 # --- the worker's own state (celery.worker.state) ---------------------------------
@@ -154,8 +163,11 @@ def held_requests() -> list:
     for _ in range(5):
         try:
             held = {id(r): r for r in worker_state.requests.values()}
-            for group in (worker_state.reserved_requests, worker_state.active_requests,
-                          getattr(worker_state, "scheduled_requests", ())):
+            for group in (
+                worker_state.reserved_requests,
+                worker_state.active_requests,
+                getattr(worker_state, "scheduled_requests", ()),
+            ):
                 held.update((id(r), r) for r in list(group))
             return list(held.values())
         except RuntimeError:  # changed size while copied from another thread

@@ -13,9 +13,15 @@ from tasks.jobkit.registry import job
 from tasks.jobkit.schedules import Schedule
 
 
-@job(schema={"type": "object", "properties": {"note": {"type": "string", "maxLength": 200}},
-             "additionalProperties": False},
-     public=False, schedule=Schedule("rate(1 minute)", kwargs={"note": "every minute"}))
+@job(
+    schema={
+        "type": "object",
+        "properties": {"note": {"type": "string", "maxLength": 200}},
+        "additionalProperties": False,
+    },
+    public=False,
+    schedule=Schedule("rate(1 minute)", kwargs={"note": "every minute"}),
+)
 def heartbeat(self, note: str = "") -> dict[str, Any]:
     """Say when it was meant to run: the scheduled time travels in the message's headers."""
     return {"note": note, "scheduled_time": getattr(self.request, "scheduled_time", None)}

@@ -18,11 +18,20 @@ SUMMARIZE_SCHEMA = {
     "type": "object",
     "title": "Summarize document",
     "properties": {
-        "document": {"type": "string", "minLength": 1, "maxLength": 500_000,
-                     "description": "Plain text or Markdown; '#' headings start sections."},
+        "document": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 500_000,
+            "description": "Plain text or Markdown; '#' headings start sections.",
+        },
         "sentences_per_section": {"type": "integer", "minimum": 1, "maximum": 10, "default": 2},
-        "paragraphs_per_section": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5,
-                                   "description": "Section size when there are no headings."},
+        "paragraphs_per_section": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 50,
+            "default": 5,
+            "description": "Section size when there are no headings.",
+        },
     },
     "required": ["document"],
     "additionalProperties": False,
@@ -39,7 +48,7 @@ def split_sections(document: str, paragraphs_per_section: int) -> list[tuple[str
             sections.append(("Introduction", preface))
         for i, match in enumerate(headings):
             end = headings[i + 1].start() if i + 1 < len(headings) else len(document)
-            sections.append((match.group(2), document[match.end():end].strip()))
+            sections.append((match.group(2), document[match.end() : end].strip()))
         return sections
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", document) if p.strip()]
     return [
@@ -84,11 +93,12 @@ def summarize(
     progress = Progress(self, len(sections))
     out = []
     for i, (title, body) in enumerate(sections, 1):
-        out.append({
-            "title": title,
-            "words": len(words_of(body)),
-            "summary": extract_summary(body, sentences_per_section, df, n_docs),
-        })
+        out.append(
+            {
+                "title": title,
+                "words": len(words_of(body)),
+                "summary": extract_summary(body, sentences_per_section, df, n_docs),
+            }
+        )
         progress.update(i, f"summarised section {i} of {len(sections)}: {title[:60]}")
-    return {"sections": out, "section_count": len(out),
-            "words": sum(s["words"] for s in out)}
+    return {"sections": out, "section_count": len(out), "words": sum(s["words"] for s in out)}

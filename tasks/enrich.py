@@ -13,20 +13,52 @@ from tasks.jobkit.registry import job
 MAX_RECORDS = 5_000
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]{2,}$")
 COUNTRIES = {
-    "AT": "43", "AU": "61", "BE": "32", "BR": "55", "CA": "1", "CH": "41", "CN": "86",
-    "DE": "49", "DK": "45", "ES": "34", "FI": "358", "FR": "33", "GB": "44", "IE": "353",
-    "IN": "91", "IT": "39", "JP": "81", "MX": "52", "NL": "31", "NO": "47", "NZ": "64",
-    "PL": "48", "PT": "351", "SE": "46", "US": "1", "ZA": "27",
+    "AT": "43",
+    "AU": "61",
+    "BE": "32",
+    "BR": "55",
+    "CA": "1",
+    "CH": "41",
+    "CN": "86",
+    "DE": "49",
+    "DK": "45",
+    "ES": "34",
+    "FI": "358",
+    "FR": "33",
+    "GB": "44",
+    "IE": "353",
+    "IN": "91",
+    "IT": "39",
+    "JP": "81",
+    "MX": "52",
+    "NL": "31",
+    "NO": "47",
+    "NZ": "64",
+    "PL": "48",
+    "PT": "351",
+    "SE": "46",
+    "US": "1",
+    "ZA": "27",
 }
-COUNTRY_ALIASES = {"UK": "GB", "USA": "US", "UNITED STATES": "US", "UNITED KINGDOM": "GB",
-                   "GERMANY": "DE", "FRANCE": "FR", "SPAIN": "ES", "ITALY": "IT"}
+COUNTRY_ALIASES = {
+    "UK": "GB",
+    "USA": "US",
+    "UNITED STATES": "US",
+    "UNITED KINGDOM": "GB",
+    "GERMANY": "DE",
+    "FRANCE": "FR",
+    "SPAIN": "ES",
+    "ITALY": "IT",
+}
 
 RECORDS_SCHEMA = {
     "type": "object",
     "title": "Enrich records",
     "properties": {
         "records": {
-            "type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_RECORDS,
             "items": {"type": "object"},
             "description": "Objects with any of: name, email, phone, country, birth_date.",
         },
@@ -126,5 +158,9 @@ def records(self, records: list[dict[str, Any]], default_country: str = "US") ->
         problems.extend({"index": index, **e} for e in errors)
         progress.update(index + 1, f"enriched {index + 1} of {len(records)} records")
     invalid = len({p["index"] for p in problems})
-    return {"records": results, "errors": problems,
-            "valid": len(records) - invalid, "invalid": invalid}
+    return {
+        "records": results,
+        "errors": problems,
+        "valid": len(records) - invalid,
+        "invalid": invalid,
+    }

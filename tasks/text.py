@@ -19,10 +19,19 @@ ANALYZE_SCHEMA = {
     "type": "object",
     "title": "Analyze text",
     "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS,
-                 "description": "The text to analyze, in any language."},
-        "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10,
-                  "description": "How many keywords to return."},
+        "text": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_TEXT_CHARS,
+            "description": "The text to analyze, in any language.",
+        },
+        "top_k": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 100,
+            "default": 10,
+            "description": "How many keywords to return.",
+        },
     },
     "required": ["text"],
     "additionalProperties": False,
@@ -46,9 +55,7 @@ def keywords(sentences: list[list[str]], top_k: int) -> list[dict[str, Any]]:
         lowered = [w.lower() for w in words if len(w) > 2 and not w.isdigit()]
         tf.update(lowered)
         df.update(set(lowered))
-    scored = [
-        (count * math.log(1 + n / df[word]), word, count) for word, count in tf.items()
-    ]
+    scored = [(count * math.log(1 + n / df[word]), word, count) for word, count in tf.items()]
     scored.sort(key=lambda t: (-t[0], t[1]))
     return [{"word": w, "count": c, "score": round(s, 3)} for s, w, c in scored[:top_k]]
 

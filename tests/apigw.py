@@ -19,8 +19,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-VELOCITY_JARS = [Path("/usr/share/java/velocity.jar"), Path("/usr/share/java/commons-lang.jar"),
-                 Path("/usr/share/java/commons-collections3.jar")]
+VELOCITY_JARS = [
+    Path("/usr/share/java/velocity.jar"),
+    Path("/usr/share/java/commons-lang.jar"),
+    Path("/usr/share/java/commons-collections3.jar"),
+]
 HARNESS = Path(__file__).resolve().parent / "velocity" / "RenderTemplate.java"
 JSON = "application/json"
 # API Gateway's default status and message for the gateway response types used here.
@@ -65,8 +68,9 @@ class Velocity:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.classpath = ":".join(str(p) for p in VELOCITY_JARS)
-        subprocess.run(["javac", "-cp", self.classpath, "-d", str(workdir), str(HARNESS)],
-                       check=True)
+        subprocess.run(
+            ["javac", "-cp", self.classpath, "-d", str(workdir), str(HARNESS)], check=True
+        )
         self._batches = 0
 
     def render_many(self, cases: list[Case]) -> list[Rendered]:
@@ -76,17 +80,41 @@ class Velocity:
         for i, case in enumerate(cases):
             (batch / f"{i}.template").write_text(case.template, encoding="utf-8")
             (batch / f"{i}.body").write_text(case.body, encoding="utf-8")
-            (batch / f"{i}.args").write_text("\n".join(
-                [case.request_id, case.path, case.resource, case.job_id or "",
-                 "" if case.request_time_epoch is None else str(case.request_time_epoch),
-                 case.request_time, *(f"{k}={v}" for k, v in case.query.items())]),
-                encoding="utf-8")
-        subprocess.run(["java", "-cp", f"{self.workdir}:{self.classpath}", "RenderTemplate",
-                        "--batch", str(batch), str(len(cases))],
-                       check=True, capture_output=True, timeout=120)
-        return [parse_overrides((batch / f"{i}.out").read_text(encoding="utf-8"),
-                                (batch / f"{i}.err").read_text(encoding="utf-8"))
-                for i in range(len(cases))]
+            (batch / f"{i}.args").write_text(
+                "\n".join(
+                    [
+                        case.request_id,
+                        case.path,
+                        case.resource,
+                        case.job_id or "",
+                        "" if case.request_time_epoch is None else str(case.request_time_epoch),
+                        case.request_time,
+                        *(f"{k}={v}" for k, v in case.query.items()),
+                    ]
+                ),
+                encoding="utf-8",
+            )
+        subprocess.run(
+            [
+                "java",
+                "-cp",
+                f"{self.workdir}:{self.classpath}",
+                "RenderTemplate",
+                "--batch",
+                str(batch),
+                str(len(cases)),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        return [
+            parse_overrides(
+                (batch / f"{i}.out").read_text(encoding="utf-8"),
+                (batch / f"{i}.err").read_text(encoding="utf-8"),
+            )
+            for i in range(len(cases))
+        ]
 
     def render(self, template: str, **kw) -> Rendered:
         return self.render_many([Case(template, **kw)])[0]
@@ -96,9 +124,9 @@ def parse_overrides(text: str, overrides: str) -> Rendered:
     out = Rendered(text)
     for line in overrides.splitlines():
         if line.startswith("status="):
-            out.status = int(line[len("status="):])
+            out.status = int(line[len("status=") :])
         elif line.startswith("header:"):
-            name, _, value = line[len("header:"):].partition("=")
+            name, _, value = line[len("header:") :].partition("=")
             out.headers[name] = value
     return out
 
@@ -107,13 +135,24 @@ def shim_engine(case: Case) -> Rendered:
     """The shim's engine (airspeed-ext with tasks.http_contract.vtl's $input/$util/$context)."""
     from tasks.http_contract.vtl import Params, render
 
-    times = {} if case.request_time_epoch is None else {
-        "requestTimeEpoch": case.request_time_epoch, "requestTime": case.request_time}
-    out = render(case.template, body=case.body,
-                 params=Params(path={"job_id": case.job_id} if case.job_id else {},
-                               querystring=dict(case.query)),
-                 context={"requestId": case.request_id, "path": case.path,
-                          "resourcePath": case.resource, **times})
+    times = (
+        {}
+        if case.request_time_epoch is None
+        else {"requestTimeEpoch": case.request_time_epoch, "requestTime": case.request_time}
+    )
+    out = render(
+        case.template,
+        body=case.body,
+        params=Params(
+            path={"job_id": case.job_id} if case.job_id else {}, querystring=dict(case.query)
+        ),
+        context={
+            "requestId": case.request_id,
+            "path": case.path,
+            "resourcePath": case.resource,
+            **times,
+        },
+    )
     return Rendered(out.text, out.status_override, out.header_overrides)
 
 
@@ -129,8 +168,11 @@ class Answer:
 
 
 def literal_headers(parameters: dict[str, str], prefix: str) -> dict[str, str]:
-    return {key[len(prefix):]: value.strip("'") for key, value in parameters.items()
-            if key.startswith(prefix) and value.startswith("'")}
+    return {
+        key[len(prefix) :]: value.strip("'")
+        for key, value in parameters.items()
+        if key.startswith(prefix) and value.startswith("'")
+    }
 
 
 def resolve(doc: dict, method: str, path: str) -> str | None:
@@ -142,8 +184,8 @@ def resolve(doc: dict, method: str, path: str) -> str | None:
     for resource in doc["paths"]:
         parts = resource.split("/")[1:]
         if len(parts) == len(segments) and all(
-                (p.startswith("{") and s != "") or p == s
-                for p, s in zip(parts, segments, strict=True)):
+            (p.startswith("{") and s != "") or p == s for p, s in zip(parts, segments, strict=True)
+        ):
             matches.append((tuple(p.startswith("{") for p in parts), resource))
     if not matches:
         return None
@@ -157,14 +199,18 @@ def integration(doc: dict, resource: str, method: str) -> dict:
 
 def chosen_response(doc: dict, resource: str, method: str, status: int) -> dict:
     responses = integration(doc, resource, method)["responses"]
-    matching = [spec for pattern, spec in responses.items()
-                if pattern != "default" and re.fullmatch(pattern, str(status))]
+    matching = [
+        spec
+        for pattern, spec in responses.items()
+        if pattern != "default" and re.fullmatch(pattern, str(status))
+    ]
     assert len(matching) <= 1, f"{resource} {method}: selection patterns overlap at {status}"
     return matching[0] if matching else responses["default"]
 
 
-def integration_answer(doc: dict, resource: str, method: str, status: int, body: str,
-                       rendered: Rendered) -> Answer:
+def integration_answer(
+    doc: dict, resource: str, method: str, status: int, body: str, rendered: Rendered
+) -> Answer:
     """The method response for an integration answer, given its template's rendering."""
     spec = chosen_response(doc, resource, method, status)
     headers = literal_headers(spec.get("responseParameters", {}), "method.response.header.")
@@ -174,7 +220,8 @@ def integration_answer(doc: dict, resource: str, method: str, status: int, body:
     assert str(final) in declared, f"{resource} {method}: {final} is not a method response"
     for name in headers:
         assert name in declared[str(final)].get("headers", {}), (
-            f"{resource} {method} {final}: header {name} not declared")
+            f"{resource} {method} {final}: header {name} not declared"
+        )
     return Answer(final, headers, rendered.text)
 
 
@@ -188,11 +235,14 @@ def gateway_answer(doc: dict, kind: str) -> Answer:
     responses = doc["x-amazon-apigateway-gateway-responses"]
     spec = responses.get(kind) or responses["DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX"]
     template = spec["responseTemplates"][JSON]
-    body = (template.replace("$context.error.messageString", json.dumps(message))
-            .replace("$context.error.responseType", kind))
-    return Answer(int(spec.get("statusCode", status)),
-                  literal_headers(spec.get("responseParameters", {}), "gatewayresponse.header."),
-                  body)
+    body = template.replace("$context.error.messageString", json.dumps(message)).replace(
+        "$context.error.responseType", kind
+    )
+    return Answer(
+        int(spec.get("statusCode", status)),
+        literal_headers(spec.get("responseParameters", {}), "gatewayresponse.header."),
+        body,
+    )
 
 
 def preflight_answer(doc: dict, resource: str) -> Answer:
@@ -200,7 +250,8 @@ def preflight_answer(doc: dict, resource: str) -> Answer:
     spec = integration(doc, resource, "options")
     status = json.loads(spec["requestTemplates"][JSON])["statusCode"]
     chosen = chosen_response(doc, resource, "options", status)
-    return Answer(int(chosen["statusCode"]),
-                  literal_headers(chosen.get("responseParameters", {}),
-                                  "method.response.header."),
-                  chosen["responseTemplates"][JSON])
+    return Answer(
+        int(chosen["statusCode"]),
+        literal_headers(chosen.get("responseParameters", {}), "method.response.header."),
+        chosen["responseTemplates"][JSON],
+    )

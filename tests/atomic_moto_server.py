@@ -43,8 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args(argv)
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(args.host, args.port, DynamoDBSerialised(app), threaded=True,
-               request_handler=MotoRequestHandler)
+    run_simple(
+        args.host,
+        args.port,
+        DynamoDBSerialised(app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,12 @@ from tasks.celery_app import app
 from tasks.jobkit.registry import job
 
 NUMBER = {"type": "number"}
-TWO_NUMBERS = {"type": "object", "properties": {"x": NUMBER, "y": NUMBER},
-               "required": ["x", "y"], "additionalProperties": False}
+TWO_NUMBERS = {
+    "type": "object",
+    "properties": {"x": NUMBER, "y": NUMBER},
+    "required": ["x", "y"],
+    "additionalProperties": False,
+}
 
 
 class ExpectedException(Exception):
@@ -38,37 +42,57 @@ def mul(self, x: float, y: float) -> float:
     return x * y
 
 
-@job(schema={"type": "object",
-             "properties": {"messages": {"type": "array", "items": {"type": "string"}}}},
-     public=False)
+@job(
+    schema={
+        "type": "object",
+        "properties": {"messages": {"type": "array", "items": {"type": "string"}}},
+    },
+    public=False,
+)
 def fail_with(self, *messages: str) -> None:
     """Raise ExpectedException(*messages): an exception with several arguments."""
     raise ExpectedException(*messages)
 
 
-@job(schema={"type": "object", "properties": {"task_id": {"type": "string"}},
-             "required": ["task_id"]},
-     public=False)
+@job(
+    schema={
+        "type": "object",
+        "properties": {"task_id": {"type": "string"}},
+        "required": ["task_id"],
+    },
+    public=False,
+)
 def error_of(self, task_id: str) -> dict[str, Any]:
     """A bound errback: Celery 5.7 sends it as a task with the failed task's id (bound
     tasks are never called in-process, Backend._call_task_errbacks); it reads the error."""
     exc = self.app.AsyncResult(task_id).result
-    return {"type": type(exc).__qualname__, "module": type(exc).__module__,
-            "args": list(exc.args), "equal": exc == ExpectedException(*exc.args)}
+    return {
+        "type": type(exc).__qualname__,
+        "module": type(exc).__module__,
+        "args": list(exc.args),
+        "equal": exc == ExpectedException(*exc.args),
+    }
 
 
 @app.task(name="tests.celery_semantics_jobs.log_error")
 def log_error(request: Any, exc: BaseException, traceback: str | None, path: str) -> None:
     """canvas.html's errback (request, exc, traceback), called in the failing job's worker
     process with the raw exception; it writes what it got to `path`."""
-    Path(path).write_text(json.dumps({
-        "request_id": request.id, "type": type(exc).__qualname__,
-        "module": type(exc).__module__, "args": list(exc.args),
-        "equal": exc == ExpectedException(*exc.args), "traceback": traceback}))
+    Path(path).write_text(
+        json.dumps(
+            {
+                "request_id": request.id,
+                "type": type(exc).__qualname__,
+                "module": type(exc).__module__,
+                "args": list(exc.args),
+                "equal": exc == ExpectedException(*exc.args),
+                "traceback": traceback,
+            }
+        )
+    )
 
 
-@job(schema={"type": "object", "properties": {"countdown": NUMBER}}, public=False,
-     max_retries=3)
+@job(schema={"type": "object", "properties": {"countdown": NUMBER}}, public=False, max_retries=3)
 def retry_once(self, countdown: float) -> int:
     """tasks.html, Retrying: retried once after `countdown` seconds, then succeeds."""
     if self.request.retries == 0:

@@ -24,18 +24,24 @@ from tasks.jobkit.registry import job
 
 def note(out: str, job_id: str, event: str, run: str) -> None:
     line = json.dumps({"event": event, "run": run, "pid": os.getpid(), "at": time.time()})
-    fd = os.open(os.path.join(out, f"{job_id}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                 0o600)
+    fd = os.open(
+        os.path.join(out, f"{job_id}.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+    )
     try:
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
 
 
-@job(schema={"type": "object",
-             "properties": {"out": {"type": "string"}, "work": {"type": "number"}},
-             "required": ["out"], "additionalProperties": False},
-     public=False)
+@job(
+    schema={
+        "type": "object",
+        "properties": {"out": {"type": "string"}, "work": {"type": "number"}},
+        "required": ["out"],
+        "additionalProperties": False,
+    },
+    public=False,
+)
 def side_effect(self, out: str, work: float = 0.2) -> str:
     """Work, one effect under `once` that takes time on both sides of the effect (an HTTP
     call: the request is prepared, sent, its answer awaited), then more work: so a kill can

@@ -65,8 +65,12 @@ from tasks import app as celery_app  # noqa: E402
 assert celery_app.conf.task_default_queue == STACK_ENV["JOBS_QUEUE_NAME"]
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2,
-               message: str = "condition") -> object:
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float,
+    interval: float = 0.2,
+    message: str = "condition",
+) -> object:
     """Poll `predicate` until it returns something truthy, or fail at the deadline."""
     deadline = time.monotonic() + timeout
     last = None
@@ -91,9 +95,9 @@ def moto_server() -> Iterator[str]:
     log = open(OUTPUT / f"moto-{MOTO_PORT}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         # moto's server, its DynamoDB writes made atomic as AWS's are (tests/atomic_moto_server.py).
-        [sys.executable, "-m", "tests.atomic_moto_server", "-H", "127.0.0.1", "-p",
-         str(MOTO_PORT)],
-        stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "tests.atomic_moto_server", "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_until(lambda: _port_open(MOTO_PORT), 30, message="moto server")
@@ -143,8 +147,10 @@ class Stack:
             QueueUrl=url or self.queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
-        return (int(attrs["ApproximateNumberOfMessages"]),
-                int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+        return (
+            int(attrs["ApproximateNumberOfMessages"]),
+            int(attrs["ApproximateNumberOfMessagesNotVisible"]),
+        )
 
     def drain(self, url: str) -> int:
         """Delete every message in a queue (PurgeQueue is allowed once a minute only)."""
@@ -155,9 +161,13 @@ class Stack:
             ).get("Messages", [])
             if not messages:
                 return deleted
-            self.sqs.delete_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-            ])
+            self.sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )
             deleted += len(messages)
 
     def dlq_task_ids(self) -> list[str]:
@@ -213,16 +223,36 @@ class Worker:
             self.kill()
 
 
-def launch_worker(stack: Stack, label: str, concurrency: int = 2, pool: str = "prefork",
-                  env: dict[str, str] | None = None, ready_timeout: float = 60) -> Worker:
+def launch_worker(
+    stack: Stack,
+    label: str,
+    concurrency: int = 2,
+    pool: str = "prefork",
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 60,
+) -> Worker:
     """Start `celery -A tasks worker` as a real process and wait until it is consuming."""
     name = f"{label}-{uuid.uuid4().hex[:6]}@test"
     OUTPUT.mkdir(exist_ok=True)
     log_path = OUTPUT / f"worker-{name}.log"
     heartbeat = OUTPUT / f"heartbeat-{name}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-l", "info",
-         "-c", str(concurrency), "-P", pool, "-n", name],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tasks",
+            "worker",
+            "-l",
+            "info",
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-n",
+            name,
+        ],
         cwd=ROOT,
         env={**stack.env, "WORKER_HEARTBEAT_FILE": str(heartbeat), **(env or {})},
         stdout=open(log_path, "w"),  # noqa: SIM115
@@ -231,8 +261,11 @@ def launch_worker(stack: Stack, label: str, concurrency: int = 2, pool: str = "p
     )
     worker = Worker(proc, log_path, name, env or {})
     try:
-        wait_until(lambda: " ready." in worker.log() or not worker.alive(), ready_timeout,
-                   message=f"worker {name} ready")
+        wait_until(
+            lambda: " ready." in worker.log() or not worker.alive(),
+            ready_timeout,
+            message=f"worker {name} ready",
+        )
     except AssertionError:
         worker.kill()
         raise
@@ -246,10 +279,15 @@ def start_worker(stack: Stack, request) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
     label = "".join(c for c in request.node.name if c.isalnum())[:40]
 
-    def start(concurrency: int = 2, pool: str = "prefork", env: dict[str, str] | None = None,
-              ready_timeout: float = 60) -> Worker:
-        worker = launch_worker(stack, f"{label}{len(workers) + 1}", concurrency, pool, env,
-                               ready_timeout)
+    def start(
+        concurrency: int = 2,
+        pool: str = "prefork",
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 60,
+    ) -> Worker:
+        worker = launch_worker(
+            stack, f"{label}{len(workers) + 1}", concurrency, pool, env, ready_timeout
+        )
         workers.append(worker)
         return worker
 

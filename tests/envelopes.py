@@ -58,10 +58,16 @@ INNER = "@INNER@"  # stands for the envelope's body: base64 of the expanded inne
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def kombu_envelope(job_id: str = JOB, *, task: str = "tasks.debug.add",
-                   args: list | None = None, kwargs: dict | None = None,
-                   embed: dict | None = None, queue: str = "jobs",
-                   body: str | None = None) -> dict[str, Any]:
+def kombu_envelope(
+    job_id: str = JOB,
+    *,
+    task: str = "tasks.debug.add",
+    args: list | None = None,
+    kwargs: dict | None = None,
+    embed: dict | None = None,
+    queue: str = "jobs",
+    body: str | None = None,
+) -> dict[str, Any]:
     """The JSON envelope `apply_async()` puts on SQS (keys in kombu's order).
 
     test_gate_properties checks it against a captured one, so it stays what kombu writes."""
@@ -73,17 +79,34 @@ def kombu_envelope(job_id: str = JOB, *, task: str = "tasks.debug.add",
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {
-            "lang": "py", "task": task, "id": job_id, "shadow": None, "eta": None,
-            "expires": None, "group": None, "group_index": None, "retries": 0,
-            "timelimit": [None, None], "root_id": job_id, "parent_id": None,
-            "argsrepr": repr(tuple(args)), "kwargsrepr": repr(kwargs), "origin": "gen1@host",
-            "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None,
-            "stamps": {}, "submitted_at": 1796115629123,  # tasks.submit.publish's step
+            "lang": "py",
+            "task": task,
+            "id": job_id,
+            "shadow": None,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "root_id": job_id,
+            "parent_id": None,
+            "argsrepr": repr(tuple(args)),
+            "kwargsrepr": repr(kwargs),
+            "origin": "gen1@host",
+            "ignore_result": False,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
+            "submitted_at": 1796115629123,  # tasks.submit.publish's step
         },
         "properties": {
-            "correlation_id": job_id, "reply_to": "b7b1e43b-d675-3066-8032-9cdc5612f8bf",
-            "delivery_mode": 2, "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0, "body_encoding": "base64",
+            "correlation_id": job_id,
+            "reply_to": "b7b1e43b-d675-3066-8032-9cdc5612f8bf",
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
             "delivery_tag": "4a89af55-1883-4ac6-b626-2cfcdf83f078",
         },
     }
@@ -144,8 +167,14 @@ class Hostile:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Hostile:
         raw = {k: base64.b64decode(data[k]) for k in ("inner_bytes", "outer_bytes") if k in data}
-        return cls(label=data["label"], text=data.get("text", ""), inner=data.get("inner"),
-                   outer=data.get("outer", "base64"), attributes=data.get("attributes"), **raw)
+        return cls(
+            label=data["label"],
+            text=data.get("text", ""),
+            inner=data.get("inner"),
+            outer=data.get("outer", "base64"),
+            attributes=data.get("attributes"),
+            **raw,
+        )
 
 
 @dataclass(frozen=True)
@@ -165,10 +194,14 @@ def offline_channel():
     only its decoding of an SQS message (kombu's, behind tasks.worker.channel.EnvelopeGate)."""
     from kombu import Connection
 
-    conn = Connection("sqs://", transport="tasks.worker.transport:Transport", transport_options={
-        "region": "us-east-1",
-        "predefined_queues": {"jobs": {"url": "http://127.0.0.1:9/123456789012/jobs"}},
-    })
+    conn = Connection(
+        "sqs://",
+        transport="tasks.worker.transport:Transport",
+        transport_options={
+            "region": "us-east-1",
+            "predefined_queues": {"jobs": {"url": "http://127.0.0.1:9/123456789012/jobs"}},
+        },
+    )
     return conn.default_channel
 
 
@@ -178,8 +211,12 @@ def receive_offline(sqs_body: str, receive_count: int = 1) -> Received:
     from tasks.worker import gate
 
     channel = offline_channel()
-    raw = {"MessageId": "m-1", "ReceiptHandle": "rh-1", "Body": sqs_body,
-           "Attributes": {"ApproximateReceiveCount": str(receive_count)}}
+    raw = {
+        "MessageId": "m-1",
+        "ReceiptHandle": "rh-1",
+        "Body": sqs_body,
+        "Attributes": {"ApproximateReceiveCount": str(receive_count)},
+    }
     payload = channel._message_to_python(raw, "jobs", "http://127.0.0.1:9/123456789012/jobs")
     message = channel.Message(payload, channel=channel)
     job_id, task = gate.job_identity(message)

@@ -100,22 +100,35 @@ class FaultProxy:
                 if outcome in ("throttled", "503"):
                     status = 400 if outcome == "throttled" else 503
                     code = THROTTLING[service] if outcome == "throttled" else "ServiceUnavailable"
-                    self._answer(status, json.dumps(
-                        {"__type": code, "message": "injected by the fault proxy"}).encode(),
-                        {"Content-Type": "application/x-amz-json-1.0",
-                         "x-amzn-query-error": f"{code};Sender"})
+                    self._answer(
+                        status,
+                        json.dumps(
+                            {"__type": code, "message": "injected by the fault proxy"}
+                        ).encode(),
+                        {
+                            "Content-Type": "application/x-amz-json-1.0",
+                            "x-amzn-query-error": f"{code};Sender",
+                        },
+                    )
                     return
-                upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port,
-                                                      timeout=60)
+                upstream = http.client.HTTPConnection(
+                    proxy.upstream_host, proxy.upstream_port, timeout=60
+                )
                 try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in ("connection", "keep-alive")}
+                    headers = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() not in ("connection", "keep-alive")
+                    }
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     response = upstream.getresponse()
                     data = response.read()
-                    passed = {k: v for k, v in response.getheaders()
-                              if k.lower() not in ("connection", "transfer-encoding",
-                                                   "content-length", "keep-alive")}
+                    passed = {
+                        k: v
+                        for k, v in response.getheaders()
+                        if k.lower()
+                        not in ("connection", "transfer-encoding", "content-length", "keep-alive")
+                    }
                     self._answer(response.status, data, passed)
                 finally:
                     upstream.close()

@@ -34,11 +34,16 @@ def side_queue(stack, label: str, visibility: int = 30, max_receive: int = 3) ->
     from tasks.ops.provision import ensure_queues
 
     name = f"{label}-{uuid.uuid4().hex[:8]}"
-    pair = ensure_queues(stack.sqs, name, f"{name}-dlq", visibility_timeout=visibility,
-                         max_receive_count=max_receive)
-    env = {"JOBS_QUEUE_NAME": name, "JOBS_QUEUE_URL": pair.queue_url,
-           "JOBS_DLQ_NAME": f"{name}-dlq", "JOBS_VISIBILITY_TIMEOUT": str(visibility),
-           "JOBS_MAX_RECEIVE_COUNT": str(max_receive)}
+    pair = ensure_queues(
+        stack.sqs, name, f"{name}-dlq", visibility_timeout=visibility, max_receive_count=max_receive
+    )
+    env = {
+        "JOBS_QUEUE_NAME": name,
+        "JOBS_QUEUE_URL": pair.queue_url,
+        "JOBS_DLQ_NAME": f"{name}-dlq",
+        "JOBS_VISIBILITY_TIMEOUT": str(visibility),
+        "JOBS_MAX_RECEIVE_COUNT": str(max_receive),
+    }
     return SideQueue(name, pair.queue_url, pair.dlq_url, env)
 
 
@@ -99,7 +104,11 @@ def emulator_pid(port: int) -> int:
         except OSError:
             continue
         if argv[1:3] in (["-m", name] for name in servers) and argv[3:7] == [
-                "-H", "127.0.0.1", "-p", str(port)]:
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]:
             return int(entry.name)
     raise LookupError(f"no moto server on port {port}")
 

@@ -24,14 +24,20 @@ class Answer:
     headers: dict[str, str]
 
 
-def http(method: str, url: str, body: bytes | str | dict | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 30) -> Answer:
+def http(
+    method: str,
+    url: str,
+    body: bytes | str | dict | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> Answer:
     data = json.dumps(body).encode() if isinstance(body, dict) else body
     if isinstance(data, str):
         data = data.encode()
     sent = {"Content-Type": "application/json"} if data is not None else {}
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={**sent, **(headers or {})})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={**sent, **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw, status, got = response.read(), response.status, dict(response.headers)
@@ -61,8 +67,11 @@ class Shim:
         return answer.body
 
     def wait(self, job_id: str, timeout: float = 60) -> dict:
-        return wait_until(lambda: (lambda j: j if j["status"] in TERMINAL else None)(
-            self.job(job_id)), timeout, message=f"job {job_id} to finish")
+        return wait_until(
+            lambda: (lambda j: j if j["status"] in TERMINAL else None)(self.job(job_id)),
+            timeout,
+            message=f"job {job_id} to finish",
+        )
 
 
 def launch_shim(env: dict[str, str], label: str) -> Shim:
@@ -71,9 +80,20 @@ def launch_shim(env: dict[str, str], label: str) -> Shim:
     OUTPUT.mkdir(exist_ok=True)
     log_path = OUTPUT / f"shim-{label}-{port}.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:api_shim.gunicorn_conf",
-         "-b", f"127.0.0.1:{port}", "api_shim.app:create_app()"],
-        cwd=ROOT, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:api_shim.gunicorn_conf",
+            "-b",
+            f"127.0.0.1:{port}",
+            "api_shim.app:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log_path, "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
     )
     shim = Shim(f"http://127.0.0.1:{port}", proc, log_path)
 

@@ -11,9 +11,14 @@ import time
 from tasks.jobkit.registry import job
 
 
-@job(schema={"type": "object", "properties": {"path": {"type": "string"},
-                                              "hold": {"type": "number"}},
-             "required": ["path"], "additionalProperties": False})
+@job(
+    schema={
+        "type": "object",
+        "properties": {"path": {"type": "string"}, "hold": {"type": "number"}},
+        "required": ["path"],
+        "additionalProperties": False,
+    }
+)
 def count_run(self, path: str, hold: float = 0) -> str:
     """Appends one line per execution, with no protection of its own: the count is the truth."""
     with open(path, "a", encoding="utf-8") as fh:

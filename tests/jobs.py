@@ -27,11 +27,18 @@ def big_result(self, size: int) -> str:
     return "x" * size
 
 
-@job(schema={"type": "object",
-             "properties": {"path": {"type": "string"}, "line": {"type": "string"},
-                            "hold": {"type": "number"}},
-             "required": ["path", "line"]},
-     public=False)
+@job(
+    schema={
+        "type": "object",
+        "properties": {
+            "path": {"type": "string"},
+            "line": {"type": "string"},
+            "hold": {"type": "number"},
+        },
+        "required": ["path", "line"],
+    },
+    public=False,
+)
 def append_line(self, path: str, line: str, hold: float = 0) -> bool:
     """A side effect that must happen once per job, even when SQS delivers twice."""
     time.sleep(hold)
@@ -42,8 +49,11 @@ def append_line(self, path: str, line: str, hold: float = 0) -> bool:
         return mine
 
 
-@job(schema={"type": "object", "properties": {"fail_times": {"type": "integer"}}},
-     public=False, max_retries=5)
+@job(
+    schema={"type": "object", "properties": {"fail_times": {"type": "integer"}}},
+    public=False,
+    max_retries=5,
+)
 def flaky(self, fail_times: int = 1) -> int:
     """Raises until it has been retried `fail_times` times, then succeeds."""
     if self.request.retries < fail_times:
@@ -73,8 +83,14 @@ def echo(self, value: Any, path: str | None = None) -> Any:
     return value
 
 
-@job(schema={"type": "object", "properties": {"path": {"type": "string"}, "timeout": NUMBER},
-             "required": ["path"]}, public=False)
+@job(
+    schema={
+        "type": "object",
+        "properties": {"path": {"type": "string"}, "timeout": NUMBER},
+        "required": ["path"],
+    },
+    public=False,
+)
 def wait_for_file(self, value: Any, path: str, timeout: float = 60) -> Any:
     """Returns `value` once `path` exists: a chord part a test holds back and then releases."""
     deadline = time.monotonic() + timeout
@@ -85,8 +101,10 @@ def wait_for_file(self, value: Any, path: str, timeout: float = 60) -> Any:
     return value
 
 
-@job(schema={"type": "object", "properties": {"path": {"type": "string"}},
-             "required": ["path"]}, public=False)
+@job(
+    schema={"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+    public=False,
+)
 def record_errback(self, task_id: str, path: str) -> str:
     """An errback as Celery calls a bound one: with the failed task's id (the chord's body)."""
     with open(path, "a", encoding="utf-8") as fh:

@@ -6,5 +6,6 @@ from tasks.results.records import JobRecords
 
 
 def item(records: JobRecords, job_id: str) -> dict:
-    return records.client.get_item(TableName="jobs", Key={"job_id": {"S": job_id}},
-                                   ConsistentRead=True).get("Item", {})
+    return records.client.get_item(
+        TableName="jobs", Key={"job_id": {"S": job_id}}, ConsistentRead=True
+    ).get("Item", {})

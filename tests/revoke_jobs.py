@@ -11,9 +11,11 @@ import time
 from tasks.jobkit.progress import Progress
 from tasks.jobkit.registry import job
 
-PATH = {"type": "object", "properties": {"path": {"type": "string"},
-                                         "seconds": {"type": "number"}},
-        "required": ["path"]}
+PATH = {
+    "type": "object",
+    "properties": {"path": {"type": "string"}, "seconds": {"type": "number"}},
+    "required": ["path"],
+}
 
 
 def note(path: str, line: str) -> None:

@@ -113,14 +113,25 @@ def served(moto_server: str) -> Iterator[Served]:
     from tests.conftest import RUN_ID, STACK_ENV
     from tests.http_shim import running_shim
 
-    stack = Stack(name=f"conformance-{RUN_ID}", region="us-east-1",
-                  account_id=EMULATOR_ACCOUNT_ID)
-    provision(dataclasses.replace(Settings.from_env(), queue_name=stack.queue_name,
-                                  dlq_name=stack.dlq_name, table_name=stack.table_name,
-                                  bucket_name=stack.bucket_name))
-    env = {**os.environ, **STACK_ENV, "JOBS_QUEUE_NAME": stack.queue_name,
-           "JOBS_DLQ_NAME": stack.dlq_name, "JOBS_TABLE_NAME": stack.table_name,
-           "JOBS_BUCKET": stack.bucket_name, "JOBS_API_KEYS": API_KEY}
+    stack = Stack(name=f"conformance-{RUN_ID}", region="us-east-1", account_id=EMULATOR_ACCOUNT_ID)
+    provision(
+        dataclasses.replace(
+            Settings.from_env(),
+            queue_name=stack.queue_name,
+            dlq_name=stack.dlq_name,
+            table_name=stack.table_name,
+            bucket_name=stack.bucket_name,
+        )
+    )
+    env = {
+        **os.environ,
+        **STACK_ENV,
+        "JOBS_QUEUE_NAME": stack.queue_name,
+        "JOBS_DLQ_NAME": stack.dlq_name,
+        "JOBS_TABLE_NAME": stack.table_name,
+        "JOBS_BUCKET": stack.bucket_name,
+        "JOBS_API_KEYS": API_KEY,
+    }
     env.pop("JOBS_QUEUE_URL", None)
     with running_shim(env, "conformance") as shim:
         yield Served(shim.url, stack)
@@ -141,9 +152,21 @@ def test_the_api_answers_as_its_openapi_document_says(served: Served, tmp_path: 
     env = {**os.environ, "SCHEMATHESIS_HOOKS": __name__, "PYTHONPATH": path, "NO_COLOR": "1"}
     started = time.monotonic()
     run = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
-         f"{served.url}/openapi.json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "--config-file",
+            str(config),
+            "run",
+            f"{served.url}/openapi.json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     took = time.monotonic() - started
     output = run.stdout + run.stderr
     REPORT.parent.mkdir(exist_ok=True)
@@ -181,16 +204,29 @@ def test_the_deployed_document_is_the_one_served(served: Served) -> None:
     assert answer.body == deployed
 
 
-@pytest.mark.parametrize(("name", "templates"), [
-    ("UUID_REGEX", ["send_task.request", "send_task.response", "send_task.error",
-                    "get_job.request", "get_job.response", "revoke_job.request",
-                    "revoke_job.response", "get_job_result.error"]),
-    ("HTTPS_URL_REGEX", ["send_task.request", "send_task.response", "send_task.error"]),
-    ("LOCAL_URL_REGEX", ["send_task.request", "send_task.response", "send_task.error"]),
-    ("TASK_FILTER_REGEX", ["list_jobs.request", "list_jobs.response"]),
-    ("SINCE_REGEX", ["list_jobs.request", "list_jobs.response"]),
-    ("CURSOR_FORM_REGEX", ["list_jobs.request", "list_jobs.response"]),
-])
+@pytest.mark.parametrize(
+    ("name", "templates"),
+    [
+        (
+            "UUID_REGEX",
+            [
+                "send_task.request",
+                "send_task.response",
+                "send_task.error",
+                "get_job.request",
+                "get_job.response",
+                "revoke_job.request",
+                "revoke_job.response",
+                "get_job_result.error",
+            ],
+        ),
+        ("HTTPS_URL_REGEX", ["send_task.request", "send_task.response", "send_task.error"]),
+        ("LOCAL_URL_REGEX", ["send_task.request", "send_task.response", "send_task.error"]),
+        ("TASK_FILTER_REGEX", ["list_jobs.request", "list_jobs.response"]),
+        ("SINCE_REGEX", ["list_jobs.request", "list_jobs.response"]),
+        ("CURSOR_FORM_REGEX", ["list_jobs.request", "list_jobs.response"]),
+    ],
+)
 def test_the_documents_patterns_are_the_templates_checks(name: str, templates: list[str]):
     """Each form the document states is the very regex its templates match values against
     (String.matches: the whole value), so the two cannot drift apart."""
@@ -198,5 +234,4 @@ def test_the_documents_patterns_are_the_templates_checks(name: str, templates: l
 
     regex = getattr(forms, name)
     for template in templates:
-        assert f".matches('{regex}')" in mapping_templates.load_template(template), (
-            name, template)
+        assert f".matches('{regex}')" in mapping_templates.load_template(template), (name, template)

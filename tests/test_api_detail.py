@@ -31,15 +31,23 @@ JOB = "/jobs/{job_id}"
 def record(job_id: str, task: str) -> dict:
     """A FAILURE record as the worker writes it (tasks/results/records.py)."""
     return {
-        "job_id": {"S": job_id}, "status": {"S": "FAILURE"}, "task": {"S": task},
-        "error": {"M": {"type": {"S": "ValueError"}, "message": {"S": "bad 'input' é"},
-                        "module": {"S": "builtins"},
-                        "args": {"S": '["bad \'input\' é"]'}}},
+        "job_id": {"S": job_id},
+        "status": {"S": "FAILURE"},
+        "task": {"S": task},
+        "error": {
+            "M": {
+                "type": {"S": "ValueError"},
+                "message": {"S": "bad 'input' é"},
+                "module": {"S": "builtins"},
+                "args": {"S": "[\"bad 'input' é\"]"},
+            }
+        },
         "traceback": {"S": 'Traceback (most recent call last):\n  File "/app/tasks/x.py"\n'},
         "args": {"S": "()"},
         "kwargs": {"S": "{'email': 'ada@example.com', 'name': 'Ada'}"},
         "worker": {"S": "celery@ip-10-0-1-23"},
-        "attempts": {"N": "1"}, "retries": {"N": "0"},
+        "attempts": {"N": "1"},
+        "retries": {"N": "0"},
         "created_at": {"S": "2026-01-01T00:00:00.000Z"},
         "finished_at": {"S": "2026-01-01T00:00:01.000Z"},
     }
@@ -51,8 +59,12 @@ def registry():
     from tasks.jobkit import registry
 
     schema = {"type": "object"}
-    added = {SHOWN.format(field=f): registry.JobSpec(SHOWN.format(field=f), schema, False, "",
-                                                     frozenset({f})) for f in FIELDS}
+    added = {
+        SHOWN.format(field=f): registry.JobSpec(
+            SHOWN.format(field=f), schema, False, "", frozenset({f})
+        )
+        for f in FIELDS
+    }
     added[HIDDEN] = registry.JobSpec(HIDDEN, schema, False, "")
     added[TWO] = registry.JobSpec(TWO, schema, False, "", frozenset({"args", "traceback"}))
     registry.all_jobs()  # load the production jobs first
@@ -95,35 +107,45 @@ def test_no_production_job_exposes_anything_by_default():
     from tasks.jobkit.registry import all_jobs
 
     # kwargs of tasks.enrich.records are people's records: nothing is shown unless opted in.
-    assert all(not spec.expose for name, spec in all_jobs().items()
-               if name.startswith("tasks."))
+    assert all(not spec.expose for name, spec in all_jobs().items() if name.startswith("tasks."))
 
 
 def test_the_deployed_template_lists_the_exposed_fields(doc):
     template = apigw.response_template(doc, JOB, "get", 200)
     words = template.split("#set($exposed = '", 1)[1].split("'", 1)[0].split()
-    assert sorted(words) == sorted([f"{SHOWN.format(field=f)}:{f}" for f in FIELDS]
-                                   + [f"{TWO}:args", f"{TWO}:traceback"])
+    assert sorted(words) == sorted(
+        [f"{SHOWN.format(field=f)}:{f}" for f in FIELDS] + [f"{TWO}:args", f"{TWO}:traceback"]
+    )
 
 
 def deployed(doc, velocity, items: list[dict]) -> list[dict]:
     """The deployed API's JSON for each GetItem answer, rendered by both engines."""
-    cases = [Case(apigw.response_template(doc, JOB, "get", 200),
-                  body=json.dumps({"Item": item}), job_id=item["job_id"]["S"])
-             for item in items]
+    cases = [
+        Case(
+            apigw.response_template(doc, JOB, "get", 200),
+            body=json.dumps({"Item": item}),
+            job_id=item["job_id"]["S"],
+        )
+        for item in items
+    ]
     ours = [apigw.shim_engine(case) for case in cases]
     if velocity is not None:
         assert velocity.render_many(cases) == ours
-    return [apigw.integration_answer(doc, JOB, "get", 200, case.body, rendered).json()
-            for case, rendered in zip(cases, ours, strict=True)]
+    return [
+        apigw.integration_answer(doc, JOB, "get", 200, case.body, rendered).json()
+        for case, rendered in zip(cases, ours, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("field", FIELDS)
-def test_each_detail_field_is_hidden_unless_the_job_exposes_it(stack, client, doc, velocity,
-                                                               field):
-    expected = {HIDDEN: set(), SHOWN.format(field=field): {field},
-                TWO: {"args", "traceback"}, "tasks.enrich.records": set(),
-                "no.such.task": set()}
+def test_each_detail_field_is_hidden_unless_the_job_exposes_it(stack, client, doc, velocity, field):
+    expected = {
+        HIDDEN: set(),
+        SHOWN.format(field=field): {field},
+        TWO: {"args", "traceback"},
+        "tasks.enrich.records": set(),
+        "no.such.task": set(),
+    }
     items = [record(str(uuid.uuid4()), task) for task in expected]
     for item, want in zip(items, deployed(doc, velocity, items), strict=True):
         task = item["task"]["S"]
@@ -136,20 +158,27 @@ def test_each_detail_field_is_hidden_unless_the_job_exposes_it(stack, client, do
         for name in expected[task]:
             assert job[name] == item[name]["S"]
         # What every caller sees: the error's type and message, and the record's facts.
-        assert job["error"] == {"type": "ValueError", "message": "bad 'input' é",
-                                "module": "builtins"}
+        assert job["error"] == {
+            "type": "ValueError",
+            "message": "bad 'input' é",
+            "module": "builtins",
+        }
         assert job["status"] == "FAILURE" and job["task"] == task
         assert job["attempts"] == 1 and job["finished_at"] == "2026-01-01T00:00:01.000Z"
 
 
-@pytest.mark.parametrize("task", [
-    f"{TWO}:args {TWO}",  # " <task>:traceback " would be found in " ...:args ...:traceback "
-    f"{HIDDEN} {SHOWN.format(field='traceback')}",
-    f"{SHOWN.format(field='traceback')}:traceback",
-    "",
-])
-def test_a_task_attribute_that_is_not_a_plain_name_exposes_nothing(stack, client, doc, velocity,
-                                                                  task):
+@pytest.mark.parametrize(
+    "task",
+    [
+        f"{TWO}:args {TWO}",  # " <task>:traceback " would be found in " ...:args ...:traceback "
+        f"{HIDDEN} {SHOWN.format(field='traceback')}",
+        f"{SHOWN.format(field='traceback')}:traceback",
+        "",
+    ],
+)
+def test_a_task_attribute_that_is_not_a_plain_name_exposes_nothing(
+    stack, client, doc, velocity, task
+):
     item = record(str(uuid.uuid4()), task)
     if not task:
         del item["task"]

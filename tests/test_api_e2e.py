@@ -25,19 +25,25 @@ def shim(stack) -> Iterator[Shim]:
         yield server
 
 
-TEXT = ("Queues decouple requests from work. Workers take jobs from the queue! "
-        "Each job writes its state to a table. Clients poll the table for results.")
+TEXT = (
+    "Queues decouple requests from work. Workers take jobs from the queue! "
+    "Each job writes its state to a table. Clients poll the table for results."
+)
 CASES = {
     "tasks.debug.add": ({"x": 2, "y": 3.5}, lambda r: r == 5.5),
     "tasks.debug.sleep": ({"seconds": 0.2, "steps": 2}, lambda r: r == {"slept": 0.2, "steps": 2}),
-    "tasks.text.analyze": ({"text": TEXT, "top_k": 3},
-                           lambda r: r["sentences"] == 4 and len(r["keywords"]) == 3),
+    "tasks.text.analyze": (
+        {"text": TEXT, "top_k": 3},
+        lambda r: r["sentences"] == 4 and len(r["keywords"]) == 3,
+    ),
     "tasks.documents.summarize": (
         {"document": "# One\nFirst part. It has two sentences.\n\n# Two\nSecond part here."},
-        lambda r: r["section_count"] == 2 and r["sections"][0]["title"] == "One"),
+        lambda r: r["section_count"] == 2 and r["sections"][0]["title"] == "One",
+    ),
     "tasks.enrich.records": (
         {"records": [{"name": "ada lovelace", "email": "ADA@Example.com", "country": "uk"}]},
-        lambda r: json.dumps(r).lower().count("ada") >= 1),
+        lambda r: json.dumps(r).lower().count("ada") >= 1,
+    ),
 }
 
 
@@ -57,16 +63,25 @@ def test_every_public_task_runs_over_http(shim, module_worker):
 
 
 def test_submission_answer_and_status_url(shim, module_worker):
-    answer = http("POST", f"{shim.url}/tasks/tasks.debug.add", {"x": 1, "y": 1},
-                  headers={"Origin": "http://example.test"})
+    answer = http(
+        "POST",
+        f"{shim.url}/tasks/tasks.debug.add",
+        {"x": 1, "y": 1},
+        headers={"Origin": "http://example.test"},
+    )
     assert answer.status == 202
     body = answer.body
     assert set(body) == {"job_id", "status", "status_url"} and body["status"] == "PENDING"
     uuid.UUID(body["job_id"])
     assert body["status_url"] == f"/jobs/{body['job_id']}"
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
-    done = wait_until(lambda: (lambda a: a if a.body["status"] == "SUCCESS" else None)(
-        http("GET", shim.url + body["status_url"])), 60, message="status_url to say SUCCESS")
+    done = wait_until(
+        lambda: (lambda a: a if a.body["status"] == "SUCCESS" else None)(
+            http("GET", shim.url + body["status_url"])
+        ),
+        60,
+        message="status_url to say SUCCESS",
+    )
     assert done.body["result"] == 2
 
 
@@ -122,10 +137,15 @@ def test_unknown_but_wellformed_id_is_pending(shim):
 
 def test_cors_preflight_and_documents(shim):
     for path in ("/tasks/tasks.debug.add", f"/jobs/{uuid.uuid4()}"):
-        answer = http("OPTIONS", shim.url + path,
-                      headers={"Origin": "http://example.test",
-                               "Access-Control-Request-Method": "POST",
-                               "Access-Control-Request-Headers": "content-type,x-api-key"})
+        answer = http(
+            "OPTIONS",
+            shim.url + path,
+            headers={
+                "Origin": "http://example.test",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-api-key",
+            },
+        )
         assert answer.status == 200
         assert answer.headers["Access-Control-Allow-Origin"] == "*"
         assert "x-api-key" in answer.headers["Access-Control-Allow-Headers"].lower()
@@ -136,8 +156,10 @@ def test_cors_preflight_and_documents(shim):
 
 
 def test_tricky_text_reaches_the_task_intact(shim, module_worker):
-    text = ("Quotes ' \" and \\ backslashes. New\nlines\tand tabs! Unicode é ß 日本語 😀 👩‍👩‍👧. "
-            "Velocity $x ${y} #set($a = 1) ## not a comment. URL & % + = ? and <b>html</b>.")
+    text = (
+        "Quotes ' \" and \\ backslashes. New\nlines\tand tabs! Unicode é ß 日本語 😀 👩‍👩‍👧. "
+        "Velocity $x ${y} #set($a = 1) ## not a comment. URL & % + = ? and <b>html</b>."
+    )
     job = shim.wait(shim.submit("tasks.text.analyze", {"text": text, "top_k": 100}))
     assert job["status"] == "SUCCESS", job
     assert job["result"]["characters"] == len(text)

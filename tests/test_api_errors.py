@@ -49,18 +49,23 @@ def queued(stack) -> int:
 
 def take_message(stack, job_id: str) -> str:
     """Receive and delete the message of `job_id`; its SQS body."""
+
     def receive():
-        for message in stack.sqs.receive_message(QueueUrl=stack.queue_url,
-                                                 MaxNumberOfMessages=10).get("Messages", []):
+        for message in stack.sqs.receive_message(
+            QueueUrl=stack.queue_url, MaxNumberOfMessages=10
+        ).get("Messages", []):
             envelope = json.loads(base64.b64decode(message["Body"]))
             if envelope["headers"]["id"] == job_id:
-                stack.sqs.delete_message(QueueUrl=stack.queue_url,
-                                         ReceiptHandle=message["ReceiptHandle"])
+                stack.sqs.delete_message(
+                    QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
                 return message["Body"]
             # Someone else's message: put it back at once.
-            stack.sqs.change_message_visibility(QueueUrl=stack.queue_url,
-                                                ReceiptHandle=message["ReceiptHandle"],
-                                                VisibilityTimeout=0)
+            stack.sqs.change_message_visibility(
+                QueueUrl=stack.queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=0,
+            )
         return None
 
     return wait_until(receive, 10, message=f"message of job {job_id}")
@@ -106,26 +111,32 @@ BAD_BODIES = [
 @pytest.mark.parametrize(("case", "body", "detail"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
 def test_bad_bodies_are_400(stack, client, case, body, detail):
     before = queued(stack)
-    answer = assert_error(client.post(ADD, data=body, content_type="application/json"), 400,
-                          "Invalid request body")
+    answer = assert_error(
+        client.post(ADD, data=body, content_type="application/json"), 400, "Invalid request body"
+    )
     assert any(detail in e for e in answer["errors"]), answer
     assert queued(stack) == before
 
 
-@pytest.mark.parametrize("path", ["/tasks/no.such.task", "/tasks/tests.jobs.crash",
-                                  "/tasks/tests.jobs.flaky", "/tasks/"])
+@pytest.mark.parametrize(
+    "path", ["/tasks/no.such.task", "/tasks/tests.jobs.crash", "/tasks/tests.jobs.flaky", "/tasks/"]
+)
 def test_unknown_and_private_tasks_are_404(stack, client, path):
     before = queued(stack)
     assert_error(client.post(path, json={}), 404)
     assert queued(stack) == before
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "application/xml"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
 def test_wrong_content_type_is_415(stack, client, content_type):
     before = queued(stack)
-    assert_error(client.post(ADD, data=b'{"x": 1, "y": 2}', content_type=content_type), 415,
-                 "application/json")
+    assert_error(
+        client.post(ADD, data=b'{"x": 1, "y": 2}', content_type=content_type),
+        415,
+        "application/json",
+    )
     assert queued(stack) == before
 
 
@@ -141,7 +152,8 @@ def test_body_size_limit_is_sqs_own_and_the_message_fits(stack, client):
     gateway = client.application.extensions["gateway"]
     limit = gateway.max_body["tasks.text.analyze"]
     template = gateway.operation(ANALYZE, "post")["x-amazon-apigateway-integration"][
-        "requestTemplates"]["application/json"]
+        "requestTemplates"
+    ]["application/json"]
     frame = len(b'{"text": ""}')
 
     def body(size: int) -> bytes:
@@ -151,8 +163,12 @@ def test_body_size_limit_is_sqs_own_and_the_message_fits(stack, client):
 
     def message_bytes(size: int) -> int:
         # requestTimeEpoch: the `submitted_at` header, 13 digits as on every real request.
-        form = render(template, body=body(size).decode(), params=Params(),
-                      context={"requestId": SAMPLE_ID, "requestTimeEpoch": 1_790_000_000_000}).text
+        form = render(
+            template,
+            body=body(size).decode(),
+            params=Params(),
+            context={"requestId": SAMPLE_ID, "requestTimeEpoch": 1_790_000_000_000},
+        ).text
         return len(urllib.parse.parse_qs(form)["MessageBody"][0].encode())
 
     # The largest body whose message SQS takes: a binary search over the rendered message.
@@ -165,8 +181,12 @@ def test_body_size_limit_is_sqs_own_and_the_message_fits(stack, client):
     before = queued(stack)
     refused = body(high)
     assert len(refused) == high
-    answer = assert_error(client.post(ANALYZE, data=refused, content_type="application/json"),
-                          413, "too large", f"at most {limit} bytes")
+    answer = assert_error(
+        client.post(ANALYZE, data=refused, content_type="application/json"),
+        413,
+        "too large",
+        f"at most {limit} bytes",
+    )
     assert "errors" not in answer
     assert queued(stack) == before
 
@@ -180,8 +200,16 @@ def test_body_size_limit_is_sqs_own_and_the_message_fits(stack, client):
         assert json.loads(inner)[1] == json.loads(fits)
 
 
-@pytest.mark.parametrize("job_id", ["not-a-uuid", "123", "3fa85f64-5717-4562-b3fc-2c963f66afaZ",
-                                    "3fa85f64-5717-4562-b3fc-2c963f66afa6-extra", "x" * 3000])
+@pytest.mark.parametrize(
+    "job_id",
+    [
+        "not-a-uuid",
+        "123",
+        "3fa85f64-5717-4562-b3fc-2c963f66afaZ",
+        "3fa85f64-5717-4562-b3fc-2c963f66afa6-extra",
+        "x" * 3000,
+    ],
+)
 def test_malformed_job_id_is_400(client, job_id):
     assert_error(client.get(f"/jobs/{job_id}"), 400, "UUID")
 
@@ -191,12 +219,12 @@ def test_api_key_is_required_when_configured(stack, keyed):
     for headers in ({}, {"x-api-key": "wrong"}, {"x-api-key": ""}):
         body = assert_error(keyed.post(ADD, json={"x": 1, "y": 2}, headers=headers), 403)
         assert body == {"message": "Forbidden"}
-        assert_error(keyed.get("/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6", headers=headers),
-                     403)
+        assert_error(keyed.get("/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6", headers=headers), 403)
         assert_error(keyed.get("/tasks", headers=headers), 403)
     assert queued(stack) == before
-    preflight = keyed.options(ADD, headers={"Origin": "http://example.test",
-                                            "Access-Control-Request-Method": "POST"})
+    preflight = keyed.options(
+        ADD, headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"}
+    )
     assert preflight.status_code == 200
     response = keyed.post(ADD, json={"x": 1, "y": 2}, headers={"x-api-key": "key-two"})
     assert response.status_code == 202
@@ -208,23 +236,30 @@ def test_api_key_is_required_when_configured(stack, keyed):
 def test_unknown_routes_and_methods_are_json_404(client):
     """API Gateway answers an unknown resource or method with MISSING_AUTHENTICATION_TOKEN,
     which the document maps to 404 {"message": "Not Found"}."""
-    for response in (client.get("/nothing/here"), client.put(ADD, json={}),
-                     client.get(ADD), client.post("/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6"),
-                     client.post("/tasks/a/b", json={}), client.delete("/tasks")):
+    for response in (
+        client.get("/nothing/here"),
+        client.put(ADD, json={}),
+        client.get(ADD),
+        client.post("/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6"),
+        client.post("/tasks/a/b", json={}),
+        client.delete("/tasks"),
+    ):
         assert assert_error(response, 404) == {"message": "Not Found"}
 
 
 def test_sqs_refusals_are_mapped_as_api_gateway_would(stack, make_app):
     """SQS's own answers go through the integration responses: 400 too long -> 413, else 502."""
-    small = stack.sqs.create_queue(QueueName=f"{stack.table}-small",
-                                   Attributes={"MaximumMessageSize": "1024"})["QueueUrl"]
+    small = stack.sqs.create_queue(
+        QueueName=f"{stack.table}-small", Attributes={"MaximumMessageSize": "1024"}
+    )["QueueUrl"]
     try:
         client = make_app(queue_name=f"{stack.table}-small", queue_url=small).test_client()
         assert_error(client.post(ADD, json={"x": 1, "y": 2}), 413, "too large")
-        missing = make_app(queue_name=f"{stack.table}-missing",
-                           queue_url=small.rsplit("/", 1)[0] + f"/{stack.table}-missing")
-        assert_error(missing.test_client().post(ADD, json={"x": 1, "y": 2}), 502,
-                     "did not accept")
+        missing = make_app(
+            queue_name=f"{stack.table}-missing",
+            queue_url=small.rsplit("/", 1)[0] + f"/{stack.table}-missing",
+        )
+        assert_error(missing.test_client().post(ADD, json={"x": 1, "y": 2}), 502, "did not accept")
     finally:
         stack.sqs.delete_queue(QueueUrl=small)
 

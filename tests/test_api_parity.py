@@ -25,8 +25,13 @@ pytestmark = pytest.mark.integration
 ADD = "/tasks/tasks.debug.add"
 ANALYZE = "/tasks/tasks.text.analyze"
 JOB = "/jobs/{job_id}"
-CORS_NAMES = ("Access-Control-Allow-Origin", "Access-Control-Allow-Headers",
-              "Access-Control-Allow-Methods", "Access-Control-Max-Age", "Retry-After")
+CORS_NAMES = (
+    "Access-Control-Allow-Origin",
+    "Access-Control-Allow-Headers",
+    "Access-Control-Allow-Methods",
+    "Access-Control-Max-Age",
+    "Retry-After",
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +100,20 @@ def queued(stack) -> int:
 def test_missing_or_wrong_api_key_is_403(stack, keyed, keyed_doc):
     answer = apigw.gateway_answer(keyed_doc, "INVALID_API_KEY")
     assert (answer.status, answer.json()) == (403, {"message": "Forbidden"})
-    for resource, method in ((ADD, "post"), ("/tasks/{name}", "post"), (JOB, "get"),
-                             (JOB, "delete"), ("/tasks", "get")):
+    for resource, method in (
+        (ADD, "post"),
+        ("/tasks/{name}", "post"),
+        (JOB, "get"),
+        (JOB, "delete"),
+        ("/tasks", "get"),
+    ):
         assert keyed_doc["paths"][resource][method]["security"] == [{"api_key": []}]
     before = queued(stack)
     for headers in ({}, {"x-api-key": "wrong"}, {"x-api-key": ""}):
         # The key comes first: before the route's own 404, the content type and the schema.
-        assert_same(keyed.post(ADD, data=b"not json", content_type="text/plain",
-                               headers=headers), answer)
+        assert_same(
+            keyed.post(ADD, data=b"not json", content_type="text/plain", headers=headers), answer
+        )
         assert_same(keyed.post("/tasks/no.such.task", json={}, headers=headers), answer)
         assert_same(keyed.get("/jobs/not-a-uuid", headers=headers), answer)
         assert_same(keyed.get("/tasks", headers=headers), answer)
@@ -112,11 +123,21 @@ def test_missing_or_wrong_api_key_is_403(stack, keyed, keyed_doc):
     assert queued(stack) == before
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/admin"), ("PUT", ADD), ("GET", ADD), ("PATCH", "/jobs/" + str(uuid.uuid4())),
-    ("DELETE", ADD), ("DELETE", "/tasks"),
-    ("POST", "/tasks/a/b"), ("POST", "/"), ("POST", "/tasks/"), ("PUT", "/jobs"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/admin"),
+        ("PUT", ADD),
+        ("GET", ADD),
+        ("PATCH", "/jobs/" + str(uuid.uuid4())),
+        ("DELETE", ADD),
+        ("DELETE", "/tasks"),
+        ("POST", "/tasks/a/b"),
+        ("POST", "/"),
+        ("POST", "/tasks/"),
+        ("PUT", "/jobs"),
+    ],
+)
 def test_unknown_route_or_method_is_404(client, keyed, doc, method, path):
     """No such resource or method: API Gateway's MISSING_AUTHENTICATION_TOKEN (403 by
     default), which the document maps to 404 {"message": "Not Found"}, key or no key."""
@@ -127,16 +148,18 @@ def test_unknown_route_or_method_is_404(client, keyed, doc, method, path):
     assert_same(keyed.open(path, method=method, json={}), answer)
 
 
-@pytest.mark.parametrize("path", ["/tasks/no.such.task", "/tasks/tests.jobs.crash",
-                                  "/tasks/celery.chord_unlock"])
+@pytest.mark.parametrize(
+    "path", ["/tasks/no.such.task", "/tasks/tests.jobs.crash", "/tasks/celery.chord_unlock"]
+)
 def test_unknown_or_private_task_is_404(stack, client, doc, velocity, path):
     """POST /tasks/{name} for a name that is not a public task: a mock integration's 404."""
     assert path not in doc["paths"]
     mock = apigw.integration(doc, "/tasks/{name}", "post")
     assert mock["type"] == "mock"
     status = json.loads(mock["requestTemplates"]["application/json"])["statusCode"]
-    rendered = rendered_by_both(velocity, Case(
-        apigw.response_template(doc, "/tasks/{name}", "post", status)))
+    rendered = rendered_by_both(
+        velocity, Case(apigw.response_template(doc, "/tasks/{name}", "post", status))
+    )
     answer = apigw.integration_answer(doc, "/tasks/{name}", "post", status, "", rendered)
     assert answer.status == 404 and "Unknown task" in answer.json()["message"]
     before = queued(stack)
@@ -146,8 +169,9 @@ def test_unknown_or_private_task_is_404(stack, client, doc, velocity, path):
     assert queued(stack) == before
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "application/xml"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
 def test_wrong_content_type_is_415(stack, client, doc, content_type):
     integration = apigw.integration(doc, ADD, "post")
     assert integration["passthroughBehavior"] == "never"
@@ -156,29 +180,38 @@ def test_wrong_content_type_is_415(stack, client, doc, content_type):
     assert answer.status == 415 and "application/json" in answer.json()["message"]
     before = queued(stack)
     # Before the schema: this body would also fail it.
-    assert_same(client.post(ADD, data=b'{"x": "not a number"}', content_type=content_type),
-                answer)
+    assert_same(client.post(ADD, data=b'{"x": "not a number"}', content_type=content_type), answer)
     assert queued(stack) == before
 
 
 def validates(doc: dict, resource: str, body: bytes) -> bool:
     operation = doc["paths"][resource]["post"]
     validator = doc["x-amazon-apigateway-request-validators"][
-        operation["x-amazon-apigateway-request-validator"]]
+        operation["x-amazon-apigateway-request-validator"]
+    ]
     assert validator["validateRequestBody"] is True
     ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     model = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
     return Draft4Validator(model).is_valid(json.loads(body))
 
 
-@pytest.mark.parametrize(("label", "path", "body"), [
-    ("missing field", ADD, b'{"x": 1}'),
-    ("wrong type", ADD, b'{"x": "1", "y": 2}'),
-    ("700 KB over the schema's maxLength", ANALYZE,
-     json.dumps({"text": "a" * 700_000}).encode()),
-    ("700 KB with an unknown field", ANALYZE,
-     json.dumps({"text": "é" * 350_000, "extra": 1}, ensure_ascii=False).encode()),
-])
+@pytest.mark.parametrize(
+    ("label", "path", "body"),
+    [
+        ("missing field", ADD, b'{"x": 1}'),
+        ("wrong type", ADD, b'{"x": "1", "y": 2}'),
+        (
+            "700 KB over the schema's maxLength",
+            ANALYZE,
+            json.dumps({"text": "a" * 700_000}).encode(),
+        ),
+        (
+            "700 KB with an unknown field",
+            ANALYZE,
+            json.dumps({"text": "é" * 350_000, "extra": 1}, ensure_ascii=False).encode(),
+        ),
+    ],
+)
 def test_schema_violation_is_400_before_the_size_limit(stack, client, doc, label, path, body):
     """API Gateway validates the body against the model before the integration: a body that
     breaks the schema is 400 even when it is also too large for one queue message."""
@@ -186,15 +219,17 @@ def test_schema_violation_is_400_before_the_size_limit(stack, client, doc, label
     answer = apigw.gateway_answer(doc, "BAD_REQUEST_BODY")
     assert (answer.status, answer.json()) == (400, {"message": "Invalid request body"})
     before = queued(stack)
-    got = assert_same(client.post(path, data=body, content_type="application/json"), answer,
-                      extra_body=("errors",))
+    got = assert_same(
+        client.post(path, data=body, content_type="application/json"),
+        answer,
+        extra_body=("errors",),
+    )
     # The shim alone adds its validator's reasons (API Gateway's wording differs).
     assert got["errors"] and all("(model " in e for e in got["errors"])
     assert queued(stack) == before
 
 
-def test_valid_body_too_large_for_one_message_is_413_saying_the_limit(stack, client, doc,
-                                                                       velocity):
+def test_valid_body_too_large_for_one_message_is_413_saying_the_limit(stack, client, doc, velocity):
     body = json.dumps({"text": "é" * 350_000}, ensure_ascii=False).encode()  # 700 KB, valid
     assert validates(doc, ANALYZE, body)
     limit = client.application.extensions["gateway"].max_body["tasks.text.analyze"]
@@ -203,8 +238,9 @@ def test_valid_body_too_large_for_one_message_is_413_saying_the_limit(stack, cli
     from api_shim.gateway import SQS_TOO_LONG
 
     refusal = SQS_TOO_LONG.format(limit=1048576, request_id="r")
-    rendered = rendered_by_both(velocity, Case(
-        apigw.response_template(doc, ANALYZE, "post", 400), body=refusal))
+    rendered = rendered_by_both(
+        velocity, Case(apigw.response_template(doc, ANALYZE, "post", 400), body=refusal)
+    )
     answer = apigw.integration_answer(doc, ANALYZE, "post", 400, refusal, rendered)
     assert answer.status == 413 and f"at most {limit} bytes" in answer.json()["message"]
     assert "Retry-After" not in answer.headers
@@ -229,17 +265,26 @@ def get_item_answer(doc: dict, velocity: Velocity | None, stack, job_id: str) ->
     """GET /jobs/{id} as deployed: the request template's GetItem, sent to DynamoDB (moto),
     and the integration response its status picks, rendered by both engines."""
     spec = apigw.integration(doc, JOB, "get")
-    request = rendered_by_both(velocity, Case(spec["requestTemplates"]["application/json"],
-                                              job_id=job_id))
+    request = rendered_by_both(
+        velocity, Case(spec["requestTemplates"]["application/json"], job_id=job_id)
+    )
     item = stack.dynamodb.get_item(**json.loads(request.text))
     body = json.dumps({"Item": item["Item"]} if "Item" in item else {})
-    rendered = rendered_by_both(velocity, Case(apigw.response_template(doc, JOB, "get", 200),
-                                               body=body, job_id=job_id))
+    rendered = rendered_by_both(
+        velocity, Case(apigw.response_template(doc, JOB, "get", 200), body=body, job_id=job_id)
+    )
     return apigw.integration_answer(doc, JOB, "get", 200, body, rendered)
 
 
-@pytest.mark.parametrize("job_id", ["not-a-uuid", "3fa85f64-5717-4562-b3fc-2c963f66afaZ",
-                                    "x" * 300, "3fa85f64-5717-4562-b3fc-2c963f66afa6%22%7D"])
+@pytest.mark.parametrize(
+    "job_id",
+    [
+        "not-a-uuid",
+        "3fa85f64-5717-4562-b3fc-2c963f66afaZ",
+        "x" * 300,
+        "3fa85f64-5717-4562-b3fc-2c963f66afa6%22%7D",
+    ],
+)
 def test_malformed_job_id_is_400(stack, client, doc, velocity, job_id):
     decoded = urllib.parse.unquote(job_id)
     answer = get_item_answer(doc, velocity, stack, decoded)
@@ -256,26 +301,35 @@ def test_unknown_job_is_200_pending(stack, client, doc, velocity):
 
 def test_known_job_is_200_with_its_record(stack, client, doc, velocity):
     job_id = str(uuid.uuid4())
-    stack.dynamodb.put_item(TableName=stack.table, Item={
-        "job_id": {"S": job_id}, "status": {"S": "SUCCESS"}, "task": {"S": "tasks.debug.add"},
-        "result": {"S": "5"}, "attempts": {"N": "1"},
-        "created_at": {"S": "2026-01-01T00:00:00.000Z"}})
+    stack.dynamodb.put_item(
+        TableName=stack.table,
+        Item={
+            "job_id": {"S": job_id},
+            "status": {"S": "SUCCESS"},
+            "task": {"S": "tasks.debug.add"},
+            "result": {"S": "5"},
+            "attempts": {"N": "1"},
+            "created_at": {"S": "2026-01-01T00:00:00.000Z"},
+        },
+    )
     answer = get_item_answer(doc, velocity, stack, job_id)
     assert answer.status == 200 and answer.json()["result"] == 5
     assert_same(client.get(f"/jobs/{job_id}"), answer)
 
 
 def test_submission_is_202_with_the_job_id(stack, client, doc, velocity):
-    rendered = rendered_by_both(velocity, Case(
-        apigw.response_template(doc, ADD, "post", 200), request_id="rid", path=ADD,
-        resource=ADD))
+    rendered = rendered_by_both(
+        velocity,
+        Case(
+            apigw.response_template(doc, ADD, "post", 200), request_id="rid", path=ADD, resource=ADD
+        ),
+    )
     answer = apigw.integration_answer(doc, ADD, "post", 200, "", rendered)
     assert answer.status == 202 and answer.json()["status_url"] == "/jobs/rid"
     response = client.post(ADD, json={"x": 1, "y": 2})
     job_id = response.get_json()["job_id"]
     stack.drain(stack.queue_url)
-    assert_same(response, dataclasses.replace(
-        answer, body=answer.body.replace("rid", job_id)))
+    assert_same(response, dataclasses.replace(answer, body=answer.body.replace("rid", job_id)))
 
 
 def test_catalog_is_200_with_the_public_tasks(client, doc, velocity):
@@ -283,11 +337,14 @@ def test_catalog_is_200_with_the_public_tasks(client, doc, velocity):
     mock = apigw.integration(doc, "/tasks", "get")
     assert mock["type"] == "mock"
     status = json.loads(mock["requestTemplates"]["application/json"])["statusCode"]
-    rendered = rendered_by_both(velocity, Case(
-        apigw.response_template(doc, "/tasks", "get", status)))
+    rendered = rendered_by_both(
+        velocity, Case(apigw.response_template(doc, "/tasks", "get", status))
+    )
     answer = apigw.integration_answer(doc, "/tasks", "get", status, "", rendered)
     assert answer.status == 200 and {t["name"] for t in answer.json()["tasks"]} >= {
-        "tasks.debug.add", "tasks.text.analyze"}
+        "tasks.debug.add",
+        "tasks.text.analyze",
+    }
     assert_same(client.get("/tasks"), answer)
 
 
@@ -301,14 +358,22 @@ def dynamodb_raw(stack, operation: str, body: str) -> tuple[int, str]:
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
-    request = AWSRequest(method="POST", url=stack.endpoint + "/", data=body.encode(), headers={
-        "X-Amz-Target": f"DynamoDB_20120810.{operation}",
-        "Content-Type": "application/x-amz-json-1.0"})
-    SigV4Auth(boto3.session.Session().get_credentials().get_frozen_credentials(), "dynamodb",
-              "us-east-1").add_auth(request)
+    request = AWSRequest(
+        method="POST",
+        url=stack.endpoint + "/",
+        data=body.encode(),
+        headers={
+            "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+            "Content-Type": "application/x-amz-json-1.0",
+        },
+    )
+    SigV4Auth(
+        boto3.session.Session().get_credentials().get_frozen_credentials(), "dynamodb", "us-east-1"
+    ).add_auth(request)
     prepared = request.prepare()
-    sent = urllib.request.Request(prepared.url, data=prepared.body, method="POST",
-                                  headers=dict(prepared.headers))
+    sent = urllib.request.Request(
+        prepared.url, data=prepared.body, method="POST", headers=dict(prepared.headers)
+    )
     try:
         with urllib.request.urlopen(sent, timeout=30) as response:
             return response.status, response.read().decode()
@@ -327,26 +392,39 @@ def revoke_answer(doc: dict, velocity: Velocity | None, stack, job_id: str) -> a
     spec = apigw.integration(doc, JOB, "delete")
     assert spec["uri"].endswith(":dynamodb:action/UpdateItem")
     now = time.time()
-    request = rendered_by_both(velocity, Case(
-        spec["requestTemplates"]["application/json"], job_id=job_id,
-        request_time_epoch=int(now * 1000), request_time=_request_time(now)))
+    request = rendered_by_both(
+        velocity,
+        Case(
+            spec["requestTemplates"]["application/json"],
+            job_id=job_id,
+            request_time_epoch=int(now * 1000),
+            request_time=_request_time(now),
+        ),
+    )
     status, body = dynamodb_raw(stack, "UpdateItem", request.text)
-    rendered = rendered_by_both(velocity, Case(
-        apigw.response_template(doc, JOB, "delete", status), body=body, job_id=job_id))
+    rendered = rendered_by_both(
+        velocity,
+        Case(apigw.response_template(doc, JOB, "delete", status), body=body, job_id=job_id),
+    )
     return apigw.integration_answer(doc, JOB, "delete", status, body, rendered)
 
 
 def put_record(stack, job_id: str, status: str, **attributes: str) -> dict:
-    item = {"job_id": {"S": job_id}, "status": {"S": status}, "task": {"S": "tasks.debug.add"},
-            "created_at": {"S": "2026-01-01T00:00:00.000Z"},
-            **{k: {"S": v} for k, v in attributes.items()}}
+    item = {
+        "job_id": {"S": job_id},
+        "status": {"S": status},
+        "task": {"S": "tasks.debug.add"},
+        "created_at": {"S": "2026-01-01T00:00:00.000Z"},
+        **{k: {"S": v} for k, v in attributes.items()},
+    }
     stack.dynamodb.put_item(TableName=stack.table, Item=item)
     return item
 
 
 @pytest.mark.parametrize("existing", [None, "STARTED", "PROGRESS", "RETRY"])
 def test_revoking_a_job_that_has_not_finished_is_200_with_the_revoked_record(
-        stack, client, doc, velocity, existing):
+    stack, client, doc, velocity, existing
+):
     """DELETE /jobs/{id}: the state machine's revoke in one UpdateItem (ALL_NEW). Deployed
     first, then the shim: the shim's DELETE finds it REVOKED and answers the same record; and
     the other way round on a second job."""
@@ -363,13 +441,13 @@ def test_revoking_a_job_that_has_not_finished_is_200_with_the_revoked_record(
         assert stack.item(job_id)["error"]["M"]["type"]["S"] == "TaskRevokedError"
         if existing:
             assert record["started_at"] == "2026-01-01T00:00:01.000Z"  # the rest is kept
-        assert_same(shim_first if first == "shim" else client.delete(f"/jobs/{job_id}"),
-                    answer)
+        assert_same(shim_first if first == "shim" else client.delete(f"/jobs/{job_id}"), answer)
 
 
 @pytest.mark.parametrize("finished", ["SUCCESS", "FAILURE"])
-def test_revoking_a_finished_job_is_409_with_its_record_unchanged(stack, client, doc, velocity,
-                                                                  finished):
+def test_revoking_a_finished_job_is_409_with_its_record_unchanged(
+    stack, client, doc, velocity, finished
+):
     job_id = str(uuid.uuid4())
     put_record(stack, job_id, finished, result="5", finished_at="2026-01-01T00:00:02.000Z")
     before = stack.item(job_id)
@@ -379,10 +457,17 @@ def test_revoking_a_finished_job_is_409_with_its_record_unchanged(stack, client,
     assert stack.item(job_id) == before
 
 
-@pytest.mark.parametrize("job_id", ["not-a-uuid", "3fa85f64-5717-4562-b3fc-2c963f66afaZ",
-                                    "3fa85f64-5717-4562-b3fc-2c963f66afa6%22%7D"])
-def test_revoking_a_malformed_job_id_is_400_and_writes_nothing(stack, client, doc, velocity,
-                                                               job_id):
+@pytest.mark.parametrize(
+    "job_id",
+    [
+        "not-a-uuid",
+        "3fa85f64-5717-4562-b3fc-2c963f66afaZ",
+        "3fa85f64-5717-4562-b3fc-2c963f66afa6%22%7D",
+    ],
+)
+def test_revoking_a_malformed_job_id_is_400_and_writes_nothing(
+    stack, client, doc, velocity, job_id
+):
     decoded = urllib.parse.unquote(job_id)
     before = stack.dynamodb.scan(TableName=stack.table, Select="COUNT")["Count"]
     answer = revoke_answer(doc, velocity, stack, decoded)
@@ -392,10 +477,16 @@ def test_revoking_a_malformed_job_id_is_400_and_writes_nothing(stack, client, do
 
 
 # --- CORS ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("resource", "path"), [
-    ("/tasks", "/tasks"), (ADD, ADD), ("/tasks/{name}", "/tasks/no.such.task"),
-    (JOB, f"/jobs/{uuid.uuid4()}"), (JOB, "/jobs/not-a-uuid"),
-])
+@pytest.mark.parametrize(
+    ("resource", "path"),
+    [
+        ("/tasks", "/tasks"),
+        (ADD, ADD),
+        ("/tasks/{name}", "/tasks/no.such.task"),
+        (JOB, f"/jobs/{uuid.uuid4()}"),
+        (JOB, "/jobs/not-a-uuid"),
+    ],
+)
 def test_cors_preflight_is_the_deployed_mock(client, keyed, doc, keyed_doc, resource, path):
     """OPTIONS: the document's mock integration, with its headers, never behind the key."""
     answer = apigw.preflight_answer(doc, resource)
@@ -404,10 +495,14 @@ def test_cors_preflight_is_the_deployed_mock(client, keyed, doc, keyed_doc, reso
     assert set(answer.headers["Access-Control-Allow-Methods"].split(",")) == methods
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
     assert {"content-type", "x-api-key"} <= set(
-        answer.headers["Access-Control-Allow-Headers"].lower().split(","))
+        answer.headers["Access-Control-Allow-Headers"].lower().split(",")
+    )
     assert "security" not in keyed_doc["paths"][resource]["options"]
-    headers = {"Origin": "http://example.test", "Access-Control-Request-Method": "POST",
-               "Access-Control-Request-Headers": "content-type,x-api-key"}
+    headers = {
+        "Origin": "http://example.test",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-api-key",
+    }
     for shim in (client, keyed):
         response = shim.options(path, headers=headers)
         assert response.status_code == answer.status
@@ -426,26 +521,35 @@ def test_every_error_answer_carries_the_gateway_responses_cors(doc):
         assert "X-Api-Key" in headers["Access-Control-Allow-Headers"], kind
     for resource, operations in doc["paths"].items():
         for method, operation in operations.items():
-            for pattern, spec in operation["x-amazon-apigateway-integration"][
-                    "responses"].items():
-                assert spec["responseParameters"][
-                    "method.response.header.Access-Control-Allow-Origin"] == "'*'", (
-                    resource, method, pattern)
+            for pattern, spec in operation["x-amazon-apigateway-integration"]["responses"].items():
+                assert (
+                    spec["responseParameters"]["method.response.header.Access-Control-Allow-Origin"]
+                    == "'*'"
+                ), (resource, method, pattern)
 
 
-@pytest.mark.parametrize(("method", "path", "resource"), [
-    ("POST", ADD, ADD), ("POST", "/tasks/no.such.task", "/tasks/{name}"),
-    ("OPTIONS", "/tasks/no.such.task", "/tasks/{name}"), ("GET", "/tasks", "/tasks"),
-    ("GET", "/jobs/anything", JOB), ("POST", "/tasks/tasks.debug.add%00", "/tasks/{name}"),
-    ("GET", "/jobs/a%2Fb", JOB), ("GET", "/jobs/a/b", None), ("POST", "/tasks", None),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "resource"),
+    [
+        ("POST", ADD, ADD),
+        ("POST", "/tasks/no.such.task", "/tasks/{name}"),
+        ("OPTIONS", "/tasks/no.such.task", "/tasks/{name}"),
+        ("GET", "/tasks", "/tasks"),
+        ("GET", "/jobs/anything", JOB),
+        ("POST", "/tasks/tasks.debug.add%00", "/tasks/{name}"),
+        ("GET", "/jobs/a%2Fb", JOB),
+        ("GET", "/jobs/a/b", None),
+        ("POST", "/tasks", None),
+    ],
+)
 def test_the_shim_routes_as_the_deployed_resources(client, doc, method, path, resource):
     """Literal resources win over `{param}` ones; a parameter is one path segment."""
     from api_shim.gateway import Incoming
 
     assert apigw.resolve(doc, method, path) == resource
     route = client.application.extensions["gateway"].resolve(
-        Incoming(method=method, path=urllib.parse.unquote(path), raw_path=path))
+        Incoming(method=method, path=urllib.parse.unquote(path), raw_path=path)
+    )
     assert (route.resource if route else None) == resource
 
 
@@ -459,27 +563,51 @@ def test_the_document_survives_import_into_api_gateway(doc, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # moto in this process, not the server
     original = APIGatewayBackend.put_integration
 
-    def put_integration(self, function_id, resource_id, method_type, integration_type,
-                        uri=None, integration_method=None, **kwargs):
+    def put_integration(
+        self,
+        function_id,
+        resource_id,
+        method_type,
+        integration_type,
+        uri=None,
+        integration_method=None,
+        **kwargs,
+    ):
         # moto wants a uri on every integration; API Gateway does not on mock ones.
-        return original(self, function_id, resource_id, method_type, integration_type, uri,
-                        integration_method, **kwargs)
+        return original(
+            self,
+            function_id,
+            resource_id,
+            method_type,
+            integration_type,
+            uri,
+            integration_method,
+            **kwargs,
+        )
 
     monkeypatch.setattr(APIGatewayBackend, "put_integration", put_integration)
     with mock_aws():
         apigateway = boto3.client("apigateway", region_name="us-east-1")
         api = apigateway.create_rest_api(name="parity")["id"]
-        apigateway.put_rest_api(restApiId=api, mode="overwrite", failOnWarnings=True,
-                                body=json.dumps(doc).encode())
-        resources = {r["path"]: r["id"] for r in
-                     apigateway.get_resources(restApiId=api, limit=500)["items"]}
+        apigateway.put_rest_api(
+            restApiId=api, mode="overwrite", failOnWarnings=True, body=json.dumps(doc).encode()
+        )
+        resources = {
+            r["path"]: r["id"] for r in apigateway.get_resources(restApiId=api, limit=500)["items"]
+        }
         for resource, operations in doc["paths"].items():
             for method, operation in operations.items():
                 deployed = apigateway.get_integration(
-                    restApiId=api, resourceId=resources[resource], httpMethod=method.upper())
-                expected = {spec["statusCode"]: (None if pattern == "default" else pattern)
-                            for pattern, spec in operation[
-                                "x-amazon-apigateway-integration"]["responses"].items()}
-                got = {code: spec.get("selectionPattern")
-                       for code, spec in deployed.get("integrationResponses", {}).items()}
+                    restApiId=api, resourceId=resources[resource], httpMethod=method.upper()
+                )
+                expected = {
+                    spec["statusCode"]: (None if pattern == "default" else pattern)
+                    for pattern, spec in operation["x-amazon-apigateway-integration"][
+                        "responses"
+                    ].items()
+                }
+                got = {
+                    code: spec.get("selectionPattern")
+                    for code, spec in deployed.get("integrationResponses", {}).items()
+                }
                 assert got == expected, (resource, method)

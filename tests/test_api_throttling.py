@@ -31,9 +31,11 @@ JOB_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 
 def sqs_error(code: str, message: str = "injected") -> str:
-    return ('<?xml version="1.0"?><ErrorResponse xmlns="http://queue.amazonaws.com/doc/'
-            f'2012-11-05/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}'
-            f'</Message><Detail/></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>')
+    return (
+        '<?xml version="1.0"?><ErrorResponse xmlns="http://queue.amazonaws.com/doc/'
+        f'2012-11-05/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}'
+        f"</Message><Detail/></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
 
 
 def dynamodb_error(kind: str, message: str = "injected") -> str:
@@ -47,32 +49,76 @@ FAULTS = [
     ("sqs RequestThrottled", "sqs", 400, sqs_error("RequestThrottled"), 429),
     ("sqs ThrottlingException", "sqs", 400, sqs_error("ThrottlingException"), 429),
     ("sqs KmsThrottled", "sqs", 400, sqs_error("KmsThrottled"), 429),
-    ("sqs ThrottlingException (JSON protocol)", "sqs", 400,
-     json.dumps({"__type": "com.amazonaws.sqs#ThrottlingException", "message": "x"}), 429),
+    (
+        "sqs ThrottlingException (JSON protocol)",
+        "sqs",
+        400,
+        json.dumps({"__type": "com.amazonaws.sqs#ThrottlingException", "message": "x"}),
+        429,
+    ),
     ("sqs ServiceUnavailable", "sqs", 503, sqs_error("ServiceUnavailable"), 503),
     ("sqs InternalFailure", "sqs", 500, sqs_error("InternalFailure"), 503),
-    ("dynamodb ProvisionedThroughputExceededException", "dynamodb", 400,
-     dynamodb_error(DDB + "ProvisionedThroughputExceededException"), 429),
-    ("dynamodb ThrottlingException", "dynamodb", 400,
-     dynamodb_error(CORAL + "ThrottlingException"), 429),
-    ("dynamodb RequestLimitExceeded", "dynamodb", 400,
-     dynamodb_error(DDB + "RequestLimitExceeded"), 429),
-    ("dynamodb InternalServerError", "dynamodb", 500, dynamodb_error(DDB + "InternalServerError"),
-     503),
-    ("dynamodb ServiceUnavailable", "dynamodb", 503,
-     dynamodb_error(CORAL + "ServiceUnavailableException"), 503),
+    (
+        "dynamodb ProvisionedThroughputExceededException",
+        "dynamodb",
+        400,
+        dynamodb_error(DDB + "ProvisionedThroughputExceededException"),
+        429,
+    ),
+    (
+        "dynamodb ThrottlingException",
+        "dynamodb",
+        400,
+        dynamodb_error(CORAL + "ThrottlingException"),
+        429,
+    ),
+    (
+        "dynamodb RequestLimitExceeded",
+        "dynamodb",
+        400,
+        dynamodb_error(DDB + "RequestLimitExceeded"),
+        429,
+    ),
+    (
+        "dynamodb InternalServerError",
+        "dynamodb",
+        500,
+        dynamodb_error(DDB + "InternalServerError"),
+        503,
+    ),
+    (
+        "dynamodb ServiceUnavailable",
+        "dynamodb",
+        503,
+        dynamodb_error(CORAL + "ServiceUnavailableException"),
+        503,
+    ),
 ]
 # Refusals that are the deployment's to fix: 502, and no Retry-After (retrying will not help).
 FAULTS_502 = [
-    ("sqs NonExistentQueue", "sqs", 400, sqs_error("AWS.SimpleQueueService.NonExistentQueue"),
-     502),
+    ("sqs NonExistentQueue", "sqs", 400, sqs_error("AWS.SimpleQueueService.NonExistentQueue"), 502),
     ("sqs AccessDenied", "sqs", 403, sqs_error("AccessDenied"), 502),
-    ("dynamodb ResourceNotFoundException", "dynamodb", 400,
-     dynamodb_error(DDB + "ResourceNotFoundException"), 502),
-    ("dynamodb AccessDeniedException", "dynamodb", 400,
-     dynamodb_error(DDB + "AccessDeniedException"), 502),
-    ("dynamodb UnrecognizedClientException", "dynamodb", 403,
-     dynamodb_error(CORAL + "UnrecognizedClientException"), 502),
+    (
+        "dynamodb ResourceNotFoundException",
+        "dynamodb",
+        400,
+        dynamodb_error(DDB + "ResourceNotFoundException"),
+        502,
+    ),
+    (
+        "dynamodb AccessDeniedException",
+        "dynamodb",
+        400,
+        dynamodb_error(DDB + "AccessDeniedException"),
+        502,
+    ),
+    (
+        "dynamodb UnrecognizedClientException",
+        "dynamodb",
+        403,
+        dynamodb_error(CORAL + "UnrecognizedClientException"),
+        502,
+    ),
 ]
 ALL = FAULTS + FAULTS_502
 IDS = [case[0] for case in ALL]
@@ -114,14 +160,21 @@ class ScriptedAws:
                 if aws.script[service]:
                     status, text = aws.script[service].popleft()
                 elif service == "sqs":
-                    status, text = 200, ("<SendMessageResponse><SendMessageResult><MessageId>m"
-                                         "</MessageId></SendMessageResult></SendMessageResponse>")
+                    status, text = (
+                        200,
+                        (
+                            "<SendMessageResponse><SendMessageResult><MessageId>m"
+                            "</MessageId></SendMessageResult></SendMessageResponse>"
+                        ),
+                    )
                 else:
                     status, text = 200, "{}"
                 data = text.encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "text/xml" if text.startswith("<")
-                                 else "application/x-amz-json-1.0")
+                self.send_header(
+                    "Content-Type",
+                    "text/xml" if text.startswith("<") else "application/x-amz-json-1.0",
+                )
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -140,8 +193,13 @@ def aws() -> Iterator[ScriptedAws]:
 def settings(aws):
     from tasks.ops.settings import Settings
 
-    return dataclasses.replace(Settings.from_env(), sqs_endpoint=aws.url,
-                               dynamodb_endpoint=aws.url, queue_url=None, api_keys=())
+    return dataclasses.replace(
+        Settings.from_env(),
+        sqs_endpoint=aws.url,
+        dynamodb_endpoint=aws.url,
+        queue_url=None,
+        api_keys=(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -172,9 +230,15 @@ def deployed_answers(doc: dict, velocity: Velocity | None) -> dict[str, apigw.An
     cases = []
     for _, service, status, body, _ in ALL:
         resource, method, path = route(service)
-        cases.append(Case(apigw.response_template(doc, resource, method, status), body=body,
-                          path=path, resource=resource,
-                          job_id=JOB_ID if service == "dynamodb" else None))
+        cases.append(
+            Case(
+                apigw.response_template(doc, resource, method, status),
+                body=body,
+                path=path,
+                resource=resource,
+                job_id=JOB_ID if service == "dynamodb" else None,
+            )
+        )
     ours = [apigw.shim_engine(case) for case in cases]
     if velocity is not None:
         assert velocity.render_many(cases) == ours, "Velocity 1.7 and the shim disagree"
@@ -192,7 +256,8 @@ def deployed(doc, velocity) -> dict[str, apigw.Answer]:
 
 @pytest.mark.parametrize(("label", "service", "status", "body", "expected"), ALL, ids=IDS)
 def test_the_deployed_definition_answers_throttling_with_429_or_503(
-        deployed, label, service, status, body, expected):
+    deployed, label, service, status, body, expected
+):
     answer = deployed[label]
     assert answer.status == expected
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
@@ -207,12 +272,12 @@ def test_the_deployed_definition_answers_throttling_with_429_or_503(
 
 @pytest.mark.parametrize(("label", "service", "status", "body", "expected"), ALL, ids=IDS)
 def test_the_shim_answers_throttling_as_the_deployed_api(
-        aws, client, deployed, label, service, status, body, expected):
+    aws, client, deployed, label, service, status, body, expected
+):
     _resource, method, path = route(service)
     aws.answer(service, status, body)
     before = len(aws.seen)
-    response = (client.post(path, json={"x": 1, "y": 2}) if method == "post"
-                else client.get(path))
+    response = client.post(path, json={"x": 1, "y": 2}) if method == "post" else client.get(path)
     assert response.status_code == expected, response.get_data(as_text=True)
     assert response.mimetype == "application/json"
     answer = deployed[label]
@@ -229,8 +294,10 @@ def test_integration_responses_cover_every_status_once(doc):
     """Each status 400-599 picks exactly one integration response, every 5xx a 503; and no
     two responses share a status code (API Gateway keys integration responses by it)."""
     for resource, method in ((ADD, "post"), (JOB, "get")):
-        codes = [spec["statusCode"] for spec in
-                 apigw.integration(doc, resource, method)["responses"].values()]
+        codes = [
+            spec["statusCode"]
+            for spec in apigw.integration(doc, resource, method)["responses"].values()
+        ]
         assert len(codes) == len(set(codes)), (resource, codes)
         for status in range(400, 600):
             spec = apigw.chosen_response(doc, resource, method, status)
@@ -245,11 +312,14 @@ def test_retry_after_is_the_same_in_templates_and_parameters(doc):
     from tasks.http_contract.mapping_templates import load_template
 
     for name in ("send_task.error", "get_job.error"):
-        assert (f"#set($context.responseOverride.header.Retry-After = "
-                f"'{RETRY_AFTER_SECONDS}')") in load_template(name)
+        assert (
+            f"#set($context.responseOverride.header.Retry-After = '{RETRY_AFTER_SECONDS}')"
+        ) in load_template(name)
     gateway = doc["x-amazon-apigateway-gateway-responses"]["THROTTLED"]
-    assert gateway["responseParameters"]["gatewayresponse.header.Retry-After"] == \
-        f"'{RETRY_AFTER_SECONDS}'"
+    assert (
+        gateway["responseParameters"]["gatewayresponse.header.Retry-After"]
+        == f"'{RETRY_AFTER_SECONDS}'"
+    )
 
 
 def test_gunicorn_serves_the_same_429_and_503(aws, settings, deployed):
@@ -258,17 +328,21 @@ def test_gunicorn_serves_the_same_429_and_503(aws, settings, deployed):
 
     from tests.http_shim import http, launch_shim, stop_shim
 
-    env = {**os.environ, "AWS_ENDPOINT_URL_SQS": aws.url, "AWS_ENDPOINT_URL_DYNAMODB": aws.url,
-           "JOBS_API_KEYS": ""}
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_SQS": aws.url,
+        "AWS_ENDPOINT_URL_DYNAMODB": aws.url,
+        "JOBS_API_KEYS": "",
+    }
     env.pop("JOBS_QUEUE_URL", None)
     shim = launch_shim(env, "throttling")
     try:
-        for label, service, status, body, expected in (FAULTS[0], FAULTS[4], FAULTS[6],
-                                                       FAULTS[9]):
+        for label, service, status, body, expected in (FAULTS[0], FAULTS[4], FAULTS[6], FAULTS[9]):
             _, method, path = route(service)
             aws.answer(service, status, body)
-            got = http(method.upper(), shim.url + path,
-                       {"x": 1, "y": 2} if method == "post" else None)
+            got = http(
+                method.upper(), shim.url + path, {"x": 1, "y": 2} if method == "post" else None
+            )
             assert got.status == expected, (label, got.body)
             assert got.body == deployed[label].json()
             assert got.headers["Retry-After"] == "1"

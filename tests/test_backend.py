@@ -36,9 +36,18 @@ def calls(backend) -> list[tuple[str, dict]]:
 
 
 def request(**facts) -> SimpleNamespace:
-    base = dict(task="tasks.text.analyze", delivery_count=1, retries=0, hostname="w1@host",
-                argsrepr="()", kwargsrepr="{'text': 'hi'}",
-                delivery_info={"routing_key": "jobs"}, parent_id=None, root_id="r1", group=None)
+    base = dict(
+        task="tasks.text.analyze",
+        delivery_count=1,
+        retries=0,
+        hostname="w1@host",
+        argsrepr="()",
+        kwargsrepr="{'text': 'hi'}",
+        delivery_info={"routing_key": "jobs"},
+        parent_id=None,
+        root_id="r1",
+        group=None,
+    )
     base.update(facts)
     return SimpleNamespace(**base)
 
@@ -50,13 +59,11 @@ def item(backend, job_id: str) -> dict:
 
 
 def test_success_record_is_readable_without_python(backend):
-    backend.store_result("j1", {"pid": 1, "hostname": "w1@host"}, states.STARTED,
-                         request=request())
-    backend.store_result("j1", {"words": 3, "text": "héllo \"q\""}, states.SUCCESS,
-                         request=request())
+    backend.store_result("j1", {"pid": 1, "hostname": "w1@host"}, states.STARTED, request=request())
+    backend.store_result("j1", {"words": 3, "text": 'héllo "q"'}, states.SUCCESS, request=request())
     record = item(backend, "j1")
     assert record["status"] == {"S": "SUCCESS"}
-    assert json.loads(record["result"]["S"]) == {"words": 3, "text": "héllo \"q\""}
+    assert json.loads(record["result"]["S"]) == {"words": 3, "text": 'héllo "q"'}
     assert record["task"] == {"S": "tasks.text.analyze"}
     assert record["attempts"] == {"N": "1"}
     assert record["worker"] == {"S": "w1@host"}
@@ -92,12 +99,16 @@ def test_redelivery_never_turns_success_back_into_started(backend):
 
 def test_two_workers_finishing_the_same_job_leave_the_first_record(backend):
     backend.store_result("j4", "first", states.SUCCESS, request=request(hostname="a@h"))
-    backend.store_result("j4", RuntimeError("late"), states.FAILURE, request=request(
-        hostname="b@h"))
+    backend.store_result(
+        "j4", RuntimeError("late"), states.FAILURE, request=request(hostname="b@h")
+    )
     backend.store_result("j4", "second", states.SUCCESS, request=request(hostname="b@h"))
     record = item(backend, "j4")
     assert (record["status"]["S"], record["result"]["S"], record["worker"]["S"]) == (
-        "SUCCESS", '"first"', "a@h")
+        "SUCCESS",
+        '"first"',
+        "a@h",
+    )
     assert "error" not in record
 
 
@@ -105,8 +116,9 @@ def test_failure_keeps_error_and_traceback_and_reads_back_as_exception(backend):
     try:
         raise ValueError("bad input: text is empty")
     except ValueError as exc:
-        backend.store_result("j5", exc, states.FAILURE, traceback="Traceback: ...ValueError",
-                             request=request())
+        backend.store_result(
+            "j5", exc, states.FAILURE, traceback="Traceback: ...ValueError", request=request()
+        )
     record = item(backend, "j5")
     assert record["error"]["M"]["type"] == {"S": "ValueError"}
     # A job's own exception may quote its arguments: the record's `message` (what HTTP

@@ -17,39 +17,57 @@ import pytest
 from tests.conftest import OUTPUT, ROOT
 
 pytestmark = [
-    pytest.mark.integration, pytest.mark.timeout(240),
-    pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
-                       reason="the bench's emulators need Node.js and npm"),
+    pytest.mark.integration,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(
+        shutil.which("node") is None or shutil.which("npm") is None,
+        reason="the bench's emulators need Node.js and npm",
+    ),
 ]
 
-GOALS = ("SQS requests per no-op job on a backlog", "worker CPU per no-op job vs the floor's",
-         "throughput at 1 process vs stock Celery's",
-         "throughput at 4 processes vs the floor's",
-         "p50 submit to SUCCESS visible (delay()) vs stock Celery's")
+GOALS = (
+    "SQS requests per no-op job on a backlog",
+    "worker CPU per no-op job vs the floor's",
+    "throughput at 1 process vs stock Celery's",
+    "throughput at 4 processes vs the floor's",
+    "p50 submit to SUCCESS visible (delay()) vs stock Celery's",
+)
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> tuple[dict, str, str]:
     """(results JSON, Markdown report, stderr) of one `python -m bench --quick`."""
     out = tmp_path_factory.mktemp("bench") / "results"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "JOBS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBS_"))}
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=230,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=230,
     )
     OUTPUT.mkdir(exist_ok=True)
     (OUTPUT / "bench-smoke.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return (json.loads((out / "latest.json").read_text()), (out / "latest.md").read_text(),
-            proc.stderr)
+    return (
+        json.loads((out / "latest.json").read_text()),
+        (out / "latest.md").read_text(),
+        proc.stderr,
+    )
 
 
 def test_report_has_every_section_and_the_emulators(quick_run):
     results, report, _ = quick_run
-    for heading in ("## 1. AWS requests per job", "## 2. Worker CPU", "### 2b. ours",
-                    "## 3. Cost per million", "## 4. Throughput", "## 5. Latency",
-                    "## Goals"):
+    for heading in (
+        "## 1. AWS requests per job",
+        "## 2. Worker CPU",
+        "### 2b. ours",
+        "## 3. Cost per million",
+        "## 4. Throughput",
+        "## 5. Latency",
+        "## Goals",
+    ):
         assert heading in report
     machine = results["machine"]
     assert machine["cores"] >= 1 and machine["celery"] != "absent"

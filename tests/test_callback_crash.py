@@ -23,23 +23,26 @@ def receiver() -> Iterator[Receiver]:
     server.server.shutdown()
 
 
-
-def test_a_worker_killed_before_the_enqueue_still_delivers(stack, start_worker, receiver,
-                                                           tmp_path):
+def test_a_worker_killed_before_the_enqueue_still_delivers(stack, start_worker, receiver, tmp_path):
     """SUCCESS: Celery acknowledges without a rerun, and the main process enqueues it.
     FAILURE: handed back, the message is dropped as a finished job's, and enqueues it."""
     from tasks.debug import add, fail
 
-    start_worker(env={**WORKER_ENV, "JOBS_EXTRA_MODULES": "tests.jobs,tests.callback_crash",
-                      "CALLBACK_CRASH_DIR": str(tmp_path)})
+    start_worker(
+        env={
+            **WORKER_ENV,
+            "JOBS_EXTRA_MODULES": "tests.jobs,tests.callback_crash",
+            "CALLBACK_CRASH_DIR": str(tmp_path),
+        }
+    )
     done = add.apply_async(kwargs={"x": 4, "y": 5}, headers=callback(f"{receiver.url}/ok")).id
-    failed = fail.apply_async(kwargs={"message": "x"},
-                              headers=callback(f"{receiver.url}/failed")).id
+    failed = fail.apply_async(
+        kwargs={"message": "x"}, headers=callback(f"{receiver.url}/failed")
+    ).id
     for job_id, path, status in ((done, "/ok", "SUCCESS"), (failed, "/failed", "FAILURE")):
         wait_until(lambda p=path: receiver.to(p), 60, message=f"the callback to {path}")
         assert (tmp_path / job_id).exists()  # its first run died between write and enqueue
         call = receiver.to(path)[0]
         assert json.loads(call["body"])["status"] == status
         assert verify(SECRET, call["body"], call["headers"]["X-Signature"])
-        wait_until(lambda j=job_id: callback_of(stack, j, "delivered"), 15,
-                   message="delivered")
+        wait_until(lambda j=job_id: callback_of(stack, j, "delivered"), 15, message="delivered")

@@ -25,16 +25,21 @@ from tests.test_page import browser, page  # noqa: F401  (headless Chromium, whe
 pytestmark = pytest.mark.integration
 
 SECRET = "test-callback-secret"
-WORKER_ENV = {"JOBS_CALLBACK_SECRET": SECRET, "JOBS_CALLBACK_MAX_ATTEMPTS": "3",
-              "JOBS_CALLBACK_BACKOFF": "0.05", "JOBS_CALLBACK_MAX_DELAY": "0.2"}
+WORKER_ENV = {
+    "JOBS_CALLBACK_SECRET": SECRET,
+    "JOBS_CALLBACK_MAX_ATTEMPTS": "3",
+    "JOBS_CALLBACK_BACKOFF": "0.05",
+    "JOBS_CALLBACK_MAX_DELAY": "0.2",
+}
 
 
 def readme_verify():
     """The docs' receiver check, read from docs/callbacks.md itself (its `def verify` block),
     so the example a reader copies is the one these tests run."""
     text = (Path(__file__).resolve().parent.parent / "docs" / "callbacks.md").read_text()
-    start = text.index("import hashlib, hmac, time\n\ndef verify(")
-    code = text[start:text.index("```", start)]
+    start = text.index("import hashlib, hmac, time\n")
+    assert "def verify(" in text[start : text.index("```", start)]
+    code = text[start : text.index("```", start)]
     scope: dict[str, Any] = {}
     exec(compile(code, "docs/callbacks.md", "exec"), scope)  # our own document, not input
     return scope["verify"]
@@ -54,8 +59,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.calls.append({"path": self.path, "headers": dict(self.headers),
-                                       "body": body})
+                receiver.calls.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": body}
+                )
                 self.send_response(receiver.status.get(self.path, 200))
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -111,15 +117,17 @@ def assert_signed_record(call: dict[str, Any], job_id: str, shim: Shim) -> dict:
     return sent
 
 
-def test_python_submission_gets_exactly_the_signed_record(stack, callback_worker, receiver,
-                                                          shim):
+def test_python_submission_gets_exactly_the_signed_record(stack, callback_worker, receiver, shim):
     from tasks.debug import add
 
     url = f"{receiver.url}/python?token=abc"
     job_id = add.apply_async(kwargs={"x": 2, "y": 3}, headers=callback(url)).id
     wait_until(lambda: receiver.to("/python?token=abc"), 30, message="the callback")
-    done = wait_until(lambda: callback_of(stack, job_id, "delivered"), 15,
-                      message="callback recorded as delivered")
+    done = wait_until(
+        lambda: callback_of(stack, job_id, "delivered"),
+        15,
+        message="callback recorded as delivered",
+    )
     [call] = receiver.to("/python?token=abc")
     sent = assert_signed_record(call, job_id, shim)
     assert sent["status"] == "SUCCESS" and sent["result"] == 5
@@ -129,8 +137,12 @@ def test_python_submission_gets_exactly_the_signed_record(stack, callback_worker
 
 
 def test_http_submission_with_x_callback_url(stack, callback_worker, receiver, shim):
-    answer = http("POST", f"{shim.url}/tasks/tasks.debug.fail", {"message": "on purpose"},
-                  headers={"X-Callback-Url": f"{receiver.url}/http"})
+    answer = http(
+        "POST",
+        f"{shim.url}/tasks/tasks.debug.fail",
+        {"message": "on purpose"},
+        headers={"X-Callback-Url": f"{receiver.url}/http"},
+    )
     assert answer.status == 202, answer.body
     job_id = answer.body["job_id"]
     wait_until(lambda: receiver.to("/http"), 30, message="the callback")
@@ -146,10 +158,10 @@ def test_failing_receiver_is_retried_then_given_up(stack, callback_worker, recei
     from tasks.debug import add
 
     receiver.status["/down"] = 500
-    job_id = add.apply_async(kwargs={"x": 1, "y": 1},
-                             headers=callback(f"{receiver.url}/down")).id
-    failed = wait_until(lambda: callback_of(stack, job_id, "failed"), 45,
-                        message="callback given up")
+    job_id = add.apply_async(kwargs={"x": 1, "y": 1}, headers=callback(f"{receiver.url}/down")).id
+    failed = wait_until(
+        lambda: callback_of(stack, job_id, "failed"), 45, message="callback given up"
+    )
     calls = receiver.to("/down")
     assert len(calls) == 3  # JOBS_CALLBACK_MAX_ATTEMPTS
     assert all(verify(SECRET, c["body"], c["headers"]["X-Signature"]) for c in calls)
@@ -163,8 +175,13 @@ def test_failing_receiver_is_retried_then_given_up(stack, callback_worker, recei
 
 
 @pytest.mark.browser
-def test_the_page_asks_for_a_callback_and_shows_its_state(stack, callback_worker, receiver,
-                                                          shim, page):  # noqa: F811
+def test_the_page_asks_for_a_callback_and_shows_its_state(
+    stack,
+    callback_worker,
+    receiver,
+    shim,
+    page,  # noqa: F811
+):
     page.goto(f"{shim.url}/#tasks.debug.add")
     page.wait_for_function("document.querySelectorAll('#task-select option').length >= 2")
     page.fill("input[name=x]", "20")
@@ -174,7 +191,8 @@ def test_the_page_asks_for_a_callback_and_shows_its_state(stack, callback_worker
     page.wait_for_selector("#job-status.SUCCESS", timeout=30_000)
     page.wait_for_function(
         "document.querySelector('#job-callback').textContent.startsWith('Callback delivered')",
-        timeout=30_000)
+        timeout=30_000,
+    )
     text = page.text_content("#job-callback")
     assert "to 127.0.0.1:" in text and "1 attempt(s)" in text and "/page" not in text
     [call] = receiver.to("/page")
@@ -182,19 +200,20 @@ def test_the_page_asks_for_a_callback_and_shows_its_state(stack, callback_worker
     assert call["headers"]["X-Job-Id"] == page.text_content("#job-id")
 
 
-
 def test_a_job_revoked_with_terminate_reports_back(stack, callback_worker, receiver, shim):
     from tasks.debug import sleep
 
-    job = sleep.apply_async(kwargs={"seconds": 60, "steps": 1},
-                            headers=callback(f"{receiver.url}/terminated"))
+    job = sleep.apply_async(
+        kwargs={"seconds": 60, "steps": 1}, headers=callback(f"{receiver.url}/terminated")
+    )
     wait_until(lambda: stack.status(job.id) == "STARTED", 30, message="the job started")
     job.revoke(terminate=True)
     wait_until(lambda: receiver.to("/terminated"), 30, message="the callback")
     [call] = receiver.to("/terminated")
     sent = json.loads(call["body"])
-    assert sent["status"] == "REVOKED" and verify(SECRET, call["body"],
-                                                  call["headers"]["X-Signature"])
+    assert sent["status"] == "REVOKED" and verify(
+        SECRET, call["body"], call["headers"]["X-Signature"]
+    )
     wait_until(lambda: callback_of(stack, job.id, "delivered"), 15, message="delivered")
 
 
@@ -205,20 +224,30 @@ def test_a_delivery_sent_by_hand_is_dropped(stack, callback_worker, receiver):
 
     job_id = add.delay(x=1, y=2).id
     wait_until(lambda: stack.status(job_id) == "SUCCESS", 30, message="the job")
-    app.send_task("tasks.callbacks.deliver",
-                  kwargs={"job_id": job_id, "url": f"{receiver.url}/forged", "seal": "0" * 64})
-    wait_until(lambda: f"a delivery for job {job_id} was not sealed" in callback_worker.log(),
-               30, message="the forged delivery dropped")
+    app.send_task(
+        "tasks.callbacks.deliver",
+        kwargs={"job_id": job_id, "url": f"{receiver.url}/forged", "seal": "0" * 64},
+    )
+    wait_until(
+        lambda: f"a delivery for job {job_id} was not sealed" in callback_worker.log(),
+        30,
+        message="the forged delivery dropped",
+    )
     assert receiver.to("/forged") == [] and "callback" not in (stack.item(job_id) or {})
 
 
 def test_a_metadata_address_over_http_is_refused_and_recorded(stack, callback_worker, shim):
-    answer = http("POST", f"{shim.url}/tasks/tasks.debug.add", {"x": 1, "y": 1},
-                  headers={"X-Callback-Url": "https://169.254.169.254/latest/meta-data/"})
+    answer = http(
+        "POST",
+        f"{shim.url}/tasks/tasks.debug.add",
+        {"x": 1, "y": 1},
+        headers={"X-Callback-Url": "https://169.254.169.254/latest/meta-data/"},
+    )
     assert answer.status == 202, answer.body
     job_id = answer.body["job_id"]
-    refused = wait_until(lambda: callback_of(stack, job_id, "refused"), 30,
-                         message="the callback refused")
+    refused = wait_until(
+        lambda: callback_of(stack, job_id, "refused"), 30, message="the callback refused"
+    )
     assert "169.254.169.254 is link-local" in refused["last_error"]["S"]
     assert refused["attempts"] == {"N": "0"}
     shown = shim.job(job_id)

@@ -43,8 +43,9 @@ WORKER = "w1@host"  # the hostname of the worker a request ran on
 @pytest.fixture(params=list(BACKENDS))
 def app(request, in_process_aws) -> Iterator[Celery]:
     """The project's Celery configuration, with one of the three result backends."""
-    app = Celery(f"compat-{request.param}", set_as_current=False,
-                 control="tasks.results.control:Control")
+    app = Celery(
+        f"compat-{request.param}", set_as_current=False, control="tasks.results.control:Control"
+    )
     app.config_from_object("celeryconfig")
     app.conf.result_backend = BACKENDS[request.param]
     app.conf.result_chord_join_timeout = 0.5
@@ -53,7 +54,8 @@ def app(request, in_process_aws) -> Iterator[Celery]:
     elif request.param == "celery-dynamodb":
         # The table Celery's backend would create itself, then sleep a second for.
         boto3.client("dynamodb", region_name="us-east-1").create_table(
-            **app.backend._get_table_schema())
+            **app.backend._get_table_schema()
+        )
 
     @app.task(name="compat.job", shared=False)
     def job() -> None:  # never run here: its update_state is what the tests call
@@ -73,9 +75,18 @@ def new_id() -> str:
 
 def worker_request(task_id: str, **more: Any) -> Context:
     """The request a worker hands the backend (celery.app.trace: task.request)."""
-    return Context({"id": task_id, "task": "compat.job", "hostname": WORKER, "retries": 0,
-                    "args": [], "kwargs": {}, "delivery_info": {"routing_key": "jobs"},
-                    **more})
+    return Context(
+        {
+            "id": task_id,
+            "task": "compat.job",
+            "hostname": WORKER,
+            "retries": 0,
+            "args": [],
+            "kwargs": {},
+            "delivery_info": {"routing_key": "jobs"},
+            **more,
+        }
+    )
 
 
 def exception_of(value: Any) -> tuple[type, tuple] | Any:
@@ -85,11 +96,13 @@ def exception_of(value: Any) -> tuple[type, tuple] | Any:
 
 # --- 1. timeouts: celery.exceptions.TimeoutError, never the built-in one -------------------
 
+
 def group_of_one_done_one_running(app: Celery) -> GroupResult:
     done, running = new_id(), new_id()
     app.backend.store_result(done, 1, states.SUCCESS, request=worker_request(done))
-    app.backend.store_result(running, {"pid": 1, "hostname": WORKER}, states.STARTED,
-                             request=worker_request(running))
+    app.backend.store_result(
+        running, {"pid": 1, "hostname": WORKER}, states.STARTED, request=worker_request(running)
+    )
     return app.GroupResult(new_id(), [app.AsyncResult(done), app.AsyncResult(running)])
 
 
@@ -119,6 +132,7 @@ def test_a_wait_that_times_out_raises_celerys_timeout_error(app):
 
 # --- 2. a RETRY (or failure) stored without an exception reads back as None ----------------
 
+
 def test_a_retry_without_an_exception_reads_back_as_none(app):
     """tasks.html, retry: `self.retry()` with no `exc`. Celery's worker then stores RETRY
     with no exception (`mark_as_retry(id, None, traceback)`, celery.app.trace) and its
@@ -126,8 +140,7 @@ def test_a_retry_without_an_exception_reads_back_as_none(app):
     kept. A RETRY that follows one with an exception replaces it."""
     task_id = new_id()
     request = worker_request(task_id)
-    app.backend.mark_as_retry(task_id, RuntimeError("first try"), "Traceback 1",
-                              request=request)
+    app.backend.mark_as_retry(task_id, RuntimeError("first try"), "Traceback 1", request=request)
     assert exception_of(app.AsyncResult(task_id).result) == (RuntimeError, ("first try",))
     app.backend.mark_as_retry(task_id, None, "Traceback 2", request=request)
     result = app.AsyncResult(task_id)
@@ -139,12 +152,21 @@ def test_update_state_of_an_exception_state_without_meta_reads_back_as_none(app)
     """`update_state(state=RETRY)` with no meta (meta=None), or an empty one: Celery's
     backends read None back (BaseBackend.exception_to_python: `if not exc: return None`),
     and no traceback, since none was given."""
-    for state, meta in ((states.RETRY, None), (states.FAILURE, None), (states.REVOKED, None),
-                        (states.FAILURE, {}), (states.RETRY, "")):
+    for state, meta in (
+        (states.RETRY, None),
+        (states.FAILURE, None),
+        (states.REVOKED, None),
+        (states.FAILURE, {}),
+        (states.RETRY, ""),
+    ):
         task_id = new_id()
-        app.backend.store_result(task_id, ValueError("before"), states.RETRY,
-                                 traceback="Traceback (earlier)",
-                                 request=worker_request(task_id))
+        app.backend.store_result(
+            task_id,
+            ValueError("before"),
+            states.RETRY,
+            traceback="Traceback (earlier)",
+            request=worker_request(task_id),
+        )
         app.tasks["compat.job"].update_state(task_id=task_id, state=state, meta=meta)
         result = app.AsyncResult(task_id)
         assert (result.state, result.result, result.traceback) == (state, None, None), meta
@@ -152,15 +174,21 @@ def test_update_state_of_an_exception_state_without_meta_reads_back_as_none(app)
 
 # --- 3. STARTED keeps the meta it was given ------------------------------------------------
 
+
 def test_update_state_started_keeps_its_meta(app):
     """Celery's integration test test_revoke_keeps_state_of_task_started_elsewhere writes
     `update_state(state="STARTED", meta={"hostname": ...})` and reads it back: the built-in
     backends give back whatever meta was written."""
-    for meta in ({"hostname": "other@host"}, {"pid": 4321, "hostname": "other@host"}, {},
-                 None, {"step": "download", "of": 3}, ["a", 1]):
+    for meta in (
+        {"hostname": "other@host"},
+        {"pid": 4321, "hostname": "other@host"},
+        {},
+        None,
+        {"step": "download", "of": 3},
+        ["a", 1],
+    ):
         task_id = new_id()
-        app.tasks["compat.job"].update_state(task_id=task_id, state=states.STARTED,
-                                             meta=meta)
+        app.tasks["compat.job"].update_state(task_id=task_id, state=states.STARTED, meta=meta)
         result = app.AsyncResult(task_id)
         assert (result.state, result.info) == (states.STARTED, meta)
 
@@ -172,11 +200,16 @@ def test_a_restart_replaces_the_progress_of_the_attempt_before(app):
     task_id = new_id()
     job = app.tasks["compat.job"]
     job.update_state(task_id=task_id, state=states.STARTED, meta={"hostname": "other@host"})
-    app.backend.store_result(task_id, {"current": 2, "total": 5}, "PROGRESS",
-                             request=worker_request(task_id))
+    app.backend.store_result(
+        task_id, {"current": 2, "total": 5}, "PROGRESS", request=worker_request(task_id)
+    )
     app.backend.mark_as_retry(task_id, None, "Traceback", request=worker_request(task_id))
-    app.backend.store_result(task_id, {"pid": 99, "hostname": WORKER}, states.STARTED,
-                             request=worker_request(task_id, retries=1))
+    app.backend.store_result(
+        task_id,
+        {"pid": 99, "hostname": WORKER},
+        states.STARTED,
+        request=worker_request(task_id, retries=1),
+    )
     result = app.AsyncResult(task_id)
     assert result.state == states.STARTED
     assert result.info["hostname"] == WORKER
@@ -184,6 +217,7 @@ def test_a_restart_replaces_the_progress_of_the_attempt_before(app):
 
 
 # --- every meta shape update_state takes ---------------------------------------------------
+
 
 class Nested:
     class Error(Exception):
@@ -201,11 +235,21 @@ META_SHAPES = [  # (state, meta, what reads back)
     (states.FAILURE, Nested.Error("deep"), (Nested.Error, ("deep",))),
     (states.FAILURE, TaskRevokedError("revoked"), (TaskRevokedError, ("revoked",))),
     # tasks.html, "Custom states" with Ignore: meta written as Celery's exception dict.
-    (states.FAILURE, {"exc_type": "ValueError", "exc_message": ["bad", "row 3"],
-                      "exc_module": "builtins", "custom": "dropped"},
-     (ValueError, ("bad", "row 3"))),
-    (states.FAILURE, {"exc_type": "NoSuchClassHere", "exc_message": "x",
-                      "exc_module": "no.such.module"}, ("NoSuchClassHere", ("x",))),
+    (
+        states.FAILURE,
+        {
+            "exc_type": "ValueError",
+            "exc_message": ["bad", "row 3"],
+            "exc_module": "builtins",
+            "custom": "dropped",
+        },
+        (ValueError, ("bad", "row 3")),
+    ),
+    (
+        states.FAILURE,
+        {"exc_type": "NoSuchClassHere", "exc_message": "x", "exc_module": "no.such.module"},
+        ("NoSuchClassHere", ("x",)),
+    ),
 ]
 
 
@@ -225,9 +269,16 @@ def test_every_meta_shape_update_state_takes_reads_back_as_in_celery(app):
 
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-TAGGED = [AT, date(2026, 1, 2), clock(3, 4, 5), Decimal("1.10"),
-          uuid.UUID("12345678-1234-5678-1234-567812345678"), b"text", b"\xff\x00",
-          {"when": [AT], "count": 2}]
+TAGGED = [
+    AT,
+    date(2026, 1, 2),
+    clock(3, 4, 5),
+    Decimal("1.10"),
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    b"text",
+    b"\xff\x00",
+    {"when": [AT], "count": 2},
+]
 
 
 def test_values_read_back_as_celerys_json_decodes_them(app):
@@ -241,8 +292,7 @@ def test_values_read_back_as_celerys_json_decodes_them(app):
         got = app.AsyncResult(task_id).get(timeout=1)
         assert (type(got), got) == (type(value), value)
         task_id = new_id()
-        app.tasks["compat.job"].update_state(task_id=task_id, state="PROGRESS",
-                                             meta={"at": value})
+        app.tasks["compat.job"].update_state(task_id=task_id, state="PROGRESS", meta={"at": value})
         assert app.AsyncResult(task_id).info == {"at": value}
     task_id = new_id()
     error = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
@@ -266,18 +316,32 @@ def test_extended_meta_names_the_group_and_parent(app):
     """result_extended: the meta has the request's name, arguments, worker, retries and
     queue, and (BaseBackend._get_result_meta) its group_id and parent_id when it has them."""
     task_id = new_id()
-    request = worker_request(task_id, group="g-1", parent_id="p-1", args=[2, 3],
-                             kwargs={"y": 1}, argsrepr="[2, 3]", kwargsrepr="{'y': 1}")
+    request = worker_request(
+        task_id,
+        group="g-1",
+        parent_id="p-1",
+        args=[2, 3],
+        kwargs={"y": 1},
+        argsrepr="[2, 3]",
+        kwargsrepr="{'y': 1}",
+    )
     app.backend.store_result(task_id, 5, states.SUCCESS, request=request)
     meta = app.backend.get_task_meta(task_id, cache=False)
     assert (meta["group_id"], meta["parent_id"]) == ("g-1", "p-1")
     result = app.AsyncResult(task_id)
-    assert (result.name, result.args, result.kwargs, result.worker, result.retries,
-            result.queue) == ("compat.job", [2, 3], {"y": 1}, WORKER, 0, "jobs")
+    assert (
+        result.name,
+        result.args,
+        result.kwargs,
+        result.worker,
+        result.retries,
+        result.queue,
+    ) == ("compat.job", [2, 3], {"y": 1}, WORKER, 0, "jobs")
     assert result.date_done.tzinfo is not None
 
 
 # --- the exceptions a group, a revoke and a chord raise -----------------------------------
+
 
 def revoke(app: Celery, task_id: str) -> None:
     """What a revoke leaves in the backend. Celery's worker stores TaskRevokedError
@@ -295,11 +359,14 @@ def test_a_group_raises_its_members_exception_or_returns_it(app):
     the list contains the exception instance". A revoked member raises TaskRevokedError."""
     ok, failed, revoked = new_id(), new_id(), new_id()
     app.backend.store_result(ok, 1, states.SUCCESS, request=worker_request(ok))
-    app.backend.mark_as_failure(failed, ValueError("bad row", 3), "Traceback",
-                                request=worker_request(failed))
+    app.backend.mark_as_failure(
+        failed, ValueError("bad row", 3), "Traceback", request=worker_request(failed)
+    )
     revoke(app, revoked)
-    for ids, error in (([ok, failed], (ValueError, ("bad row", 3))),
-                       ([ok, revoked], (TaskRevokedError, ("revoked",)))):
+    for ids, error in (
+        ([ok, failed], (ValueError, ("bad row", 3))),
+        ([ok, revoked], (TaskRevokedError, ("revoked",))),
+    ):
         group = app.GroupResult(new_id(), [app.AsyncResult(i) for i in ids])
         for wait in (group.get, group.join, group.join_native, ResultSet(group.results).join):
             with pytest.raises(BaseException) as raised:
@@ -324,12 +391,14 @@ def test_a_chord_with_a_failed_member_fails_its_body_with_a_chord_error(app):
     app.backend.set_chord_size(group_id, 2)
     chord = dict(body, chord_size=2)
     app.backend.store_result(ok, 1, states.SUCCESS, request=worker_request(ok))
-    app.backend.on_chord_part_return(worker_request(ok, group=group_id, chord=chord),
-                                     states.SUCCESS, 1)
+    app.backend.on_chord_part_return(
+        worker_request(ok, group=group_id, chord=chord), states.SUCCESS, 1
+    )
     boom = ValueError("boom")
     app.backend.store_result(failed, boom, states.FAILURE, request=worker_request(failed))
-    app.backend.on_chord_part_return(worker_request(failed, group=group_id, chord=chord),
-                                     states.FAILURE, boom)
+    app.backend.on_chord_part_return(
+        worker_request(failed, group=group_id, chord=chord), states.FAILURE, boom
+    )
     result = app.AsyncResult(body.id)
     assert result.state == states.FAILURE
     with pytest.raises(ChordError) as raised:
@@ -346,21 +415,32 @@ DIFFERENCES = {
     # name: (the call, what Celery's backends do, what ours does)
     "start meta without pid": (
         lambda app, tid: app.backend.store_result(
-            tid, {"pid": 4321, "hostname": WORKER}, states.STARTED,
-            request=worker_request(tid)),
-        {"pid": 4321, "hostname": WORKER}, {"hostname": WORKER}),
+            tid, {"pid": 4321, "hostname": WORKER}, states.STARTED, request=worker_request(tid)
+        ),
+        {"pid": 4321, "hostname": WORKER},
+        {"hostname": WORKER},
+    ),
     "RETRY meta that is no exception": (
         lambda app, tid: app.tasks["compat.job"].update_state(
-            task_id=tid, state=states.RETRY, meta={"attempt": 2}),
-        ValueError, ("dict", ("{'attempt': 2}",))),
+            task_id=tid, state=states.RETRY, meta={"attempt": 2}
+        ),
+        ValueError,
+        ("dict", ("{'attempt': 2}",)),
+    ),
     "custom state meta that is not JSON": (
         lambda app, tid: app.tasks["compat.job"].update_state(
-            task_id=tid, state="PROGRESS", meta=RuntimeError("x")),
-        "EncodeError", {"message": "RuntimeError('x')"}),
+            task_id=tid, state="PROGRESS", meta=RuntimeError("x")
+        ),
+        "EncodeError",
+        {"message": "RuntimeError('x')"},
+    ),
     "exception arguments over what the record keeps": (
         lambda app, tid: app.backend.mark_as_failure(
-            tid, ValueError("x" * 5000), request=worker_request(tid)),
-        ("ValueError", ("x" * 5000,)), ("ValueError", ("x" * (MAX_ERROR_CHARS - 4),))),
+            tid, ValueError("x" * 5000), request=worker_request(tid)
+        ),
+        ("ValueError", ("x" * 5000,)),
+        ("ValueError", ("x" * (MAX_ERROR_CHARS - 4),)),
+    ),
 }
 
 

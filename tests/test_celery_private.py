@@ -15,14 +15,17 @@ from kombu.asynchronous import Hub
 from tasks import celery_private
 
 
-@pytest.mark.parametrize(("cls", "name", "expected"), celery_private.OVERRIDDEN,
-                         ids=[f"{c.__name__}.{n}" for c, n, _ in celery_private.OVERRIDDEN])
-def test_each_method_we_override_or_call_exists_with_the_parameters_we_pass(cls, name,
-                                                                           expected):
+@pytest.mark.parametrize(
+    ("cls", "name", "expected"),
+    celery_private.OVERRIDDEN,
+    ids=[f"{c.__name__}.{n}" for c, n, _ in celery_private.OVERRIDDEN],
+)
+def test_each_method_we_override_or_call_exists_with_the_parameters_we_pass(cls, name, expected):
     assert callable(getattr(cls, name, None)), f"{cls.__module__}.{cls.__name__}.{name} is gone"
     actual = celery_private.parameters(cls, name)
-    assert actual[:len(expected)] == expected, (
-        f"{cls.__name__}.{name}{actual}: we rely on {expected}")
+    assert actual[: len(expected)] == expected, (
+        f"{cls.__name__}.{name}{actual}: we rely on {expected}"
+    )
 
 
 def test_the_worker_state_we_read_is_there():
@@ -30,6 +33,7 @@ def test_the_worker_state_we_read_is_there():
         assert hasattr(worker_state, name), name
     assert celery_private.held_requests() == list(worker_state.requests.values())
     assert hasattr(worker_state, "scheduled_requests")
+
     # Two requests of one job id (a duplicate delivery): `requests` keeps one, we hold both.
     class Held:  # weak-referenceable, as Celery's requests are
         id = "same"
@@ -43,7 +47,8 @@ def test_the_worker_state_we_read_is_there():
         worker_state.requests.pop("same", None)
         worker_state.active_requests.discard(first)
     assert celery_private.active_or_reserved() is bool(
-        worker_state.active_requests or worker_state.reserved_requests)
+        worker_state.active_requests or worker_state.reserved_requests
+    )
 
 
 def test_a_request_keeps_its_message_dict_and_context_where_we_read_them():
@@ -51,9 +56,14 @@ def test_a_request_keeps_its_message_dict_and_context_where_we_read_them():
 
     message = SimpleNamespace(
         headers={"id": "r1", "task": "tasks.debug.add", "timelimit": [None, None]},
-        body=b'[[], {"x": 1, "y": 2}, {}]', content_type="application/json",
-        content_encoding="utf-8", payload=([], {"x": 1, "y": 2}, {}), delivery_info={},
-        properties={}, decode=lambda: ([], {"x": 1, "y": 2}, {}))
+        body=b'[[], {"x": 1, "y": 2}, {}]',
+        content_type="application/json",
+        content_encoding="utf-8",
+        payload=([], {"x": 1, "y": 2}, {}),
+        delivery_info={},
+        properties={},
+        decode=lambda: ([], {"x": 1, "y": 2}, {}),
+    )
     request = celery_private.Request(message, app=app, task=app.tasks["tasks.debug.add"])
     assert celery_private.request_message(request) is message
     assert celery_private.request_dict(request)["id"] == "r1"
@@ -107,8 +117,11 @@ def test_the_sqs_channel_has_the_state_we_read(in_process_aws):
 
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="contract")["QueueUrl"]
-    with Connection("sqs://", transport=Transport, transport_options={
-            "region": "us-east-1", "predefined_queues": {"contract": {"url": url}}}) as conn:
+    with Connection(
+        "sqs://",
+        transport=Transport,
+        transport_options={"region": "us-east-1", "predefined_queues": {"contract": {"url": url}}},
+    ) as conn:
         channel = conn.channel()
         assert celery_private.channel_queue_url(channel, "contract") == url
         assert celery_private.channel_is_consuming(channel, "contract") is False
@@ -152,23 +165,46 @@ def test_the_worker_internals_load_only_when_asked_for():
     import subprocess
     import sys
 
-    code = ("import sys, tasks.celery_private as p\n"
-            "assert 'celery.worker.consumer' not in sys.modules\n"
-            "assert p.Consumer.__name__ == 'Consumer'\n"
-            "assert 'celery.worker.consumer' in sys.modules\n")
+    code = (
+        "import sys, tasks.celery_private as p\n"
+        "assert 'celery.worker.consumer' not in sys.modules\n"
+        "assert p.Consumer.__name__ == 'Consumer'\n"
+        "assert 'celery.worker.consumer' in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 # Modules of celery, kombu and billiard whose names code outside the adapter may import: the
 # documented API a Celery application is written with.
-PUBLIC_MODULES = {"celery", "celery.signals", "celery.states", "celery.exceptions",
-                  "celery.result", "celery.canvas", "celery.app.control",
-                  "celery.backends.base", "kombu", "kombu.utils.json", "kombu.utils.uuid",
-                  "kombu.transport.SQS"}
+PUBLIC_MODULES = {
+    "celery",
+    "celery.signals",
+    "celery.states",
+    "celery.exceptions",
+    "celery.result",
+    "celery.canvas",
+    "celery.app.control",
+    "celery.backends.base",
+    "kombu",
+    "kombu.utils.json",
+    "kombu.utils.uuid",
+    "kombu.transport.SQS",
+}
 # Attributes of their objects that are not API: read or written through the adapter only.
-PRIVATE_ATTRIBUTES = {"_request_dict", "_context", "_message", "_pool", "_loop_thread",
-                      "_active_queues", "qos", "prefetch_count", "can_consume_max_estimate",
-                      "canonical_queue_name", "asynsqs", "hub"}
+PRIVATE_ATTRIBUTES = {
+    "_request_dict",
+    "_context",
+    "_message",
+    "_pool",
+    "_loop_thread",
+    "_active_queues",
+    "qos",
+    "prefetch_count",
+    "can_consume_max_estimate",
+    "canonical_queue_name",
+    "asynsqs",
+    "hub",
+}
 
 
 def private_uses(path) -> list[str]:
@@ -180,18 +216,27 @@ def private_uses(path) -> list[str]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                       else [node.module or ""])
+            modules = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
             for module in modules:
                 if module.split(".")[0] not in ("celery", "kombu", "billiard"):
                     continue
-                named = ({f"{module}.{a.name}" for a in node.names}
-                         if isinstance(node, ast.ImportFrom) else set())
+                named = (
+                    {f"{module}.{a.name}" for a in node.names}
+                    if isinstance(node, ast.ImportFrom)
+                    else set()
+                )
                 if module not in PUBLIC_MODULES and not (named and named <= PUBLIC_MODULES):
                     found.append(f"line {node.lineno}: imports {module}")
                 if isinstance(node, ast.ImportFrom):
-                    found += [f"line {node.lineno}: imports {module}.{a.name}"
-                              for a in node.names if a.name.startswith("_")]
+                    found += [
+                        f"line {node.lineno}: imports {module}.{a.name}"
+                        for a in node.names
+                        if a.name.startswith("_")
+                    ]
         elif isinstance(node, ast.Attribute):
             if node.attr in PRIVATE_ATTRIBUTES:
                 found.append(f"line {node.lineno}: .{node.attr}")
@@ -199,13 +244,20 @@ def private_uses(path) -> list[str]:
                 # A subclass may call what it overrides (a contract of OVERRIDDEN) on itself.
                 owner = node.value
                 on_self = isinstance(owner, ast.Name) and owner.id == "self"
-                on_super = (isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name)
-                            and owner.func.id == "super")
+                on_super = (
+                    isinstance(owner, ast.Call)
+                    and isinstance(owner.func, ast.Name)
+                    and owner.func.id == "super"
+                )
                 if not (on_self or on_super):
                     found.append(f"line {node.lineno}: .{node.attr}")
-        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
-              and node.value.startswith(("celery.worker", "celery.app.", "kombu.transport.",
-                                         "billiard."))):
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.startswith(
+                ("celery.worker", "celery.app.", "kombu.transport.", "billiard.")
+            )
+        ):
             found.append(f"line {node.lineno}: names {node.value}")  # a string import path
     return found
 
@@ -233,12 +285,15 @@ def test_the_scan_sees_each_kind_of_private_use(tmp_path):
         "y = request._request_dict\n"
         "z = channel._new_queue('q')\n"
         "ok = super()._new_queue('q'), self._new_queue('q')\n"
-        "step = 'celery.worker.consumer.tasks:Tasks'\n")
+        "step = 'celery.worker.consumer.tasks:Tasks'\n"
+    )
     found = private_uses(sample)
     assert [f.split(":")[0] for f in found].count("line 1") == 1
     assert any("kombu.transport.virtual._private" in f for f in found)
-    assert {f for f in found if f.startswith("line 3")} == {"line 3: .qos",
-                                                             "line 3: .prefetch_count"}
+    assert {f for f in found if f.startswith("line 3")} == {
+        "line 3: .qos",
+        "line 3: .prefetch_count",
+    }
     assert "line 4: ._request_dict" in found and "line 5: ._new_queue" in found
     assert not any(f.startswith("line 6") for f in found)
     assert any(f.startswith("line 7") for f in found)

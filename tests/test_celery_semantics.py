@@ -44,13 +44,15 @@ TIMEOUT = 60
 @pytest.fixture(scope="module")
 def worker(stack: Stack) -> Iterator[Worker]:
     """One worker with the jobs Celery's documentation uses (tests.celery_semantics_jobs)."""
-    proc = launch_worker(stack, "semantics", 2, env={
-        "JOBS_EXTRA_MODULES": "tests.jobs,tests.celery_semantics_jobs"})
+    proc = launch_worker(
+        stack, "semantics", 2, env={"JOBS_EXTRA_MODULES": "tests.jobs,tests.celery_semantics_jobs"}
+    )
     yield proc
     proc.close()
 
 
 # --- arguments as Celery passes them ---------------------------------------------------
+
 
 def test_delay_with_positional_arguments(worker):
     """calling.html, Basics: `task.delay(arg1, arg2, kwarg1='x')` is
@@ -99,14 +101,17 @@ def test_a_chain_of_a_group_into_a_task_is_a_chord(worker):
     assert res.get(timeout=TIMEOUT) == 6
 
 
-@pytest.mark.parametrize("call, problem", [
-    (lambda: add.delay(1, 2, 3), "too many positional arguments (got 3)"),
-    (lambda: add.delay(1, 2, z=3), "Additional properties are not allowed (allowed: x, y)"),
-    (lambda: total.delay([1], scale=2), "got a keyword argument it does not take"),
-    (lambda: add.delay(1, x=2), "multiple values for argument 'x'"),
-    (lambda: add.delay(1), "'y' is a required property"),
-    (lambda: add.delay("one", 2), "x: is not of type 'number'"),
-])
+@pytest.mark.parametrize(
+    "call, problem",
+    [
+        (lambda: add.delay(1, 2, 3), "too many positional arguments (got 3)"),
+        (lambda: add.delay(1, 2, z=3), "Additional properties are not allowed (allowed: x, y)"),
+        (lambda: total.delay([1], scale=2), "got a keyword argument it does not take"),
+        (lambda: add.delay(1, x=2), "multiple values for argument 'x'"),
+        (lambda: add.delay(1), "'y' is a required property"),
+        (lambda: add.delay("one", 2), "x: is not of type 'number'"),
+    ],
+)
 def test_arguments_that_do_not_bind_fail_with_invalid_job_input(worker, call, problem):
     """tasks.html, Argument checking: a call that does not match the task's signature is
     an error. Here the worker binds the arguments (the task signature is checked there,
@@ -119,6 +124,7 @@ def test_arguments_that_do_not_bind_fail_with_invalid_job_input(worker, call, pr
 
 
 # --- failures ------------------------------------------------------------------------------
+
 
 def test_get_raises_the_task_exception_or_returns_it(worker):
     """Result API (celery.result.AsyncResult.get): "If the remote call raised an exception
@@ -172,8 +178,13 @@ def test_a_group_with_a_failing_member_propagates_its_exception(worker):
 def test_a_result_set_of_several_exceptions_keeps_each_one(worker):
     """Result API (celery.result.ResultSet.join): results in call order, exceptions in the
     positions of the tasks that raised them (propagate=False)."""
-    results = ResultSet([fail_with.delay("Task expected to fail", "test"), add.delay(2, 2),
-                         fail.delay(message="second")])
+    results = ResultSet(
+        [
+            fail_with.delay("Task expected to fail", "test"),
+            add.delay(2, 2),
+            fail.delay(message="second"),
+        ]
+    )
     first, value, last = results.join(timeout=TIMEOUT, propagate=False)
     assert first == ExpectedException("Task expected to fail", "test")
     assert value == 4
@@ -196,6 +207,7 @@ def test_collect_yields_the_result_or_raises(worker):
 
 # --- link and link_error -----------------------------------------------------------------
 
+
 def test_link_applies_the_callback_with_the_result(worker):
     """calling.html, Linking: `add.apply_async((2, 2), link=add.s(16))`: "the result of
     the first task (4) will be sent to a new task that adds 16 ... (2 + 2) + 16 = 20"."""
@@ -211,12 +223,14 @@ def test_link_error_calls_an_errback_with_request_exception_and_traceback(worker
     errback as a task, but will instead call the errback function directly so that the
     raw request, exception and traceback objects can be passed to it" (`log_error`)."""
     out = tmp_path / "errback.json"
-    res = fail_with.apply_async(("Task expected to fail", "test"),
-                                link_error=log_error.s(path=str(out)))
+    res = fail_with.apply_async(
+        ("Task expected to fail", "test"), link_error=log_error.s(path=str(out))
+    )
     with pytest.raises(ExpectedException):
         res.get(timeout=TIMEOUT)
-    got = json.loads(wait_until(lambda: out.exists() and out.read_text(), TIMEOUT,
-                                message="the errback's file"))
+    got = json.loads(
+        wait_until(lambda: out.exists() and out.read_text(), TIMEOUT, message="the errback's file")
+    )
     assert got["request_id"] == res.id
     assert (got["type"], got["module"]) == ("ExpectedException", "tests.celery_semantics_jobs")
     assert got["args"] == ["Task expected to fail", "test"] and got["equal"]
@@ -234,11 +248,15 @@ def test_a_bound_errback_is_sent_the_failed_task_id_and_reads_the_real_error(wor
     with pytest.raises(ExpectedException):
         res.get(timeout=TIMEOUT)
     assert handled.get(timeout=TIMEOUT) == {
-        "type": "ExpectedException", "module": "tests.celery_semantics_jobs",
-        "args": ["Task expected to fail", "test"], "equal": True}
+        "type": "ExpectedException",
+        "module": "tests.celery_semantics_jobs",
+        "args": ["Task expected to fail", "test"],
+        "equal": True,
+    }
 
 
 # --- results ---------------------------------------------------------------------------------
+
 
 def test_group_result_save_and_restore(worker):
     """Result API (GroupResult.save / restore / delete): "Save group-result for later
@@ -293,8 +311,7 @@ def test_retry_with_countdown(stack, worker):
     again after `countdown` seconds."""
     started = time.monotonic()
     res = retry_once.delay(countdown=3)
-    wait_until(lambda: res.state == states.RETRY, TIMEOUT, interval=0.1,
-               message="the RETRY state")
+    wait_until(lambda: res.state == states.RETRY, TIMEOUT, interval=0.1, message="the RETRY state")
     assert type(res.result) is RuntimeError
     assert res.get(timeout=TIMEOUT) == 1
     assert time.monotonic() - started >= 3
@@ -334,10 +351,16 @@ def test_ignore_result_stores_nothing(stack, worker):
     res = add.apply_async((1, 2), ignore_result=True)
     failed = fail.apply_async(kwargs={"message": "unseen"}, ignore_result=True)
     assert res.get() is None and failed.get() is None
-    wait_until(lambda: f"[{res.id}] succeeded" in worker.log(), TIMEOUT,
-               message="the worker's log of the job")
-    wait_until(lambda: f"[{failed.id}] raised unexpected" in worker.log(), TIMEOUT,
-               message="the worker's log of the failed job")
+    wait_until(
+        lambda: f"[{res.id}] succeeded" in worker.log(),
+        TIMEOUT,
+        message="the worker's log of the job",
+    )
+    wait_until(
+        lambda: f"[{failed.id}] raised unexpected" in worker.log(),
+        TIMEOUT,
+        message="the worker's log of the failed job",
+    )
     # Failures too, unless store_errors_even_if_ignored (tasks.html, Task options).
     assert stack.item(res.id) is None and stack.item(failed.id) is None
     assert add.AsyncResult(res.id).state == states.PENDING
@@ -355,7 +378,7 @@ def test_forget_removes_the_result(stack, worker):
 
 # --- a service that has only the client ------------------------------------------------------
 
-CLIENT_SCRIPT = r'''
+CLIENT_SCRIPT = r"""
 import importlib.abc, json, sys
 
 JOB_CODE = ("tasks.text", "tasks.documents", "tasks.enrich", "tasks.debug", "tasks.worker",
@@ -394,26 +417,37 @@ out["attempted"] = attempted
 out["loaded"] = sorted(m for m in sys.modules if any(
     m == j or m.startswith(j + ".") for j in JOB_CODE))
 print(json.dumps(out))
-'''
+"""
 
 
 def test_a_service_with_only_the_client_submits_by_name_and_reads_results(
-        stack, worker, tmp_path: Path):
+    stack, worker, tmp_path: Path
+):
     """calling.html / the Result API from a process without the job code: the docs'
     client (`from tasks.client import app`) sends `app.send_task(name, args, kwargs)` and
     reads `AsyncResult(id).get()`; it never imports a job module nor tasks.worker. A custom
     exception it cannot import comes back as Celery's stand-in (exception_to_python: a
     class of that name in celery.exceptions), with the same arguments."""
     env = {k: v for k, v in stack.env.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-c", CLIENT_SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["kwargs"] == 5 and out["args"] == 23
     assert {"words", "sentences", "keywords"} <= set(out["text"])
     assert out["fail"] == ["RuntimeError", ["boom"]]
-    assert out["custom"] == ["ExpectedException", "celery.exceptions",
-                             ["Task expected to fail", "test"], True]
+    assert out["custom"] == [
+        "ExpectedException",
+        "celery.exceptions",
+        ["Task expected to fail", "test"],
+        True,
+    ]
     assert out["invalid"][0] == "tasks.jobkit.errors.InvalidJobInput"
     assert "too many positional arguments" in out["invalid"][1]
     assert out["attempted"] == [] and out["loaded"] == []

@@ -37,8 +37,11 @@ def backend(in_process_aws, monkeypatch) -> DynamoDBJobBackend:
     ensure_table(backend.client, backend.table)
     monkeypatch.setattr(backend, "sent", [], raising=False)
     # The body would go to SQS; here the test sees what would have been sent.
-    monkeypatch.setattr(backend, "send_chord_body",
-                        lambda callback, values: backend.sent.append((callback.id, values)))
+    monkeypatch.setattr(
+        backend,
+        "send_chord_body",
+        lambda callback, values: backend.sent.append((callback.id, values)),
+    )
     return backend
 
 
@@ -56,16 +59,26 @@ def part(part_id: str, group_id: str, body: dict) -> SimpleNamespace:
 
 def put_records(backend: DynamoDBJobBackend, values: dict[str, object]) -> None:
     """SUCCESS records for many members at once (BatchWriteItem: test setup only)."""
-    rows = [{"PutRequest": {"Item": {"job_id": {"S": job_id}, "status": {"S": "SUCCESS"},
-                                     "result": {"S": json.dumps(value)},
-                                     "finished_at": {"S": "2030-01-01T00:00:00.000Z"}}}}
-            for job_id, value in values.items()]
+    rows = [
+        {
+            "PutRequest": {
+                "Item": {
+                    "job_id": {"S": job_id},
+                    "status": {"S": "SUCCESS"},
+                    "result": {"S": json.dumps(value)},
+                    "finished_at": {"S": "2030-01-01T00:00:00.000Z"},
+                }
+            }
+        }
+        for job_id, value in values.items()
+    ]
     for start in range(0, len(rows), 25):
-        backend.client.batch_write_item(RequestItems={backend.table: rows[start:start + 25]})
+        backend.client.batch_write_item(RequestItems={backend.table: rows[start : start + 25]})
 
 
-def start_chord(backend: DynamoDBJobBackend, ids: list[str], size: int | None = None
-                ) -> tuple[str, dict]:
+def start_chord(
+    backend: DynamoDBJobBackend, ids: list[str], size: int | None = None
+) -> tuple[str, dict]:
     group_id = f"g-{uuid.uuid4().hex[:8]}"
     header = app.GroupResult(group_id, [app.AsyncResult(i) for i in ids])
     body = body_signature()
@@ -75,14 +88,16 @@ def start_chord(backend: DynamoDBJobBackend, ids: list[str], size: int | None = 
 
 
 def item(backend: DynamoDBJobBackend, key: str) -> dict | None:
-    return backend.client.get_item(TableName=backend.table, Key={"job_id": {"S": key}},
-                                   ConsistentRead=True).get("Item")
+    return backend.client.get_item(
+        TableName=backend.table, Key={"job_id": {"S": key}}, ConsistentRead=True
+    ).get("Item")
 
 
 def item_size(record: dict) -> int:
     """An upper bound of DynamoDB's item size (names plus values; JSON adds type tags)."""
-    return sum(len(name.encode()) + len(json.dumps(value).encode())
-               for name, value in record.items())
+    return sum(
+        len(name.encode()) + len(json.dumps(value).encode()) for name, value in record.items()
+    )
 
 
 def all_items(backend: DynamoDBJobBackend) -> list[dict]:
@@ -150,8 +165,7 @@ def test_a_failed_member_fails_the_body_at_once_naming_it(backend):
     put_records(backend, {"f1": 1})
     backend.store_result("f2", RuntimeError("boom"), states.FAILURE)
     backend.on_chord_part_return(part("f1", group_id, body), states.SUCCESS, None)
-    backend.on_chord_part_return(part("f2", group_id, body), states.FAILURE,
-                                 RuntimeError("boom"))
+    backend.on_chord_part_return(part("f2", group_id, body), states.FAILURE, RuntimeError("boom"))
     # Celery's guide: the body's result is a ChordError: "Dependency <id> raised <exc>",
     # naming the task that failed first in time; the other parts still run.
     body_result = app.AsyncResult(body["options"]["task_id"], backend=backend)
@@ -163,8 +177,7 @@ def test_a_failed_member_fails_the_body_at_once_naming_it(backend):
     assert backend.sent == []  # the body never runs
 
 
-def test_a_member_whose_record_is_gone_fails_the_chord_within_the_bound(backend,
-                                                                        monkeypatch):
+def test_a_member_whose_record_is_gone_fails_the_chord_within_the_bound(backend, monkeypatch):
     monkeypatch.setitem(app.conf, "result_chord_join_timeout", 0.5)
     ids = ["m1", "m2"]
     group_id, body = start_chord(backend, ids)
@@ -231,8 +244,9 @@ def test_chord_of_a_group(stack: Stack, start_worker):
     assert body_of(result) == 9900
 
 
-def test_chord_whose_header_is_a_chain_ending_in_a_group(stack: Stack, start_worker,
-                                                         tmp_path: Path):
+def test_chord_whose_header_is_a_chain_ending_in_a_group(
+    stack: Stack, start_worker, tmp_path: Path
+):
     from tasks.debug import add
     from tests.jobs import echo, increment
 
@@ -240,8 +254,10 @@ def test_chord_whose_header_is_a_chain_ending_in_a_group(stack: Stack, start_wor
     worker = start_worker(concurrency=1)
     runs = tmp_path / "body-runs"
     started = time.monotonic()
-    result = chord([chain(increment.s(1), group(increment.s(by=10), increment.s(by=100)))],
-                   echo.s(path=str(runs))).apply_async()
+    result = chord(
+        [chain(increment.s(1), group(increment.s(by=10), increment.s(by=100)))],
+        echo.s(path=str(runs)),
+    ).apply_async()
     # Celery's test_nested_chord_group_chain_group_tail: the body gets [[42, 42]] for
     # chain(identity(42), group(identity, identity)): the chain's result is its group's.
     assert body_of(result) == [[12, 102]]
@@ -269,8 +285,9 @@ def test_nested_groups_in_a_header_are_unrolled(stack: Stack, start_worker):
     assert values == [member.get(timeout=10) for member in result.parent.results]
 
 
-def test_a_failing_member_fails_the_body_and_calls_its_errback(stack: Stack, start_worker,
-                                                             tmp_path: Path):
+def test_a_failing_member_fails_the_body_and_calls_its_errback(
+    stack: Stack, start_worker, tmp_path: Path
+):
     from tasks.debug import fail
     from tests.jobs import increment, record_errback, total
 
@@ -290,17 +307,18 @@ def test_a_failing_member_fails_the_body_and_calls_its_errback(stack: Stack, sta
     assert f"Dependency {failing.id} raised RuntimeError('boom')" in str(raised.value)
     with pytest.raises((ChordError, RuntimeError), match="boom"):
         body_of(result)
-    assert wait_until(lambda: errbacks.exists() and errbacks.read_text(), 30,
-                      message="errback ran")
+    assert wait_until(lambda: errbacks.exists() and errbacks.read_text(), 30, message="errback ran")
     assert [json.loads(line) for line in errbacks.read_text().splitlines()] == [
-        {"task_id": result.id}]
+        {"task_id": result.id}
+    ]
     body_record = stack.item(result.id)
     assert body_record["error"]["M"]["type"] == {"S": "ChordError"}
     assert "started_at" not in body_record  # the body never ran
 
 
-def test_a_part_sent_twice_does_not_fire_the_chord_early(stack: Stack, start_worker,
-                                                        tmp_path: Path):
+def test_a_part_sent_twice_does_not_fire_the_chord_early(
+    stack: Stack, start_worker, tmp_path: Path
+):
     from tests.jobs import echo, increment, wait_for_file
 
     worker = start_worker()  # two pool processes: one held by wait_for_file, one for the rest
@@ -314,23 +332,36 @@ def test_a_part_sent_twice_does_not_fire_the_chord_early(stack: Stack, start_wor
 
     signals.before_task_publish.connect(capture)
     try:
-        result = chord([increment.s(1), increment.s(2), wait_for_file.s(3, path=str(release))],
-                       echo.s(path=str(runs))).apply_async()
+        result = chord(
+            [increment.s(1), increment.s(2), wait_for_file.s(3, path=str(release))],
+            echo.s(path=str(runs)),
+        ).apply_async()
     finally:
         signals.before_task_publish.disconnect(capture)
     first = next(p for p in published if p["task"] == "tests.jobs.increment")
     args, kwargs, embed = first["body"]
     group_id = first["headers"]["group"]
     # The same part again: same task id, group and chord body, as a redelivery would be.
-    app.send_task(first["task"], args=args, kwargs=kwargs, task_id=first["headers"]["id"],
-                  group_id=group_id, group_index=first["headers"]["group_index"],
-                  chord=embed["chord"])
+    app.send_task(
+        first["task"],
+        args=args,
+        kwargs=kwargs,
+        task_id=first["headers"]["id"],
+        group_id=group_id,
+        group_index=first["headers"]["group_index"],
+        chord=embed["chord"],
+    )
     counter = f"chord:{group_id}"
     # The copy does not run (the run lease drops it); had the part finished first, the copy
     # reports it again, which may only make the counter run ahead.
-    wait_until(lambda: int(stack.item(counter)["done"]["N"]) >= 2
-               and f"[{first['headers']['id']}] is already" in worker.log(), 30,
-               message="the copy dropped and the second part counted")
+    wait_until(
+        lambda: (
+            int(stack.item(counter)["done"]["N"]) >= 2
+            and f"[{first['headers']['id']}] is already" in worker.log()
+        ),
+        30,
+        message="the copy dropped and the second part counted",
+    )
     assert "chord_fired_at" not in stack.item(counter)
     assert stack.status(result.id) is None  # the body was not sent
     release.touch()

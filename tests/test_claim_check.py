@@ -56,18 +56,25 @@ def test_the_bucket_is_private_encrypted_and_expires_with_the_records(s3):
     assert rules["payloads/"]["Expiration"]["Days"] == max(8, RETENTION_SECONDS // DAY_SECONDS)
     assert rules[""]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
     assert all(r["Status"] == "Enabled" for r in rules.values())
-    encryption = s3.get_bucket_encryption(Bucket="t-payloads")[
-        "ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+    encryption = s3.get_bucket_encryption(Bucket="t-payloads")["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ][0]["ApplyServerSideEncryptionByDefault"]
     assert encryption["SSEAlgorithm"] == "AES256"
     assert s3.get_public_access_block(Bucket="t-payloads")["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-        "RestrictPublicBuckets": True}
-    assert s3.get_bucket_ownership_controls(Bucket="t-payloads")["OwnershipControls"][
-        "Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert s3.get_bucket_ownership_controls(Bucket="t-payloads")["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerEnforced"}
+    ]
     # Idempotent: unchanged, then a new TTL moves the lifecycle along.
     assert ensure_bucket(s3, "t-payloads", "us-east-1", record_seconds=TTL).outcome == "unchanged"
-    assert ensure_bucket(s3, "t-payloads", "us-east-1",
-                         record_seconds=30 * DAY_SECONDS).outcome == "updated"
+    assert (
+        ensure_bucket(s3, "t-payloads", "us-east-1", record_seconds=30 * DAY_SECONDS).outcome
+        == "updated"
+    )
     assert rules_by_prefix(s3, "t-payloads")["results/"]["Expiration"]["Days"] == 30
     assert rules_by_prefix(s3, "t-payloads")["payloads/"]["Expiration"]["Days"] == 30
 
@@ -79,11 +86,21 @@ def test_a_bucket_outside_us_east_1_names_its_region(s3):
     client = boto3.client("s3", region_name="eu-west-1")
     with Stubber(client) as stub:
         stub.add_client_error("head_bucket", "404", http_status_code=404)
-        stub.add_response("create_bucket", {}, {
-            "Bucket": "b", "ObjectOwnership": "BucketOwnerEnforced",
-            "CreateBucketConfiguration": {"LocationConstraint": "eu-west-1"}})
-        for call in ("put_public_access_block", "put_bucket_encryption",
-                     "put_bucket_ownership_controls", "put_bucket_lifecycle_configuration"):
+        stub.add_response(
+            "create_bucket",
+            {},
+            {
+                "Bucket": "b",
+                "ObjectOwnership": "BucketOwnerEnforced",
+                "CreateBucketConfiguration": {"LocationConstraint": "eu-west-1"},
+            },
+        )
+        for call in (
+            "put_public_access_block",
+            "put_bucket_encryption",
+            "put_bucket_ownership_controls",
+            "put_bucket_lifecycle_configuration",
+        ):
             stub.add_response(call, {})
         ensure_bucket(client, "b", "eu-west-1", record_seconds=TTL)
         stub.assert_no_pending_responses()
@@ -98,8 +115,9 @@ def test_an_object_outlives_its_record_by_less_than_a_day(s3, monkeypatch):
 
     backend = DynamoDBJobBackend(app)
     ensure_table(backend.client, backend.table)
-    ensure_bucket(s3, backend.settings.bucket_name, "us-east-1",
-                  record_seconds=backend.expires_seconds)
+    ensure_bucket(
+        s3, backend.settings.bucket_name, "us-east-1", record_seconds=backend.expires_seconds
+    )
     request = SimpleNamespace(task="tasks.debug.echo", delivery_count=1, retries=0)
     backend.store_result("big-1", "y" * (MAX_RESULT_BYTES + 1), states.SUCCESS, request=request)
     item = backend.client.get_item(TableName=backend.table, Key={"job_id": {"S": "big-1"}})["Item"]
@@ -107,8 +125,9 @@ def test_an_object_outlives_its_record_by_less_than_a_day(s3, monkeypatch):
     key = item["result_ref"]["M"]["key"]["S"]
     written = s3.head_object(Bucket=backend.settings.bucket_name, Key=key)["LastModified"]
     days = rules_by_prefix(s3, backend.settings.bucket_name)["results/"]["Expiration"]["Days"]
-    assert days == object_days(backend.expires_seconds) == math.ceil(
-        backend.expires_seconds / 86400)
+    assert (
+        days == object_days(backend.expires_seconds) == math.ceil(backend.expires_seconds / 86400)
+    )
     earliest = written.timestamp() + days * DAY_SECONDS  # before S3's round-up to midnight
     assert expires_at <= earliest + 2 and earliest - expires_at < DAY_SECONDS
     assert key.startswith("results/")
@@ -140,61 +159,90 @@ def test_groups_and_chords_read_a_result_kept_in_s3(s3):
 
 def test_payloads_live_as_long_as_their_messages():
     assert payload_days(3600) == 14 and payload_days(30 * DAY_SECONDS) == 30
-    assert object_days(1) == 1 and object_days(DAY_SECONDS) == 1 and object_days(
-        DAY_SECONDS + 1) == 2
+    assert (
+        object_days(1) == 1 and object_days(DAY_SECONDS) == 1 and object_days(DAY_SECONDS + 1) == 2
+    )
 
 
 # --- HTTP: the record's result_url, and GET /jobs/{job_id}/result ---------------------------
-REF_ITEM = {"status": {"S": "SUCCESS"}, "task": {"S": "tasks.debug.echo"},
-            "result_ref": {"M": {"bucket": {"S": "b"}, "key": {"S": f"results/{JOB_ID}.json"},
-                                 "size": {"N": "5000032"}}},
-            "finished_at": {"S": "2026-12-01T00:00:00.000Z"}}
+REF_ITEM = {
+    "status": {"S": "SUCCESS"},
+    "task": {"S": "tasks.debug.echo"},
+    "result_ref": {
+        "M": {
+            "bucket": {"S": "b"},
+            "key": {"S": f"results/{JOB_ID}.json"},
+            "size": {"N": "5000032"},
+        }
+    },
+    "finished_at": {"S": "2026-12-01T00:00:00.000Z"},
+}
 
 
 def render_record(name: str, path: str) -> dict:
     template = fill_template(name, exposed=[])
-    return json.loads(render(template, body=json.dumps({"Item": REF_ITEM}),
-                             params=Params(path={"job_id": JOB_ID}),
-                             context={"requestId": "r", "path": path}).text)
+    return json.loads(
+        render(
+            template,
+            body=json.dumps({"Item": REF_ITEM}),
+            params=Params(path={"job_id": JOB_ID}),
+            context={"requestId": "r", "path": path},
+        ).text
+    )
 
 
 def test_a_record_with_a_result_ref_answers_result_url_and_result_bytes():
     job = render_record("get_job.response", f"/v1/jobs/{JOB_ID}")
     assert job["result_url"] == f"/v1/jobs/{JOB_ID}/result"  # the stage kept
     assert job["result_bytes"] == 5000032 and "result" not in job
-    assert render_record("get_job.response", f"/jobs/{JOB_ID}")["result_url"] == \
-        f"/jobs/{JOB_ID}/result"
+    assert (
+        render_record("get_job.response", f"/jobs/{JOB_ID}")["result_url"]
+        == f"/jobs/{JOB_ID}/result"
+    )
 
 
 def test_velocity_17_renders_the_result_url_the_same(velocity):  # noqa: F811
     template = fill_template("get_job.response", exposed=[])
     body = json.dumps({"Item": REF_ITEM})
     java = velocity(template, body, "r", f"/v1/jobs/{JOB_ID}", "/jobs/{job_id}", job_id=JOB_ID)
-    ours = render(template, body=body, params=Params(path={"job_id": JOB_ID}),
-                  context={"requestId": "r", "path": f"/v1/jobs/{JOB_ID}"}).text
+    ours = render(
+        template,
+        body=body,
+        params=Params(path={"job_id": JOB_ID}),
+        context={"requestId": "r", "path": f"/v1/jobs/{JOB_ID}"},
+    ).text
     assert java == ours
     error = fill_template("get_job_result.error")
     for job_id in (JOB_ID, "not-a-uuid"):
-        text, status = velocity(error, "<Error><Code>AccessDenied</Code></Error>", "r",
-                                job_id=job_id, with_status=True)
+        text, status = velocity(
+            error, "<Error><Code>AccessDenied</Code></Error>", "r", job_id=job_id, with_status=True
+        )
         mine = render(error, body="", params=Params(path={"job_id": job_id}), context={})
         assert (text, status) == (mine.text, mine.status_override)
     assert json.loads(mine.text)["message"].startswith("Malformed job id")
 
 
 def test_the_result_route_is_an_s3_integration_behind_the_same_key():
-    targets = AwsTargets(region="eu-west-1", account_id="123456789012", queue_name="q",
-                         table_name="t", role_arn="arn:aws:iam::123456789012:role/apigw",
-                         bucket_name="t1-123456789012-eu-west-1-payloads")
+    targets = AwsTargets(
+        region="eu-west-1",
+        account_id="123456789012",
+        queue_name="q",
+        table_name="t",
+        role_arn="arn:aws:iam::123456789012:role/apigw",
+        bucket_name="t1-123456789012-eu-west-1-payloads",
+    )
     doc = build_openapi(targets, all_jobs(), api_key_required=True)
     route = doc["paths"]["/jobs/{job_id}/result"]
     get = route["get"]
     integration = get["x-amazon-apigateway-integration"]
     assert integration["type"] == "aws" and integration["httpMethod"] == "GET"
-    assert integration["uri"] == ("arn:aws:apigateway:eu-west-1:s3:path/"
-                                  "t1-123456789012-eu-west-1-payloads/results/{job_id}.json")
+    assert integration["uri"] == (
+        "arn:aws:apigateway:eu-west-1:s3:path/"
+        "t1-123456789012-eu-west-1-payloads/results/{job_id}.json"
+    )
     assert integration["requestParameters"] == {
-        "integration.request.path.job_id": "method.request.path.job_id"}
+        "integration.request.path.job_id": "method.request.path.job_id"
+    }
     assert integration["credentials"] == targets.role_arn
     assert "responseTemplates" not in integration["responses"]["default"]  # passed through
     assert integration["responses"][r"4\d{2}"]["statusCode"] == "404"
@@ -203,13 +251,16 @@ def test_the_result_route_is_an_s3_integration_behind_the_same_key():
 
 
 # --- the gate accepts a well-formed payload_ref, and only that ----------------------------
-@pytest.mark.parametrize("ref, ok", [
-    ({"bucket": "b-payloads", "key": "payloads/x.json", "size": 3, "sha256": "a" * 64}, True),
-    ({"bucket": "b-payloads", "key": "payloads/x.json", "size": 3}, False),
-    ({"bucket": "b-payloads", "key": "payloads/x.json", "size": -1, "sha256": "a" * 64}, False),
-    ({"bucket": "b", "key": "k", "size": 3, "sha256": "a" * 64, "extra": 1}, False),
-    ("s3://b/k", False),
-])
+@pytest.mark.parametrize(
+    "ref, ok",
+    [
+        ({"bucket": "b-payloads", "key": "payloads/x.json", "size": 3, "sha256": "a" * 64}, True),
+        ({"bucket": "b-payloads", "key": "payloads/x.json", "size": 3}, False),
+        ({"bucket": "b-payloads", "key": "payloads/x.json", "size": -1, "sha256": "a" * 64}, False),
+        ({"bucket": "b", "key": "k", "size": 3, "sha256": "a" * 64, "extra": 1}, False),
+        ("s3://b/k", False),
+    ],
+)
 def test_the_gate_checks_the_payload_ref_header(ref, ok):
     from tasks.worker.gate import HEADERS
 
@@ -227,17 +278,22 @@ def test_deploy_makes_the_bucket_and_destroy_empties_and_deletes_it(aws, engine,
     assert name == f"{STACK}-{ACCOUNT}-{REGION}-payloads"
     rules = rules_by_prefix(aws.s3, name)
     assert rules["results/"]["Expiration"]["Days"] == 7  # the workers' 7-day TTL
-    assert aws.s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"][
-        "RestrictPublicBuckets"] is True
+    assert (
+        aws.s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"][
+            "RestrictPublicBuckets"
+        ]
+        is True
+    )
     family = aws.ecs.describe_task_definition(taskDefinition=stack.family)["taskDefinition"]
     env = {e["name"]: e["value"] for e in family["containerDefinitions"][0]["environment"]}
     assert env["JOBS_BUCKET"] == name
     api = next(a for a in aws.apigateway.get_rest_apis()["items"] if a["name"] == STACK)
-    resources = {r["path"]: r for r in
-                 aws.apigateway.get_resources(restApiId=api["id"], limit=500)["items"]}
+    resources = {
+        r["path"]: r for r in aws.apigateway.get_resources(restApiId=api["id"], limit=500)["items"]
+    }
     result = aws.apigateway.get_integration(
-        restApiId=api["id"], resourceId=resources["/jobs/{job_id}/result"]["id"],
-        httpMethod="GET")
+        restApiId=api["id"], resourceId=resources["/jobs/{job_id}/result"]["id"], httpMethod="GET"
+    )
     assert result["uri"] == f"arn:aws:apigateway:{REGION}:s3:path/{name}/results/{{job_id}}.json"
     code, output = run(aws, engine, "deploy")
     assert code == 0 and "unchanged  s3 bucket" in output, output
@@ -251,6 +307,7 @@ def test_deploy_makes_the_bucket_and_destroy_empties_and_deletes_it(aws, engine,
 def test_a_long_stack_name_still_makes_a_valid_bucket_name():
     from ecs.stack import Stack
 
-    names = {Stack(f"a{'b' * 30}{i}", "ap-southeast-2", "123456789012").bucket_name
-             for i in range(3)}
+    names = {
+        Stack(f"a{'b' * 30}{i}", "ap-southeast-2", "123456789012").bucket_name for i in range(3)
+    }
     assert len(names) == 3 and all(3 <= len(n) <= 63 and n == n.lower() for n in names)

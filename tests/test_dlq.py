@@ -25,14 +25,26 @@ def test_show_lists_dead_letters_and_redrive_runs_them(stack, start_worker):
     backend = DynamoDBJobBackend(add.app)
     backend.store_result(job_id, PoisonMessage("unknown task during a deploy"), states.FAILURE)
 
-    shown = subprocess.run([sys.executable, "-m", "tasks.ops.dlq", "show"], cwd=ROOT,
-                           env=stack.env, capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "tasks.ops.dlq", "show"],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     assert job_id in shown.stdout and "tasks.debug.add" in shown.stdout
     assert "(unreadable)" in shown.stdout and "2 message(s)" in shown.stdout
 
-    moved = subprocess.run([sys.executable, "-m", "tasks.ops.dlq", "redrive"], cwd=ROOT,
-                           env=stack.env, capture_output=True, text=True, timeout=60)
+    moved = subprocess.run(
+        [sys.executable, "-m", "tasks.ops.dlq", "redrive"],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert moved.returncode == 0, moved.stderr
     assert "moved 2 message(s)" in moved.stdout
     assert stack.queue_counts(stack.dlq_url) == (0, 0)
@@ -41,6 +53,10 @@ def test_show_lists_dead_letters_and_redrive_runs_them(stack, start_worker):
     wait_until(lambda: stack.status(job_id) == states.SUCCESS, 60, message="redriven job ran")
     assert stack.item(job_id)["result"]["S"] == "11"
     # The garbage goes back to the DLQ after maxReceiveCount receives.
-    wait_until(lambda: stack.queue_counts(stack.dlq_url)[0] == 1, 60, interval=0.5,
-               message="garbage back in the DLQ")
+    wait_until(
+        lambda: stack.queue_counts(stack.dlq_url)[0] == 1,
+        60,
+        interval=0.5,
+        message="garbage back in the DLQ",
+    )
     stack.drain(stack.dlq_url)

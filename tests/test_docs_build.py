@@ -17,8 +17,12 @@ from markdown.extensions.toc import slugify
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-DOCUMENTS = [ROOT / "README.md", ROOT / "api_shim" / "README.md", *sorted(DOCS.glob("*.md")),
-             *sorted((ROOT / "bench" / "results").glob("*.md"))]
+DOCUMENTS = [
+    ROOT / "README.md",
+    ROOT / "api_shim" / "README.md",
+    *sorted(DOCS.glob("*.md")),
+    *sorted((ROOT / "bench" / "results").glob("*.md")),
+]
 
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
@@ -41,16 +45,31 @@ def anchors(path: Path) -> set[str]:
 
 
 def relative_links(path: Path) -> list[str]:
-    return [target for target in LINK.findall(prose(path.read_text(encoding="utf-8")))
-            if not re.match(r"[a-z][a-z0-9+.-]*:", target)]  # http:, https:, mailto:
+    return [
+        target
+        for target in LINK.findall(prose(path.read_text(encoding="utf-8")))
+        if not re.match(r"[a-z][a-z0-9+.-]*:", target)
+    ]  # http:, https:, mailto:
 
 
 def test_the_site_builds_with_warnings_as_errors(tmp_path):
     site = tmp_path / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-         str(ROOT / "mkdocs.yml"), "--site-dir", str(site)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(site),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (site / "index.html").is_file() and (site / "architecture" / "index.html").is_file()
@@ -72,12 +91,21 @@ def test_every_relative_link_resolves(document):
 def test_no_document_cites_a_file_outside_the_repository():
     """The design notes once lived in a DESIGN.md outside the repository; docs/architecture.md
     holds what a maintainer needs from them."""
-    tops = [p for p in ROOT.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and p.name not in SKIPPED]
-    sources = [*DOCUMENTS, *ROOT.glob("*.py"),
-               *(p for top in tops for p in top.rglob("*") if p.suffix in TEXT_SUFFIXES)]
-    citing = [str(p.relative_to(ROOT)) for p in dict.fromkeys(sources)
-              if "DESIGN.md" in p.read_text(encoding="utf-8")]
+    tops = [
+        p
+        for p in ROOT.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in SKIPPED
+    ]
+    sources = [
+        *DOCUMENTS,
+        *ROOT.glob("*.py"),
+        *(p for top in tops for p in top.rglob("*") if p.suffix in TEXT_SUFFIXES),
+    ]
+    citing = [
+        str(p.relative_to(ROOT))
+        for p in dict.fromkeys(sources)
+        if "DESIGN.md" in p.read_text(encoding="utf-8")
+    ]
     assert not citing
 
 
@@ -104,6 +132,6 @@ def test_the_configuration_table_is_the_one_settings_renders():
     page = (DOCS / "configuration.md").read_text(encoding="utf-8")
     start = page.index("| variable | default | meaning |")
     end = page.find("\n\n", start)
-    shown = page[start:] if end < 0 else page[start:end + 1]
+    shown = page[start:] if end < 0 else page[start : end + 1]
     expected = settings_table()
     assert shown == expected, "docs/configuration.md's table should be:\n" + expected

@@ -42,7 +42,8 @@ def refuse(client, operation: str, rule) -> list[dict]:
         code, message = error
         return AWSResponse(None, 400, {}, None), {
             "Error": {"Code": code, "Message": message},
-            "ResponseMetadata": {"HTTPStatusCode": 400}}
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
 
     client.meta.events.register(f"provide-client-params.{service}.{operation}", remember)
     client.meta.events.register(f"before-call.{service}.{operation}", answer)
@@ -63,7 +64,7 @@ def page_deployments(client, size: int = 25) -> list[dict]:
         items = list(reversed(parsed.get("items", [])))
         start = int(asked.get("position") or 0)
         limit = min(int(asked.get("limit") or size), 500)
-        parsed["items"] = items[start:start + limit]
+        parsed["items"] = items[start : start + limit]
         parsed.pop("position", None)
         if start + limit < len(items):
             parsed["position"] = str(start + limit)
@@ -89,9 +90,11 @@ class QueueNameReuse:
     def _rule(self, params):
         when = self.deleted.get(params["QueueName"])
         if when is not None and self.time.now - when < 60:
-            return ("AWS.SimpleQueueService.QueueDeletedRecently",
-                    "You must wait 60 seconds after deleting a queue before you can create "
-                    "another with the same name.")
+            return (
+                "AWS.SimpleQueueService.QueueDeletedRecently",
+                "You must wait 60 seconds after deleting a queue before you can create "
+                "another with the same name.",
+            )
         return None
 
 
@@ -142,24 +145,33 @@ class RolePropagation:
     """IAM: a role is usable by ECS and API Gateway `seconds` after CreateRole (moto: at
     once). Until then they answer as AWS does for a role not yet propagated."""
 
-    ECS = {"RegisterTaskDefinition": ("ClientException", "Role is not valid"),
-           "CreateService": ("InvalidParameterException",
-                             "Unable to assume the service linked role. Please verify that "
-                             "the ECS service linked role exists."),
-           "RunTask": ("InvalidParameterException", "Unable to assume role")}
-    API = {"PutRestApi": ("BadRequestException",
-                          "Role arn:aws:iam::123456789012:role/t1-apigateway cannot be "
-                          "assumed by API Gateway")}
+    ECS = {
+        "RegisterTaskDefinition": ("ClientException", "Role is not valid"),
+        "CreateService": (
+            "InvalidParameterException",
+            "Unable to assume the service linked role. Please verify that "
+            "the ECS service linked role exists.",
+        ),
+        "RunTask": ("InvalidParameterException", "Unable to assume role"),
+    }
+    API = {
+        "PutRestApi": (
+            "BadRequestException",
+            "Role arn:aws:iam::123456789012:role/t1-apigateway cannot be assumed by API Gateway",
+        )
+    }
 
     def __init__(self, aws, seconds: float = 8.0) -> None:  # noqa: F811
         self.time = aws.time
         self.seconds = seconds
         self.created: float | None = None
         aws.iam.meta.events.register("after-call.iam.CreateRole", self._created)
-        self.refused = {op: refuse(aws.ecs, op, self._rule(error))
-                        for op, error in self.ECS.items()}
-        self.refused |= {op: refuse(aws.apigateway, op, self._rule(error))
-                         for op, error in self.API.items()}
+        self.refused = {
+            op: refuse(aws.ecs, op, self._rule(error)) for op, error in self.ECS.items()
+        }
+        self.refused |= {
+            op: refuse(aws.apigateway, op, self._rule(error)) for op, error in self.API.items()
+        }
 
     def _created(self, **kwargs):
         self.created = self.time.now
@@ -169,10 +181,12 @@ class RolePropagation:
             if self.created is not None and self.time.now - self.created < self.seconds:
                 return error
             return None
+
         return rule
 
 
 # ---- 1. pagination
+
 
 def test_a_deployment_on_the_second_page_is_found_and_not_made_again(aws, engine, deployed):  # noqa: F811
     apigw = aws.apigateway
@@ -194,6 +208,7 @@ def test_a_deployment_on_the_second_page_is_found_and_not_made_again(aws, engine
 
 # ---- 2. destroy then deploy at once
 
+
 def test_a_queue_deleted_a_moment_ago_is_waited_for(aws, engine, deployed):  # noqa: F811
     rule = QueueNameReuse(aws)
     assert run(aws, engine, "destroy", "--yes")[0] == 0
@@ -208,8 +223,13 @@ def test_a_queue_deleted_a_moment_ago_is_waited_for(aws, engine, deployed):  # n
 
 
 def test_the_queue_wait_has_a_deadline():
-    client = boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x",
-                          aws_secret_access_key="x", config=Config(retries={"max_attempts": 1}))
+    client = boto3.client(
+        "sqs",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1}),
+    )
     now = [0.0]
     clock_sleeps: list[float] = []
 
@@ -219,12 +239,18 @@ def test_the_queue_wait_has_a_deadline():
 
     with Stubber(client) as stub:
         for _ in range(20):
-            stub.add_client_error("create_queue",
-                                  "AWS.SimpleQueueService.QueueDeletedRecently")
+            stub.add_client_error("create_queue", "AWS.SimpleQueueService.QueueDeletedRecently")
         with pytest.raises(WaitTimeout, match="60 s"):
-            retry_until(client.create_queue, QueueName="q", retryable=queue_deleted_recently,
-                        deadline=90, base=10, cap=10, progress=lambda t: None,
-                        clock=Clock(lambda: now[0], sleep))
+            retry_until(
+                client.create_queue,
+                QueueName="q",
+                retryable=queue_deleted_recently,
+                deadline=90,
+                base=10,
+                cap=10,
+                progress=lambda t: None,
+                clock=Clock(lambda: now[0], sleep),
+            )
     assert sum(clock_sleeps) == pytest.approx(90)
 
 
@@ -262,6 +288,7 @@ def test_destroy_then_deploy_at_once(aws, engine, deployed):  # noqa: F811
 
 # ---- 3. IAM propagation
 
+
 def test_roles_just_created_are_retried_until_they_propagate(aws, engine):  # noqa: F811
     rule = RolePropagation(aws, seconds=8)
     code, output = run(aws, engine, "deploy")
@@ -288,18 +315,26 @@ def test_put_rest_api_waits_for_its_role(aws, engine):  # noqa: F811
 
 
 def _bare(service: str):
-    return boto3.client(service, region_name="us-east-1", aws_access_key_id="x",
-                        aws_secret_access_key="x", config=Config(retries={"max_attempts": 1}))
+    return boto3.client(
+        service,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1}),
+    )
 
 
-@pytest.mark.parametrize("code, message, retried", [
-    ("ClientException", "Role is not valid", True),
-    ("InvalidParameterException", "Unable to assume role and validate the listeners", True),
-    ("InvalidParameterException", "Unable to assume the service linked role.", True),
-    ("ClientException", "Invalid 'cpu' setting for task.", False),
-    ("InvalidParameterException", "The container worker does not exist", False),
-    ("AccessDeniedException", "not authorized to perform: ecs:RegisterTaskDefinition", False),
-])
+@pytest.mark.parametrize(
+    "code, message, retried",
+    [
+        ("ClientException", "Role is not valid", True),
+        ("InvalidParameterException", "Unable to assume role and validate the listeners", True),
+        ("InvalidParameterException", "Unable to assume the service linked role.", True),
+        ("ClientException", "Invalid 'cpu' setting for task.", False),
+        ("InvalidParameterException", "The container worker does not exist", False),
+        ("AccessDeniedException", "not authorized to perform: ecs:RegisterTaskDefinition", False),
+    ],
+)
 def test_only_role_propagation_errors_are_retried(code, message, retried):
     client = _bare("ecs")
     sleeps: list[float] = []
@@ -313,21 +348,31 @@ def test_only_role_propagation_errors_are_retried(code, message, retried):
         stub.add_client_error("list_clusters", code, message)
         stub.add_response("list_clusters", {"clusterArns": []})
         if retried:
-            assert retry_until(client.list_clusters, retryable=role_not_ready, deadline=60,
-                               progress=lambda t: None,
-                               clock=Clock(lambda: now[0], sleep)) == {"clusterArns": []}
+            assert retry_until(
+                client.list_clusters,
+                retryable=role_not_ready,
+                deadline=60,
+                progress=lambda t: None,
+                clock=Clock(lambda: now[0], sleep),
+            ) == {"clusterArns": []}
             assert sleeps == [2.0]
         else:
             with pytest.raises(client.exceptions.ClientError):
-                retry_until(client.list_clusters, retryable=role_not_ready, deadline=60,
-                            progress=lambda t: None, clock=Clock(lambda: now[0], sleep))
+                retry_until(
+                    client.list_clusters,
+                    retryable=role_not_ready,
+                    deadline=60,
+                    progress=lambda t: None,
+                    clock=Clock(lambda: now[0], sleep),
+                )
             assert sleeps == []
 
 
 def test_api_gateway_role_errors_are_retried_and_others_not():
     def error(message):
-        return ClientError({"Error": {"Code": "BadRequestException", "Message": message}},
-                           "PutRestApi")
+        return ClientError(
+            {"Error": {"Code": "BadRequestException", "Message": message}}, "PutRestApi"
+        )
 
     assert role_not_ready(error("Invalid role ARN: cannot be assumed by API Gateway"))
     assert role_not_ready(error("Role arn:aws:iam::1:role/x cannot be assumed"))

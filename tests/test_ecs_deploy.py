@@ -28,11 +28,18 @@ STACK = "t1"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 SHA = "0123456789abcdef0123"
-MANIFEST = json.dumps({
-    "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-    "config": {"digest": "sha256:" + "a" * 64, "size": 1,
-               "mediaType": "application/vnd.docker.container.image.v1+json"},
-    "layers": []})
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "digest": "sha256:" + "a" * 64,
+            "size": 1,
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+        },
+        "layers": [],
+    }
+)
 
 
 class FakeTime:
@@ -57,11 +64,16 @@ class FakeTime:
 # What DescribeTasks says of a task, one entry per call (the last one repeats): before and
 # after StopTask. The default is a worker that starts, passes its health check, and exits
 # with code 0 on SIGTERM.
-HEALTHY_START = [{"lastStatus": "PROVISIONING"}, {"lastStatus": "PENDING"},
-                 {"lastStatus": "RUNNING", "health": "UNKNOWN"},
-                 {"lastStatus": "RUNNING", "health": "HEALTHY"}]
-CLEAN_STOP = [{"lastStatus": "DEACTIVATING", "health": "HEALTHY"},
-              {"lastStatus": "STOPPED", "exitCode": 0, "stopCode": "UserInitiated"}]
+HEALTHY_START = [
+    {"lastStatus": "PROVISIONING"},
+    {"lastStatus": "PENDING"},
+    {"lastStatus": "RUNNING", "health": "UNKNOWN"},
+    {"lastStatus": "RUNNING", "health": "HEALTHY"},
+]
+CLEAN_STOP = [
+    {"lastStatus": "DEACTIVATING", "health": "HEALTHY"},
+    {"lastStatus": "STOPPED", "exitCode": 0, "stopCode": "UserInitiated"},
+]
 
 
 @dataclass
@@ -109,18 +121,29 @@ class FakeEcsAgent:
         params = self.calls(model.name)[-1]
         previous = self.deployments.get(service["serviceName"], [])
         task_def = params.get("taskDefinition")
-        if model.name == "UpdateService" and previous and (
-                not task_def or task_def == previous[0]["taskDefinition"]):
+        if (
+            model.name == "UpdateService"
+            and previous
+            and (not task_def or task_def == previous[0]["taskDefinition"])
+        ):
             return  # no new deployment: the same revision
         desired = service.get("desiredCount", 0)
         # AWS: a new PRIMARY deployment at once; with no tasks wanted it is COMPLETED at once.
         # Answers queued before this change play from now on (not to the plan's lookups).
         self.armed = bool(self.rollout_answers)
-        self.deployments[service["serviceName"]] = [{
-            "id": f"ecs-svc/{len(self.events)}", "status": "PRIMARY",
-            "taskDefinition": service["taskDefinition"], "desiredCount": desired,
-            "runningCount": desired, "pendingCount": 0, "failedTasks": 0,
-            "rolloutState": "COMPLETED", "rolloutStateReason": "ECS deployment completed."}]
+        self.deployments[service["serviceName"]] = [
+            {
+                "id": f"ecs-svc/{len(self.events)}",
+                "status": "PRIMARY",
+                "taskDefinition": service["taskDefinition"],
+                "desiredCount": desired,
+                "runningCount": desired,
+                "pendingCount": 0,
+                "failedTasks": 0,
+                "rolloutState": "COMPLETED",
+                "rolloutStateReason": "ECS deployment completed.",
+            }
+        ]
 
     def _describe_services(self, parsed, **kwargs):
         for service in parsed.get("services", []):
@@ -129,14 +152,18 @@ class FakeEcsAgent:
                 continue
             if self.rollout_answers and self.armed:  # a PRIMARY patch, or a function
                 answer = self.rollout_answers.pop(0)
-                known = answer([dict(d) for d in known]) if callable(answer) \
+                known = (
+                    answer([dict(d) for d in known])
+                    if callable(answer)
                     else [dict(known[0], **answer), *known[1:]]
+                )
             service["deployments"] = known
 
     def _ran(self, parsed, **kwargs):
         for task in parsed.get("tasks", []):
-            self.tasks[task["taskArn"]] = (self.next_scripts.pop(0) if self.next_scripts
-                                           else TaskScript())
+            self.tasks[task["taskArn"]] = (
+                self.next_scripts.pop(0) if self.next_scripts else TaskScript()
+            )
 
     def _stopped(self, parsed, **kwargs):
         task = parsed.get("task", {})
@@ -160,9 +187,12 @@ class FakeEcsAgent:
     @staticmethod
     def _show(task: dict, state: dict, script: TaskScript) -> None:
         task["lastStatus"] = state["lastStatus"]
-        task["desiredStatus"] = "STOPPED" if script.stop_requested or state[
-            "lastStatus"] in ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED") \
+        task["desiredStatus"] = (
+            "STOPPED"
+            if script.stop_requested
+            or state["lastStatus"] in ("DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED")
             else "RUNNING"
+        )
         health = state.get("health", "UNKNOWN")
         task["healthStatus"] = health
         for key in ("stoppedReason", "stopCode"):
@@ -170,8 +200,11 @@ class FakeEcsAgent:
         if state["lastStatus"] == "STOPPED":
             task["stopCode"] = state.get("stopCode", "EssentialContainerExited")
             task["stoppedReason"] = script.stopped_reason or state.get(
-                "stoppedReason", "Task stopped by user" if script.stop_requested
-                else "Essential container in task exited")
+                "stoppedReason",
+                "Task stopped by user"
+                if script.stop_requested
+                else "Essential container in task exited",
+            )
         for container in task.get("containers", []):
             container["name"] = "worker"
             container["healthStatus"] = health
@@ -218,8 +251,9 @@ class FakeEngine:
     """Stands in for git and docker: records the commands, pushes manifests to moto. Builds
     from `root`, a small copy of the repository's build inputs that a test may change."""
 
-    def __init__(self, clients: Clients, fail_build: bool = False,
-                 root: Path | None = None) -> None:
+    def __init__(
+        self, clients: Clients, fail_build: bool = False, root: Path | None = None
+    ) -> None:
         self.clients = clients
         self.commands: list[list[str]] = []
         self.fail_build = fail_build
@@ -236,8 +270,9 @@ class FakeEngine:
         elif argv[:2] == ["docker", "push"]:
             # docker's own calls, not the deployer's: a client of its own, not recorded
             repo, tag = argv[2].split("/", 1)[1].split(":")
-            registry = boto3.client("ecr", region_name=self.clients.region,
-                                    endpoint_url=self.clients._endpoint)
+            registry = boto3.client(
+                "ecr", region_name=self.clients.region, endpoint_url=self.clients._endpoint
+            )
             registry.put_image(repositoryName=repo, imageTag=tag, imageManifest=MANIFEST)
         return subprocess.CompletedProcess(argv, code, out, "")
 
@@ -245,8 +280,9 @@ class FakeEngine:
         return [c for c in self.commands if c[0] == "docker"]
 
     def builder(self) -> ImageBuilder:
-        return ImageBuilder(root=self.root, runner=self,
-                            which=lambda n: f"/usr/bin/{n}" if n == "docker" else None)
+        return ImageBuilder(
+            root=self.root, runner=self, which=lambda n: f"/usr/bin/{n}" if n == "docker" else None
+        )
 
     def tag(self, architecture: str = "X86_64") -> str:
         return self.builder().tag(architecture)
@@ -271,10 +307,26 @@ def allow_mock_integrations(monkeypatch) -> None:
 
     original = APIGatewayBackend.put_integration
 
-    def put_integration(self, function_id, resource_id, method_type, integration_type,
-                        uri=None, integration_method=None, **kwargs):
-        return original(self, function_id, resource_id, method_type, integration_type, uri,
-                        integration_method, **kwargs)
+    def put_integration(
+        self,
+        function_id,
+        resource_id,
+        method_type,
+        integration_type,
+        uri=None,
+        integration_method=None,
+        **kwargs,
+    ):
+        return original(
+            self,
+            function_id,
+            resource_id,
+            method_type,
+            integration_type,
+            uri,
+            integration_method,
+            **kwargs,
+        )
 
     monkeypatch.setattr(APIGatewayBackend, "put_integration", put_integration)
 
@@ -294,8 +346,11 @@ def allow_fargate_tasks(monkeypatch) -> None:
             container.setdefault("memoryReservation", 0)
         return original(task_definition)
 
-    monkeypatch.setattr(EC2ContainerServiceBackend, "_calculate_task_resource_requirements",
-                        staticmethod(requirements))
+    monkeypatch.setattr(
+        EC2ContainerServiceBackend,
+        "_calculate_task_resource_requirements",
+        staticmethod(requirements),
+    )
 
 
 @pytest.fixture
@@ -313,14 +368,30 @@ def engine(aws, tmp_path) -> FakeEngine:
 def run(aws, engine, *argv: str, answer: str = "") -> tuple[int, str]:
     lines: list[str] = []
     clock = aws.time.clock if isinstance(aws, FakeAwsClients) else None
-    code = main([argv[0], "--stack", STACK, *argv[1:]], clients=aws, builder=engine.builder(),
-                confirm=lambda prompt: answer, echo=lines.append,
-                **({"clock": clock} if clock else {}))
+    code = main(
+        [argv[0], "--stack", STACK, *argv[1:]],
+        clients=aws,
+        builder=engine.builder(),
+        confirm=lambda prompt: answer,
+        echo=lines.append,
+        **({"clock": clock} if clock else {}),
+    )
     return code, "\n".join(lines)
 
 
-VERBS = ("created", "updated", "unchanged", "checked", "create", "update", "check", "deleted",
-         "absent", "kept", "stopped")
+VERBS = (
+    "created",
+    "updated",
+    "unchanged",
+    "checked",
+    "create",
+    "update",
+    "check",
+    "deleted",
+    "absent",
+    "kept",
+    "stopped",
+)
 
 
 def progress(output: str) -> dict[str, str]:
@@ -335,8 +406,11 @@ def progress(output: str) -> dict[str, str]:
 
 def waits(output: str, kind: str) -> list[str]:
     """The progress lines printed while the step `kind` waited."""
-    return [line for line in output.splitlines()
-            if line.startswith("  waiting") and line[13:41].strip() == kind]
+    return [
+        line
+        for line in output.splitlines()
+        if line.startswith("  waiting") and line[13:41].strip() == kind
+    ]
 
 
 @pytest.fixture
@@ -396,8 +470,9 @@ def test_deploy_creates_every_resource_linked_to_this_stack(aws, engine, deploye
     service = aws.ecs.describe_services(cluster="t1", services=["worker"])["services"][0]
     assert service["taskDefinition"] == task_def["taskDefinitionArn"]
     net = service["networkConfiguration"]["awsvpcConfiguration"]
-    default_vpc = aws.ec2.describe_vpcs(
-        Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    default_vpc = aws.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])[
+        "Vpcs"
+    ][0]["VpcId"]
     subnets = aws.ec2.describe_subnets(SubnetIds=net["subnets"])["Subnets"]
     assert {s["VpcId"] for s in subnets} == {default_vpc}
     group = aws.ec2.describe_security_groups(GroupIds=net["securityGroups"])["SecurityGroups"][0]
@@ -407,31 +482,43 @@ def test_deploy_creates_every_resource_linked_to_this_stack(aws, engine, deploye
     aas = aws.application_autoscaling
     target = aas.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"][0]
     assert (target["ResourceId"], target["MinCapacity"]) == ("service/t1/worker", 0)
-    policies = {p["PolicyName"]: p for p in
-                aas.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"]}
+    policies = {
+        p["PolicyName"]: p
+        for p in aas.describe_scaling_policies(ServiceNamespace="ecs")["ScalingPolicies"]
+    }
     tracking = policies["t1-backlog-per-task"]["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["TargetValue"] == 150
     metrics = tracking["CustomizedMetricSpecification"]["Metrics"]
     assert {m["MetricStat"]["Metric"]["MetricName"] for m in metrics if "MetricStat" in m} == {
-        "ApproximateNumberOfMessagesVisible", "RunningTaskCount"}
+        "ApproximateNumberOfMessagesVisible",
+        "RunningTaskCount",
+    }
     assert [m["Expression"] for m in metrics if "Expression" in m] == ["m1 / m2"]
     alarm = aws.cloudwatch.describe_alarms(AlarmNames=["t1-queue-waiting-no-workers"])
     assert alarm["MetricAlarms"][0]["AlarmActions"] == [
-        policies["t1-scale-out-from-zero"]["PolicyARN"]]
+        policies["t1-scale-out-from-zero"]["PolicyARN"]
+    ]
     queried = {m["Id"]: m for m in alarm["MetricAlarms"][0]["Metrics"]}
     assert queried["m1"]["MetricStat"]["Metric"]["Dimensions"] == [
-        {"Name": "QueueName", "Value": "t1-jobs"}]
+        {"Name": "QueueName", "Value": "t1-jobs"}
+    ]
     assert queried["m2"]["MetricStat"]["Metric"]["MetricName"] == "DesiredTaskCount"
     assert queried["e1"]["Expression"] == "IF(m1 > 0 AND FILL(m2, 0) == 0, 1, 0)"
     step = policies["t1-scale-out-from-zero"]["StepScalingPolicyConfiguration"]
     assert step["StepAdjustments"] == [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}]
 
     # alarms an operator watches: any dead letter, and a job waiting over 600 s
-    watch = {a["AlarmName"]: a for a in aws.cloudwatch.describe_alarms(
-        AlarmNames=["t1-dead-letters", "t1-oldest-message-age"])["MetricAlarms"]}
+    watch = {
+        a["AlarmName"]: a
+        for a in aws.cloudwatch.describe_alarms(
+            AlarmNames=["t1-dead-letters", "t1-oldest-message-age"]
+        )["MetricAlarms"]
+    }
     dead, old = watch["t1-dead-letters"], watch["t1-oldest-message-age"]
     assert (dead["Namespace"], dead["MetricName"]) == (
-        "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
     assert dead["Dimensions"] == [{"Name": "QueueName", "Value": "t1-jobs-dlq"}]
     assert (dead["ComparisonOperator"], dead["Threshold"]) == ("GreaterThanThreshold", 0.0)
     assert old["MetricName"] == "ApproximateAgeOfOldestMessage"
@@ -444,28 +531,33 @@ def test_deploy_creates_every_resource_linked_to_this_stack(aws, engine, deploye
 
     # the REST API: integrations on this queue and table, templates as in the repository
     api = next(a for a in aws.apigateway.get_rest_apis()["items"] if a["name"] == "t1")
-    resources = {r["path"]: r for r in
-                 aws.apigateway.get_resources(restApiId=api["id"], limit=500)["items"]}
+    resources = {
+        r["path"]: r for r in aws.apigateway.get_resources(restApiId=api["id"], limit=500)["items"]
+    }
     submit = aws.apigateway.get_integration(
-        restApiId=api["id"], resourceId=resources["/tasks/tasks.debug.add"]["id"],
-        httpMethod="POST")
+        restApiId=api["id"], resourceId=resources["/tasks/tasks.debug.add"]["id"], httpMethod="POST"
+    )
     assert submit["uri"] == f"arn:aws:apigateway:{REGION}:sqs:path/{ACCOUNT}/t1-jobs"
     assert submit["credentials"] == f"arn:aws:iam::{ACCOUNT}:role/t1-apigateway"
     assert submit["requestTemplates"]["application/json"] == fill_template(
-        "send_task.request", task_name="tasks.debug.add", queue_name="t1-jobs")
+        "send_task.request", task_name="tasks.debug.add", queue_name="t1-jobs"
+    )
     get_job = aws.apigateway.get_integration(
-        restApiId=api["id"], resourceId=resources["/jobs/{job_id}"]["id"], httpMethod="GET")
+        restApiId=api["id"], resourceId=resources["/jobs/{job_id}"]["id"], httpMethod="GET"
+    )
     assert get_job["uri"] == f"arn:aws:apigateway:{REGION}:dynamodb:action/GetItem"
     assert get_job["requestTemplates"]["application/json"] == fill_template(
-        "get_job.request", table_name="t1-jobs")
+        "get_job.request", table_name="t1-jobs"
+    )
     stage = aws.apigateway.get_stage(restApiId=api["id"], stageName="v1")
     assert stage["variables"] == {"jobsTable": "t1-jobs"}
     assert stage["methodSettings"]["*/*"]["throttlingRateLimit"] == 50.0
     key = aws.apigateway.get_api_keys(nameQuery="t1-key")["items"][0]
     plan = aws.apigateway.get_usage_plans()["items"][0]
     assert plan["apiStages"] == [{"apiId": api["id"], "stage": "v1"}]
-    assert [k["id"] for k in aws.apigateway.get_usage_plan_keys(
-        usagePlanId=plan["id"])["items"]] == [key["id"]]
+    assert [
+        k["id"] for k in aws.apigateway.get_usage_plan_keys(usagePlanId=plan["id"])["items"]
+    ] == [key["id"]]
 
     # it ends with where to send jobs
     assert f"https://{api['id']}.execute-api.{REGION}.amazonaws.com/v1" in deployed
@@ -544,22 +636,35 @@ def _stack_resources(aws) -> list[str]:
     """Everything left that is named for the stack or tagged with it."""
     left = []
     tagging = aws.resourcegroupstaggingapi.get_resources(
-        TagFilters=[{"Key": "stack", "Values": [STACK]}])["ResourceTagMappingList"]
+        TagFilters=[{"Key": "stack", "Values": [STACK]}]
+    )["ResourceTagMappingList"]
     left += [r["ResourceARN"] for r in tagging if _live(aws, r["ResourceARN"])]
     left += [u for u in aws.sqs.list_queues().get("QueueUrls", []) if "/t1-" in u]
     left += [t for t in aws.dynamodb.list_tables()["TableNames"] if t.startswith("t1")]
     left += [r["repositoryName"] for r in aws.ecr.describe_repositories()["repositories"]]
     left += [g["logGroupName"] for g in aws.logs.describe_log_groups()["logGroups"]]
-    left += [r["RoleName"] for r in aws.iam.list_roles()["Roles"]
-             if r["RoleName"].startswith("t1-")]
-    left += [c for c in aws.ecs.list_clusters()["clusterArns"]
-             if aws.ecs.describe_clusters(clusters=[c])["clusters"][0]["status"] == "ACTIVE"]
-    left += aws.ecs.list_task_definitions(familyPrefix="t1-worker",
-                                          status="ACTIVE")["taskDefinitionArns"]
-    left += [g["GroupName"] for g in aws.ec2.describe_security_groups()["SecurityGroups"]
-             if g["GroupName"].startswith("t1")]
-    left += [t["ResourceId"] for t in aws.application_autoscaling.describe_scalable_targets(
-        ServiceNamespace="ecs")["ScalableTargets"]]
+    left += [
+        r["RoleName"] for r in aws.iam.list_roles()["Roles"] if r["RoleName"].startswith("t1-")
+    ]
+    left += [
+        c
+        for c in aws.ecs.list_clusters()["clusterArns"]
+        if aws.ecs.describe_clusters(clusters=[c])["clusters"][0]["status"] == "ACTIVE"
+    ]
+    left += aws.ecs.list_task_definitions(familyPrefix="t1-worker", status="ACTIVE")[
+        "taskDefinitionArns"
+    ]
+    left += [
+        g["GroupName"]
+        for g in aws.ec2.describe_security_groups()["SecurityGroups"]
+        if g["GroupName"].startswith("t1")
+    ]
+    left += [
+        t["ResourceId"]
+        for t in aws.application_autoscaling.describe_scalable_targets(ServiceNamespace="ecs")[
+            "ScalableTargets"
+        ]
+    ]
     left += [a["AlarmName"] for a in aws.cloudwatch.describe_alarms()["MetricAlarms"]]
     left += [a["name"] for a in aws.apigateway.get_rest_apis()["items"]]
     left += [k["name"] for k in aws.apigateway.get_api_keys()["items"]]
@@ -650,12 +755,16 @@ def test_a_new_untracked_module_is_planned_then_rolled_out(aws, engine, deployed
     steps = progress(output)
     assert code == 0
     assert (steps["container image"], steps["ecs task definition"], steps["ecs service"]) == (
-        "create", "update", "update"), output
+        "create",
+        "update",
+        "update",
+    ), output
     assert steps["api gateway rest api"] == "unchanged"
     code, output = run(aws, engine, "deploy")
     assert code == 0, output
     service = aws.ecs.describe_services(cluster="t1", services=["worker"])["services"][0]
-    task_def = aws.ecs.describe_task_definition(
-        taskDefinition=service["taskDefinition"])["taskDefinition"]
+    task_def = aws.ecs.describe_task_definition(taskDefinition=service["taskDefinition"])[
+        "taskDefinition"
+    ]
     assert task_def["revision"] == 2
     assert task_def["containerDefinitions"][0]["image"].endswith(f":{engine.tag()}")

@@ -34,9 +34,18 @@ SCALABLE_TARGET = f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-
 # In the document, but not a boto3 call of the session: why each is there.
 NOT_BOTO3_CALLS = {
     # docker/podman push and its layer checks, with the token of ecr:GetAuthorizationToken
-    **{f"ecr:{a}": "docker push" for a in (
-        "BatchCheckLayerAvailability", "BatchGetImage", "CompleteLayerUpload",
-        "GetDownloadUrlForLayer", "InitiateLayerUpload", "PutImage", "UploadLayerPart")},
+    **{
+        f"ecr:{a}": "docker push"
+        for a in (
+            "BatchCheckLayerAvailability",
+            "BatchGetImage",
+            "CompleteLayerUpload",
+            "GetDownloadUrlForLayer",
+            "InitiateLayerUpload",
+            "PutImage",
+            "UploadLayerPart",
+        )
+    },
     # ECS and Application Auto Scaling create their service-linked roles, as the caller, on
     # an account's first cluster and first scalable target
     "iam:CreateServiceLinkedRole": "first cluster / scalable target of an account",
@@ -53,14 +62,16 @@ NOT_BOTO3_CALLS = {
 
 # S3's IAM actions are not all named as its API calls.
 S3_ACTIONS = {
-    "HeadBucket": "s3:ListBucket", "ListObjectsV2": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
     "GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "PutBucketEncryption": "s3:PutEncryptionConfiguration",
     "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
     "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
     "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
     "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
-    "ListMultipartUploads": "s3:ListBucketMultipartUploads", "DeleteObjects": "s3:DeleteObject",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "DeleteObjects": "s3:DeleteObject",
 }
 
 # Tags given at creation need the service's tagging action as well.
@@ -75,19 +86,36 @@ TAG_ACTIONS = {
     ("application-autoscaling", "RegisterScalableTarget"): "application-autoscaling:TagResource",
     ("scheduler", "CreateScheduleGroup"): "scheduler:TagResource",
     ("secretsmanager", "CreateSecret"): "secretsmanager:TagResource",
-    **{("ecs", op): "ecs:TagResource" for op in (
-        "CreateCluster", "CreateService", "RegisterTaskDefinition", "RunTask")},
+    **{
+        ("ecs", op): "ecs:TagResource"
+        for op in ("CreateCluster", "CreateService", "RegisterTaskDefinition", "RunTask")
+    },
 }
 TAG_PARAMS = ("tags", "Tags", "TagSpecifications")
 # The condition key AWS sets to the role's boundary on the calls that change a role
 # (the Service Authorization Reference's iam:PermissionsBoundary): the new one where the
 # call sets it, else the one the role has.
 BOUNDARY_SET = ("CreateRole", "PutRolePermissionsBoundary")
-BOUNDARY_HELD = ("AttachRolePolicy", "DeleteRole", "DeleteRolePolicy", "DetachRolePolicy",
-                 "GetRole", "PutRolePolicy", "UpdateAssumeRolePolicy")
+BOUNDARY_HELD = (
+    "AttachRolePolicy",
+    "DeleteRole",
+    "DeleteRolePolicy",
+    "DetachRolePolicy",
+    "GetRole",
+    "PutRolePolicy",
+    "UpdateAssumeRolePolicy",
+)
 # ECS requests on the cluster's resources carry ecs:cluster.
-ECS_IN_CLUSTER = ("CreateService", "DeleteService", "DescribeServices", "DescribeTasks",
-                  "ListTasks", "RunTask", "StopTask", "UpdateService")
+ECS_IN_CLUSTER = (
+    "CreateService",
+    "DeleteService",
+    "DescribeServices",
+    "DescribeTasks",
+    "ListTasks",
+    "RunTask",
+    "StopTask",
+    "UpdateService",
+)
 
 
 def _arn(service: str, resource: str, region: str = REGION) -> str:
@@ -154,8 +182,9 @@ def resources(request: Request) -> list[str] | None:
     if service == "iam" and ("PolicyArn" in p or "PolicyName" in p):
         return [p.get("PolicyArn") or f"arn:aws:iam::{ACCOUNT}:policy/{p['PolicyName']}"]
     if service == "ecr":
-        names = p.get("repositoryNames") or ([p["repositoryName"]]
-                                             if "repositoryName" in p else None)
+        names = p.get("repositoryNames") or (
+            [p["repositoryName"]] if "repositoryName" in p else None
+        )
         return [_arn("ecr", f"repository/{n}") for n in names] if names else None
     if service == "logs":
         name = p.get("logGroupName")
@@ -171,8 +200,11 @@ def resources(request: Request) -> list[str] | None:
         return [_arn("ec2", f"security-group/{p['GroupId']}")]
     if service == "s3" and "Bucket" in p:
         bucket = f"arn:aws:s3:::{p['Bucket']}"
-        return [f"{bucket}/*"] if request.operation in ("DeleteObjects",
-                                                        "AbortMultipartUpload") else [bucket]
+        return (
+            [f"{bucket}/*"]
+            if request.operation in ("DeleteObjects", "AbortMultipartUpload")
+            else [bucket]
+        )
     if service == "scheduler" and request.operation.endswith("ScheduleGroup"):
         return [_arn("scheduler", f"schedule-group/{p['Name']}")]
     if service == "scheduler" and request.operation.endswith("Schedule"):
@@ -181,8 +213,11 @@ def resources(request: Request) -> list[str] | None:
         return [_arn("secretsmanager", f"secret:{p.get('SecretId') or p['Name']}-AbCdEf")]
     if service == "ecs":
         return _ecs_resources(request)
-    if service == "application-autoscaling" and "ScalableDimension" in p \
-            and not request.operation.startswith("Describe"):
+    if (
+        service == "application-autoscaling"
+        and "ScalableDimension" in p
+        and not request.operation.startswith("Describe")
+    ):
         return [SCALABLE_TARGET]
     return None
 
@@ -199,8 +234,7 @@ def _context(request: Request, boundaries: dict[str, str]) -> dict:
         context["iam:PermissionsBoundary"] = boundaries[p["RoleName"]]
     if service == "ecs" and op in ECS_IN_CLUSTER:
         context["ecs:cluster"] = _ecs("cluster", p["cluster"])
-    if service == "ecs" and op in ("CreateService", "UpdateService") \
-            and p.get("taskDefinition"):
+    if service == "ecs" and op in ("CreateService", "UpdateService") and p.get("taskDefinition"):
         context["ecs:task-definition"] = _ecs("task-definition", p["taskDefinition"])
     if service == "application-autoscaling" and "ServiceNamespace" in p:
         context["application-autoscaling:service-namespace"] = p["ServiceNamespace"]
@@ -213,8 +247,11 @@ def _tag_context(request: Request) -> tuple[list[str] | None, dict]:
     """What tag-on-create is checked against: the new resource, and the create action."""
     service, op, p = request.service, request.operation, request.params
     if service == "ecs":
-        made = _ecs("task", "new-task", p["cluster"]) if op == "RunTask" \
+        made = (
+            _ecs("task", "new-task", p["cluster"])
+            if op == "RunTask"
             else _ecs_resources(request)[0]
+        )
         return [made], {"ecs:CreateAction": op}
     if service == "iam":
         return resources(request), {"aws:TagKeys": [t["Key"] for t in p["Tags"]]}
@@ -222,8 +259,7 @@ def _tag_context(request: Request) -> tuple[list[str] | None, dict]:
     return (made[:1] if made else None), ({"ec2:CreateAction": op} if service == "ec2" else {})
 
 
-def needs(request: Request,
-          boundaries: dict[str, str]) -> list[tuple[str, list[str] | None, dict]]:
+def needs(request: Request, boundaries: dict[str, str]) -> list[tuple[str, list[str] | None, dict]]:
     """(IAM action, resources or None, condition context) AWS checks for a request;
     `boundaries` is each role's permissions boundary before the request."""
     service, op, p = request.service, request.operation, request.params
@@ -246,13 +282,15 @@ def needs(request: Request,
     if passed:
         out.append(("iam:PassRole", passed, {"iam:PassedToService": ECS_TASKS}))
     if service == "scheduler" and op in ("CreateSchedule", "UpdateSchedule"):
-        out.append(("iam:PassRole", [p["Target"]["RoleArn"]],
-                    {"iam:PassedToService": SCHEDULER}))
+        out.append(("iam:PassRole", [p["Target"]["RoleArn"]], {"iam:PassedToService": SCHEDULER}))
     if op == "PutRestApi":
         body = json.loads(p["body"])
-        roles = {i["x-amazon-apigateway-integration"]["credentials"]
-                 for path in body["paths"].values() for i in path.values()
-                 if i.get("x-amazon-apigateway-integration", {}).get("credentials")}
+        roles = {
+            i["x-amazon-apigateway-integration"]["credentials"]
+            for path in body["paths"].values()
+            for i in path.values()
+            if i.get("x-amazon-apigateway-integration", {}).get("credentials")
+        }
         out.append(("iam:PassRole", sorted(roles), {"iam:PassedToService": API_GATEWAY}))
     return out
 
@@ -302,10 +340,13 @@ def _condition_holds(statement: dict, context: dict) -> bool:
 def allowed(policy: dict, action: str, arns: list[str] | None, context: dict) -> bool:
     """Allowed by some Allow statement and denied by no Deny, on every ARN; a request whose
     ARN is not known (None) needs `"Resource": "*"`."""
+
     def applies(statement: dict, arn: str) -> bool:
-        return (action in _listed(statement["Action"])
-                and any(_matches(r, arn) for r in _listed(statement["Resource"]))
-                and _condition_holds(statement, context))
+        return (
+            action in _listed(statement["Action"])
+            and any(_matches(r, arn) for r in _listed(statement["Resource"]))
+            and _condition_holds(statement, context)
+        )
 
     for arn in arns or ["*"]:
         if any(applies(s, arn) for s in policy["Statement"] if s["Effect"] == "Deny"):
@@ -316,8 +357,7 @@ def allowed(policy: dict, action: str, arns: list[str] | None, context: dict) ->
 
 
 def allowed_actions(policy: dict) -> set[str]:
-    return {a for s in policy["Statement"] if s["Effect"] == "Allow"
-            for a in _listed(s["Action"])}
+    return {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in _listed(s["Action"])}
 
 
 @pytest.fixture(scope="module")
@@ -336,10 +376,18 @@ def test_the_document_has_no_wildcard_action_and_denies_only_boundary_changes(po
         if statement["Effect"] == "Deny":
             denies += _listed(statement["Action"])
     assert set(denies) == {
-        "iam:AttachRolePolicy", "iam:CreateRole", "iam:PutRolePermissionsBoundary",
-        "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePermissionsBoundary",
-        "iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy",
-        "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion"}
+        "iam:AttachRolePolicy",
+        "iam:CreateRole",
+        "iam:PutRolePermissionsBoundary",
+        "iam:PutRolePolicy",
+        "iam:UpdateAssumeRolePolicy",
+        "iam:DeleteRolePermissionsBoundary",
+        "iam:CreatePolicy",
+        "iam:CreatePolicyVersion",
+        "iam:DeletePolicy",
+        "iam:DeletePolicyVersion",
+        "iam:SetDefaultPolicyVersion",
+    }
 
 
 def test_the_checker_rejects_what_the_document_does_not_allow(policy):
@@ -347,31 +395,54 @@ def test_the_checker_rejects_what_the_document_does_not_allow(policy):
     assert not allowed(policy, "sqs:PurgeQueue", [_arn("sqs", "t1-jobs")], {})
     assert not allowed(policy, "sqs:SendMessage", [_arn("sqs", "someone-elses-queue")], {})
     assert not allowed(policy, "sqs:SendMessage", [_arn("sqs", "t2-jobs")], {})  # another stack
-    assert not allowed(policy, "iam:PassRole", [role],
-                       {"iam:PassedToService": "lambda.amazonaws.com"})
-    assert not allowed(policy, "iam:PassRole", [f"arn:aws:iam::{ACCOUNT}:role/t1-apigateway"],
-                       {"iam:PassedToService": ECS_TASKS})
-    assert not allowed(policy, "ec2:DeleteSecurityGroup", [_arn("ec2", "security-group/sg-1")],
-                       {"ec2:ResourceTag/stack": "other"})
+    assert not allowed(
+        policy, "iam:PassRole", [role], {"iam:PassedToService": "lambda.amazonaws.com"}
+    )
+    assert not allowed(
+        policy,
+        "iam:PassRole",
+        [f"arn:aws:iam::{ACCOUNT}:role/t1-apigateway"],
+        {"iam:PassedToService": ECS_TASKS},
+    )
+    assert not allowed(
+        policy,
+        "ec2:DeleteSecurityGroup",
+        [_arn("ec2", "security-group/sg-1")],
+        {"ec2:ResourceTag/stack": "other"},
+    )
     # roles only with the stack's boundary; the boundary neither removed nor changed
     other = f"arn:aws:iam::{ACCOUNT}:policy/AdministratorAccess"
     assert not allowed(policy, "iam:CreateRole", [role], {})
     assert not allowed(policy, "iam:CreateRole", [role], {"iam:PermissionsBoundary": other})
     assert not allowed(policy, "iam:PutRolePolicy", [role], {})
-    assert not allowed(policy, "iam:PutRolePermissionsBoundary", [role],
-                       {"iam:PermissionsBoundary": other})
-    assert not allowed(policy, "iam:DeleteRolePermissionsBoundary", [role],
-                       {"iam:PermissionsBoundary": BOUNDARY})
+    assert not allowed(
+        policy, "iam:PutRolePermissionsBoundary", [role], {"iam:PermissionsBoundary": other}
+    )
+    assert not allowed(
+        policy, "iam:DeleteRolePermissionsBoundary", [role], {"iam:PermissionsBoundary": BOUNDARY}
+    )
     assert not allowed(policy, "iam:CreatePolicyVersion", [BOUNDARY], {})
     assert not allowed(policy, "iam:CreatePolicy", [BOUNDARY], {})
     assert not allowed(policy, "iam:TagRole", [role], {"aws:TagKeys": ["admin"]})
     # ECS: this stack's cluster, service and task definitions only
-    assert not allowed(policy, "ecs:RunTask", [_ecs("task-definition", "other:1")],
-                       {"ecs:cluster": _ecs("cluster", "t1")})
-    assert not allowed(policy, "ecs:RunTask", [_ecs("task-definition", "t1-worker:1")],
-                       {"ecs:cluster": _ecs("cluster", "other")})
-    assert not allowed(policy, "ecs:UpdateService", [_ecs("service", "worker", "t1")],
-                       {"ecs:task-definition": _ecs("task-definition", "other:3")})
+    assert not allowed(
+        policy,
+        "ecs:RunTask",
+        [_ecs("task-definition", "other:1")],
+        {"ecs:cluster": _ecs("cluster", "t1")},
+    )
+    assert not allowed(
+        policy,
+        "ecs:RunTask",
+        [_ecs("task-definition", "t1-worker:1")],
+        {"ecs:cluster": _ecs("cluster", "other")},
+    )
+    assert not allowed(
+        policy,
+        "ecs:UpdateService",
+        [_ecs("service", "worker", "t1")],
+        {"ecs:task-definition": _ecs("task-definition", "other:3")},
+    )
     assert not allowed(policy, "ecs:ListTasks", None, {"ecs:cluster": _ecs("cluster", "x")})
     assert not allowed(policy, "ecs:RegisterTaskDefinition", None, {})
     assert not allowed(policy, "ecr:PutImage", [_arn("ecr", "repository/other")], {})
@@ -384,8 +455,10 @@ def _administrator_creates_the_boundary(aws) -> None:  # noqa: F811
     import boto3
 
     iam = boto3.client("iam", region_name=REGION, endpoint_url=aws._endpoint)
-    iam.create_policy(PolicyName=policies.boundary_name(STACK),
-                      PolicyDocument=json.dumps(policies.boundary_policy(STACK)))
+    iam.create_policy(
+        PolicyName=policies.boundary_name(STACK),
+        PolicyDocument=json.dumps(policies.boundary_policy(STACK)),
+    )
 
 
 def _session(aws, engine, schedules: dict) -> list[tuple[Request, bool]]:  # noqa: F811
@@ -394,8 +467,12 @@ def _session(aws, engine, schedules: dict) -> list[tuple[Request, bool]]:  # noq
 
     def declare(*names: str) -> None:  # the job modules' schedules, as `deploy` finds them
         schedules.clear()
-        schedules.update({n: Schedule("rate(1 hour)", {"x": 1, "y": 2}, n, "tasks.debug.add",
-                                      "tasks.debug") for n in names})
+        schedules.update(
+            {
+                n: Schedule("rate(1 hour)", {"x": 1, "y": 2}, n, "tasks.debug.add", "tasks.debug")
+                for n in names
+            }
+        )
 
     _administrator_creates_the_boundary(aws)
     declare("kept", "removed")
@@ -406,28 +483,62 @@ def _session(aws, engine, schedules: dict) -> list[tuple[Request, bool]]:  # noq
     # the drifts deploy puts right, each through its update call
     url = aws.sqs.get_queue_url(QueueName="t1-jobs")["QueueUrl"]
     aws.sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "30"})
-    aws.ecr.put_image_scanning_configuration(repositoryName="t1",
-                                             imageScanningConfiguration={"scanOnPush": False})
-    aws.iam.update_assume_role_policy(RoleName="t1-task", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{  # no confused-deputy condition
-            "Effect": "Allow", "Principal": {"Service": ECS_TASKS},
-            "Action": "sts:AssumeRole"}]}))
-    aws.ecs.put_cluster_capacity_providers(cluster="t1", capacityProviders=["FARGATE"],
-                                           defaultCapacityProviderStrategy=[])
+    aws.ecr.put_image_scanning_configuration(
+        repositoryName="t1", imageScanningConfiguration={"scanOnPush": False}
+    )
+    aws.iam.update_assume_role_policy(
+        RoleName="t1-task",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {  # no confused-deputy condition
+                        "Effect": "Allow",
+                        "Principal": {"Service": ECS_TASKS},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+    aws.ecs.put_cluster_capacity_providers(
+        cluster="t1", capacityProviders=["FARGATE"], defaultCapacityProviderStrategy=[]
+    )
     aws.iam.delete_role_permissions_boundary(RoleName="t1-apigateway")  # a role from before
     (engine.root / "tasks" / "reports.py").write_text("JOBS = []\n")
     declare("kept", "added")  # a schedule deleted, one created
-    aws.scheduler.update_schedule(Name="kept", GroupName="t1-schedules",  # and one drifted: updated
-                                  ScheduleExpression="rate(2 hours)",
-                                  FlexibleTimeWindow={"Mode": "OFF"}, Target={
-                                      "Arn": STACK.queue_arn,
-                                      "RoleArn": STACK.role_arn(STACK.scheduler_role)})
-    code, output = run(aws, engine, "deploy", "--log-retention", "30", "--max-tasks", "5",
-                       "--seconds-per-job", "4", "--max-message-age", "300")
+    aws.scheduler.update_schedule(
+        Name="kept",
+        GroupName="t1-schedules",  # and one drifted: updated
+        ScheduleExpression="rate(2 hours)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": STACK.queue_arn, "RoleArn": STACK.role_arn(STACK.scheduler_role)},
+    )
+    code, output = run(
+        aws,
+        engine,
+        "deploy",
+        "--log-retention",
+        "30",
+        "--max-tasks",
+        "5",
+        "--seconds-per-job",
+        "4",
+        "--max-message-age",
+        "300",
+    )
     assert code == 0, output
     changed = progress(output)
-    assert {changed[k] for k in ("sqs queue and dlq", "ecr repository", "ecs cluster",
-                                 "ecs service", "cloudwatch log group")} == {"updated"}, output
+    assert {
+        changed[k]
+        for k in (
+            "sqs queue and dlq",
+            "ecr repository",
+            "ecs cluster",
+            "ecs service",
+            "cloudwatch log group",
+        )
+    } == {"updated"}, output
     assert "t1-apigateway  (permissions boundary)" in output
     # the operator's commands, with something to show
     dlq = aws.sqs.get_queue_url(QueueName="t1-jobs-dlq")["QueueUrl"]
@@ -436,23 +547,31 @@ def _session(aws, engine, schedules: dict) -> list[tuple[Request, bool]]:  # noq
         code, output = run(aws, engine, *argv)
         assert code == 0, output
     # someone attached a managed policy to a stack role: destroy detaches it
-    made = aws.iam.create_policy(PolicyName="extra", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}))
+    made = aws.iam.create_policy(
+        PolicyName="extra",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
+            }
+        ),
+    )
     aws.iam.attach_role_policy(RoleName="t1-task", PolicyArn=made["Policy"]["Arn"])
     code, output = run(aws, engine, "destroy", "--yes")
     assert code == 0, output
     # the test's own setup calls above are not the deployer's
-    return [(r, r.operation in TAMPERING and TAMPERING[r.operation](r.params))
-            for r in aws.requests]
+    return [
+        (r, r.operation in TAMPERING and TAMPERING[r.operation](r.params)) for r in aws.requests
+    ]
 
 
 # The test's own calls, told from the deployer's by what they send (deploy sends the
 # wanted values back; redrive sends to the work queue; nothing of ours attaches policies).
 TAMPERING = {
     "SetQueueAttributes": lambda p: p.get("Attributes") == {"VisibilityTimeout": "30"},
-    "PutImageScanningConfiguration": lambda p: p["imageScanningConfiguration"] == {
-        "scanOnPush": False},
+    "PutImageScanningConfiguration": lambda p: (
+        p["imageScanningConfiguration"] == {"scanOnPush": False}
+    ),
     "UpdateAssumeRolePolicy": lambda p: "Condition" not in p["PolicyDocument"],
     "PutClusterCapacityProviders": lambda p: p["capacityProviders"] == ["FARGATE"],
     "SendMessage": lambda p: p["QueueUrl"].endswith("-dlq"),
@@ -463,8 +582,12 @@ TAMPERING = {
 }
 
 
-def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(aws, engine, policy,  # noqa: F811
-                                                                           monkeypatch):
+def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(
+    aws,  # noqa: F811
+    engine,  # noqa: F811
+    policy,
+    monkeypatch,
+):
     schedules: dict = {}
     monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda *_: dict(schedules))
     denied, used, boundaries = [], set(), {}
@@ -472,8 +595,10 @@ def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(aws, 
         for action, arns, context in [] if by_the_test else needs(request, boundaries):
             used.add(action)
             if not allowed(policy, action, arns, context):
-                denied.append(f"{request.service}.{request.operation} needs {action} on "
-                              f"{arns or '*'} with {context}")
+                denied.append(
+                    f"{request.service}.{request.operation} needs {action} on "
+                    f"{arns or '*'} with {context}"
+                )
         track_boundaries(request, boundaries)
     assert denied == [], "\n".join(sorted(set(denied)))
 
@@ -482,9 +607,22 @@ def test_every_call_of_every_command_is_allowed_and_every_action_is_needed(aws, 
     unused = in_document - used - set(NOT_BOTO3_CALLS)
     assert unused == set(), f"in the document but never needed: {sorted(unused)}"
     # the session did go through the paths that matter
-    assert {"ecs:RunTask", "ecs:StopTask", "ecs:UpdateService", "sqs:SetQueueAttributes",
-            "iam:UpdateAssumeRolePolicy", "iam:DetachRolePolicy", "iam:PassRole",
-            "apigateway:PUT", "apigateway:PATCH", "apigateway:DELETE",
-            "scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule",
-            "scheduler:DeleteScheduleGroup", "iam:PutRolePermissionsBoundary",
-            "iam:GetPolicyVersion", "ecs:TagResource"} <= used
+    assert {
+        "ecs:RunTask",
+        "ecs:StopTask",
+        "ecs:UpdateService",
+        "sqs:SetQueueAttributes",
+        "iam:UpdateAssumeRolePolicy",
+        "iam:DetachRolePolicy",
+        "iam:PassRole",
+        "apigateway:PUT",
+        "apigateway:PATCH",
+        "apigateway:DELETE",
+        "scheduler:CreateSchedule",
+        "scheduler:UpdateSchedule",
+        "scheduler:DeleteSchedule",
+        "scheduler:DeleteScheduleGroup",
+        "iam:PutRolePermissionsBoundary",
+        "iam:GetPolicyVersion",
+        "ecs:TagResource",
+    } <= used

@@ -21,11 +21,21 @@ REQUIRED_WILDCARDS = {
     ("ecs:UpdateTaskProtection", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/t1/*"),
     ("ecs:DescribeTasks", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/t1/*"),
     # ECS Exec's Session Manager channels have no resource type.
-    *{(f"ssmmessages:{a}", "*") for a in ("CreateControlChannel", "CreateDataChannel",
-                                          "OpenControlChannel", "OpenDataChannel")},
+    *{
+        (f"ssmmessages:{a}", "*")
+        for a in (
+            "CreateControlChannel",
+            "CreateDataChannel",
+            "OpenControlChannel",
+            "OpenDataChannel",
+        )
+    },
     # The claim check's objects are named by job id at run time: its two prefixes only.
-    *{(f"s3:{a}", f"{BUCKET}/{prefix}/*") for a in ("GetObject", "PutObject", "DeleteObject")
-      for prefix in ("results", "payloads")},
+    *{
+        (f"s3:{a}", f"{BUCKET}/{prefix}/*")
+        for a in ("GetObject", "PutObject", "DeleteObject")
+        for prefix in ("results", "payloads")
+    },
 }
 
 QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:t1-jobs"
@@ -84,49 +94,74 @@ def test_deployed_roles_name_exactly_this_stacks_resources(aws, deployed):  # no
     task = inline("t1-task")
     _assert_no_stray_wildcards(task)
     assert _pairs(task) == {
-        *{(f"sqs:{a}", QUEUE) for a in ("ReceiveMessage", "DeleteMessage", "SendMessage",
-                                        "ChangeMessageVisibility", "GetQueueAttributes",
-                                        "GetQueueUrl")},
-        ("sqs:GetQueueAttributes", DLQ), ("sqs:GetQueueUrl", DLQ),
-        *{(f"dynamodb:{a}", TABLE) for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem",
-                                             "BatchGetItem")},
+        *{
+            (f"sqs:{a}", QUEUE)
+            for a in (
+                "ReceiveMessage",
+                "DeleteMessage",
+                "SendMessage",
+                "ChangeMessageVisibility",
+                "GetQueueAttributes",
+                "GetQueueUrl",
+            )
+        },
+        ("sqs:GetQueueAttributes", DLQ),
+        ("sqs:GetQueueUrl", DLQ),
+        *{
+            (f"dynamodb:{a}", TABLE)
+            for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem")
+        },
         ("ecs:UpdateTaskProtection", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/t1/*"),
         # tasks.worker.protection reads its own task's deployment and its service's.
         ("ecs:DescribeTasks", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/t1/*"),
         ("ecs:DescribeServices", SERVICE),
-        *{(f"s3:{a}", f"{BUCKET}/{prefix}/*") for a in ("GetObject", "PutObject",
-                                                         "DeleteObject")
-          for prefix in ("results", "payloads")},
+        *{
+            (f"s3:{a}", f"{BUCKET}/{prefix}/*")
+            for a in ("GetObject", "PutObject", "DeleteObject")
+            for prefix in ("results", "payloads")
+        },
     }
     api = inline("t1-apigateway")
-    assert _pairs(api) == {("sqs:SendMessage", QUEUE), ("dynamodb:GetItem", TABLE),
-                           ("dynamodb:UpdateItem", TABLE),  # DELETE /jobs/{id}
-                           ("dynamodb:Query", f"{TABLE}/index/by_status"),  # GET /jobs
-                           ("s3:GetObject", f"{BUCKET}/results/*")}  # GET /jobs/{id}/result
+    assert _pairs(api) == {
+        ("sqs:SendMessage", QUEUE),
+        ("dynamodb:GetItem", TABLE),
+        ("dynamodb:UpdateItem", TABLE),  # DELETE /jobs/{id}
+        ("dynamodb:Query", f"{TABLE}/index/by_status"),  # GET /jobs
+        ("s3:GetObject", f"{BUCKET}/results/*"),
+    }  # GET /jobs/{id}/result
     execution = inline("t1-task-execution")
     _assert_no_stray_wildcards(execution)
     pull = {r for a, r in _pairs(execution) if a == "ecr:BatchGetImage"}
     assert pull == {f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/t1"}
 
-    trust = {r: aws.iam.get_role(RoleName=r)["Role"]["AssumeRolePolicyDocument"]
-             for r in ("t1-task", "t1-task-execution", "t1-apigateway")}
+    trust = {
+        r: aws.iam.get_role(RoleName=r)["Role"]["AssumeRolePolicyDocument"]
+        for r in ("t1-task", "t1-task-execution", "t1-apigateway")
+    }
     assert trust["t1-task"]["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     assert trust["t1-apigateway"]["Statement"][0]["Principal"] == {
-        "Service": "apigateway.amazonaws.com"}
+        "Service": "apigateway.amazonaws.com"
+    }
 
 
 def test_a_loosened_policy_is_put_back(aws, deployed, engine):  # noqa: F811
     from tests.test_ecs_deploy import progress, run
 
-    aws.iam.put_role_policy(RoleName="t1-task", PolicyName="least-privilege", PolicyDocument=(
-        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:*", '
-        '"Resource": "*"}]}'))
+    aws.iam.put_role_policy(
+        RoleName="t1-task",
+        PolicyName="least-privilege",
+        PolicyDocument=(
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:*", '
+            '"Resource": "*"}]}'
+        ),
+    )
     code, output = run(aws, engine, "deploy")
     assert code == 0
     assert "updated    iam role                     t1-task  (permissions)" in output
     assert progress(output)["ecs service"] == "unchanged"
-    document = aws.iam.get_role_policy(RoleName="t1-task",
-                                       PolicyName="least-privilege")["PolicyDocument"]
+    document = aws.iam.get_role_policy(RoleName="t1-task", PolicyName="least-privilege")[
+        "PolicyDocument"
+    ]
     _assert_no_stray_wildcards(document)
 
 
@@ -136,15 +171,17 @@ def test_trust_policies_guard_against_the_confused_deputy(aws, deployed):  # noq
     expected = {
         "t1-task": ("ecs-tasks.amazonaws.com", f"arn:aws:ecs:{REGION}:{ACCOUNT}:*"),
         "t1-task-execution": ("ecs-tasks.amazonaws.com", f"arn:aws:ecs:{REGION}:{ACCOUNT}:*"),
-        "t1-apigateway": ("apigateway.amazonaws.com",
-                          f"arn:aws:execute-api:{REGION}:{ACCOUNT}:*"),
+        "t1-apigateway": ("apigateway.amazonaws.com", f"arn:aws:execute-api:{REGION}:{ACCOUNT}:*"),
     }
     for role, (service, source) in expected.items():
         (statement,) = aws.iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"][
-            "Statement"]
+            "Statement"
+        ]
         assert statement["Principal"] == {"Service": service}
-        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT},
-                                          "ArnLike": {"aws:SourceArn": source}}
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            "ArnLike": {"aws:SourceArn": source},
+        }
 
 
 def test_a_trust_policy_without_the_conditions_is_put_back(aws, deployed, engine):  # noqa: F811
@@ -152,10 +189,21 @@ def test_a_trust_policy_without_the_conditions_is_put_back(aws, deployed, engine
 
     from tests.test_ecs_deploy import run
 
-    aws.iam.update_assume_role_policy(RoleName="t1-apigateway", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"},
-            "Action": "sts:AssumeRole"}]}))
+    aws.iam.update_assume_role_policy(
+        RoleName="t1-apigateway",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "apigateway.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
     code, output = run(aws, engine, "deploy")
     assert code == 0, output
     assert "updated    iam role                     t1-apigateway  (trust policy)" in output
@@ -163,11 +211,14 @@ def test_a_trust_policy_without_the_conditions_is_put_back(aws, deployed, engine
     assert "aws:SourceArn" in trust["Statement"][0]["Condition"]["ArnLike"]
 
 
-@pytest.mark.parametrize("region, partition, suffix", [
-    ("eu-west-1", "aws", "amazonaws.com"),
-    ("cn-north-1", "aws-cn", "amazonaws.com.cn"),
-    ("us-gov-west-1", "aws-us-gov", "amazonaws.com"),
-])
+@pytest.mark.parametrize(
+    "region, partition, suffix",
+    [
+        ("eu-west-1", "aws", "amazonaws.com"),
+        ("cn-north-1", "aws-cn", "amazonaws.com.cn"),
+        ("us-gov-west-1", "aws-us-gov", "amazonaws.com"),
+    ],
+)
 def test_arns_and_endpoints_follow_the_partition(region, partition, suffix):
     import json
 
@@ -175,9 +226,16 @@ def test_arns_and_endpoints_follow_the_partition(region, partition, suffix):
 
     stack = Stack("t1", region, ACCOUNT)
     assert stack.partition == partition
-    arns = [stack.queue_arn, stack.dlq_arn, stack.table_arn, stack.repository_arn,
-            stack.log_group_arn, stack.cluster_arn, stack.task_arn_pattern,
-            stack.role_arn(stack.task_role)]
+    arns = [
+        stack.queue_arn,
+        stack.dlq_arn,
+        stack.table_arn,
+        stack.repository_arn,
+        stack.log_group_arn,
+        stack.cluster_arn,
+        stack.task_arn_pattern,
+        stack.role_arn(stack.task_role),
+    ]
     assert all(a.startswith(f"arn:{partition}:") for a in arns), arns
     assert stack.queue_url.startswith(f"https://sqs.{region}.{suffix}/")
     assert stack.repository_uri.endswith(f".dkr.ecr.{region}.{suffix}/t1")
@@ -245,9 +303,15 @@ def with_a_schedule(monkeypatch):
     from ecs import schedules as ecs_schedules
     from tasks.jobkit.schedules import Schedule
 
-    monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda *_: {
-        "hourly": Schedule("rate(1 hour)", {"x": 1, "y": 2}, "hourly", "tasks.debug.add",
-                           "tasks.debug")})
+    monkeypatch.setattr(
+        ecs_schedules,
+        "deployed_schedules",
+        lambda *_: {
+            "hourly": Schedule(
+                "rate(1 hour)", {"x": 1, "y": 2}, "hourly", "tasks.debug.add", "tasks.debug"
+            )
+        },
+    )
 
 
 def test_every_role_has_the_boundary_deploy_made_first(aws, engine, with_a_schedule):  # noqa: F811
@@ -265,6 +329,7 @@ def test_every_role_has_the_boundary_deploy_made_first(aws, engine, with_a_sched
 
 # The steps alone, against moto: no whole deploy needed.
 
+
 def _step(aws, step):  # noqa: F811
     from ecs.plan import Context
 
@@ -281,16 +346,31 @@ def _apply(aws, step, echo=lambda line: None):  # noqa: F811
 def test_a_role_without_the_boundary_or_with_another_gets_it_back(aws):  # noqa: F811
     _apply(aws, _step(aws, roles.plan_boundary))
     for role in ("t1-task", "t1-apigateway"):
-        _apply(aws, _step(aws, lambda ctx, role=role: roles.plan_role(
-            ctx, role, policies.ECS_TASKS, policies.task_policy(STACK))))
-    other = aws.iam.create_policy(PolicyName="wide", PolicyDocument=(
-        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", '
-        '"Resource": "*"}]}'))["Policy"]["Arn"]
+        _apply(
+            aws,
+            _step(
+                aws,
+                lambda ctx, role=role: roles.plan_role(
+                    ctx, role, policies.ECS_TASKS, policies.task_policy(STACK)
+                ),
+            ),
+        )
+    other = aws.iam.create_policy(
+        PolicyName="wide",
+        PolicyDocument=(
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", '
+            '"Resource": "*"}]}'
+        ),
+    )["Policy"]["Arn"]
     aws.iam.delete_role_permissions_boundary(RoleName="t1-task")  # made before the boundary
     aws.iam.put_role_permissions_boundary(RoleName="t1-apigateway", PermissionsBoundary=other)
     for role in ("t1-task", "t1-apigateway"):
-        step = _step(aws, lambda ctx, role=role: roles.plan_role(
-            ctx, role, policies.ECS_TASKS, policies.task_policy(STACK)))
+        step = _step(
+            aws,
+            lambda ctx, role=role: roles.plan_role(
+                ctx, role, policies.ECS_TASKS, policies.task_policy(STACK)
+            ),
+        )
         assert (step.action, step.detail) == ("update", "permissions boundary")
         before = len(aws.requests)
         _apply(aws, step)
@@ -305,11 +385,14 @@ def test_a_changed_boundary_is_put_back_as_a_new_version(aws):  # noqa: F811
     import json
 
     _apply(aws, _step(aws, roles.plan_boundary))
-    loose = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]}
+    loose = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "iam:*", "Resource": "*"}],
+    }
     for _ in range(4):  # IAM keeps five versions at most: deploy makes room
-        aws.iam.create_policy_version(PolicyArn=BOUNDARY, PolicyDocument=json.dumps(loose),
-                                      SetAsDefault=True)
+        aws.iam.create_policy_version(
+            PolicyArn=BOUNDARY, PolicyDocument=json.dumps(loose), SetAsDefault=True
+        )
     step = _step(aws, roles.plan_boundary)
     assert (step.action, step.detail) == ("update", "document differs")
     _apply(aws, step)
@@ -323,14 +406,18 @@ def test_without_the_boundary_a_deployer_is_told_who_makes_it(aws):  # noqa: F81
     from botocore.exceptions import ClientError
 
     def refuse(**kwargs):
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "explicit deny"}},
-                          "CreatePolicy")
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "explicit deny"}}, "CreatePolicy"
+        )
 
     aws.iam.meta.events.register("before-call.iam.CreatePolicy", refuse)
     step = _step(aws, roles.plan_boundary)
     assert step.action == "create"
-    with pytest.raises(RuntimeError, match=f"the permissions boundary {BOUNDARY} is missing"
-                                           r".*python -m ecs iam-policy --stack t1"):
+    with pytest.raises(
+        RuntimeError,
+        match=f"the permissions boundary {BOUNDARY} is missing"
+        r".*python -m ecs iam-policy --stack t1",
+    ):
         _apply(aws, step)
 
 
@@ -341,8 +428,9 @@ def test_destroy_keeps_the_boundary_for_an_administrator(aws):  # noqa: F811
     assert (step.action, list(step.calls())) == ("kept", [])
     _apply(aws, step, lines.append)
     assert "  kept       iam permissions boundary     t1-boundary" in lines
-    assert f"  (an administrator deletes it: aws iam delete-policy --policy-arn {BOUNDARY})" \
-        in lines
+    assert (
+        f"  (an administrator deletes it: aws iam delete-policy --policy-arn {BOUNDARY})" in lines
+    )
     assert roles.boundary_document(aws.iam, BOUNDARY) is not None
 
 
@@ -355,17 +443,23 @@ def test_iam_policy_writes_the_boundary_and_the_deployers_policies(tmp_path):
 
     lines: list[str] = []
     offline = SimpleNamespace(region=REGION)  # with --account, nothing asks AWS
-    code = main(["iam-policy", "--stack", "t1", "--account", ACCOUNT, "--out", str(tmp_path)],
-                clients=offline, echo=lines.append)
+    code = main(
+        ["iam-policy", "--stack", "t1", "--account", ACCOUNT, "--out", str(tmp_path)],
+        clients=offline,
+        echo=lines.append,
+    )
     assert code == 0, lines
     written = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert written == deployer_policy.documents(STACK)
     assert sorted(written) == ["t1-boundary", "t1-deployer-1", "t1-deployer-2"]
     text = "\n".join(lines)
     for name in written:
-        assert f"aws iam create-policy --policy-name {name} " \
-               f"--policy-document file://{tmp_path}/{name}.json" in text
+        assert (
+            f"aws iam create-policy --policy-name {name} "
+            f"--policy-document file://{tmp_path}/{name}.json" in text
+        )
     assert f"--policy-arn arn:aws:iam::{ACCOUNT}:policy/t1-deployer-2" in text
-    code = main(["iam-policy", "--stack", "t1", "--account", ACCOUNT], clients=offline,
-                echo=lines.append)
+    code = main(
+        ["iam-policy", "--stack", "t1", "--account", ACCOUNT], clients=offline, echo=lines.append
+    )
     assert code == 0 and json.loads(lines[-1]) == written

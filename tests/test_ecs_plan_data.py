@@ -35,9 +35,11 @@ REMOVED = ("deleted", "stopped")
 
 def _removals(output: str, verbs: tuple[str, ...]) -> list[tuple[str, str]]:
     """(kind, name) of the step lines whose verb is one of `verbs`, in order."""
-    return [(line[13:41].strip(), line[41:].split("  (")[0].strip())
-            for line in output.splitlines() if line.split(None, 1)[:1] and
-            line.split(None, 1)[0] in verbs and line.startswith("  ")]
+    return [
+        (line[13:41].strip(), line[41:].split("  (")[0].strip())
+        for line in output.splitlines()
+        if line.split(None, 1)[:1] and line.split(None, 1)[0] in verbs and line.startswith("  ")
+    ]
 
 
 def test_destroy_dry_run_lists_every_resource_and_changes_nothing(aws, engine, deployed):  # noqa: F811
@@ -77,10 +79,12 @@ def test_plan_shows_its_calls_on_request(aws, engine):  # noqa: F811
     assert lines[at + 1] == "                   clusterName=t1"
     # values an earlier call answers are references, resolved when deploy runs
     at = lines.index("               ecs.CreateService")
-    assert "                   taskDefinition=<task_definition>" in lines[at:at + 12]
+    assert "                   taskDefinition=<task_definition>" in lines[at : at + 12]
     at = lines.index("               apigateway.CreateUsagePlanKey")
-    assert lines[at + 1:at + 3] == ["                   usagePlanId=<usage_plan_id>",
-                                    "                   keyId=<api_key_id>"]
+    assert lines[at + 1 : at + 3] == [
+        "                   usagePlanId=<usage_plan_id>",
+        "                   keyId=<api_key_id>",
+    ]
     assert plain.splitlines()[-1] == output.splitlines()[-1]  # the same summary
     assert _stack_resources(aws) == []
 
@@ -88,8 +92,12 @@ def test_plan_shows_its_calls_on_request(aws, engine):  # noqa: F811
 # Values of the references when a plan is checked against the policy (what AWS answers).
 ANSWERS = {
     "task_definition": f"arn:aws:ecs:us-east-1:{STACK.account_id}:task-definition/t1-worker:1",
-    "security_group": "sg-0123456789", "api_id": "a1b2c3d4e5", "deployment_id": "dep1",
-    "api_key_id": "key1", "usage_plan_id": "plan1", "smoke_task": "0123abcd",
+    "security_group": "sg-0123456789",
+    "api_id": "a1b2c3d4e5",
+    "deployment_id": "dep1",
+    "api_key_id": "key1",
+    "usage_plan_id": "plan1",
+    "smoke_task": "0123abcd",
     "callback_secret_arn": STACK.callback_secret_arn_pattern.replace("??????", "AbCdEf"),
     "step_policy_arn": "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:x",
 }
@@ -107,13 +115,19 @@ def _denied(aws, plan: Plan, policy: dict, boundaries: dict) -> tuple[list[str],
                 continue
             client = aws.get(call.service)
             params = resolve(call.params, _Answers(outputs))
-            request = Request(client.meta.service_model.service_name, call.operation, params,
-                              client.meta.service_model.operation_model(call.operation))
+            request = Request(
+                client.meta.service_model.service_name,
+                call.operation,
+                params,
+                client.meta.service_model.operation_model(call.operation),
+            )
             checked.add(call.operation)
             for action, arns, context in needs(request, boundaries):
                 if not allowed(policy, action, arns, context):
-                    denied.append(f"{step.kind} {step.name}: {call.service}.{call.operation} "
-                                  f"needs {action} on {arns or '*'}")
+                    denied.append(
+                        f"{step.kind} {step.name}: {call.service}.{call.operation} "
+                        f"needs {action} on {arns or '*'}"
+                    )
             track_boundaries(request, boundaries)
     return denied, checked
 
@@ -127,17 +141,23 @@ class _Answers(dict):
 def schedule(monkeypatch):
     from tasks.jobkit.schedules import Schedule
 
-    declared = {"hourly": Schedule("rate(1 hour)", {"x": 1, "y": 2}, "hourly",
-                                   "tasks.debug.add", "tasks.debug")}
+    declared = {
+        "hourly": Schedule(
+            "rate(1 hour)", {"x": 1, "y": 2}, "hourly", "tasks.debug.add", "tasks.debug"
+        )
+    }
     monkeypatch.setattr(ecs_schedules, "deployed_schedules", lambda *_: dict(declared))
 
 
 def test_every_mutating_call_of_the_plans_is_one_the_deployer_policy_allows(
-        aws, engine, policy, schedule):  # noqa: F811
+    aws,  # noqa: F811
+    engine,  # noqa: F811
+    policy,  # noqa: F811
+    schedule,
+):
     def plan(what: str) -> Plan:
         if what == "deploy":
-            return deploy.make_plan(aws, STACK, engine.builder(), echo=print,
-                                    clock=aws.time.clock)
+            return deploy.make_plan(aws, STACK, engine.builder(), echo=print, clock=aws.time.clock)
         return destroy.make_plan(aws, STACK, echo=print, clock=aws.time.clock)
 
     # without the boundary, the plan writes it: the one call the deployer may never make
@@ -147,18 +167,39 @@ def test_every_mutating_call_of_the_plans_is_one_the_deployer_policy_allows(
     _administrator_creates_the_boundary(aws)
     denied, created = _denied(aws, plan("deploy"), policy, {})
     assert denied == [], "\n".join(denied)
-    assert {"CreateRole", "RegisterTaskDefinition", "CreateService", "PutRestApi",
-            "CreateSchedule", "RunTask", "CreateSecret", "CreateTable"} <= created
+    assert {
+        "CreateRole",
+        "RegisterTaskDefinition",
+        "CreateService",
+        "PutRestApi",
+        "CreateSchedule",
+        "RunTask",
+        "CreateSecret",
+        "CreateTable",
+    } <= created
 
     code, output = run(aws, engine, "deploy")
     assert code == 0, output
-    boundaries = {r["RoleName"]: r["PermissionsBoundary"]["PermissionsBoundaryArn"]
-                  for r in aws.iam.list_roles()["Roles"] if r.get("PermissionsBoundary")}
+    boundaries = {
+        r["RoleName"]: r["PermissionsBoundary"]["PermissionsBoundaryArn"]
+        for r in aws.iam.list_roles()["Roles"]
+        if r.get("PermissionsBoundary")
+    }
     denied, removed = _denied(aws, plan("destroy"), policy, boundaries)
     assert denied == [], "\n".join(denied)
-    assert {"DeleteSchedule", "DeleteRestApi", "DeleteService", "DeregisterTaskDefinition",
-            "DeleteSecurityGroup", "DeleteCluster", "DeleteRole", "DeleteQueue", "DeleteTable",
-            "DeleteBucket", "DeleteSecret"} <= removed
+    assert {
+        "DeleteSchedule",
+        "DeleteRestApi",
+        "DeleteService",
+        "DeregisterTaskDefinition",
+        "DeleteSecurityGroup",
+        "DeleteCluster",
+        "DeleteRole",
+        "DeleteQueue",
+        "DeleteTable",
+        "DeleteBucket",
+        "DeleteSecret",
+    } <= removed
 
 
 def test_refs_are_resolved_where_they_stand():

@@ -33,11 +33,11 @@ def requests(aws):  # noqa: F811
                 for key in ("capacityProviderStrategy", "enableExecuteCommand"):
                     if key in params:
                         service[key] = params[key]
-                breaker = params.get("deploymentConfiguration", {}).get(
-                    "deploymentCircuitBreaker")
+                breaker = params.get("deploymentConfiguration", {}).get("deploymentCircuitBreaker")
                 if breaker:
                     service.setdefault("deploymentConfiguration", {})[
-                        "deploymentCircuitBreaker"] = breaker
+                        "deploymentCircuitBreaker"
+                    ] = breaker
 
     for service in ("ecs", "ec2"):
         aws.get(service).meta.events.register(f"provide-client-params.{service}.*", record)
@@ -51,10 +51,13 @@ def test_service_request_has_spot_strategy_circuit_breaker_and_no_exec(aws, engi
     (create,) = requests["CreateService"]
     assert create["capacityProviderStrategy"] == [
         {"capacityProvider": "FARGATE_SPOT", "weight": 4, "base": 0},
-        {"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+        {"capacityProvider": "FARGATE", "weight": 1, "base": 0},
+    ]
     assert "launchType" not in create
     assert create["deploymentConfiguration"]["deploymentCircuitBreaker"] == {
-        "enable": True, "rollback": True}
+        "enable": True,
+        "rollback": True,
+    }
     assert create["enableExecuteCommand"] is False
     assert create["desiredCount"] == 0
     assert create["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
@@ -70,8 +73,10 @@ def test_exec_enabled_and_redeploy_never_sends_a_desired_count(aws, engine, requ
     assert progress(output)["ecs service"] == "unchanged", output
     code, output = run(aws, engine, "deploy", "--enable-exec", "--no-spot")
     assert code == 0, output
-    assert "updated    ecs service                  t1/worker  (capacity providers, ecs exec)" \
+    assert (
+        "updated    ecs service                  t1/worker  (capacity providers, ecs exec)"
         in output
+    )
     assert progress(output)["ecs task definition"] == "unchanged"
     updates = requests["UpdateService"]
     assert len(updates) == 1
@@ -79,7 +84,8 @@ def test_exec_enabled_and_redeploy_never_sends_a_desired_count(aws, engine, requ
     assert "desiredCount" not in update
     assert update["enableExecuteCommand"] is True
     assert update["capacityProviderStrategy"] == [
-        {"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+        {"capacityProvider": "FARGATE", "weight": 1, "base": 0}
+    ]
     assert update["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"] is True
     task = aws.iam.get_role_policy(RoleName="t1-task", PolicyName="least-privilege")
     actions = {a for s in task["PolicyDocument"]["Statement"] for a in s["Action"]}
@@ -88,8 +94,10 @@ def test_exec_enabled_and_redeploy_never_sends_a_desired_count(aws, engine, requ
 
 def test_given_subnets_are_used_without_public_ips(aws, engine, requests):  # noqa: F811
     vpc = aws.ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    subnets = sorted(aws.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24")["Subnet"]
-                     ["SubnetId"] for i in (1, 2))
+    subnets = sorted(
+        aws.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24")["Subnet"]["SubnetId"]
+        for i in (1, 2)
+    )
     code, output = run(aws, engine, "deploy", "--subnets", ",".join(subnets))
     assert code == 0, output
     net = requests["CreateService"][0]["networkConfiguration"]["awsvpcConfiguration"]
@@ -104,8 +112,12 @@ def test_lookups_never_create_and_ignore_look_alikes(aws, engine, requests):  # 
     aws.apigateway.create_api_key(name="t1-key")
     code, output = run(aws, engine, "plan")
     assert code == 0 and progress(output)["api gateway rest api"] == "create"
-    assert not {"CreateCluster", "CreateService", "RegisterTaskDefinition",
-                "CreateSecurityGroup"} & set(requests)
+    assert not {
+        "CreateCluster",
+        "CreateService",
+        "RegisterTaskDefinition",
+        "CreateSecurityGroup",
+    } & set(requests)
     assert run(aws, engine, "deploy")[0] == 0
     assert run(aws, engine, "destroy", "--yes")[0] == 0
     assert [a["id"] for a in aws.apigateway.get_rest_apis()["items"]] == [other]
@@ -114,9 +126,13 @@ def test_lookups_never_create_and_ignore_look_alikes(aws, engine, requests):  # 
 
 def _bare_apigateway():
     # No botocore retries, so that only our backoff is at work.
-    return boto3.client("apigateway", region_name="us-east-1", aws_access_key_id="x",
-                        aws_secret_access_key="x", config=Config(retries={"max_attempts": 1,
-                                                                          "mode": "standard"}))
+    return boto3.client(
+        "apigateway",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
 
 
 def test_api_gateway_throttling_is_retried_with_growing_waits():
@@ -124,8 +140,7 @@ def test_api_gateway_throttling_is_retried_with_growing_waits():
     sleeps: list[float] = []
     with Stubber(client) as stub:
         for _ in range(3):
-            stub.add_client_error("get_rest_apis", "TooManyRequestsException",
-                                  http_status_code=429)
+            stub.add_client_error("get_rest_apis", "TooManyRequestsException", http_status_code=429)
         stub.add_response("get_rest_apis", {"items": [{"id": "abc", "name": "t1"}]})
         answer = Patient(client, sleep=sleeps.append).get_rest_apis()
         stub.assert_no_pending_responses()
@@ -141,8 +156,7 @@ def test_other_errors_and_the_last_throttle_are_raised():
         with pytest.raises(client.exceptions.BadRequestException):
             with_backoff(client.get_rest_apis, sleep=lambda s: None)
         for _ in range(2):
-            stub.add_client_error("get_rest_apis", "TooManyRequestsException",
-                                  http_status_code=429)
+            stub.add_client_error("get_rest_apis", "TooManyRequestsException", http_status_code=429)
         with pytest.raises(client.exceptions.TooManyRequestsException):
             with_backoff(client.get_rest_apis, attempts=2, sleep=lambda s: None)
 
@@ -153,7 +167,8 @@ def test_the_api_import_fails_on_warnings(aws, engine, monkeypatch):  # noqa: F8
     sent: list[dict] = []
     aws.apigateway.meta.events.register(
         "provide-client-params.api-gateway.PutRestApi",
-        lambda params, **kwargs: sent.append(dict(params)))
+        lambda params, **kwargs: sent.append(dict(params)),
+    )
     code, output = run(aws, engine, "deploy")
     assert code == 0, output
     assert [p["failOnWarnings"] for p in sent] == [True]
@@ -165,8 +180,9 @@ def test_the_api_import_fails_on_warnings(aws, engine, monkeypatch):  # noqa: F8
     from ecs import api as api_module
 
     real = api_module.build_definition
-    monkeypatch.setattr(api_module, "build_definition",
-                        lambda stack: {**real(stack), "x-changed": 1})
+    monkeypatch.setattr(
+        api_module, "build_definition", lambda stack: {**real(stack), "x-changed": 1}
+    )
     code, output = run(aws, engine, "deploy")
     assert code != 0
     assert "  FAILED     api gateway rest api" in output

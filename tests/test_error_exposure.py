@@ -47,18 +47,32 @@ SECRET = "Zq7SECRETx9"  # what a person's data looks like to these tests
 HIDDEN = "tests.error_exposure.hidden"
 EXPOSED = "tests.error_exposure.exposed"
 CCF = "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"
-RECORD = {"type": "object",
-          "properties": {"name": {"type": "string", "maxLength": 40},
-                         "email": {"type": "string", "pattern": "^[^@ ]+@[^@ ]+$"},
-                         "age": {"type": "integer", "minimum": 0}},
-          "required": ["name"], "additionalProperties": {"type": "string"}}
-SCHEMA = {"type": "object",
-          "properties": {"records": {"type": "array", "items": RECORD, "minItems": 1},
-                         "note": {"enum": ["urgent", "later"]}},
-          "required": ["records"], "additionalProperties": False}
-CASES = settings(max_examples=40, deadline=None, derandomize=True, database=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                        HealthCheck.too_slow])
+RECORD = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 40},
+        "email": {"type": "string", "pattern": "^[^@ ]+@[^@ ]+$"},
+        "age": {"type": "integer", "minimum": 0},
+    },
+    "required": ["name"],
+    "additionalProperties": {"type": "string"},
+}
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "records": {"type": "array", "items": RECORD, "minItems": 1},
+        "note": {"enum": ["urgent", "later"]},
+    },
+    "required": ["records"],
+    "additionalProperties": False,
+}
+CASES = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def enrich(self: Any, records: list, note: str = "later") -> None:
@@ -69,9 +83,10 @@ def enrich(self: Any, records: list, note: str = "later") -> None:
 @pytest.fixture(scope="module")
 def jobs() -> Iterator[dict[str, Any]]:
     """Two test jobs with one schema: one exposes its errors, one does not (the default)."""
-    made = {HIDDEN: registry.job(schema=SCHEMA, public=False, name=HIDDEN)(enrich),
-            EXPOSED: registry.job(schema=SCHEMA, public=False, name=EXPOSED,
-                                  expose=("error",))(enrich)}
+    made = {
+        HIDDEN: registry.job(schema=SCHEMA, public=False, name=HIDDEN)(enrich),
+        EXPOSED: registry.job(schema=SCHEMA, public=False, name=EXPOSED, expose=("error",))(enrich),
+    }
     yield made
     for name in made:
         registry._SPECS.pop(name, None)
@@ -96,16 +111,22 @@ def run(task: Any, kwargs: dict[str, Any]) -> str:
     """Run the job as a worker's pool process does (Celery's tracer: STARTED, the job, the
     failure written by the backend with the task's own request)."""
     job_id = str(uuid.uuid4())
-    request = {"id": job_id, "task": task.name, "hostname": "w1@test", "argsrepr": "()",
-               "kwargsrepr": repr(kwargs), "delivery_info": {"routing_key": "jobs"}}
-    trace_task(task, job_id, (), kwargs, request=request, app=app, hostname="w1@test",
-               eager=False)
+    request = {
+        "id": job_id,
+        "task": task.name,
+        "hostname": "w1@test",
+        "argsrepr": "()",
+        "kwargsrepr": repr(kwargs),
+        "delivery_info": {"routing_key": "jobs"},
+    }
+    trace_task(task, job_id, (), kwargs, request=request, app=app, hostname="w1@test", eager=False)
     return job_id
 
 
 def item_of(backend: DynamoDBJobBackend, job_id: str) -> dict:
-    return backend.client.get_item(TableName=backend.table, Key={"job_id": {"S": job_id}},
-                                   ConsistentRead=True)["Item"]
+    return backend.client.get_item(
+        TableName=backend.table, Key={"job_id": {"S": job_id}}, ConsistentRead=True
+    )["Item"]
 
 
 def shown(backend: DynamoDBJobBackend, job_id: str) -> dict[str, str]:
@@ -113,13 +134,19 @@ def shown(backend: DynamoDBJobBackend, job_id: str) -> dict[str, str]:
     and the callback body."""
     item = item_of(backend, job_id)
     exposed = exposed_words(registry.all_jobs())
-    params, context = Params(path={"job_id": job_id}), {"requestId": "r",
-                                                        "path": f"/jobs/{job_id}"}
-    get = render(fill_template("get_job.response", exposed=exposed),
-                 body=json.dumps({"Item": item}), params=params, context=context)
-    delete = render(fill_template("revoke_job.response", exposed=exposed),
-                    body=json.dumps({"__type": CCF, "Item": item}), params=params,
-                    context=context)
+    params, context = Params(path={"job_id": job_id}), {"requestId": "r", "path": f"/jobs/{job_id}"}
+    get = render(
+        fill_template("get_job.response", exposed=exposed),
+        body=json.dumps({"Item": item}),
+        params=params,
+        context=context,
+    )
+    delete = render(
+        fill_template("revoke_job.response", exposed=exposed),
+        body=json.dumps({"__type": CCF, "Item": item}),
+        params=params,
+        context=context,
+    )
     assert delete.status_override == 409
     return {"GET": get.text, "DELETE": delete.text, "callback": record_body(job_id, item).decode()}
 
@@ -130,23 +157,42 @@ def with_secret() -> st.SearchStrategy[str]:
 
 
 TEXT = st.one_of(st.text(max_size=6), with_secret()).filter(lambda t: t != "self")
-SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-5, 200),
-                   st.floats(allow_nan=False, allow_infinity=False), TEXT)
-JSON = st.recursive(SCALAR, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)), max_leaves=8)
+SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 200),
+    st.floats(allow_nan=False, allow_infinity=False),
+    TEXT,
+)
+JSON = st.recursive(
+    SCALAR,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
+    max_leaves=8,
+)
 VALID_RECORD = st.fixed_dictionaries(
     {"name": with_secret()},
-    optional={"email": st.just(f"{SECRET}@example.org"), "age": st.integers(0, 120)})
-NEAR_RECORD = st.builds(lambda base, extra: {**extra, **base}, st.fixed_dictionaries(
-    {"name": st.one_of(TEXT, JSON)},
-    optional={"email": st.one_of(TEXT, JSON), "age": st.one_of(st.integers(-3, 120), JSON)}),
-    st.dictionaries(TEXT, JSON, max_size=2))
-VALID = st.fixed_dictionaries({"records": st.lists(VALID_RECORD, min_size=1, max_size=3)},
-                              optional={"note": st.sampled_from(["urgent", "later"])})
-ANY = st.builds(lambda base, extra: {**extra, **base}, st.fixed_dictionaries(
-    {"records": st.one_of(st.lists(NEAR_RECORD, max_size=3), JSON)},
-    optional={"note": st.one_of(st.sampled_from(["urgent", "later"]), JSON)}),
-    st.dictionaries(TEXT, JSON, max_size=1))
+    optional={"email": st.just(f"{SECRET}@example.org"), "age": st.integers(0, 120)},
+)
+NEAR_RECORD = st.builds(
+    lambda base, extra: {**extra, **base},
+    st.fixed_dictionaries(
+        {"name": st.one_of(TEXT, JSON)},
+        optional={"email": st.one_of(TEXT, JSON), "age": st.one_of(st.integers(-3, 120), JSON)},
+    ),
+    st.dictionaries(TEXT, JSON, max_size=2),
+)
+VALID = st.fixed_dictionaries(
+    {"records": st.lists(VALID_RECORD, min_size=1, max_size=3)},
+    optional={"note": st.sampled_from(["urgent", "later"])},
+)
+ANY = st.builds(
+    lambda base, extra: {**extra, **base},
+    st.fixed_dictionaries(
+        {"records": st.one_of(st.lists(NEAR_RECORD, max_size=3), JSON)},
+        optional={"note": st.one_of(st.sampled_from(["urgent", "later"]), JSON)},
+    ),
+    st.dictionaries(TEXT, JSON, max_size=1),
+)
 KWARGS = st.one_of(VALID, ANY).filter(lambda kwargs: SECRET in json.dumps(kwargs))
 
 
@@ -191,8 +237,10 @@ def test_a_job_that_exposes_its_errors_shows_them(backend, jobs):
         for reader, text in texts.items():
             error = json.loads(text)["error"]
             assert error["type"] == "ValueError", reader
-            assert error["message"] == f"cannot enrich {kwargs['records']!r} "\
-                f"({kwargs.get('note', 'later')})", reader
+            assert (
+                error["message"] == f"cannot enrich {kwargs['records']!r} "
+                f"({kwargs.get('note', 'later')})"
+            ), reader
             assert SECRET in text
         assert json.loads(texts["GET"]) == json.loads(texts["callback"])
 
@@ -200,8 +248,11 @@ def test_a_job_that_exposes_its_errors_shows_them(backend, jobs):
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(job=st.sampled_from(sorted(registry.all_jobs())),
-       kwargs=st.dictionaries(TEXT, JSON, max_size=3), known=st.data())
+@given(
+    job=st.sampled_from(sorted(registry.all_jobs())),
+    kwargs=st.dictionaries(TEXT, JSON, max_size=3),
+    known=st.data(),
+)
 def test_no_jobs_schema_refusal_quotes_a_value(job, kwargs, known):
     """Every registered job's schema (what the worker checks, and the shim's 400 says): its
     refusals name the path and the rule, whatever the input holds."""
@@ -225,8 +276,10 @@ def test_a_schema_refusal_says_where_and_which_rule_not_the_value(backend):
     assert "Jane Roe" not in json.dumps(item["error"])
     for reader, text in shown(backend, job_id).items():
         assert json.loads(text)["error"] == {
-            "type": "InvalidJobInput", "module": "tasks.jobkit.errors",
-            "message": "records: is not of type 'array'"}, reader
+            "type": "InvalidJobInput",
+            "module": "tasks.jobkit.errors",
+            "message": "records: is not of type 'array'",
+        }, reader
     with pytest.raises(InvalidJobInput, match=r"^records: is not of type 'array'$"):
         app.AsyncResult(job_id, backend=backend).get(timeout=5, disable_sync_subtasks=False)
 
@@ -240,21 +293,23 @@ def vouching(self: Any, records: list, note: str = "later") -> None:
 def test_a_job_vouches_for_one_message_with_public_invalid_input(backend):
     """InvalidJobInput raised by a job is its own words: hidden, unless it passes
     `public=True` (it holds no argument value), while Python has both."""
-    task = registry.job(schema=SCHEMA, public=False, name="tests.error_exposure.vouching")(
-        vouching)
+    task = registry.job(schema=SCHEMA, public=False, name="tests.error_exposure.vouching")(vouching)
     task.backend = backend
     try:
         records = [{"name": SECRET}]
         public = run(task, {"records": records, "note": "urgent"})
         private = run(task, {"records": records})
-        assert json.loads(shown(backend, public)["GET"])["error"]["message"] == \
-            "records: every record needs an e-mail address"
+        assert (
+            json.loads(shown(backend, public)["GET"])["error"]["message"]
+            == "records: every record needs an e-mail address"
+        )
         for text in shown(backend, private).values():
-            assert json.loads(text)["error"] == {"type": "InvalidJobInput",
-                                                 "module": "tasks.jobkit.errors"}
+            assert json.loads(text)["error"] == {
+                "type": "InvalidJobInput",
+                "module": "tasks.jobkit.errors",
+            }
         with pytest.raises(InvalidJobInput, match=SECRET):
-            app.AsyncResult(private, backend=backend).get(timeout=5,
-                                                          disable_sync_subtasks=False)
+            app.AsyncResult(private, backend=backend).get(timeout=5, disable_sync_subtasks=False)
     finally:
         registry._SPECS.pop(task.name, None)
         app.tasks.pop(task.name, None)
@@ -265,9 +320,10 @@ def test_a_long_private_message_still_reaches_python(backend):
     arguments that still parse, so AsyncResult gets the start of it, not an empty one."""
     from tasks.results.job_item import MAX_ERROR_CHARS
 
-    message = "é\"" * 3 * MAX_ERROR_CHARS
-    backend.store_result("long", ValueError(message), states.FAILURE,
-                         request=SimpleNamespace(task=HIDDEN))
+    message = 'é"' * 3 * MAX_ERROR_CHARS
+    backend.store_result(
+        "long", ValueError(message), states.FAILURE, request=SimpleNamespace(task=HIDDEN)
+    )
     error = item_of(backend, "long")["error"]["M"]
     assert error["message"]["S"] == "" and len(error["args"]["S"]) <= MAX_ERROR_CHARS
     got = app.AsyncResult("long", backend=backend).result
@@ -275,15 +331,30 @@ def test_a_long_private_message_still_reaches_python(backend):
 
 
 # --- the message gate --------------------------------------------------------------------
-HEADER_NAMES = st.sampled_from(["retries", "eta", "expires", "timelimit", "group", "root_id",
-                                "argsrepr", "stamps", "countdown", "callback_url"])
+HEADER_NAMES = st.sampled_from(
+    [
+        "retries",
+        "eta",
+        "expires",
+        "timelimit",
+        "group",
+        "root_id",
+        "argsrepr",
+        "stamps",
+        "countdown",
+        "callback_url",
+    ]
+)
 
 
 def refusal(args: Any, kwargs: Any, embed: Any, headers: dict[str, Any]) -> str | None:
     message = SimpleNamespace(
         headers={"id": str(uuid.uuid4()), "task": "tasks.debug.add", "lang": "py", **headers},
-        properties={}, content_type="application/json", content_encoding="utf-8",
-        body=json.dumps([args, kwargs, embed]))
+        properties={},
+        content_type="application/json",
+        content_encoding="utf-8",
+        body=json.dumps([args, kwargs, embed]),
+    )
     verdict = gate.check(message, {"tasks.debug.add"})
     return None if verdict is None else verdict.reason
 
@@ -294,8 +365,9 @@ def test_the_gates_reasons_never_quote_a_value():
     refused: list[str] = []
 
     @settings(max_examples=300, deadline=None, derandomize=True, database=None)
-    @given(args=JSON, kwargs=JSON, embed=JSON,
-           headers=st.dictionaries(HEADER_NAMES, JSON, max_size=2))
+    @given(
+        args=JSON, kwargs=JSON, embed=JSON, headers=st.dictionaries(HEADER_NAMES, JSON, max_size=2)
+    )
     def check(args: Any, kwargs: Any, embed: Any, headers: dict[str, Any]) -> None:
         reason = refusal(args, kwargs, embed, headers)
         if reason is not None and SECRET in json.dumps([args, kwargs, embed, headers]):

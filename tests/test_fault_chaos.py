@@ -115,8 +115,14 @@ def alive(pid: int) -> bool:
 class Chaos:
     """Keeps WORKERS workers serving and strikes them (or the emulator) on a seeded schedule."""
 
-    def __init__(self, start_worker: Callable[..., Worker], env: dict[str, str],
-                 rng: random.Random, out: Path, journal: Path) -> None:
+    def __init__(
+        self,
+        start_worker: Callable[..., Worker],
+        env: dict[str, str],
+        rng: random.Random,
+        out: Path,
+        journal: Path,
+    ) -> None:
         self.start_worker, self.env, self.rng, self.out = start_worker, env, rng, out
         self.serving: list[Worker] = []
         self.stopping: list[tuple[Worker, float]] = []  # SIGTERMed, and when
@@ -177,8 +183,9 @@ class Chaos:
         child = self.rng.choice(busy or sorted(children))
         self.killed.add(child)
         os.kill(child, signal.SIGKILL)
-        self.note(f"SIGKILL pool process {child} ({'busy' if busy else 'idle'}) "
-                  f"of {children[child].name}")
+        self.note(
+            f"SIGKILL pool process {child} ({'busy' if busy else 'idle'}) of {children[child].name}"
+        )
 
     def busy_worker(self) -> Worker:
         """A serving worker with a job in a pool process, if one has; else any."""
@@ -216,12 +223,15 @@ def succeeded_and_refused(logs: list[str], job_id: str) -> tuple[int, int]:
     """How many runs logged SUCCESS (Celery's "Task name[id] succeeded in 1.2s: result"),
     and how many SUCCESS writes the record refused (tasks.results.records logs each)."""
     refused = re.compile(rf"job {re.escape(job_id)} is already \w+; a later SUCCESS write")
-    return (sum(log.count(f"[{job_id}] succeeded in ") for log in logs),
-            sum(len(refused.findall(log)) for log in logs))
+    return (
+        sum(log.count(f"[{job_id}] succeeded in ") for log in logs),
+        sum(len(refused.findall(log)) for log in logs),
+    )
 
 
-def judge(job_id: str, item: dict, runs: list[Run], effects: list[Run], logs: list[str],
-          chaos: Chaos) -> list[str]:
+def judge(
+    job_id: str, item: dict, runs: list[Run], effects: list[Run], logs: list[str], chaos: Chaos
+) -> list[str]:
     """What is wrong with one job's outcome (nothing, if `once` kept its promise)."""
     status = item.get("status", {}).get("S")
     if status != states.SUCCESS:
@@ -235,30 +245,38 @@ def judge(job_id: str, item: dict, runs: list[Run], effects: list[Run], logs: li
     if finisher is None or "done" not in finisher.events:
         problems.append(f"{job_id}: SUCCESS from a run that did not finish: {winner}")
     if not effects:
-        problems.append(f"{job_id}: SUCCESS but its side effect never happened: "
-                        + "; ".join(map(chaos.describe, runs)))
+        problems.append(
+            f"{job_id}: SUCCESS but its side effect never happened: "
+            + "; ".join(map(chaos.describe, runs))
+        )
     for first in effects[:-1]:
         if "marked" in first.events or first.pid not in chaos.killed:
-            problems.append(f"{job_id}: side effect done again after {chaos.describe(first)}, "
-                            "whose process was not killed before its mark")
+            problems.append(
+                f"{job_id}: side effect done again after {chaos.describe(first)}, "
+                "whose process was not killed before its mark"
+            )
     return problems
 
 
 @pytest.mark.timeout(240)
-def test_side_effects_under_kills_sigterms_and_a_frozen_emulator(stack, start_worker,
-                                                                 tmp_path):
+def test_side_effects_under_kills_sigterms_and_a_frozen_emulator(stack, start_worker, tmp_path):
     rng = random.Random(SEED)
     queue = side_queue(stack, "chaos", visibility=VISIBILITY, max_receive=MAX_RECEIVE)
-    env = {**queue.env, "JOBS_EXTRA_MODULES": "tests.jobs,tests.chaos_jobs",
-           "WORKER_SHUTDOWN_DEADLINE": str(SHUTDOWN_DEADLINE)}
+    env = {
+        **queue.env,
+        "JOBS_EXTRA_MODULES": "tests.jobs,tests.chaos_jobs",
+        "WORKER_SHUTDOWN_DEADLINE": str(SHUTDOWN_DEADLINE),
+    }
     OUTPUT.mkdir(exist_ok=True)
     journal = OUTPUT / f"chaos-{SEED}-{RUN_ID}.log"
     out = tmp_path / "effects"
     out.mkdir()
     chaos = Chaos(start_worker, env, rng, out, journal)
 
-    jobs = [submit(stack, side_effect.s(out=str(out), work=round(rng.uniform(*WORK), 2)),
-                   queue) for _ in range(JOBS)]
+    jobs = [
+        submit(stack, side_effect.s(out=str(out), work=round(rng.uniform(*WORK), 2)), queue)
+        for _ in range(JOBS)
+    ]
     began = time.monotonic()
     chaos.note(f"seed {SEED}: {JOBS} jobs sent; schedule {chaos.schedule}")
     next_strike = began + rng.uniform(*GAP)
@@ -267,7 +285,8 @@ def test_side_effects_under_kills_sigterms_and_a_frozen_emulator(stack, start_wo
             elapsed = time.monotonic() - began
             assert elapsed < BUDGET, (
                 f"seed {SEED}: after {elapsed:.0f} s, not finished: "
-                f"{Counter(statuses(stack, jobs).values())}; see {journal}")
+                f"{Counter(statuses(stack, jobs).values())}; see {journal}"
+            )
             chaos.staff()
             if time.monotonic() >= next_strike and chaos.strike():
                 next_strike = time.monotonic() + rng.uniform(*GAP)
@@ -283,10 +302,12 @@ def test_side_effects_under_kills_sigterms_and_a_frozen_emulator(stack, start_wo
     with journal.open("a") as story:
         for job_id in jobs:
             runs, effects = read_runs(out, job_id)
-            story.write(f"{job_id}:\n" + "".join(
-                f"    {chaos.describe(r)}\n" for r in runs))
-            died_in_block += sum(1 for r in runs if "claimed" in r.events
-                                 and "marked" not in r.events and r.pid in chaos.killed)
+            story.write(f"{job_id}:\n" + "".join(f"    {chaos.describe(r)}\n" for r in runs))
+            died_in_block += sum(
+                1
+                for r in runs
+                if "claimed" in r.events and "marked" not in r.events and r.pid in chaos.killed
+            )
             problems += judge(job_id, stack.item(job_id) or {}, runs, effects, logs, chaos)
 
     assert not problems, f"seed {SEED} (see {journal}):\n" + "\n".join(problems)

@@ -43,8 +43,7 @@ class StatusWatch:
         self.thread.join(5)
 
 
-def test_one_message_delivered_twice_concurrently_to_two_workers(stack, start_worker,
-                                                                 tmp_path):
+def test_one_message_delivered_twice_concurrently_to_two_workers(stack, start_worker, tmp_path):
     queue = side_queue(stack, "twice")
     out = tmp_path / "effects.txt"
     first = start_worker(concurrency=1, env=queue.env)
@@ -55,9 +54,14 @@ def test_one_message_delivered_twice_concurrently_to_two_workers(stack, start_wo
     with StatusWatch(stack, job_id) as watch:
         for _ in range(2):
             stack.sqs.send_message(QueueUrl=queue.url, MessageBody=body)
-        wait_until(lambda: received_count(first.log(), job_id) == 1
-                   and received_count(second.log(), job_id) == 1, 30,
-                   message="one copy in each worker")
+        wait_until(
+            lambda: (
+                received_count(first.log(), job_id) == 1
+                and received_count(second.log(), job_id) == 1
+            ),
+            30,
+            message="one copy in each worker",
+        )
         wait_until(lambda: drained(stack, queue.url), 60, message="both copies consumed")
         wait_until(lambda: watch.seen[-1] == states.SUCCESS, 10, message="SUCCESS")
 
@@ -71,6 +75,9 @@ def test_one_message_delivered_twice_concurrently_to_two_workers(stack, start_wo
     # later, by the SUCCESS record): that job never ran, and its message was acknowledged.
     logs = first.log() + second.log()
     assert logs.count(f"[{job_id}] succeeded") == 1
-    dropped = [line for line in logs.splitlines()
-               if f"[{job_id}] is already " in line and "duplicate message dropped" in line]
+    dropped = [
+        line
+        for line in logs.splitlines()
+        if f"[{job_id}] is already " in line and "duplicate message dropped" in line
+    ]
     assert len(dropped) == 1, dropped

@@ -45,9 +45,14 @@ def test_a_10_second_outage_under_a_worker_loses_nothing(stack, start_worker):
     with FaultProxy(stack.endpoint) as proxy:
         worker = start_worker(concurrency=2, env=proxied_env(queue, proxy))
         before = [submit(stack, sleep.s(seconds=2, steps=2), queue) for _ in range(4)]
-        wait_until(lambda: states.STARTED in statuses(stack, before).values()
-                   or "PROGRESS" in statuses(stack, before).values(), 30,
-                   message="jobs running")
+        wait_until(
+            lambda: (
+                states.STARTED in statuses(stack, before).values()
+                or "PROGRESS" in statuses(stack, before).values()
+            ),
+            30,
+            message="jobs running",
+        )
         proxy.mode = "down"
         during = [submit(stack, add.s(x=n, y=1), queue) for n in range(4)]
         time.sleep(10)  # the fault itself: the endpoint is down for 10 s
@@ -70,14 +75,20 @@ def test_the_backend_retries_lost_connections_and_throttling_but_not_bad_request
     backend = DynamoDBJobBackend(app)
 
     def client_error(code: str, status: int) -> ClientError:
-        return ClientError({"Error": {"Code": code, "Message": "x"},
-                            "ResponseMetadata": {"HTTPStatusCode": status}}, "UpdateItem")
+        return ClientError(
+            {
+                "Error": {"Code": code, "Message": "x"},
+                "ResponseMetadata": {"HTTPStatusCode": status},
+            },
+            "UpdateItem",
+        )
 
     assert backend.always_retry
     assert backend.exception_safe_to_retry(EndpointConnectionError(endpoint_url="http://x"))
     assert backend.exception_safe_to_retry(ConnectionClosedError(endpoint_url="http://x"))
     assert backend.exception_safe_to_retry(
-        client_error("ProvisionedThroughputExceededException", 400))
+        client_error("ProvisionedThroughputExceededException", 400)
+    )
     assert backend.exception_safe_to_retry(client_error("InternalServerError", 500))
     assert not backend.exception_safe_to_retry(client_error("ValidationException", 400))
     assert not backend.exception_safe_to_retry(ValueError("not JSON"))

@@ -45,34 +45,81 @@ CASES: list[tuple[str, str, str, str | None, bytes, int | tuple[int, ...]]] = [
     ("deeply nested JSON", "POST", ADD, JSON, deep(100_000), 400),
     ("invalid UTF-8", "POST", ADD, JSON, b'{"x": 1, "y": 2, "\xff\xfe": 1}', 400),
     ("UTF-16 body", "POST", ADD, JSON, '{"x": 1, "y": 2}'.encode("utf-16"), 400),
-    ("duplicate keys with a bad last value", "POST", ADD, JSON, b'{"x": 1, "y": 2, "y": "a"}',
-     400),
-    ("valid body too large for one queue message", "POST", "/tasks/tasks.text.analyze", JSON,
-     json.dumps({"text": "é" * 450_000}, ensure_ascii=False).encode(), 413),
+    ("duplicate keys with a bad last value", "POST", ADD, JSON, b'{"x": 1, "y": 2, "y": "a"}', 400),
+    (
+        "valid body too large for one queue message",
+        "POST",
+        "/tasks/tasks.text.analyze",
+        JSON,
+        json.dumps({"text": "é" * 450_000}, ensure_ascii=False).encode(),
+        413,
+    ),
     # API Gateway validates before the integration: the schema's 400 comes before SQS's 413.
-    ("oversized body that also breaks the schema", "POST", "/tasks/tasks.text.analyze", JSON,
-     json.dumps({"text": "a" * 2_000_000}).encode(), 400),
-    ("body over API Gateway's 10 MB", "POST", "/tasks/tasks.text.analyze", JSON,
-     b'{"text": "' + b"a" * (10 * 1024 * 1024) + b'"}', 413),
-    ("string longer than the schema allows", "POST", "/tasks/tasks.text.analyze", JSON,
-     json.dumps({"text": "a" * 500_001}).encode(), 400),
+    (
+        "oversized body that also breaks the schema",
+        "POST",
+        "/tasks/tasks.text.analyze",
+        JSON,
+        json.dumps({"text": "a" * 2_000_000}).encode(),
+        400,
+    ),
+    (
+        "body over API Gateway's 10 MB",
+        "POST",
+        "/tasks/tasks.text.analyze",
+        JSON,
+        b'{"text": "' + b"a" * (10 * 1024 * 1024) + b'"}',
+        413,
+    ),
+    (
+        "string longer than the schema allows",
+        "POST",
+        "/tasks/tasks.text.analyze",
+        JSON,
+        json.dumps({"text": "a" * 500_001}).encode(),
+        400,
+    ),
     ("text/plain", "POST", ADD, "text/plain", b'{"x": 1, "y": 2}', 415),
     ("form encoded", "POST", ADD, "application/x-www-form-urlencoded", b"x=1&y=2", 415),
     ("unknown task", "POST", "/tasks/tasks.nope", JSON, b"{}", 404),
     ("private task", "POST", "/tasks/tests.jobs.crash", JSON, b"{}", 404),
     ("celery built-in task", "POST", "/tasks/celery.chord_unlock", JSON, b"{}", 404),
     ("path traversal in task name", "POST", "/tasks/..%2f..%2fetc%2fpasswd", JSON, b"{}", 404),
-    ("task name with a NUL byte", "POST", "/tasks/tasks.debug.add%00", JSON,
-     b'{"x": 1, "y": 2}', 404),
+    (
+        "task name with a NUL byte",
+        "POST",
+        "/tasks/tasks.debug.add%00",
+        JSON,
+        b'{"x": 1, "y": 2}',
+        404,
+    ),
     ("job id with path traversal", "GET", "/jobs/..%2F..%2Fetc%2Fpasswd", None, b"", 400),
-    ("job id with CR LF header injection", "GET",
-     "/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6%0d%0aSet-Cookie:%20x=1", None, b"", (400, 404)),
+    (
+        "job id with CR LF header injection",
+        "GET",
+        "/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6%0d%0aSet-Cookie:%20x=1",
+        None,
+        b"",
+        (400, 404),
+    ),
     ("job id that is not a UUID", "GET", "/jobs/not-a-job", None, b"", 400),
-    ("job id of a group item", "GET", "/jobs/group:3fa85f64-5717-4562-b3fc-2c963f66afa6",
-     None, b"", 400),
+    (
+        "job id of a group item",
+        "GET",
+        "/jobs/group:3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        None,
+        b"",
+        400,
+    ),
     ("job id of 5,000 characters", "GET", "/jobs/" + "a" * 5000, None, b"", 400),
-    ("job id with a quote (template injection)", "GET",
-     "/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6%22%7D", None, b"", 400),
+    (
+        "job id with a quote (template injection)",
+        "GET",
+        "/jobs/3fa85f64-5717-4562-b3fc-2c963f66afa6%22%7D",
+        None,
+        b"",
+        400,
+    ),
     ("unknown route", "GET", "/admin", None, b"", 404),
 ]
 
@@ -83,8 +130,14 @@ def shim(stack) -> Iterator[Shim]:
         yield server
 
 
-def raw_request(shim: Shim, method: str, path: str, content_type: str | None, body: bytes,
-                extra_headers: bytes = b"") -> tuple[int, bytes, bytes]:
+def raw_request(
+    shim: Shim,
+    method: str,
+    path: str,
+    content_type: str | None,
+    body: bytes,
+    extra_headers: bytes = b"",
+) -> tuple[int, bytes, bytes]:
     host, port = shim.url.removeprefix("http://").split(":")
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
     if content_type:
@@ -113,14 +166,20 @@ def queue_is_empty(stack) -> bool:
     return stack.queue_counts() == (0, 0)
 
 
-@pytest.mark.parametrize(("label", "method", "path", "content_type", "body", "expected"),
-                         CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("label", "method", "path", "content_type", "body", "expected"),
+    CASES,
+    ids=[c[0] for c in CASES],
+)
 def test_bad_request_gets_a_clear_json_error_and_enqueues_nothing(
-        stack, shim, label, method, path, content_type, body, expected):
+    stack, shim, label, method, path, content_type, body, expected
+):
     assert queue_is_empty(stack)
     status, headers, payload = raw_request(shim, method, path, content_type, body)
     assert status in (expected if isinstance(expected, tuple) else (expected,)), (
-        label, payload[:300])
+        label,
+        payload[:300],
+    )
     answer = json.loads(payload)
     assert isinstance(answer["message"], str) and answer["message"], label
     assert b"set-cookie" not in headers.lower(), label
@@ -129,8 +188,13 @@ def test_bad_request_gets_a_clear_json_error_and_enqueues_nothing(
 
 def test_header_injection_in_the_api_key_is_refused(stack, shim):
     status, headers, _ = raw_request(
-        shim, "POST", ADD, JSON, b'{"x": 1, "y": 2}',
-        extra_headers=b"x-api-key: a\rSet-Cookie: y=1\r\n")
+        shim,
+        "POST",
+        ADD,
+        JSON,
+        b'{"x": 1, "y": 2}',
+        extra_headers=b"x-api-key: a\rSet-Cookie: y=1\r\n",
+    )
     assert 400 <= status < 500
     assert b"set-cookie: y" not in headers.lower()
     assert queue_is_empty(stack)

@@ -49,8 +49,11 @@ def test_kill_9_of_pool_processes_mid_task(stack, start_worker, tmp_path):
     out = tmp_path / "effects.txt"
     worker = start_worker(concurrency=2, env=queue.env)
     jobs = submit_effects(stack, queue, out, 6, hold=2)
-    in_flight = wait_until(lambda: len(started(stack, jobs)) == 2 and started(stack, jobs), 30,
-                           message="two jobs in flight")
+    in_flight = wait_until(
+        lambda: len(started(stack, jobs)) == 2 and started(stack, jobs),
+        30,
+        message="two jobs in flight",
+    )
     for child in pool_children(worker.proc.pid):
         os.kill(child, signal.SIGKILL)
 
@@ -69,8 +72,11 @@ def test_kill_9_of_a_whole_worker_mid_task(stack, start_worker, tmp_path):
     out = tmp_path / "effects.txt"
     first = start_worker(concurrency=2, env=queue.env)
     jobs = submit_effects(stack, queue, out, 4, hold=2)
-    in_flight = wait_until(lambda: len(started(stack, jobs)) == 2 and started(stack, jobs), 30,
-                           message="two jobs in flight")
+    in_flight = wait_until(
+        lambda: len(started(stack, jobs)) == 2 and started(stack, jobs),
+        30,
+        message="two jobs in flight",
+    )
     first.kill()
 
     second = start_worker(concurrency=2, env=queue.env)
@@ -81,8 +87,7 @@ def test_kill_9_of_a_whole_worker_mid_task(stack, start_worker, tmp_path):
     wait_until(lambda: drained(stack, queue.url), 10, message="queue empty")
 
 
-def test_a_task_that_always_crashes_its_process_ends_in_the_dlq_as_failure(stack,
-                                                                         start_worker):
+def test_a_task_that_always_crashes_its_process_ends_in_the_dlq_as_failure(stack, start_worker):
     queue = side_queue(stack, "crash", max_receive=3)
     worker = start_worker(concurrency=2, env=queue.env)
     doomed = submit(stack, crash.s(), queue)

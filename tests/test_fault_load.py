@@ -59,22 +59,29 @@ class LoadStack:
     def queue_counts(self, url: str) -> tuple[int, int]:
         attrs = self.sqs.get_queue_attributes(
             QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
-        return (int(attrs["ApproximateNumberOfMessages"])
-                + int(attrs["ApproximateNumberOfMessagesDelayed"]),
-                int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return (
+            int(attrs["ApproximateNumberOfMessages"])
+            + int(attrs["ApproximateNumberOfMessagesDelayed"]),
+            int(attrs["ApproximateNumberOfMessagesNotVisible"]),
+        )
 
     def count_items(self) -> int:
         pages = self.dynamodb.get_paginator("scan").paginate(
-            TableName=self.table, Select="COUNT", ConsistentRead=True)
+            TableName=self.table, Select="COUNT", ConsistentRead=True
+        )
         return sum(page["Count"] for page in pages)
 
     def items(self, job_ids: list[str]) -> dict[str, dict]:
         """Every record by job id: BatchGetItem with consistent reads, 100 keys a call."""
         found: dict[str, dict] = {}
         for start in range(0, len(job_ids), 100):
-            keys = [{"job_id": {"S": j}} for j in job_ids[start:start + 100]]
+            keys = [{"job_id": {"S": j}} for j in job_ids[start : start + 100]]
             request = {self.table: {"Keys": keys, "ConsistentRead": True}}
             while request:
                 answer = self.dynamodb.batch_get_item(RequestItems=request)
@@ -96,8 +103,14 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _serve(args: list[str], env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen:
     """A server process on loopback; returns once its port accepts connections."""
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log_path, "w"),  # noqa: SIM115
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=open(log_path, "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
 
     def listening() -> bool:
         assert proc.poll() is None, f"{args[:3]} exited:\n{log_path.read_text()[-3000:]}"
@@ -131,27 +144,36 @@ def load_stack(dynamodb_server: str, moto_server: str) -> Iterator[LoadStack]:
     OUTPUT.mkdir(exist_ok=True)
     with fast_sqs(OUTPUT) as sqs_endpoint:
         name = f"load-{uuid.uuid4().hex[:8]}"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AWS_ENDPOINT_URL", "JOBS_"))}
-        env.update({
-            "JOBS_TARGET": "local",
-            "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
-            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server,
-            "AWS_ENDPOINT_URL_S3": moto_server,  # the large-payload bucket: no load on it
-            "JOBS_QUEUE_NAME": name,
-            "JOBS_DLQ_NAME": f"{name}-dlq",
-            "JOBS_TABLE_NAME": name,
-            "JOBS_VISIBILITY_TIMEOUT": "120",
-            "JOBS_MAX_RECEIVE_COUNT": "3",
-            "JOBS_WAIT_TIME_SECONDS": "1",
-            "WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
-        })
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT_URL", "JOBS_"))
+        }
+        env.update(
+            {
+                "JOBS_TARGET": "local",
+                "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
+                "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server,
+                "AWS_ENDPOINT_URL_S3": moto_server,  # the large-payload bucket: no load on it
+                "JOBS_QUEUE_NAME": name,
+                "JOBS_DLQ_NAME": f"{name}-dlq",
+                "JOBS_TABLE_NAME": name,
+                "JOBS_VISIBILITY_TIMEOUT": "120",
+                "JOBS_MAX_RECEIVE_COUNT": "3",
+                "JOBS_WAIT_TIME_SECONDS": "1",
+                "WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+            }
+        )
         with mock.patch.dict(os.environ, env, clear=True):
             settings = Settings.from_env()
             queues, table = provision(settings)
         env["JOBS_QUEUE_URL"] = queues.queue_url
-        yield LoadStack(env, queues.queue_url, queues.dlq_url, table.name,
-                        sqs_client(settings), dynamodb_client(settings))
+        yield LoadStack(
+            env,
+            queues.queue_url,
+            queues.dlq_url,
+            table.name,
+            sqs_client(settings),
+            dynamodb_client(settings),
+        )
 
 
 @pytest.fixture
@@ -159,16 +181,35 @@ def shim_url(load_stack: LoadStack) -> Iterator[str]:
     """gunicorn serving the shim; threaded workers keep client connections alive."""
     port = free_port()
     control = ["--no-control-socket"] if gunicorn.version_info >= (27,) else []
-    proc = _serve([sys.executable, "-m", "gunicorn", "api_shim.app:create_app()",
-                   "-b", f"127.0.0.1:{port}", "-w", "2", "-k", "gthread", "--threads", "8",
-                   "--keep-alive", "30", *control],
-                  load_stack.env, OUTPUT / f"load-shim-{port}.log", port)
+    proc = _serve(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "api_shim.app:create_app()",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "-k",
+            "gthread",
+            "--threads",
+            "8",
+            "--keep-alive",
+            "30",
+            *control,
+        ],
+        load_stack.env,
+        OUTPUT / f"load-shim-{port}.log",
+        port,
+    )
     yield f"http://127.0.0.1:{port}"
     _stop(proc)
 
 
-def submit_all(url: str, count: int, clients: int, deadline: float
-               ) -> tuple[dict[str, int], list[str]]:
+def submit_all(
+    url: str, count: int, clients: int, deadline: float
+) -> tuple[dict[str, int], list[str]]:
     """POST `count` jobs from `clients` threads; returns ({job id: n}, problems)."""
     target = urlsplit(url)
     jobs: dict[str, int] = {}
@@ -183,8 +224,12 @@ def submit_all(url: str, count: int, clients: int, deadline: float
                     with lock:
                         problems.append(f"client {first}: submission deadline passed at job {n}")
                     return
-                conn.request("POST", f"/tasks/{TASK}", json.dumps({"x": n, "y": 0.5}),
-                             {"Content-Type": "application/json"})
+                conn.request(
+                    "POST",
+                    f"/tasks/{TASK}",
+                    json.dumps({"x": n, "y": 0.5}),
+                    {"Content-Type": "application/json"},
+                )
                 response = conn.getresponse()
                 raw = response.read()
                 with lock:
@@ -203,16 +248,25 @@ def submit_all(url: str, count: int, clients: int, deadline: float
 def outcome(item: dict) -> tuple:
     """(status, decoded result, attempts) of a job record."""
     result = item.get("result", {}).get("S")
-    return (item.get("status", {}).get("S"), result and json.loads(result),
-            item.get("attempts", {}).get("N"))
+    return (
+        item.get("status", {}).get("S"),
+        result and json.loads(result),
+        item.get("attempts", {}).get("N"),
+    )
 
 
 def test_ten_thousand_jobs_over_http(load_stack: LoadStack, shim_url: str):
     # launch_worker needs only the env; the other fields describe the same stack.
-    stack = Stack(load_stack.env["AWS_ENDPOINT_URL_SQS"], load_stack.env, load_stack.queue_url,
-                  load_stack.dlq_url, load_stack.table)
-    workers = [launch_worker(stack, f"load{n}", WORKER_CONCURRENCY)
-               for n in range(WORKER_PROCESSES)]
+    stack = Stack(
+        load_stack.env["AWS_ENDPOINT_URL_SQS"],
+        load_stack.env,
+        load_stack.queue_url,
+        load_stack.dlq_url,
+        load_stack.table,
+    )
+    workers = [
+        launch_worker(stack, f"load{n}", WORKER_CONCURRENCY) for n in range(WORKER_PROCESSES)
+    ]
     try:
         started = time.monotonic()
         jobs, problems = submit_all(shim_url, JOBS, CLIENTS, started + SUBMIT_SECONDS)
@@ -220,8 +274,12 @@ def test_ten_thousand_jobs_over_http(load_stack: LoadStack, shim_url: str):
         assert not problems, f"{len(problems)} submissions failed: {problems[:5]}"
         assert len(jobs) == JOBS, "job ids must be unique"
 
-        wait_until(lambda: load_stack.queue_counts(load_stack.queue_url) == (0, 0),
-                   DRAIN_SECONDS, interval=0.5, message="the queue to drain")
+        wait_until(
+            lambda: load_stack.queue_counts(load_stack.queue_url) == (0, 0),
+            DRAIN_SECONDS,
+            interval=0.5,
+            message="the queue to drain",
+        )
         drained = time.monotonic()
         assert all(w.alive() for w in workers), "a worker died under load"
     finally:
@@ -231,8 +289,9 @@ def test_ten_thousand_jobs_over_http(load_stack: LoadStack, shim_url: str):
     items = load_stack.items(list(jobs))
     missing = [j for j in jobs if j not in items]
     assert not missing, f"{len(missing)} jobs have no record, e.g. {missing[:3]}"
-    wrong = {j: outcome(i) for j, i in items.items()
-             if outcome(i) != ("SUCCESS", jobs[j] + 0.5, "1")}
+    wrong = {
+        j: outcome(i) for j, i in items.items() if outcome(i) != ("SUCCESS", jobs[j] + 0.5, "1")
+    }
     assert not wrong, f"{len(wrong)} records are not one clean SUCCESS: {list(wrong.items())[:5]}"
     assert load_stack.count_items() == JOBS, "the table holds a record nobody submitted"
     assert load_stack.queue_counts(load_stack.queue_url) == (0, 0)
@@ -244,7 +303,9 @@ def test_ten_thousand_jobs_over_http(load_stack: LoadStack, shim_url: str):
     assert sum(per_worker) == JOBS and all(per_worker), per_worker
 
     summary = {
-        "jobs": JOBS, "clients": CLIENTS, "worker_processes": WORKER_PROCESSES,
+        "jobs": JOBS,
+        "clients": CLIENTS,
+        "worker_processes": WORKER_PROCESSES,
         "worker_concurrency": WORKER_CONCURRENCY,
         "submit_seconds": round(submitted - started, 1),
         "submit_per_second": round(JOBS / (submitted - started)),

@@ -26,11 +26,15 @@ def terminate(worker, within: float) -> tuple[int, float]:
 def test_sigterm_during_a_burst_loses_nothing_and_exits_in_time(stack, start_worker):
     queue = side_queue(stack, "burst")
     deadline = 8
-    worker = start_worker(concurrency=2, env={**queue.env,
-                                              "WORKER_SHUTDOWN_DEADLINE": str(deadline)})
+    worker = start_worker(
+        concurrency=2, env={**queue.env, "WORKER_SHUTDOWN_DEADLINE": str(deadline)}
+    )
     jobs = [submit(stack, sleep.s(seconds=1.5, steps=3), queue) for _ in range(8)]
-    wait_until(lambda: list(statuses(stack, jobs).values()).count(states.SUCCESS) >= 2, 60,
-               message="the burst under way")
+    wait_until(
+        lambda: list(statuses(stack, jobs).values()).count(states.SUCCESS) >= 2,
+        60,
+        message="the burst under way",
+    )
 
     code, took = terminate(worker, within=deadline + 10)
     assert code == 0 and took < deadline, (code, took, worker.log()[-2000:])
@@ -47,8 +51,9 @@ def test_sigterm_during_a_burst_loses_nothing_and_exits_in_time(stack, start_wor
 def test_a_job_cut_off_by_the_deadline_goes_back_to_the_queue_at_once(stack, start_worker):
     queue = side_queue(stack, "cutoff", visibility=60)
     deadline = 3
-    worker = start_worker(concurrency=1, env={**queue.env,
-                                              "WORKER_SHUTDOWN_DEADLINE": str(deadline)})
+    worker = start_worker(
+        concurrency=1, env={**queue.env, "WORKER_SHUTDOWN_DEADLINE": str(deadline)}
+    )
     job = submit(stack, sleep.s(seconds=40, steps=40), queue)
     wait_until(lambda: stack.status(job) == "PROGRESS", 30, message="job running")
 
@@ -59,8 +64,7 @@ def test_a_job_cut_off_by_the_deadline_goes_back_to_the_queue_at_once(stack, sta
     assert item["error"]["M"]["type"]["S"] == "ShutdownCutOff"
     assert "returned to the queue" in item["error"]["M"]["message"]["S"]
     # Visible again at once, not after the 60 s visibility timeout.
-    wait_until(lambda: stack.queue_counts(queue.url) == (1, 0), 5,
-               message="message visible again")
+    wait_until(lambda: stack.queue_counts(queue.url) == (1, 0), 5, message="message visible again")
 
     start_worker(concurrency=1, env={**queue.env, "WORKER_SHUTDOWN_DEADLINE": "1"})
     wait_until(lambda: stack.status(job) == "PROGRESS", 30, message="job running again")
@@ -79,6 +83,7 @@ def test_prefetched_messages_are_handed_back_at_once(stack, start_worker):
     code, _ = terminate(worker, within=30)
     assert code == 0
     # Well inside the 10 s stock kombu would hide it for.
-    wait_until(lambda: stack.queue_counts(queue.url) == (1, 0), 4,
-               message="held message visible at once")
+    wait_until(
+        lambda: stack.queue_counts(queue.url) == (1, 0), 4, message="held message visible at once"
+    )
     assert stack.status(held) is None

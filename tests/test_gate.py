@@ -15,20 +15,43 @@ import pytest
 from tasks import app
 from tasks.worker import gate
 
-GOOD_HEADERS = {"id": "abc", "task": "tasks.debug.add", "lang": "py", "eta": None,
-                "expires": None, "timelimit": [None, None], "retries": 0, "root_id": "abc",
-                "parent_id": None, "group": None, "argsrepr": "()", "kwargsrepr": "{}",
-                "origin": "gen1@host", "ignore_result": False}
-GOOD_BODY = json.dumps([[], {"x": 1, "y": 2}, {"callbacks": None, "errbacks": None,
-                                               "chain": None, "chord": None}])
+GOOD_HEADERS = {
+    "id": "abc",
+    "task": "tasks.debug.add",
+    "lang": "py",
+    "eta": None,
+    "expires": None,
+    "timelimit": [None, None],
+    "retries": 0,
+    "root_id": "abc",
+    "parent_id": None,
+    "group": None,
+    "argsrepr": "()",
+    "kwargsrepr": "{}",
+    "origin": "gen1@host",
+    "ignore_result": False,
+}
+GOOD_BODY = json.dumps(
+    [[], {"x": 1, "y": 2}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+)
 
 
-def message(headers=None, body=GOOD_BODY, content_type="application/json",
-            content_encoding="utf-8", properties=None, **header_changes):
+def message(
+    headers=None,
+    body=GOOD_BODY,
+    content_type="application/json",
+    content_encoding="utf-8",
+    properties=None,
+    **header_changes,
+):
     headers = dict(GOOD_HEADERS if headers is None else headers, **header_changes)
-    return SimpleNamespace(headers=headers, body=body, content_type=content_type,
-                           content_encoding=content_encoding,
-                           properties=properties or {"correlation_id": "abc", "priority": 0})
+    return SimpleNamespace(
+        headers=headers,
+        body=body,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        properties=properties or {"correlation_id": "abc", "priority": 0},
+    )
 
 
 def test_a_well_formed_message_passes():
@@ -36,10 +59,18 @@ def test_a_well_formed_message_passes():
 
 
 def test_a_chain_of_signatures_in_the_embed_passes():
-    sig = {"task": "tasks.debug.add", "args": [], "kwargs": {"y": 1}, "options": {
-        "task_id": "t2"}, "subtask_type": None, "immutable": False, "chord_size": None}
-    body = json.dumps([[1], {"y": 2}, {"callbacks": [sig], "errbacks": None, "chain": [sig],
-                                       "chord": None}])
+    sig = {
+        "task": "tasks.debug.add",
+        "args": [],
+        "kwargs": {"y": 1},
+        "options": {"task_id": "t2"},
+        "subtask_type": None,
+        "immutable": False,
+        "chord_size": None,
+    }
+    body = json.dumps(
+        [[1], {"y": 2}, {"callbacks": [sig], "errbacks": None, "chain": [sig], "chord": None}]
+    )
     assert gate.check(message(body=body), app.tasks) is None
 
 
@@ -93,9 +124,13 @@ def test_an_unknown_task_is_refused_but_not_for_good():
 
 def _envelope(**changes):
     inner = base64.b64encode(GOOD_BODY.encode()).decode()
-    envelope = {"body": inner, "content-encoding": "utf-8", "content-type": "application/json",
-                "headers": GOOD_HEADERS, "properties": {"body_encoding": "base64",
-                                                        "delivery_info": {}}}
+    envelope = {
+        "body": inner,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": GOOD_HEADERS,
+        "properties": {"body_encoding": "base64", "delivery_info": {}},
+    }
     envelope.update(changes)
     return envelope
 
@@ -124,9 +159,13 @@ def test_a_bad_envelope_becomes_a_stand_in_the_gate_refuses_with_its_identity():
     raw = {"ReceiptHandle": "r1", "Body": "..."}
     stand_in = gate.stand_in(_envelope(body=5), "envelope.body is missing", raw, "http://q")
     assert gate.envelope_problem(stand_in) is None
-    kombu_message = SimpleNamespace(headers=stand_in["headers"], body=stand_in["body"],
-                                    content_type=stand_in["content-type"],
-                                    content_encoding="utf-8", properties=stand_in["properties"])
+    kombu_message = SimpleNamespace(
+        headers=stand_in["headers"],
+        body=stand_in["body"],
+        content_type=stand_in["content-type"],
+        content_encoding="utf-8",
+        properties=stand_in["properties"],
+    )
     verdict = gate.check(kombu_message, app.tasks)
     assert verdict.reason == "envelope.body is missing" and verdict.job_id == "abc"
     assert stand_in["properties"]["delivery_info"]["sqs_queue"] == "http://q"
@@ -140,13 +179,21 @@ def test_a_good_envelope_passes():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**7),
-                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
-                     st.sampled_from(["2026-12-01T10:00:00+00:00", "soon", "", "tasks.debug.add",
-                                      "abc", "\ud800"]))
-_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-    max_leaves=12)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10**7),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(["2026-12-01T10:00:00+00:00", "soon", "", "tasks.debug.add", "abc", "\ud800"]),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 _HEADER_NAMES = st.sampled_from([*gate.HEADERS["properties"], "args", "x-extra", "get", "1bad"])
 
 
@@ -161,7 +208,10 @@ def test_the_compiled_and_the_explaining_validators_agree_on_headers(mutation):
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(_VALUES, _VALUES, _VALUES)
 def test_the_compiled_and_the_explaining_validators_agree_on_bodies(args, kwargs, embed):
-    for body in ([args, kwargs, embed], [[], {"x": kwargs}, {"callbacks": embed}],
-                 [[], {}, {"chain": [{"task": "t", "options": {"link": args}}]}]):
+    for body in (
+        [args, kwargs, embed],
+        [[], {"x": kwargs}, {"callbacks": embed}],
+        [[], {}, {"chain": [{"task": "t", "options": {"link": args}}]}],
+    ):
         explained = not any(True for _ in gate._BODY.detail.iter_errors(body))
         assert gate._BODY.accepts(body) == explained, body

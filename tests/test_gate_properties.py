@@ -68,25 +68,57 @@ SQS_MAX_BODY = 1_000_000  # under SQS's 1 MiB, for the message and for each batc
 SAMPLE_ID = "00000000-0000-4000-8000-000000000000"
 # How the gate's reasons begin (tasks.worker.gate); the consumer's catch-all, for what
 # raised inside Celery after the gate passed it, begins with an exception's name.
-GATE_REASONS = ("headers", "properties", "body", "content-", "envelope.", "the SQS body",
-                "message has no headers", "unknown task")
+GATE_REASONS = (
+    "headers",
+    "properties",
+    "body",
+    "content-",
+    "envelope.",
+    "the SQS body",
+    "message has no headers",
+    "unknown task",
+)
 
 # --- the generator ------------------------------------------------------------------------
 
 SPECIAL_STRINGS = [
-    "", " ", "soon", "tomorrow", "\ud800", "\udfff", "\x00", "\n", "\u2028", "\ufeff",
-    "\U0001f4a5", "NaN", "-1", "1e999", "null", "[]", "{}", "tasks.debug.add",
-    "celery.chord_unlock", "%s%n", "../../etc/passwd", "x" * 256, JOB,
+    "",
+    " ",
+    "soon",
+    "tomorrow",
+    "\ud800",
+    "\udfff",
+    "\x00",
+    "\n",
+    "\u2028",
+    "\ufeff",
+    "\U0001f4a5",
+    "NaN",
+    "-1",
+    "1e999",
+    "null",
+    "[]",
+    "{}",
+    "tasks.debug.add",
+    "celery.chord_unlock",
+    "%s%n",
+    "../../etc/passwd",
+    "x" * 256,
+    JOB,
 ]
 JUNK_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
     st.sampled_from(SPECIAL_STRINGS),
 )
 JUNK = st.recursive(
     JUNK_SCALARS,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
     max_leaves=6,
 )
 NAME = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
@@ -102,79 +134,216 @@ def huge(chars: int) -> str:
 
 
 DATES = [
-    "tomorrow", "", "2024-13-01T00:00:00", "2024-02-30T00:00:00", "2000-01-01",
-    "2000-01-01T00:00:00", "2000-01-01T00:00:00Z", "2000-01-01T00:00:00+00:00",
-    "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00", "9999-12-31T23:59:59-14:00",
-    "9999-12-31T23:59:59+00:00", "2000-01-01T00:00:00+25:00", "2000-W01-1",
-    "20000101T000000", "2000-01-01T00:00:00.123456789", "x" * 65, 0, 1.5, [2000, 1, 1],
+    "tomorrow",
+    "",
+    "2024-13-01T00:00:00",
+    "2024-02-30T00:00:00",
+    "2000-01-01",
+    "2000-01-01T00:00:00",
+    "2000-01-01T00:00:00Z",
+    "2000-01-01T00:00:00+00:00",
+    "0001-01-01T00:00:00+14:00",
+    "0001-01-01T00:00:00",
+    "9999-12-31T23:59:59-14:00",
+    "9999-12-31T23:59:59+00:00",
+    "2000-01-01T00:00:00+25:00",
+    "2000-W01-1",
+    "20000101T000000",
+    "2000-01-01T00:00:00.123456789",
+    "x" * 65,
+    0,
+    1.5,
+    [2000, 1, 1],
     {"$date": 1},
 ]
 COUNTS = [-1, "1", 1.5, 10**20, True, [0], 1_000_001, float("nan")]
 IDS = ["", 5, {}, [], "x" * 256, "\ud800", "\x00", "a\nb", JOB, " "]
 TEXTS = [5, [], huge(100_001), huge(99_999), "\ud800", "%s", None]
 HEADER_VALUES: dict[str, list[Any]] = {
-    "id": ["", 5, None, [JOB], {"id": JOB}, "x" * 256, "\ud800", JOB + "\x00", JOB + "\n",
-           " ", JOB + "/../x", True],
-    "task": ["", 5, None, "tasks.nope", "celery.chord_unlock", "celery.group",
-             "celery.backend_cleanup", "tasks.debug.sleep", "tasks.debug.fail",
-             "tasks.debug.add ", "tasks.debug.add\x00", "x" * 256, ["tasks.debug.add"]],
-    "timelimit": ["soon", [1, 2, 3], [1], [], ["a", None], [-1, None], [None, -5],
-                  [1e308, None], {"soft": 1}, [True, False], [None, "5"],
-                  [float("nan"), None], [float("inf"), None], 5, [0, 0], [0.001, 0.001]],
+    "id": [
+        "",
+        5,
+        None,
+        [JOB],
+        {"id": JOB},
+        "x" * 256,
+        "\ud800",
+        JOB + "\x00",
+        JOB + "\n",
+        " ",
+        JOB + "/../x",
+        True,
+    ],
+    "task": [
+        "",
+        5,
+        None,
+        "tasks.nope",
+        "celery.chord_unlock",
+        "celery.group",
+        "celery.backend_cleanup",
+        "tasks.debug.sleep",
+        "tasks.debug.fail",
+        "tasks.debug.add ",
+        "tasks.debug.add\x00",
+        "x" * 256,
+        ["tasks.debug.add"],
+    ],
+    "timelimit": [
+        "soon",
+        [1, 2, 3],
+        [1],
+        [],
+        ["a", None],
+        [-1, None],
+        [None, -5],
+        [1e308, None],
+        {"soft": 1},
+        [True, False],
+        [None, "5"],
+        [float("nan"), None],
+        [float("inf"), None],
+        5,
+        [0, 0],
+        [0.001, 0.001],
+    ],
     "eta": DATES,
     "expires": [*DATES, 123, -1, 1e300],
     "countdown": [-1, "5", 1e300, float("nan"), [1], True],
-    "retries": COUNTS, "group_index": COUNTS, "replaced_task_nesting": COUNTS,
+    "retries": COUNTS,
+    "group_index": COUNTS,
+    "replaced_task_nesting": COUNTS,
     "delivery_count": COUNTS,
     "submitted_at": [-1, "1", 1.5, 10**20, True, [0], float("nan"), 32_503_680_000_001],
-    "root_id": IDS, "parent_id": IDS, "group": IDS, "shadow": IDS,
-    "stamps": [[], "x", 5, {"k": deep(990)}, {"a": "\ud800"}, {"groups": [JOB]},
-               {str(i): i for i in range(101)}, {"stamped_headers": 5}],
-    "stamped_headers": ["stamps", ["id"], [1], ["stamps"] * 101, ["groups", "x"], [""],
-                        ["x" * 256], {}, 5],
-    "argsrepr": TEXTS, "kwargsrepr": TEXTS, "origin": [*TEXTS, "\x00"],
+    "root_id": IDS,
+    "parent_id": IDS,
+    "group": IDS,
+    "shadow": IDS,
+    "stamps": [
+        [],
+        "x",
+        5,
+        {"k": deep(990)},
+        {"a": "\ud800"},
+        {"groups": [JOB]},
+        {str(i): i for i in range(101)},
+        {"stamped_headers": 5},
+    ],
+    "stamped_headers": [
+        "stamps",
+        ["id"],
+        [1],
+        ["stamps"] * 101,
+        ["groups", "x"],
+        [""],
+        ["x" * 256],
+        {},
+        5,
+    ],
+    "argsrepr": TEXTS,
+    "kwargsrepr": TEXTS,
+    "origin": [*TEXTS, "\x00"],
     "ignore_result": ["yes", 1, 0, [], "false"],
     "lang": ["java", 5, "", "x" * 33, None],
     # Not Celery's, but kombu's: it decompresses the body with it before Celery sees it.
-    "compression": ["zlib", "gzip", "bzip2", "lzma", "brotli", "zstd",
-                    "application/x-gzip", "nope", 5, ""],
+    "compression": [
+        "zlib",
+        "gzip",
+        "bzip2",
+        "lzma",
+        "brotli",
+        "zstd",
+        "application/x-gzip",
+        "nope",
+        5,
+        "",
+    ],
     "meth": ["x", 5],
 }
 # Values the gate's schema accepts, at its edges: what Celery itself must then survive.
-EDGE_DATES = ["0001-01-01T00:00:00+00:00", "0001-01-02T00:00:00", "9999-12-31T00:00:00+00:00",
-              "2000-01-01T00:00:00.5Z", "2000-W01-1", "20000101T000000", "2000-01-01",
-              "1970-01-01T00:00:00+00:00", "2000-01-01T00:00:00+14:00", None]
+EDGE_DATES = [
+    "0001-01-01T00:00:00+00:00",
+    "0001-01-02T00:00:00",
+    "9999-12-31T00:00:00+00:00",
+    "2000-01-01T00:00:00.5Z",
+    "2000-W01-1",
+    "20000101T000000",
+    "2000-01-01",
+    "1970-01-01T00:00:00+00:00",
+    "2000-01-01T00:00:00+14:00",
+    None,
+]
 EDGE_COUNTS = [0, 1_000_000, None]
 EDGE_IDS = ["x" * 255, JOB, "a", None, "\x00", " ", "\u2028", "\U0001f4a5"]
 EDGE_TEXTS = [huge(100_000), "", "\ud800", None, "\x00"]
 EDGE_HEADER_VALUES: dict[str, list[Any]] = {
-    "eta": EDGE_DATES, "expires": [*EDGE_DATES, "9999-12-30T00:00:00+14:00"],
+    "eta": EDGE_DATES,
+    "expires": [*EDGE_DATES, "9999-12-30T00:00:00+14:00"],
     "countdown": [0, 315_360_000, 0.5, None],
-    "timelimit": [[0.001, 0.001], [0.001, None], [None, 0.001], [315_360_000, 315_360_000],
-                  [0, 0], [2, 1], None],
-    "retries": EDGE_COUNTS, "group_index": EDGE_COUNTS, "replaced_task_nesting": EDGE_COUNTS,
+    "timelimit": [
+        [0.001, 0.001],
+        [0.001, None],
+        [None, 0.001],
+        [315_360_000, 315_360_000],
+        [0, 0],
+        [2, 1],
+        None,
+    ],
+    "retries": EDGE_COUNTS,
+    "group_index": EDGE_COUNTS,
+    "replaced_task_nesting": EDGE_COUNTS,
     "delivery_count": EDGE_COUNTS,
     "submitted_at": [0, 32_503_680_000_000, None],
-    "root_id": EDGE_IDS, "parent_id": EDGE_IDS, "group": EDGE_IDS, "shadow": EDGE_IDS,
+    "root_id": EDGE_IDS,
+    "parent_id": EDGE_IDS,
+    "group": EDGE_IDS,
+    "shadow": EDGE_IDS,
     "stamps": [{str(i): i for i in range(100)}, {"groups": [JOB]}, None, {"x": deep(60)}],
     "stamped_headers": [["id"], ["stamps"], ["groups"], [""], ["x"] * 100, []],
-    "argsrepr": EDGE_TEXTS, "kwargsrepr": EDGE_TEXTS, "origin": EDGE_TEXTS,
-    "ignore_result": [True, None], "lang": ["java", "", None],
+    "argsrepr": EDGE_TEXTS,
+    "kwargsrepr": EDGE_TEXTS,
+    "origin": EDGE_TEXTS,
+    "ignore_result": [True, None],
+    "lang": ["java", "", None],
 }
 # Extra headers become attributes of the task's request (celery.app.task.Context): these
 # names are plain, but some are the names of its methods and attributes.
-CONTEXT_NAMES = ["update", "get", "clear", "children", "as_execution_options", "time_limit",
-                 "soft_time_limit", "taskset", "loglevel", "logfile", "stamps_", "Task", "ID",
-                 "priority", "exchange", "routing_key", "delivery_tag", "group_id",
-                 "task_id", "chord_size", "link", "link_error", "timelimit_soft"]
+CONTEXT_NAMES = [
+    "update",
+    "get",
+    "clear",
+    "children",
+    "as_execution_options",
+    "time_limit",
+    "soft_time_limit",
+    "taskset",
+    "loglevel",
+    "logfile",
+    "stamps_",
+    "Task",
+    "ID",
+    "priority",
+    "exchange",
+    "routing_key",
+    "delivery_tag",
+    "group_id",
+    "task_id",
+    "chord_size",
+    "link",
+    "link_error",
+    "timelimit_soft",
+]
 # Other jobs than add, with arguments they take: each runs (or fails) in its own way.
 TASK_SWAPS: list[tuple[str, Any, Any]] = [
     ("tests.jobs.crash", [], {}),  # the pool process dies: SQS delivers it again
     ("tasks.debug.sleep", [], {"seconds": 0.2, "steps": 2}),
     ("tasks.debug.fail", [], {"message": "hostile"}),
     ("celery.chord_unlock", [], {"group_id": JOB, "result": []}),
-    ("celery.group", [], {"tasks": [{"task": "tasks.debug.add", "args": [],
-                                     "kwargs": {"x": 1, "y": 2}}]}),
+    (
+        "celery.group",
+        [],
+        {"tasks": [{"task": "tasks.debug.add", "args": [], "kwargs": {"x": 1, "y": 2}}]},
+    ),
     ("celery.chain", [], {"tasks": []}),
     ("celery.chord", [], {"header": [], "body": {"task": "tasks.debug.add"}}),
     ("celery.backend_cleanup", [], {}),
@@ -193,35 +362,87 @@ def swap_task(task: str, args: Any, kwargs: Any) -> Mutation:
         headers["task"] = task
         draft.inner[:2] = copy.deepcopy([args, kwargs])
         return True
+
     return change(f"task={task}", apply)
 
 
 EXTRA_HEADER_NAMES = [
-    "args", "kwargs", "hostname", "delivery_info", "properties", "reply_to",
-    "correlation_id", "x-custom", "bad name", "", "a" * 65, "utc", "is_eager", "chord",
-    "errbacks", "callbacks", "chain", "headers", "request_dict", "loglevel", "logfile",
-    "__proto__", "Task", "ID", "_internal", "content_type", "priority", "routing_key",
-    "exchange", "delivery_tag", "taskset", "timelimit_soft", "ignore_result_",
+    "args",
+    "kwargs",
+    "hostname",
+    "delivery_info",
+    "properties",
+    "reply_to",
+    "correlation_id",
+    "x-custom",
+    "bad name",
+    "",
+    "a" * 65,
+    "utc",
+    "is_eager",
+    "chord",
+    "errbacks",
+    "callbacks",
+    "chain",
+    "headers",
+    "request_dict",
+    "loglevel",
+    "logfile",
+    "__proto__",
+    "Task",
+    "ID",
+    "_internal",
+    "content_type",
+    "priority",
+    "routing_key",
+    "exchange",
+    "delivery_tag",
+    "taskset",
+    "timelimit_soft",
+    "ignore_result_",
 ]
 PROPERTY_VALUES: dict[str, list[Any]] = {
     "correlation_id": ["", 5, None, "x" * 256, {}, "\ud800"],
     "reply_to": [5, "", "x" * 256, [], "amq.rabbitmq.reply-to", "\ud800"],
     "priority": [256, -1, "high", 1.5, None, True, 10**20, 9],
-    "delivery_info": ["x", [], None, 5, {"routing_key": 5}, {"routing_key": "other-queue"},
-                      {"routing_key": "jobs"},
-                      {"exchange": []}, {"redelivered": "yes"}, {"sqs_message": "x"},
-                      {"sqs_queue": 5}, {"priority": "x"}, {"routing_key": None},
-                      {"deep": deep(900)}, {}],
+    "delivery_info": [
+        "x",
+        [],
+        None,
+        5,
+        {"routing_key": 5},
+        {"routing_key": "other-queue"},
+        {"routing_key": "jobs"},
+        {"exchange": []},
+        {"redelivered": "yes"},
+        {"sqs_message": "x"},
+        {"sqs_queue": 5},
+        {"priority": "x"},
+        {"routing_key": None},
+        {"deep": deep(900)},
+        {},
+    ],
     "body_encoding": [None, "rot13", 5, "base64 ", "BASE64", "utf-8", ""],
     "delivery_tag": [5, None, "", [], "x" * 300],
     "delivery_mode": ["persistent", 1, None, -1],
     "message_attributes": [{"a": {"DataType": "String", "StringValue": "x"}}, "x"],
     "MessageGroupId": [5, "g"],
 }
-SIG_TASKS = ["tasks.debug.add", "tasks.nope", "", 5, "celery.group", "tasks.debug.fail",
-             None, "x" * 256]
+SIG_TASKS = [
+    "tasks.debug.add",
+    "tasks.nope",
+    "",
+    5,
+    "celery.group",
+    "tasks.debug.fail",
+    None,
+    "x" * 256,
+]
 SIG_OPTION_VALUES: dict[str, list[Any]] = {
-    "task_id": IDS, "group_id": IDS, "root_id": IDS, "parent_id": IDS,
+    "task_id": IDS,
+    "group_id": IDS,
+    "root_id": IDS,
+    "parent_id": IDS,
     # Only short waits: a derived message must settle within a round.
     "countdown": [0, 0.5, -1, "x", float("nan")],
     "eta": ["2000-01-01T00:00:00+00:00", "tomorrow", 5, "9999-12-31T23:59:59-14:00"],
@@ -230,17 +451,26 @@ SIG_OPTION_VALUES: dict[str, list[Any]] = {
     "queue": ["other-queue", 5],
     "exchange": [5, "x"],
     "routing_key": [5, "nope"],
-    "time_limit": [0.001, "soon"], "soft_time_limit": ["x", -1],
-    "retries": ["x", -1], "headers": ["x", {"timelimit": "soon"}], "shadow": [5],
-    "ignore_result": ["x"], "link": ["x", 5], "link_error": [[5]], "chord": ["x"],
+    "time_limit": [0.001, "soon"],
+    "soft_time_limit": ["x", -1],
+    "retries": ["x", -1],
+    "headers": ["x", {"timelimit": "soon"}],
+    "shadow": [5],
+    "ignore_result": ["x"],
+    "link": ["x", 5],
+    "link_error": [[5]],
+    "chord": ["x"],
 }
 
 
 def sig_options() -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(
         st.sampled_from(sorted(SIG_OPTION_VALUES)), st.just(None), max_size=3
-    ).flatmap(lambda keys: st.fixed_dictionaries(
-        {k: st.sampled_from(SIG_OPTION_VALUES[k]) | JUNK for k in keys}))
+    ).flatmap(
+        lambda keys: st.fixed_dictionaries(
+            {k: st.sampled_from(SIG_OPTION_VALUES[k]) | JUNK for k in keys}
+        )
+    )
 
 
 def signature(children: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -250,40 +480,81 @@ def signature(children: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, A
         {"task": st.sampled_from(SIG_TASKS)},
         optional={
             "args": st.just([]) | st.lists(JUNK_SCALARS, max_size=3) | JUNK,
-            "kwargs": st.just({"x": 1, "y": 2}) | st.dictionaries(NAME, JUNK, max_size=3)
-            | JUNK,
+            "kwargs": st.just({"x": 1, "y": 2}) | st.dictionaries(NAME, JUNK, max_size=3) | JUNK,
             "options": sig_options() | JUNK,
-            "subtask_type": st.sampled_from([None, "group", "chain", "chord", "chunks",
-                                             "xmap", "xstarmap", "bogus"]),
+            "subtask_type": st.sampled_from(
+                [None, "group", "chain", "chord", "chunks", "xmap", "xstarmap", "bogus"]
+            ),
             "immutable": st.sampled_from([False, True, "yes"]),
             "chord_size": st.sampled_from([None, 0, -1, "2", 2]),
-        })
+        },
+    )
     tasks = st.lists(children, max_size=3)
-    group = st.fixed_dictionaries({
-        "task": st.just("celery.group"), "args": st.just([]),
-        "kwargs": st.fixed_dictionaries({"tasks": tasks}), "options": sig_options(),
-        "subtask_type": st.just("group"), "immutable": st.just(False)})
-    chain = st.fixed_dictionaries({
-        "task": st.just("celery.chain"), "args": st.just([]),
-        "kwargs": st.fixed_dictionaries({"tasks": tasks}), "options": sig_options(),
-        "subtask_type": st.just("chain"), "immutable": st.just(False)})
-    chord = st.fixed_dictionaries({
-        "task": st.just("celery.chord"), "args": st.just([]),
-        "kwargs": st.fixed_dictionaries({"header": tasks | children, "body": children,
-                                         "kwargs": st.just({})}),
-        "options": sig_options(), "subtask_type": st.just("chord"),
-        "immutable": st.just(False)})
+    group = st.fixed_dictionaries(
+        {
+            "task": st.just("celery.group"),
+            "args": st.just([]),
+            "kwargs": st.fixed_dictionaries({"tasks": tasks}),
+            "options": sig_options(),
+            "subtask_type": st.just("group"),
+            "immutable": st.just(False),
+        }
+    )
+    chain = st.fixed_dictionaries(
+        {
+            "task": st.just("celery.chain"),
+            "args": st.just([]),
+            "kwargs": st.fixed_dictionaries({"tasks": tasks}),
+            "options": sig_options(),
+            "subtask_type": st.just("chain"),
+            "immutable": st.just(False),
+        }
+    )
+    chord = st.fixed_dictionaries(
+        {
+            "task": st.just("celery.chord"),
+            "args": st.just([]),
+            "kwargs": st.fixed_dictionaries(
+                {"header": tasks | children, "body": children, "kwargs": st.just({})}
+            ),
+            "options": sig_options(),
+            "subtask_type": st.just("chord"),
+            "immutable": st.just(False),
+        }
+    )
     return plain | group | chain | chord
 
 
-SIGNATURES = st.recursive(st.just({"task": "tasks.debug.add", "args": [],
-                                   "kwargs": {"x": 1, "y": 2}, "options": {},
-                                   "subtask_type": None, "immutable": True}),
-                          signature, max_leaves=4)
+SIGNATURES = st.recursive(
+    st.just(
+        {
+            "task": "tasks.debug.add",
+            "args": [],
+            "kwargs": {"x": 1, "y": 2},
+            "options": {},
+            "subtask_type": None,
+            "immutable": True,
+        }
+    ),
+    signature,
+    max_leaves=4,
+)
 EMBED_VALUES = st.one_of(
-    st.none(), SIGNATURES, st.lists(SIGNATURES, max_size=3),
-    st.sampled_from(["tasks.debug.add", 5, [5], [{}], {"args": []}, [None],
-                     [[{"task": "tasks.debug.add"}]], deep(70)]),
+    st.none(),
+    SIGNATURES,
+    st.lists(SIGNATURES, max_size=3),
+    st.sampled_from(
+        [
+            "tasks.debug.add",
+            5,
+            [5],
+            [{}],
+            {"args": []},
+            [None],
+            [[{"task": "tasks.debug.add"}]],
+            deep(70),
+        ]
+    ),
     JUNK,
 )
 
@@ -317,8 +588,15 @@ class Draft:
         inner = self.inner_text
         if inner is None and self.inner_bytes is None:
             inner = json.dumps(self.inner, ensure_ascii=self.ascii_inner)
-        return Hostile(" + ".join(self.labels) or "valid", self.envelope_text(), inner,
-                       self.inner_bytes, self.outer, self.outer_bytes, self.attributes)
+        return Hostile(
+            " + ".join(self.labels) or "valid",
+            self.envelope_text(),
+            inner,
+            self.inner_bytes,
+            self.outer,
+            self.outer_bytes,
+            self.attributes,
+        )
 
 
 # A mutation changes a draft in place; values are copied in, so that no example can
@@ -330,6 +608,7 @@ def change(label: str, apply: Callable[[Draft], bool]) -> Mutation:
     def mutate(draft: Draft) -> None:
         if apply(draft):
             draft.labels.append(label)
+
     return mutate
 
 
@@ -340,20 +619,28 @@ def short(value: Any) -> str:
 
 def set_in(path: tuple[str, ...], key: str, value: Any) -> Mutation:
     def apply(draft: Draft) -> bool:
-        node = draft.part(*path) if path else (
-            draft.envelope if isinstance(draft.envelope, dict) else None)
+        node = (
+            draft.part(*path)
+            if path
+            else (draft.envelope if isinstance(draft.envelope, dict) else None)
+        )
         if node is None:
             return False
         node[key] = copy.deepcopy(value)
         return True
+
     return change(f"{'.'.join((*path, key))}={short(value)}", apply)
 
 
 def delete_in(path: tuple[str, ...], key: str) -> Mutation:
     def apply(draft: Draft) -> bool:
-        node = draft.part(*path) if path else (
-            draft.envelope if isinstance(draft.envelope, dict) else None)
+        node = (
+            draft.part(*path)
+            if path
+            else (draft.envelope if isinstance(draft.envelope, dict) else None)
+        )
         return node is not None and node.pop(key, None) is not None
+
     return change(f"del {'.'.join((*path, key))}", apply)
 
 
@@ -374,6 +661,7 @@ def inner_part(index: int, label: str, value: Any) -> Mutation:
             return False
         draft.inner[index] = copy.deepcopy(value)
         return True
+
     return change(f"{label}={short(value)}", apply)
 
 
@@ -385,6 +673,7 @@ def embed_key(key: str, value: Any) -> Mutation:
             return False
         draft.inner[2][key] = copy.deepcopy(value)
         return True
+
     return change(f"embed.{key}={short(value)}", apply)
 
 
@@ -393,6 +682,7 @@ def replace(label: str, **fields: Any) -> Mutation:
         for name, value in fields.items():
             setattr(draft, name, copy.deepcopy(value))
         return True
+
     return change(label, apply)
 
 
@@ -400,6 +690,7 @@ def text_edit(label: str, edit: Callable[[str], str]) -> Mutation:
     def apply(draft: Draft) -> bool:
         draft.text = edit(draft.envelope_text())
         return True
+
     return change(label, apply)
 
 
@@ -411,8 +702,10 @@ def duplicate_key(key: str, value: Any, last: bool) -> Mutation:
         if not text.startswith("{") or not text.endswith("}"):
             return text
         return text[:-1] + ", " + extra + "}" if last else "{" + extra + ", " + text[1:]
-    return text_edit(f"duplicate envelope.{key}={short(value)} ({'last' if last else 'first'})",
-                     edit)
+
+    return text_edit(
+        f"duplicate envelope.{key}={short(value)} ({'last' if last else 'first'})", edit
+    )
 
 
 def many_headers(count: int) -> Mutation:
@@ -422,6 +715,7 @@ def many_headers(count: int) -> Mutation:
             return False
         headers.update({f"h{i}": i for i in range(count)})
         return True
+
     return change(f"{count} extra headers", apply)
 
 
@@ -431,60 +725,113 @@ def set_attributes(attributes: dict[str, Any]) -> Mutation:
 
 HEADERS = keyed(("headers",), HEADER_VALUES)
 EDGES = st.one_of(
-    st.sampled_from(sorted(EDGE_HEADER_VALUES)).flatmap(lambda k: st.sampled_from(
-        EDGE_HEADER_VALUES[k]).map(lambda v: set_in(("headers",), k, v))),
-    st.tuples(st.sampled_from(CONTEXT_NAMES), st.sampled_from(
-        [None, "x", 5, [], {}, "soon", True])).map(lambda kv: set_in(("headers",), *kv)),
+    st.sampled_from(sorted(EDGE_HEADER_VALUES)).flatmap(
+        lambda k: st.sampled_from(EDGE_HEADER_VALUES[k]).map(lambda v: set_in(("headers",), k, v))
+    ),
+    st.tuples(
+        st.sampled_from(CONTEXT_NAMES), st.sampled_from([None, "x", 5, [], {}, "soon", True])
+    ).map(lambda kv: set_in(("headers",), *kv)),
     st.sampled_from(TASK_SWAPS).map(lambda t: swap_task(*t)),
 )
 EXTRA_HEADERS = st.one_of(
     st.tuples(st.sampled_from(EXTRA_HEADER_NAMES) | st.text(max_size=8), JUNK).map(
-        lambda kv: set_in(("headers",), *kv)),
+        lambda kv: set_in(("headers",), *kv)
+    ),
     st.integers(65, 80).map(many_headers),
 )
 PROPERTIES = keyed(("properties",), PROPERTY_VALUES)
 EMBEDS = st.one_of(
     st.tuples(st.sampled_from(["callbacks", "errbacks", "chain", "chord"]), EMBED_VALUES).map(
-        lambda kv: embed_key(*kv)),
+        lambda kv: embed_key(*kv)
+    ),
     st.tuples(st.sampled_from(["link", "group_id", "surprise", ""]), JUNK).map(
-        lambda kv: embed_key(*kv)),
+        lambda kv: embed_key(*kv)
+    ),
 )
 INNER_TEXTS = [
-    "", "[[], {}", "not json", '[[NaN], {"x": 1, "y": 2}, null]',
-    '[[], {"x": Infinity, "y": 2}, null]', '[[], {"x": -Infinity, "y": 2}, null]',
+    "",
+    "[[], {}",
+    "not json",
+    '[[NaN], {"x": 1, "y": 2}, null]',
+    '[[], {"x": Infinity, "y": 2}, null]',
+    '[[], {"x": -Infinity, "y": 2}, null]',
     '[[], {"x": 1, "y": 2, "x": "one"}, null]',
     '[[], {"x": 1, "y": 2}, {"callbacks": null, "callbacks": 5}]',
-    "5", '"text"', "null", "true", '[[], {"x": 1, "y": 2}, null] trailing',
-    '\ufeff[[], {"x": 1, "y": 2}, null]', '[[], {"x": 1e400, "y": 2}, null]',
+    "5",
+    '"text"',
+    "null",
+    "true",
+    '[[], {"x": 1, "y": 2}, null] trailing',
+    '\ufeff[[], {"x": 1, "y": 2}, null]',
+    '[[], {"x": 1e400, "y": 2}, null]',
     '[[], {"x": 123456789012345678901234567890, "y": 2}, null]',
-    '[[], {"x": "\\ud800", "y": "a"}, null]', deep(100_000), f'[["{deep(990)}"], {{}}, null]',
+    '[[], {"x": "\\ud800", "y": "a"}, null]',
+    deep(100_000),
+    f'[["{deep(990)}"], {{}}, null]',
     f'[[], {{"x": "{huge(500_000)}", "y": 2}}, null]',
 ]
 INNER_BYTES = [
-    b"\xff\xfe[[],{},null]", b'[[], {"x": "\xff", "y": 1}, null]', b"\xc3\x28",
+    b"\xff\xfe[[],{},null]",
+    b'[[], {"x": "\xff", "y": 1}, null]',
+    b"\xc3\x28",
     b'\xef\xbb\xbf[[], {"x": 1, "y": 2}, null]',
     '[[], {"x": 1, "y": 2}, null]'.encode("utf-16"),
 ]
 BODIES = st.one_of(
-    st.sampled_from([5, "x", {}, None, [deep(65)], [deep(60)], [0] * 50_000,
-                     [huge(500_000)]]).map(lambda v: inner_part(0, "args", v)),
+    st.sampled_from([5, "x", {}, None, [deep(65)], [deep(60)], [0] * 50_000, [huge(500_000)]]).map(
+        lambda v: inner_part(0, "args", v)
+    ),
     st.lists(JUNK_SCALARS, max_size=4).map(lambda v: inner_part(0, "args", v)),
-    st.sampled_from([{"x": 1}, {}, {"bad key": 1}, {"": 1}, {"a" * 101: 1}, {"self": 1},
-                     {"x": 1, "y": 2, "z": 3}, {f"k{i}": i for i in range(5000)}, 5, [],
-                     None, "x"]).map(lambda v: inner_part(1, "kwargs", v)),
+    st.sampled_from(
+        [
+            {"x": 1},
+            {},
+            {"bad key": 1},
+            {"": 1},
+            {"a" * 101: 1},
+            {"self": 1},
+            {"x": 1, "y": 2, "z": 3},
+            {f"k{i}": i for i in range(5000)},
+            5,
+            [],
+            None,
+            "x",
+        ]
+    ).map(lambda v: inner_part(1, "kwargs", v)),
     st.fixed_dictionaries({"x": JUNK, "y": JUNK}).map(lambda v: inner_part(1, "kwargs", v)),
     JUNK.map(lambda v: inner_part(2, "embed", v)),
-    st.sampled_from([[], [[], {}], [[], {}, None, None], {}, {"args": [], "kwargs": {}}, "x",
-                     5, None, [None, None, None], [[], [], {}]]).map(
-        lambda v: replace(f"inner={short(v)}", inner=v)),
-    st.sampled_from(INNER_TEXTS).map(lambda t: replace(f"inner text {short(t)}",
-                                                       inner_text=t)),
-    st.sampled_from(INNER_BYTES).map(lambda b: replace(f"inner bytes {b[:16]!r}",
-                                                       inner_bytes=b)),
+    st.sampled_from(
+        [
+            [],
+            [[], {}],
+            [[], {}, None, None],
+            {},
+            {"args": [], "kwargs": {}},
+            "x",
+            5,
+            None,
+            [None, None, None],
+            [[], [], {}],
+        ]
+    ).map(lambda v: replace(f"inner={short(v)}", inner=v)),
+    st.sampled_from(INNER_TEXTS).map(lambda t: replace(f"inner text {short(t)}", inner_text=t)),
+    st.sampled_from(INNER_BYTES).map(lambda b: replace(f"inner bytes {b[:16]!r}", inner_bytes=b)),
     st.just(replace("inner UTF-8 with lone surrogates", ascii_inner=False)),
 )
-BODY_FIELDS = ["!!not base64!!", 5, None, [], "", "W1td", INNER + "=", " " + INNER,
-               "W1tdLCB7fSwgbnVsbF0", "W1tdLCB7fSwg\nbnVsbF0=", "_-_-", "AAAA"]
+BODY_FIELDS = [
+    "!!not base64!!",
+    5,
+    None,
+    [],
+    "",
+    "W1td",
+    INNER + "=",
+    " " + INNER,
+    "W1tdLCB7fSwgbnVsbF0",
+    "W1tdLCB7fSwg\nbnVsbF0=",
+    "_-_-",
+    "AAAA",
+]
 ENVELOPE_KEYS = ["body", "content-encoding", "content-type", "headers", "properties"]
 ENVELOPES = st.one_of(
     st.sampled_from(ENVELOPE_KEYS).map(lambda k: delete_in((), k)),
@@ -492,45 +839,102 @@ ENVELOPES = st.one_of(
     st.sampled_from(BODY_FIELDS).map(lambda v: set_in((), "body", v)),
     st.sampled_from([[], "x", None, 5, deep(2000)]).map(lambda v: set_in((), "headers", v)),
     st.sampled_from([[], "x", None, {}, 5]).map(lambda v: set_in((), "properties", v)),
-    st.sampled_from(["application/x-python-serialize", "application/json; charset=utf-8",
-                     "text/plain", "application/x-yaml", "", 5, None, "APPLICATION/JSON",
-                     "application/data"]).map(lambda v: set_in((), "content-type", v)),
-    st.sampled_from(["binary", "utf-16", "latin-1", "UTF-8", "utf8", "", 5, None,
-                     "ascii"]).map(lambda v: set_in((), "content-encoding", v)),
-    st.tuples(st.sampled_from(["compression", "priority", "x", "redelivered",
-                               "body_encoding", "accept"]), JUNK).map(
-        lambda kv: set_in((), *kv)),
-    st.tuples(st.sampled_from(ENVELOPE_KEYS), JUNK, st.booleans()).map(
-        lambda t: duplicate_key(*t)),
-    st.sampled_from(["[]", "5", '"x"', "null", "true", '[{"body": "x"}]', "{}", "not json",
-                     "{", '{"body": }', "<xml/>", deep(5000), f'{{"a": "{deep(100_000)}"}}',
-                     '{"body": NaN, "properties": {}}']).map(
-        lambda t: replace(f"envelope text {short(t)}", text=t)),
+    st.sampled_from(
+        [
+            "application/x-python-serialize",
+            "application/json; charset=utf-8",
+            "text/plain",
+            "application/x-yaml",
+            "",
+            5,
+            None,
+            "APPLICATION/JSON",
+            "application/data",
+        ]
+    ).map(lambda v: set_in((), "content-type", v)),
+    st.sampled_from(["binary", "utf-16", "latin-1", "UTF-8", "utf8", "", 5, None, "ascii"]).map(
+        lambda v: set_in((), "content-encoding", v)
+    ),
+    st.tuples(
+        st.sampled_from(["compression", "priority", "x", "redelivered", "body_encoding", "accept"]),
+        JUNK,
+    ).map(lambda kv: set_in((), *kv)),
+    st.tuples(st.sampled_from(ENVELOPE_KEYS), JUNK, st.booleans()).map(lambda t: duplicate_key(*t)),
+    st.sampled_from(
+        [
+            "[]",
+            "5",
+            '"x"',
+            "null",
+            "true",
+            '[{"body": "x"}]',
+            "{}",
+            "not json",
+            "{",
+            '{"body": }',
+            "<xml/>",
+            deep(5000),
+            f'{{"a": "{deep(100_000)}"}}',
+            '{"body": NaN, "properties": {}}',
+        ]
+    ).map(lambda t: replace(f"envelope text {short(t)}", text=t)),
 )
-SQS_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xD7FF), min_size=1,
-                   max_size=40)
+SQS_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xD7FF), min_size=1, max_size=40)
 OUTERS = st.one_of(
     st.just(replace("outer raw (not base64)", outer="raw")),
     SQS_TEXT.map(lambda t: replace(f"outer text {short(t)}", outer="raw", text=t)),
-    st.sampled_from([b"\xff\xfe{}", "{}".encode("utf-16"), b"\x80" * 8,
-                     '{"body": "é"}'.encode("latin-1")]).map(
-        lambda b: replace(f"outer bytes {b[:12]!r}", outer="bytes", outer_bytes=b)),
+    st.sampled_from(
+        [b"\xff\xfe{}", "{}".encode("utf-16"), b"\x80" * 8, '{"body": "é"}'.encode("latin-1")]
+    ).map(lambda b: replace(f"outer bytes {b[:12]!r}", outer="bytes", outer_bytes=b)),
 )
 ATTRIBUTE_VALUES = st.one_of(
-    st.builds(lambda v: {"DataType": "String", "StringValue": v},
-              st.text(st.characters(min_codepoint=0x20, max_codepoint=0xD7FF), min_size=1,
-                      max_size=20)),
-    st.sampled_from([{"DataType": "Number", "StringValue": "1e10"},
-                     {"DataType": "Number", "StringValue": "-0"},
-                     {"DataType": "Binary", "BinaryValue": b64(b"\xff\x00")},
-                     {"DataType": "String.custom", "StringValue": "x"}]),
+    st.builds(
+        lambda v: {"DataType": "String", "StringValue": v},
+        st.text(st.characters(min_codepoint=0x20, max_codepoint=0xD7FF), min_size=1, max_size=20),
+    ),
+    st.sampled_from(
+        [
+            {"DataType": "Number", "StringValue": "1e10"},
+            {"DataType": "Number", "StringValue": "-0"},
+            {"DataType": "Binary", "BinaryValue": b64(b"\xff\x00")},
+            {"DataType": "String.custom", "StringValue": "x"},
+        ]
+    ),
 )
 ATTRIBUTES = st.dictionaries(
-    st.sampled_from(["celery", "task", "id", "ApproximateReceiveCount", "x.y-z_1", "Body",
-                     "MessageGroupId", "headers"]), ATTRIBUTE_VALUES, min_size=1,
-    max_size=3).map(set_attributes)
-MUTATIONS = st.one_of(EDGES, HEADERS, EDGES, HEADERS, HEADERS, EXTRA_HEADERS, PROPERTIES,
-                      PROPERTIES, EMBEDS, EMBEDS, BODIES, BODIES, ENVELOPES, OUTERS, ATTRIBUTES)
+    st.sampled_from(
+        [
+            "celery",
+            "task",
+            "id",
+            "ApproximateReceiveCount",
+            "x.y-z_1",
+            "Body",
+            "MessageGroupId",
+            "headers",
+        ]
+    ),
+    ATTRIBUTE_VALUES,
+    min_size=1,
+    max_size=3,
+).map(set_attributes)
+MUTATIONS = st.one_of(
+    EDGES,
+    HEADERS,
+    EDGES,
+    HEADERS,
+    HEADERS,
+    EXTRA_HEADERS,
+    PROPERTIES,
+    PROPERTIES,
+    EMBEDS,
+    EMBEDS,
+    BODIES,
+    BODIES,
+    ENVELOPES,
+    OUTERS,
+    ATTRIBUTES,
+)
 
 
 @st.composite
@@ -547,6 +951,7 @@ def hostile_messages(draw: st.DrawFn) -> Hostile:
 
 # --- what the worker's consumer makes of a message (offline) ------------------------------
 
+
 def readable(reason: str) -> bool:
     """A reason a person can read, that DynamoDB can store (no lone surrogates)."""
     try:
@@ -556,8 +961,9 @@ def readable(reason: str) -> bool:
     return 0 < len(reason) <= 2000
 
 
-def check_offline(hostile: Hostile, job_id: str = SAMPLE_ID, strict: bool = True,
-                  queue: str = "jobs") -> Received:
+def check_offline(
+    hostile: Hostile, job_id: str = SAMPLE_ID, strict: bool = True, queue: str = "jobs"
+) -> Received:
     """The channel and the gate take the message without raising, and Celery either gets
     a message the gate passed, or none: every refusal with a readable reason."""
     received = receive_offline(hostile.body(job_id, queue))
@@ -565,7 +971,8 @@ def check_offline(hostile: Hostile, job_id: str = SAMPLE_ID, strict: bool = True
         return received
     assert received.decode_error is None, (
         f"kombu fails to decode it ({received.decode_error}): Celery would delete it "
-        "unrecorded (Consumer.on_decode_error acks)")
+        "unrecorded (Consumer.on_decode_error acks)"
+    )
     if received.verdict is not None:
         assert readable(received.verdict.reason), received.verdict
     if received.job_id is not None:
@@ -576,9 +983,18 @@ def check_offline(hostile: Hostile, job_id: str = SAMPLE_ID, strict: bool = True
 
 
 @with_seed
-@settings(max_examples=400, deadline=None, derandomize=SEED is None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.filter_too_much, HealthCheck.large_base_example])
+@settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=SEED is None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.large_base_example,
+    ],
+)
 @given(hostile_messages())
 def test_the_channel_and_gate_take_any_generated_message(hostile):
     check_offline(hostile)
@@ -591,6 +1007,7 @@ def test_a_message_without_mutations_is_the_valid_one():
 
 
 # --- against a real worker ----------------------------------------------------------------
+
 
 @dataclass
 class Sent:
@@ -635,8 +1052,9 @@ class GateWorker:
         def flush() -> None:
             nonlocal size
             if chunk:
-                response = self.stack.sqs.send_message_batch(QueueUrl=self.queue.url,
-                                                             Entries=list(chunk))
+                response = self.stack.sqs.send_message_batch(
+                    QueueUrl=self.queue.url, Entries=list(chunk)
+                )
                 assert not response.get("Failed"), response["Failed"]
             chunk.clear()
             size = 0
@@ -654,10 +1072,15 @@ class GateWorker:
     def normal_job(self, deadline: float = 45) -> str:
         """One `add` as kombu writes it; it must succeed within `deadline` seconds."""
         job_id = str(uuid.uuid4())
-        self.stack.sqs.send_message(QueueUrl=self.queue.url, MessageBody=b64(json.dumps(
-            kombu_envelope(job_id, queue=self.queue.name))))
-        wait_until(lambda: self.stack.status(job_id) in TERMINAL or not self.worker.alive(),
-                   deadline, message=f"normal job {job_id} to finish")
+        self.stack.sqs.send_message(
+            QueueUrl=self.queue.url,
+            MessageBody=b64(json.dumps(kombu_envelope(job_id, queue=self.queue.name))),
+        )
+        wait_until(
+            lambda: self.stack.status(job_id) in TERMINAL or not self.worker.alive(),
+            deadline,
+            message=f"normal job {job_id} to finish",
+        )
         assert self.worker.alive(), f"the worker exited:\n{self.worker.log()[-4000:]}"
         item = self.stack.item(job_id)
         assert item["status"]["S"] == states.SUCCESS, item
@@ -666,9 +1089,14 @@ class GateWorker:
         return job_id
 
     def healthy(self) -> None:
-        probe = subprocess.run([sys.executable, "-m", "tasks.worker.health"], cwd=ROOT,
-                               env={**self.stack.env, "WORKER_HEARTBEAT_FILE": str(self.heartbeat)},
-                               capture_output=True, text=True, timeout=60)
+        probe = subprocess.run(
+            [sys.executable, "-m", "tasks.worker.health"],
+            cwd=ROOT,
+            env={**self.stack.env, "WORKER_HEARTBEAT_FILE": str(self.heartbeat)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert probe.returncode == 0 and probe.stdout.startswith("healthy"), probe.stdout
 
     def settle(self, sent: list[Sent], deadline: float = 60) -> None:
@@ -679,8 +1107,11 @@ class GateWorker:
         def drain_dlq() -> None:
             while True:
                 messages = self.stack.sqs.receive_message(
-                    QueueUrl=self.queue.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                    VisibilityTimeout=60).get("Messages", [])
+                    QueueUrl=self.queue.dlq_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=0,
+                    VisibilityTimeout=60,
+                ).get("Messages", [])
                 if not messages:
                     return
                 for m in messages:
@@ -692,9 +1123,13 @@ class GateWorker:
                         pass
                     else:
                         self.derived += 1
-                self.stack.sqs.delete_message_batch(QueueUrl=self.queue.dlq_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)])
+                self.stack.sqs.delete_message_batch(
+                    QueueUrl=self.queue.dlq_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(messages)
+                    ],
+                )
 
         def ran(s: Sent) -> bool:
             return s.received.job_id is None or self.stack.status(s.received.job_id) in TERMINAL
@@ -703,19 +1138,27 @@ class GateWorker:
             drain_dlq()
             if not self.worker.alive():
                 return True
-            return (dead == expected_dead
-                    and all(ran(s) for s in sent if s.received.verdict is None)
-                    and self.stack.queue_counts(self.queue.url) == (0, 0))
+            return (
+                dead == expected_dead
+                and all(ran(s) for s in sent if s.received.verdict is None)
+                and self.stack.queue_counts(self.queue.url) == (0, 0)
+            )
 
-        wait_until(settled, deadline, interval=0.5, message=f"{len(sent)} hostile messages to "
-                   f"settle (dead {sum(dead.values())} of {sum(expected_dead.values())})")
+        wait_until(
+            settled,
+            deadline,
+            interval=0.5,
+            message=f"{len(sent)} hostile messages to "
+            f"settle (dead {sum(dead.values())} of {sum(expected_dead.values())})",
+        )
         assert self.worker.alive(), f"the worker exited:\n{self.worker.log()[-4000:]}"
         for s in sent:
             self.check_record(s)
         for job_id, result in self.finished.items():
             item = self.stack.item(job_id)
             assert item["status"]["S"] == states.SUCCESS and item["result"]["S"] == result, (
-                f"a hostile message reusing the id of finished job {job_id} changed it: {item}")
+                f"a hostile message reusing the id of finished job {job_id} changed it: {item}"
+            )
 
     def check_record(self, s: Sent) -> None:
         job_id = s.received.job_id
@@ -732,7 +1175,8 @@ class GateWorker:
             assert item["status"]["S"] in TERMINAL, (s.hostile.label, item)
             error = item.get("error", {}).get("M", {})
             assert error.get("type", {}).get("S") != "PoisonMessage", (
-                f"{s.hostile.label!r} passed the gate, then raised inside Celery: {error}")
+                f"{s.hostile.label!r} passed the gate, then raised inside Celery: {error}"
+            )
             return
         assert item["status"]["S"] == states.FAILURE, (s.hostile.label, item)
         error = item["error"]["M"]
@@ -741,13 +1185,17 @@ class GateWorker:
         # The same reason as offline, but for nesting: where json.loads gives up depends
         # on the depth of the stack it runs on.
         assert error["message"]["S"] == s.received.verdict.reason or (
-            error["message"]["S"].startswith(GATE_REASONS)), (
-            f"{s.hostile.label!r} was refused, but not by the gate: {error['message']['S']}")
+            error["message"]["S"].startswith(GATE_REASONS)
+        ), f"{s.hostile.label!r} was refused, but not by the gate: {error['message']['S']}"
 
     def check_log(self) -> None:
         log = self.worker.log()
-        for sign in ("Unrecoverable error", "the message gate failed",
-                     "Can't decode message body", "could not record the rejection"):
+        for sign in (
+            "Unrecoverable error",
+            "the message gate failed",
+            "Can't decode message body",
+            "could not record the rejection",
+        ):
             assert sign not in log, f"{sign!r} in the worker's log:\n{excerpt(log, sign)}"
 
     def round(self, hostiles: list[tuple[Hostile, bool]]) -> list[Sent]:
@@ -783,7 +1231,7 @@ def label_of(sent: list[Sent], body: str) -> str:
 
 def excerpt(log: str, sign: str, around: int = 2000) -> str:
     at = log.find(sign)
-    return log[max(at - around, 0):at + around]
+    return log[max(at - around, 0) : at + around]
 
 
 def start_gate_worker(stack, start_worker, max_receive: int = 3) -> GateWorker:
@@ -813,8 +1261,7 @@ def passes_the_gate(hostile: Hostile) -> bool:
 # A worker round is dear: more than half of each batch is given to Celery (strange, but
 # valid by the gate), as nothing the gate passes may raise inside Celery's machinery.
 BATCHES = st.tuples(
-    st.lists(st.tuples(hostile_messages().filter(passes_the_gate), REUSE),
-             min_size=6, max_size=6),
+    st.lists(st.tuples(hostile_messages().filter(passes_the_gate), REUSE), min_size=6, max_size=6),
     st.lists(st.tuples(hostile_messages(), REUSE), min_size=BATCH - 6, max_size=BATCH - 6),
 ).map(lambda parts: parts[0] + parts[1])
 
@@ -822,11 +1269,20 @@ BATCHES = st.tuples(
 @pytest.mark.integration
 @pytest.mark.fault
 @with_seed
-@settings(max_examples=ROUNDS, deadline=None, derandomize=SEED is None, database=None,
-          phases=[Phase.explicit, Phase.generate],  # no shrinking: a worker round is slow
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large, HealthCheck.filter_too_much,
-                                 HealthCheck.large_base_example])
+@settings(
+    max_examples=ROUNDS,
+    deadline=None,
+    derandomize=SEED is None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: a worker round is slow
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.large_base_example,
+    ],
+)
 @given(batch=BATCHES)
 def test_a_worker_keeps_serving_whatever_hostile_messages_it_receives(gate_worker, batch):
     """Each example is one round against the same worker: ten generated messages in one
@@ -847,6 +1303,7 @@ def keep_failure(batch: list[tuple[Hostile, bool]]) -> None:
 
 
 # --- kept examples: the seed families and every failure found -----------------------------
+
 
 def kept_examples() -> list[tuple[str, dict[str, Any]]]:
     return [(p.stem, json.loads(p.read_text())) for p in sorted(EXAMPLES.glob("*.json"))]
@@ -903,8 +1360,7 @@ def test_every_kept_example_sent_at_once_leaves_the_worker_serving(gate_worker):
 
 @pytest.mark.integration
 @pytest.mark.fault
-def test_the_timelimit_soon_message_received_again_and_again_stops_nothing(stack,
-                                                                            start_worker):
+def test_the_timelimit_soon_message_received_again_and_again_stops_nothing(stack, start_worker):
     """Issue 9: this message was rejected twice and stopped the worker on its third receive.
     Here SQS delivers it five times (maxReceiveCount 5); after the third and after the
     last, a normal job still succeeds, and the worker stays healthy."""
@@ -939,8 +1395,10 @@ def test_the_valid_message_is_what_kombu_writes(stack):
     ours = kombu_envelope(job_id, queue=stack.env["JOBS_QUEUE_NAME"])
     assert list(real) == list(ours)
     assert base64.b64decode(real["body"]) == base64.b64decode(ours["body"])
-    for part, varying in (("headers", {"origin", "submitted_at"}),
-                          ("properties", {"reply_to", "delivery_tag"})):
+    for part, varying in (
+        ("headers", {"origin", "submitted_at"}),
+        ("properties", {"reply_to", "delivery_tag"}),
+    ):
         assert list(real[part]) == list(ours[part]), part
         for key in real[part]:
             if key not in varying:

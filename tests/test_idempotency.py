@@ -52,8 +52,11 @@ def lane(stack) -> Iterator[Lane]:
 
 
 def dropped(log: str, job_id: str) -> int:
-    return sum(1 for line in log.splitlines()
-               if f"[{job_id}] is already " in line and "duplicate message dropped" in line)
+    return sum(
+        1
+        for line in log.splitlines()
+        if f"[{job_id}] is already " in line and "duplicate message dropped" in line
+    )
 
 
 def test_the_same_key_twenty_times_at_once_runs_once(stack, lane, tmp_path):
@@ -63,8 +66,7 @@ def test_the_same_key_twenty_times_at_once_runs_once(stack, lane, tmp_path):
     body = {"path": str(out), "hold": 1.0}
 
     def post(i: int):  # half of them spell the key in upper case: the same job id
-        return http("POST", url, body,
-                    headers={"Idempotency-Key": key.upper() if i % 2 else key})
+        return http("POST", url, body, headers={"Idempotency-Key": key.upper() if i % 2 else key})
 
     with ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(post, range(20)))
@@ -75,8 +77,7 @@ def test_the_same_key_twenty_times_at_once_runs_once(stack, lane, tmp_path):
     job = lane.shim.wait(key)
     assert job["status"] == states.SUCCESS and job["result"] == key
     wait_until(lambda: drained(stack), 60, message="all 20 messages consumed")
-    wait_until(lambda: dropped(lane.worker.log(), key) == 19, 30,
-               message="19 duplicates dropped")
+    wait_until(lambda: dropped(lane.worker.log(), key) == 19, 30, message="19 duplicates dropped")
     assert out.read_text().count(key) == 1  # one execution
     assert lane.worker.log().count(f"[{key}] succeeded") == 1
     item = stack.item(key)
@@ -86,8 +87,7 @@ def test_the_same_key_twenty_times_at_once_runs_once(stack, lane, tmp_path):
     # A client that retries after the job finished gets the same answer; nothing runs.
     again = post(0)
     assert again.status == 202 and again.body["job_id"] == key
-    wait_until(lambda: dropped(lane.worker.log(), key) == 20, 30,
-               message="the late retry dropped")
+    wait_until(lambda: dropped(lane.worker.log(), key) == 20, 30, message="the late retry dropped")
     assert out.read_text().count(key) == 1
     assert stack.item(key)["finished_at"] == item["finished_at"]
 
@@ -110,9 +110,12 @@ def post_message(queue_name: str, key: str, kwargs: dict) -> str:
     from tasks.http_contract.mapping_templates import fill_template
     from tasks.http_contract.vtl import Params, render
 
-    form = render(fill_template("send_task.request", task_name=TASK, queue_name=queue_name),
-                  body=json.dumps(kwargs), params=Params(header={"Idempotency-Key": key}),
-                  context={"requestId": str(uuid.uuid4()), "requestTimeEpoch": 1}).text
+    form = render(
+        fill_template("send_task.request", task_name=TASK, queue_name=queue_name),
+        body=json.dumps(kwargs),
+        params=Params(header={"Idempotency-Key": key}),
+        context={"requestId": str(uuid.uuid4()), "requestTimeEpoch": 1},
+    ).text
     return urllib.parse.parse_qs(form)["MessageBody"][0]
 
 
@@ -125,10 +128,14 @@ def test_a_long_run_keeps_its_lease_past_the_visibility_timeout(stack, start_wor
     out = tmp_path / "runs.txt"
     body = post_message(queue.name, key, {"path": str(out), "hold": 8})
     stack.sqs.send_message(QueueUrl=queue.url, MessageBody=body)
-    first = int(wait_until(lambda: (stack.item(key) or {}).get("run_lease"), 30,
-                           message="the first run's lease")["N"])
-    wait_until(lambda: int(stack.item(key)["run_lease"]["N"]) > first, 10,
-               message="the lease renewed")
+    first = int(
+        wait_until(
+            lambda: (stack.item(key) or {}).get("run_lease"), 30, message="the first run's lease"
+        )["N"]
+    )
+    wait_until(
+        lambda: int(stack.item(key)["run_lease"]["N"]) > first, 10, message="the lease renewed"
+    )
     wait_until(lambda: time.time() > first + 1, 10, message="the first lease's end passed")
     stack.sqs.send_message(QueueUrl=queue.url, MessageBody=body)
     wait_until(lambda: dropped(worker.log(), key) == 1, 30, message="the duplicate dropped")
@@ -144,22 +151,29 @@ def gateway(stack):
     from tasks.ops.settings import Settings
 
     queue = side_queue(stack, "idem-headers")
-    gw = Gateway(dataclasses.replace(Settings.from_env(), queue_name=queue.name,
-                                     queue_url=queue.url))
+    gw = Gateway(
+        dataclasses.replace(Settings.from_env(), queue_name=queue.name, queue_url=queue.url)
+    )
     return gw, queue
 
 
 def submit(gw, headers: dict[str, str]):
     from api_shim.gateway import Incoming
 
-    return gw.handle(Incoming(method="POST", path="/tasks/tasks.debug.add",
-                              body=b'{"x": 1, "y": 2}',
-                              headers={"Content-Type": "application/json", **headers}))
+    return gw.handle(
+        Incoming(
+            method="POST",
+            path="/tasks/tasks.debug.add",
+            body=b'{"x": 1, "y": 2}',
+            headers={"Content-Type": "application/json", **headers},
+        )
+    )
 
 
 def take_message(stack, queue_url: str) -> dict | None:
-    got = stack.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                    WaitTimeSeconds=0).get("Messages", [])
+    got = stack.sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+    ).get("Messages", [])
     for message in got:
         stack.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     assert len(got) <= 1, got
@@ -177,22 +191,37 @@ def test_a_malformed_key_is_400_and_sends_nothing(stack, gateway):
     assert take_message(stack, queue.url) is None
 
 
-KEYS = st.one_of(st.none(), st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
-                 st.text(max_size=40), st.uuids().map(lambda u: f" {u}"),
-                 st.uuids().map(lambda u: str(u)[:-1] + "g"))
-URLS = st.one_of(st.none(), st.text(max_size=40),
-                 st.from_regex(r"https://[a-z]{1,8}\.example/[ -~]{0,30}", fullmatch=True),
-                 st.from_regex(r"http://(127\.0\.0\.1|localhost|\[::1\]|10\.0\.0\.1)"
-                               r"(:[0-9]{1,5})?/[a-z]{0,5}", fullmatch=True))
+KEYS = st.one_of(
+    st.none(),
+    st.uuids().map(str),
+    st.uuids().map(lambda u: str(u).upper()),
+    st.text(max_size=40),
+    st.uuids().map(lambda u: f" {u}"),
+    st.uuids().map(lambda u: str(u)[:-1] + "g"),
+)
+URLS = st.one_of(
+    st.none(),
+    st.text(max_size=40),
+    st.from_regex(r"https://[a-z]{1,8}\.example/[ -~]{0,30}", fullmatch=True),
+    st.from_regex(
+        r"http://(127\.0\.0\.1|localhost|\[::1\]|10\.0\.0\.1)"
+        r"(:[0-9]{1,5})?/[a-z]{0,5}",
+        fullmatch=True,
+    ),
+)
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(key=KEYS, url=URLS)
 def test_any_header_values_are_202_or_400_never_another_job_id(stack, gateway, key, url):
     gw, queue = gateway
-    headers = {name: value for name, value in (("Idempotency-Key", key),
-                                               ("X-Callback-Url", url)) if value is not None}
+    headers = {
+        name: value
+        for name, value in (("Idempotency-Key", key), ("X-Callback-Url", url))
+        if value is not None
+    }
     reply = submit(gw, headers)
     assert reply.status in (202, 400), (reply.status, reply.text())
     message = take_message(stack, queue.url)

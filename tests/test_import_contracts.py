@@ -32,12 +32,18 @@ def lint_imports() -> str:
 
 def test_the_import_contracts_are_kept():
     """Every contract of pyproject.toml's [tool.importlinter], in one run of lint-imports."""
-    out = subprocess.run([lint_imports(), "--no-cache", "--no-logo"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    broken = out.stdout[out.stdout.find("Broken contracts"):]
+    out = subprocess.run(
+        [lint_imports(), "--no-cache", "--no-logo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    broken = out.stdout[out.stdout.find("Broken contracts") :]
     assert out.returncode == 0, (
         "an import contract (pyproject.toml, [tool.importlinter]) is broken:\n"
-        f"{broken if 'Broken contracts' in out.stdout else out.stdout}{out.stderr}")
+        f"{broken if 'Broken contracts' in out.stdout else out.stdout}{out.stderr}"
+    )
     assert "BROKEN" not in out.stdout and " KEPT" in out.stdout, out.stdout
 
 
@@ -51,14 +57,20 @@ def import_graph(packages: Iterable[str]) -> grimp.ImportGraph:
             continue
         tree = ast.parse(spec_file.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Call) and node.args
-                    and getattr(node.func, "attr", getattr(node.func, "id", None))
-                    == "import_module"
-                    and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)
-                    and node.args[0].value in graph.modules):
-                graph.add_import(importer=module, imported=node.args[0].value,
-                                 line_number=node.lineno, line_contents="import_module")
+            if (
+                isinstance(node, ast.Call)
+                and node.args
+                and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and node.args[0].value in graph.modules
+            ):
+                graph.add_import(
+                    importer=module,
+                    imported=node.args[0].value,
+                    line_number=node.lineno,
+                    line_contents="import_module",
+                )
     return graph
 
 
@@ -131,9 +143,10 @@ def test_no_module_imports_itself_back():
     graph = import_graph(PACKAGES)
     edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
     found = cycles(edges)
-    assert not found, ("import cycles (imports inside functions count; move the shared part "
-                       "to a module both can import):\n"
-                       + "\n".join(describe(graph, c) for c in found))
+    assert not found, (
+        "import cycles (imports inside functions count; move the shared part "
+        "to a module both can import):\n" + "\n".join(describe(graph, c) for c in found)
+    )
 
 
 def test_the_cycle_check_sees_imports_inside_functions_and_by_name(tmp_path, monkeypatch):

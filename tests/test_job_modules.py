@@ -40,13 +40,17 @@ def user_package(root: Path) -> str:
 
 
 def user_env(root: Path, modules: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)]),
-            "JOBS_MODULES": modules, "JOBS_EXTRA_MODULES": ""}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), str(ROOT)]),
+        "JOBS_MODULES": modules,
+        "JOBS_EXTRA_MODULES": "",
+    }
 
 
 def test_a_job_module_outside_tasks_is_registered_listed_and_scheduled(tmp_path):
     module = user_package(tmp_path)
-    code = textwrap.dedent('''
+    code = textwrap.dedent("""
         import json
         import tasks
         from api_shim.app import create_app
@@ -61,9 +65,15 @@ def test_a_job_module_outside_tasks_is_registered_listed_and_scheduled(tmp_path)
             "paths": sorted(paths),
             "schedules": sorted(deployed_schedules()),
             "task_env": stack.worker_environment()["JOBS_MODULES"]}))
-    ''')
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=60, env=user_env(tmp_path, module))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=user_env(tmp_path, module),
+    )
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     task = f"{module}.greet"
@@ -80,8 +90,14 @@ def test_a_real_worker_runs_a_job_of_a_user_module(tmp_path, stack, start_worker
     from tasks.client import app as client
 
     module = user_package(tmp_path)
-    start_worker(concurrency=1, pool="solo",
-                 env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-                      "JOBS_MODULES": f"{module},tasks.debug", "JOBS_EXTRA_MODULES": ""})
+    start_worker(
+        concurrency=1,
+        pool="solo",
+        env={
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+            "JOBS_MODULES": f"{module},tasks.debug",
+            "JOBS_EXTRA_MODULES": "",
+        },
+    )
     result = client.send_task(f"{module}.greet", kwargs={"name": "you"})
     assert result.get(timeout=60) == {"hello": "you"}

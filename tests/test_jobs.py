@@ -42,8 +42,10 @@ def test_inputs_are_checked_against_the_schema():
 
 
 def test_summarize_splits_on_headings_and_keeps_sentence_order():
-    doc = ("Intro words here.\n\n# Alpha\nAlpha one is short. Alpha two mentions queues and "
-           "queues again. Alpha three is filler.\n\n# Beta\nBeta only sentence.")
+    doc = (
+        "Intro words here.\n\n# Alpha\nAlpha one is short. Alpha two mentions queues and "
+        "queues again. Alpha three is filler.\n\n# Beta\nBeta only sentence."
+    )
     assert [t for t, _ in split_sections(doc, 5)] == ["Introduction", "Alpha", "Beta"]
     result = summarize.run(document=doc, sentences_per_section=1)
     sections = {s["title"]: s["summary"] for s in result["sections"]}
@@ -57,19 +59,29 @@ def test_summarize_without_headings_groups_paragraphs():
 
 
 def test_records_are_normalised_with_errors_per_record():
-    result = records.run(records=[
-        {"name": "ADA LOVELACE", "email": " Ada@Example.COM ", "phone": "020 7946 0958",
-         "country": "uk"},
-        {"name": "bob", "email": "not-an-email", "birth_date": "2999-01-01"},
-        {"name": "Carla", "phone": "+1 (415) 555-0100", "extra": 7},
-    ])
+    result = records.run(
+        records=[
+            {
+                "name": "ADA LOVELACE",
+                "email": " Ada@Example.COM ",
+                "phone": "020 7946 0958",
+                "country": "uk",
+            },
+            {"name": "bob", "email": "not-an-email", "birth_date": "2999-01-01"},
+            {"name": "Carla", "phone": "+1 (415) 555-0100", "extra": 7},
+        ]
+    )
     first, _, third = result["records"]
-    assert first == {"name": "Ada Lovelace", "email": "ada@example.com",
-                     "email_domain": "example.com", "phone": "+442079460958", "country": "GB"}
+    assert first == {
+        "name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "email_domain": "example.com",
+        "phone": "+442079460958",
+        "country": "GB",
+    }
     assert third["phone"] == "+14155550100" and third["extra"] == 7
     assert result["valid"] == 2 and result["invalid"] == 1
-    assert {(e["index"], e["field"]) for e in result["errors"]} == {
-        (1, "email"), (1, "birth_date")}
+    assert {(e["index"], e["field"]) for e in result["errors"]} == {(1, "email"), (1, "birth_date")}
 
 
 def test_public_jobs_have_object_schemas_and_private_ones_are_hidden():

@@ -35,8 +35,9 @@ ARGUMENT_CHARS = 3_000_000
 
 @pytest.fixture(scope="module")
 def worker(stack) -> Iterator:
-    worker = launch_worker(stack, "largeobjects", 2,
-                           env={"JOBS_EXTRA_MODULES": "tests.jobs,tests.large_jobs"})
+    worker = launch_worker(
+        stack, "largeobjects", 2, env={"JOBS_EXTRA_MODULES": "tests.jobs,tests.large_jobs"}
+    )
     yield worker
     worker.close()
 
@@ -125,8 +126,11 @@ def test_a_5_mb_result_is_kept_in_s3_and_read_back(stack, worker, shim, s3, buck
 def test_a_3_mb_argument_travels_in_s3(stack, worker, s3, bucket, sent_messages):
     blob = secrets.token_hex(ARGUMENT_CHARS // 2)
     result = digest.delay(blob, tag="big")
-    assert result.get(timeout=120) == {"len": ARGUMENT_CHARS, "tag": "big",
-                                       "sha256": hashlib.sha256(blob.encode()).hexdigest()}
+    assert result.get(timeout=120) == {
+        "len": ARGUMENT_CHARS,
+        "tag": "big",
+        "sha256": hashlib.sha256(blob.encode()).hexdigest(),
+    }
     # The message carried a reference: a few KB, where 3 MB of arguments would be 5.3 MB.
     assert len(sent_messages) == 1 and sent_messages[0] < 16_000, sent_messages
     stored = s3.get_object(Bucket=bucket, Key=f"payloads/{result.id}.json")["Body"].read()
@@ -148,7 +152,7 @@ def test_a_reference_is_never_inherited(stack, worker, monkeypatch):
         claim_check.only_this_messages_payload_ref(body, headers, properties)
         seen.append("payload_ref" in headers)
 
-    monkeypatch.setattr(publish, "STEPS", [*publish.STEPS[:step], spy, *publish.STEPS[step + 1:]])
+    monkeypatch.setattr(publish, "STEPS", [*publish.STEPS[:step], spy, *publish.STEPS[step + 1 :]])
     forged = {"bucket": "b", "key": "payloads/x.json", "size": 1, "sha256": "0" * 64}
     result = digest.apply_async(args=["small"], headers={"payload_ref": forged})
     assert seen == [True, False]  # it was there, and was dropped before kombu sent it
@@ -160,8 +164,11 @@ def test_a_retry_of_a_job_with_large_arguments_gets_them_again(stack, worker):
     message refers to them, never to a reference it inherited."""
     blob = secrets.token_hex(700_000)  # 1.4 MB
     result = digest_after_a_retry.delay(blob)
-    assert result.get(timeout=120) == {"len": len(blob), "retries": 1,
-                                       "sha256": hashlib.sha256(blob.encode()).hexdigest()}
+    assert result.get(timeout=120) == {
+        "len": len(blob),
+        "retries": 1,
+        "sha256": hashlib.sha256(blob.encode()).hexdigest(),
+    }
 
 
 def test_the_size_estimate_is_what_kombu_sends(stack, worker, monkeypatch, sent_messages):
@@ -189,22 +196,31 @@ def test_the_size_estimate_is_what_kombu_sends(stack, worker, monkeypatch, sent_
 
 
 def test_a_missing_or_corrupt_payload_fails_the_job_and_the_worker_serves_on(
-        stack, worker, s3, bucket):
+    stack, worker, s3, bucket
+):
     missing_id, corrupt_id = str(uuid.uuid4()), str(uuid.uuid4())
     s3.put_object(Bucket=bucket, Key=f"payloads/{corrupt_id}.json", Body=b'[["tampered"], {}]')
     good = b'[["original"], {}]'
     refs = {
-        missing_id: {"bucket": bucket, "key": f"payloads/{missing_id}.json", "size": 10,
-                     "sha256": "0" * 64},
-        corrupt_id: {"bucket": bucket, "key": f"payloads/{corrupt_id}.json",
-                     "size": len(good), "sha256": hashlib.sha256(good).hexdigest()},
+        missing_id: {
+            "bucket": bucket,
+            "key": f"payloads/{missing_id}.json",
+            "size": 10,
+            "sha256": "0" * 64,
+        },
+        corrupt_id: {
+            "bucket": bucket,
+            "key": f"payloads/{corrupt_id}.json",
+            "size": len(good),
+            "sha256": hashlib.sha256(good).hexdigest(),
+        },
     }
     for job_id, ref in refs.items():  # sent as raw messages: our publisher never sends these
-        message = kombu_envelope(job_id, task=digest.name, args=[], kwargs={},
-                                 queue=stack.queue_url.rsplit("/", 1)[-1])
+        message = kombu_envelope(
+            job_id, task=digest.name, args=[], kwargs={}, queue=stack.queue_url.rsplit("/", 1)[-1]
+        )
         message["headers"]["payload_ref"] = ref
-        stack.sqs.send_message(QueueUrl=stack.queue_url,
-                               MessageBody=b64(json.dumps(message)))
+        stack.sqs.send_message(QueueUrl=stack.queue_url, MessageBody=b64(json.dumps(message)))
 
     def finished() -> bool:
         return all(stack.status(job_id) == states.FAILURE for job_id in refs)

@@ -39,17 +39,27 @@ def response(body: dict | str, **query: str) -> apigw.Rendered:
 
 
 def item(job_id: str, status: str = "FAILURE", **extra: str) -> dict:
-    out = {"job_id": {"S": job_id}, "status": {"S": status},
-           "list_pk": {"S": f"{status}#0"}, "created_at": {"S": AT}}
+    out = {
+        "job_id": {"S": job_id},
+        "status": {"S": status},
+        "list_pk": {"S": f"{status}#0"},
+        "created_at": {"S": AT},
+    }
     out.update({k: {"S": v} for k, v in extra.items()})
     return out
 
 
 BAD_QUERY: list[dict[str, str]] = [
-    {}, {"status": "PENDING"}, {"status": "failure"}, {"status": "FAILURE#1"},
-    {"status": "FAILURE", "limit": "0"}, {"status": "FAILURE", "limit": "101"},
-    {"status": "FAILURE", "limit": "5x"}, {"status": "FAILURE", "limit": "-1"},
-    {"status": "FAILURE", "task": "a b"}, {"status": "FAILURE", "task": 'x"}'},
+    {},
+    {"status": "PENDING"},
+    {"status": "failure"},
+    {"status": "FAILURE#1"},
+    {"status": "FAILURE", "limit": "0"},
+    {"status": "FAILURE", "limit": "101"},
+    {"status": "FAILURE", "limit": "5x"},
+    {"status": "FAILURE", "limit": "-1"},
+    {"status": "FAILURE", "task": "a b"},
+    {"status": "FAILURE", "task": 'x"}'},
     {"status": "FAILURE", "since": "yesterday"},
     {"status": "FAILURE", "since": "2026-12-01T00:00:00"},
     {"status": "FAILURE", "cursor": "!!!!!!!!"},
@@ -59,7 +69,8 @@ BAD_QUERY: list[dict[str, str]] = [
     {"status": "FAILURE", "cursor": cursor(f"v1|0|{AT}|{UUID}") + "A"},
 ]
 GOOD_QUERY: list[dict[str, str]] = [
-    {"status": "FAILURE"}, {"status": "SUCCESS", "limit": "100"},
+    {"status": "FAILURE"},
+    {"status": "SUCCESS", "limit": "100"},
     {"status": "PROGRESS", "task": "tasks.text.analyze", "since": "2026-12-01"},
     {"status": "REVOKED", "since": "2026-12-01T00:00:00.5Z", "limit": "1"},
     {"status": "STARTED", "cursor": cursor("v1|2||")},
@@ -69,22 +80,38 @@ GOOD_QUERY: list[dict[str, str]] = [
 
 def test_the_request_is_one_query_of_one_shard_newest_first():
     sent = request(status="FAILURE")
-    assert sent == {"TableName": "jobs-t", "IndexName": "by_status", "ScanIndexForward": False,
-                    "Limit": 50, "KeyConditionExpression": "list_pk = :pk",
-                    "ExpressionAttributeValues": {":pk": {"S": "FAILURE#0"}}}
-    sent = request(status="SUCCESS", task="tasks.x", since="2026-12-01T00:00:00Z", limit="7",
-                   cursor=cursor(f"v1|2|{AT}|{UUID}"))
+    assert sent == {
+        "TableName": "jobs-t",
+        "IndexName": "by_status",
+        "ScanIndexForward": False,
+        "Limit": 50,
+        "KeyConditionExpression": "list_pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": "FAILURE#0"}},
+    }
+    sent = request(
+        status="SUCCESS",
+        task="tasks.x",
+        since="2026-12-01T00:00:00Z",
+        limit="7",
+        cursor=cursor(f"v1|2|{AT}|{UUID}"),
+    )
     assert sent["KeyConditionExpression"] == "list_pk = :pk AND created_at >= :since"
     assert sent["FilterExpression"] == "#task = :task"
     assert sent["ExpressionAttributeNames"] == {"#task": "task"}
     assert sent["ExpressionAttributeValues"] == {
-        ":pk": {"S": "SUCCESS#2"}, ":since": {"S": "2026-12-01T00:00:00"},
-        ":task": {"S": "tasks.x"}}
+        ":pk": {"S": "SUCCESS#2"},
+        ":since": {"S": "2026-12-01T00:00:00"},
+        ":task": {"S": "tasks.x"},
+    }
     assert sent["Limit"] == 7
-    assert sent["ExclusiveStartKey"] == {"list_pk": {"S": "SUCCESS#2"},
-                                         "created_at": {"S": AT}, "job_id": {"S": UUID}}
-    assert request(status="SUCCESS", cursor=cursor("v1|3||"))[
-        "ExpressionAttributeValues"] == {":pk": {"S": "SUCCESS#3"}}
+    assert sent["ExclusiveStartKey"] == {
+        "list_pk": {"S": "SUCCESS#2"},
+        "created_at": {"S": AT},
+        "job_id": {"S": UUID},
+    }
+    assert request(status="SUCCESS", cursor=cursor("v1|3||"))["ExpressionAttributeValues"] == {
+        ":pk": {"S": "SUCCESS#3"}
+    }
 
 
 @pytest.mark.parametrize("query", BAD_QUERY, ids=range(len(BAD_QUERY)))
@@ -102,39 +129,63 @@ def test_a_malformed_request_queries_nothing_and_answers_400(query):
 
 def test_a_page_lists_the_items_and_the_next_position():
     older = str(uuid.uuid4())
-    body = {"Items": [item(UUID, task="tasks.debug.fail", updated_at=AT, finished_at=AT,
-                           submitted_at=AT), item(older)],
-            "LastEvaluatedKey": {"job_id": {"S": older}, "list_pk": {"S": "FAILURE#1"},
-                                 "created_at": {"S": AT}}}
+    body = {
+        "Items": [
+            item(UUID, task="tasks.debug.fail", updated_at=AT, finished_at=AT, submitted_at=AT),
+            item(older),
+        ],
+        "LastEvaluatedKey": {
+            "job_id": {"S": older},
+            "list_pk": {"S": "FAILURE#1"},
+            "created_at": {"S": AT},
+        },
+    }
     out = response(body, status="FAILURE", cursor=cursor("v1|1||"))
     assert out.status is None
     page = json.loads(out.text)
-    assert page["jobs"][0] == {"job_id": UUID, "status": "FAILURE", "task": "tasks.debug.fail",
-                               "created_at": AT, "updated_at": AT, "submitted_at": AT,
-                               "finished_at": AT}
+    assert page["jobs"][0] == {
+        "job_id": UUID,
+        "status": "FAILURE",
+        "task": "tasks.debug.fail",
+        "created_at": AT,
+        "updated_at": AT,
+        "submitted_at": AT,
+        "finished_at": AT,
+    }
     assert page["jobs"][1] == {"job_id": older, "status": "FAILURE", "created_at": AT}
     assert base64.urlsafe_b64decode(page["next"] + "==").decode() == f"v1|1|{AT}|{older}"
     # The end of a shard: the next shard's start; after shard 3: null.
     for shard, following in (("0", "v1|1||"), ("1", "v1|2||"), ("2", "v1|3||")):
-        page = json.loads(response({"Items": []}, status="FAILURE",
-                                   cursor=cursor(f"v1|{shard}||")).text)
+        page = json.loads(
+            response({"Items": []}, status="FAILURE", cursor=cursor(f"v1|{shard}||")).text
+        )
         assert page == {"jobs": [], "next": cursor(following)}
-    assert json.loads(response({"Items": [item(UUID)]}, status="FAILURE",
-                               cursor=cursor("v1|3||")).text)["next"] is None
-    assert json.loads(response({"Items": []}, status="FAILURE").text)["next"] == cursor(
-        "v1|1||")
+    assert (
+        json.loads(
+            response({"Items": [item(UUID)]}, status="FAILURE", cursor=cursor("v1|3||")).text
+        )["next"]
+        is None
+    )
+    assert json.loads(response({"Items": []}, status="FAILURE").text)["next"] == cursor("v1|1||")
 
 
 def test_dynamodb_errors_map_to_429_400_and_502():
     ddb = "com.amazonaws.dynamodb.v20120810#"
     throttled = json.dumps({"__type": ddb + "ThrottlingException", "message": "slow"})
-    invalid = json.dumps({"__type": ddb + "ValidationException",
-                          "message": "The provided starting key is outside query boundaries "
-                                     "based on provided conditions"})
+    invalid = json.dumps(
+        {
+            "__type": ddb + "ValidationException",
+            "message": "The provided starting key is outside query boundaries "
+            "based on provided conditions",
+        }
+    )
     out = apigw.shim_engine(apigw.Case(ERROR, body=throttled, query={"status": "FAILURE"}))
     assert (out.status, out.headers) == (429, {"Retry-After": "1"})
-    out = apigw.shim_engine(apigw.Case(ERROR, body=invalid, query={
-        "status": "FAILURE", "cursor": cursor(f"v1|0|{AT}|{UUID}")}))
+    out = apigw.shim_engine(
+        apigw.Case(
+            ERROR, body=invalid, query={"status": "FAILURE", "cursor": cursor(f"v1|0|{AT}|{UUID}")}
+        )
+    )
     assert out.status == 400 and "cursor" in json.loads(out.text)["message"]
     out = apigw.shim_engine(apigw.Case(ERROR, body=invalid, query={"status": "FAILURE"}))
     assert out.status is None  # the response's own 502
@@ -154,18 +205,29 @@ def mutated_cursors(draw) -> str:
         char = draw(st.sampled_from(ALPHABET))
         if kind == "replace" and text:
             where = min(where, len(text) - 1)
-            text = text[:where] + char + text[where + 1:]
+            text = text[:where] + char + text[where + 1 :]
         elif kind == "insert":
             text = text[:where] + char + text[where:]
         elif kind == "delete" and text:
-            text = text[:where] + text[where + 1:]
+            text = text[:where] + text[where + 1 :]
         else:  # edit the decoded text and encode it again, as a forger would
-            plain = draw(st.sampled_from([f"v1|{draw(st.integers(0, 9))}|{AT}|{UUID}",
-                                          f"v1|1|{AT}|{UUID}|x", f"v1|1|{AT[:-1]}|{UUID}",
-                                          "v1|3||", f"v1|0|{AT}|" + "f" * 36,
-                                          "v1|0|" + draw(st.text(max_size=60)) + f"|{UUID}"]))
-            text = base64.urlsafe_b64encode(plain.encode("utf-8", "surrogatepass")
-                                            ).decode().rstrip("=")
+            plain = draw(
+                st.sampled_from(
+                    [
+                        f"v1|{draw(st.integers(0, 9))}|{AT}|{UUID}",
+                        f"v1|1|{AT}|{UUID}|x",
+                        f"v1|1|{AT[:-1]}|{UUID}",
+                        "v1|3||",
+                        f"v1|0|{AT}|" + "f" * 36,
+                        "v1|0|" + draw(st.text(max_size=60)) + f"|{UUID}",
+                    ]
+                )
+            )
+            text = (
+                base64.urlsafe_b64encode(plain.encode("utf-8", "surrogatepass"))
+                .decode()
+                .rstrip("=")
+            )
     return text
 
 
@@ -189,18 +251,28 @@ def test_velocity_17_renders_the_same(tmp_path_factory):
     if not apigw.velocity_available():
         pytest.skip("Apache Velocity 1.7 not installed")
     older = str(uuid.uuid4())
-    page = json.dumps({"Items": [item(UUID, task="t.x", updated_at=AT), item(older)],
-                       "LastEvaluatedKey": {"job_id": {"S": older},
-                                            "list_pk": {"S": "FAILURE#2"},
-                                            "created_at": {"S": AT}}})
+    page = json.dumps(
+        {
+            "Items": [item(UUID, task="t.x", updated_at=AT), item(older)],
+            "LastEvaluatedKey": {
+                "job_id": {"S": older},
+                "list_pk": {"S": "FAILURE#2"},
+                "created_at": {"S": AT},
+            },
+        }
+    )
     cases = [apigw.Case(REQUEST, query=q) for q in GOOD_QUERY + BAD_QUERY]
-    cases += [apigw.Case(RESPONSE, body=body, query=q) for q in GOOD_QUERY + BAD_QUERY
-              for body in (page, json.dumps({"Items": []}))]
+    cases += [
+        apigw.Case(RESPONSE, body=body, query=q)
+        for q in GOOD_QUERY + BAD_QUERY
+        for body in (page, json.dumps({"Items": []}))
+    ]
     ddb = "com.amazonaws.dynamodb.v20120810#"
-    cases += [apigw.Case(ERROR, body=json.dumps({"__type": ddb + kind}), query=q)
-              for kind in ("ThrottlingException", "ValidationException",
-                           "ResourceNotFoundException")
-              for q in ({"status": "FAILURE"}, {"status": "FAILURE", "cursor": VALID})]
+    cases += [
+        apigw.Case(ERROR, body=json.dumps({"__type": ddb + kind}), query=q)
+        for kind in ("ThrottlingException", "ValidationException", "ResourceNotFoundException")
+        for q in ({"status": "FAILURE"}, {"status": "FAILURE", "cursor": VALID})
+    ]
     velocity = apigw.Velocity(tmp_path_factory.mktemp("velocity"))
     java = velocity.render_many(cases)
     for case, theirs in zip(cases, java, strict=True):
@@ -218,8 +290,11 @@ LIST_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("code", "status", "extra", "expected"), LIST_FAULTS,
-                         ids=[f"{c}-{e}" for c, _, _, e in LIST_FAULTS])
+@pytest.mark.parametrize(
+    ("code", "status", "extra", "expected"),
+    LIST_FAULTS,
+    ids=[f"{c}-{e}" for c, _, _, e in LIST_FAULTS],
+)
 def test_the_shim_maps_dynamodb_faults_as_the_deployed_api(code, status, extra, expected):
     import dataclasses
     import urllib.parse
@@ -230,11 +305,17 @@ def test_the_shim_maps_dynamodb_faults_as_the_deployed_api(code, status, extra, 
 
     aws = ScriptedAws()
     try:
-        settings = dataclasses.replace(Settings.from_env(), sqs_endpoint=aws.url,
-                                       dynamodb_endpoint=aws.url, api_keys=())
+        settings = dataclasses.replace(
+            Settings.from_env(), sqs_endpoint=aws.url, dynamodb_endpoint=aws.url, api_keys=()
+        )
         client = create_app(settings).test_client()
-        aws.answer("dynamodb", status, json.dumps({
-            "__type": "com.amazonaws.dynamodb.v20120810#" + code, "message": "injected"}))
+        aws.answer(
+            "dynamodb",
+            status,
+            json.dumps(
+                {"__type": "com.amazonaws.dynamodb.v20120810#" + code, "message": "injected"}
+            ),
+        )
         query = urllib.parse.urlencode({"status": "FAILURE", "since": "2026-12-01", **extra})
         response = client.get(f"/jobs?{query}")
         assert response.status_code == expected, response.get_data(as_text=True)
@@ -264,15 +345,21 @@ def test_a_cursor_outside_since_is_400_on_a_dynamodb_that_checks_it(tmp_path):
     from tests.fast_dynamodb import fast_dynamodb
 
     with fast_dynamodb(tmp_path) as endpoint:
-        ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id="x", aws_secret_access_key="x")
+        ddb = boto3.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
         ensure_table(ddb, "jobs")
         records = JobRecords(lambda: ddb, "jobs", 600)
         ids = [f"3fa85f64-5717-4562-b3fc-2c963f66afa{i}" for i in range(8)]
         for job_id in ids:
             records.transition(job_id, "FAILURE", error={"type": "E", "message": "m"})
-        settings = dataclasses.replace(Settings.from_env(), dynamodb_endpoint=endpoint,
-                                       table_name="jobs", api_keys=())
+        settings = dataclasses.replace(
+            Settings.from_env(), dynamodb_endpoint=endpoint, table_name="jobs", api_keys=()
+        )
         client = create_app(settings).test_client()
 
         def get(**query: str):
@@ -286,5 +373,6 @@ def test_a_cursor_outside_since_is_400_on_a_dynamodb_that_checks_it(tmp_path):
         assert late.status_code == 400 and "cursor" in late.get_json()["message"]
         page = list_jobs("FAILURE", limit=1, client=ddb, table="jobs")
         with pytest.raises(ValueError, match="cursor"):
-            list_jobs("FAILURE", limit=1, since="2999-01-01", cursor=page.next, client=ddb,
-                      table="jobs")
+            list_jobs(
+                "FAILURE", limit=1, since="2999-01-01", cursor=page.next, client=ddb, table="jobs"
+            )

@@ -59,8 +59,9 @@ def newest_first(jobs: list[dict]) -> bool:
 
 
 def test_get_jobs_follows_next_across_the_shards(shim, submitted):
-    pages = walk(shim, status="SUCCESS", task="tasks.debug.add", since=submitted["since"],
-                 limit="3")
+    pages = walk(
+        shim, status="SUCCESS", task="tasks.debug.add", since=submitted["since"], limit="3"
+    )
     assert len(pages) >= 4  # at least one page per shard
     assert all(len(page) <= 3 and newest_first(page) for page in pages)
     seen = [job["job_id"] for page in pages for job in page]
@@ -74,8 +75,7 @@ def test_get_jobs_follows_next_across_the_shards(shim, submitted):
 
 
 def test_get_jobs_shows_the_failures_and_limit_and_since_work(shim, submitted):
-    failures = [j for page in walk(shim, status="FAILURE", since=submitted["since"])
-                for j in page]
+    failures = [j for page in walk(shim, status="FAILURE", since=submitted["since"]) for j in page]
     assert sorted(j["job_id"] for j in failures) == sorted(submitted["fails"])
     assert {j["task"] for j in failures} == {"tasks.debug.fail"}
     one = walk(shim, status="SUCCESS", since=submitted["since"], limit="1")
@@ -85,12 +85,17 @@ def test_get_jobs_shows_the_failures_and_limit_and_since_work(shim, submitted):
     assert len(later) == 4 and not any(later)
 
 
-@pytest.mark.parametrize("query", [
-    {"status": "FAILURE", "cursor": "bm90IGEgY3Vyc29y"},
-    {"status": "FAILURE", "cursor": base64.urlsafe_b64encode(b"v1|9||").decode()},
-    {"status": "NOPE"}, {}, {"status": "FAILURE", "limit": "500"},
-    {"status": "FAILURE", "since": "last week"},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"status": "FAILURE", "cursor": "bm90IGEgY3Vyc29y"},
+        {"status": "FAILURE", "cursor": base64.urlsafe_b64encode(b"v1|9||").decode()},
+        {"status": "NOPE"},
+        {},
+        {"status": "FAILURE", "limit": "500"},
+        {"status": "FAILURE", "since": "last week"},
+    ],
+)
 def test_bad_parameters_and_forged_cursors_are_400(shim, query):
     answer = http("GET", f"{shim.url}/jobs?{urllib.parse.urlencode(query)}")
     assert answer.status == 400, answer.body
@@ -105,8 +110,9 @@ def test_python_list_jobs_merges_the_shards_newest_first(stack, shim, submitted)
     page = list_jobs("SUCCESS", task="tasks.debug.add", since=submitted["since"], limit=5)
     jobs = list(page.jobs)
     while page.next:
-        page = list_jobs("SUCCESS", task="tasks.debug.add", since=submitted["since"],
-                         limit=5, cursor=page.next)
+        page = list_jobs(
+            "SUCCESS", task="tasks.debug.add", since=submitted["since"], limit=5, cursor=page.next
+        )
         jobs.extend(page.jobs)
     assert newest_first(jobs)
     assert sorted(j["job_id"] for j in jobs) == sorted(submitted["adds"] + submitted["python"])
@@ -117,4 +123,5 @@ def test_python_list_jobs_merges_the_shards_newest_first(stack, shim, submitted)
         assert shim.job(job_id)["submitted_at"] == by_id[job_id]["submitted_at"]
     everything = list_jobs(None, since=submitted["since"], limit=100)
     assert {j["job_id"] for j in everything.jobs} == set(
-        submitted["adds"] + submitted["python"] + submitted["fails"])
+        submitted["adds"] + submitted["python"] + submitted["fails"]
+    )

@@ -39,8 +39,7 @@ def job_id(shard: int) -> str:
 
 
 # --- the index key on every transition -----------------------------------------------
-@pytest.mark.parametrize(("last", "shard"), [("0", 0), ("5", 1), ("a", 2), ("F", 3),
-                                             ("x", 0)])
+@pytest.mark.parametrize(("last", "shard"), [("0", 0), ("5", 1), ("a", 2), ("F", 3), ("x", 0)])
 def test_the_shard_is_the_last_hex_digit_modulo_4(last, shard):
     assert list_shard("3fa85f64-5717-4562-b3fc-2c963f66afa" + last) == shard
     assert list_shard("") == 0
@@ -92,7 +91,8 @@ def test_submitted_at_comes_from_the_header_and_is_kept(records):
     records.transition(jid, states.SUCCESS, facts={"submitted_at": millis + 5000})
     when = datetime.fromtimestamp(millis / 1000, UTC)
     assert item(records, jid)["submitted_at"] == {
-        "S": when.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+        "S": when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    }
     other = job_id(1)
     records.transition(other, states.STARTED, facts={"submitted_at": True})  # not a number
     assert "submitted_at" not in item(records, other)
@@ -130,12 +130,17 @@ def test_the_table_has_the_index_and_an_old_table_gains_it(in_process_aws):
     assert index["IndexName"] == LIST_INDEX
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["list_pk", "created_at"]
     assert index["Projection"]["ProjectionType"] == "INCLUDE"
-    ddb.create_table(TableName="old", BillingMode="PAY_PER_REQUEST",
-                     AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-                     KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}])
+    ddb.create_table(
+        TableName="old",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+    )
     assert ensure_table(ddb, "old").outcome == "updated"
-    names = [i["IndexName"] for i in
-             ddb.describe_table(TableName="old")["Table"]["GlobalSecondaryIndexes"]]
+    names = [
+        i["IndexName"]
+        for i in ddb.describe_table(TableName="old")["Table"]["GlobalSecondaryIndexes"]
+    ]
     assert names == [LIST_INDEX]
     assert ensure_table(ddb, "old").outcome == "unchanged"
 
@@ -144,14 +149,16 @@ def test_the_table_has_the_index_and_an_old_table_gains_it(in_process_aws):
 def _make_jobs(records, count: int, state: str, task: str = "tasks.debug.add") -> list[str]:
     ids = [job_id(i % LIST_SHARDS) for i in range(count)]
     for jid in ids:  # one after the other: created_at grows (milliseconds; ties are fine)
-        records.transition(jid, state, error=ERROR if state == states.FAILURE else None,
-                           facts={"task": task})
+        records.transition(
+            jid, state, error=ERROR if state == states.FAILURE else None, facts={"task": task}
+        )
     return ids
 
 
 def _newest_first(records, ids: list[str]) -> list[str]:
-    return [j for _, j in sorted(((item(records, j)["created_at"]["S"], j) for j in ids),
-                                 reverse=True)]
+    return [
+        j for _, j in sorted(((item(records, j)["created_at"]["S"], j) for j in ids), reverse=True)
+    ]
 
 
 def test_list_jobs_merges_the_shards_newest_first_over_pages(records):
@@ -165,8 +172,9 @@ def test_list_jobs_merges_the_shards_newest_first_over_pages(records):
         seen.extend(page.jobs)
         if page.next is None:
             break
-        page = list_jobs(states.SUCCESS, limit=5, cursor=page.next, client=records.client,
-                         table="jobs")
+        page = list_jobs(
+            states.SUCCESS, limit=5, cursor=page.next, client=records.client, table="jobs"
+        )
         pages += 1
     assert [j["job_id"] for j in seen] == _newest_first(records, done)
     assert pages == 3
@@ -178,14 +186,21 @@ def test_list_jobs_merges_the_shards_newest_first_over_pages(records):
 def test_list_jobs_filters_by_task_and_since_and_lists_all_statuses(records):
     _make_jobs(records, 4, states.FAILURE, task="tasks.debug.fail")
     mine = _make_jobs(records, 3, states.FAILURE, task="tasks.text.analyze")
-    page = list_jobs(states.FAILURE, task="tasks.text.analyze", client=records.client,
-                     table="jobs")
+    page = list_jobs(states.FAILURE, task="tasks.text.analyze", client=records.client, table="jobs")
     assert [j["job_id"] for j in page.jobs] == _newest_first(records, mine)
     assert page.next is None
-    assert list_jobs(states.FAILURE, since="2999-01-01", client=records.client,
-                     table="jobs").jobs == []
-    assert len(list_jobs(states.FAILURE, since="2000-01-01T00:00:00Z", client=records.client,
-                         table="jobs").jobs) == 7
+    assert (
+        list_jobs(states.FAILURE, since="2999-01-01", client=records.client, table="jobs").jobs
+        == []
+    )
+    assert (
+        len(
+            list_jobs(
+                states.FAILURE, since="2000-01-01T00:00:00Z", client=records.client, table="jobs"
+            ).jobs
+        )
+        == 7
+    )
     started = _make_jobs(records, 2, states.STARTED)
     everything = list_jobs(None, client=records.client, table="jobs", limit=100).jobs
     assert len(everything) == 9 and {j["status"] for j in everything} == {"FAILURE", "STARTED"}
@@ -194,12 +209,18 @@ def test_list_jobs_filters_by_task_and_since_and_lists_all_statuses(records):
     assert set(started) <= {j["job_id"] for j in everything}
 
 
-@pytest.mark.parametrize("kwargs", [{"status": "PENDING"}, {"status": "nope"},
-                                    {"status": "FAILURE", "limit": 0},
-                                    {"status": "FAILURE", "limit": 101},
-                                    {"status": "FAILURE", "since": "yesterday"},
-                                    {"status": "FAILURE", "since": "2026-12-01T00:00:00"},
-                                    {"status": "FAILURE", "task": "a b"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"status": "PENDING"},
+        {"status": "nope"},
+        {"status": "FAILURE", "limit": 0},
+        {"status": "FAILURE", "limit": 101},
+        {"status": "FAILURE", "since": "yesterday"},
+        {"status": "FAILURE", "since": "2026-12-01T00:00:00"},
+        {"status": "FAILURE", "task": "a b"},
+    ],
+)
 def test_list_jobs_refuses_bad_arguments(records, kwargs):
     status = kwargs.pop("status")
     with pytest.raises(ValueError):
@@ -216,7 +237,10 @@ def test_a_forged_cursor_is_a_value_error(records):
     assert decode_cursor(good, "FAILURE", 4) == [None] * 4
     raw = json.loads(base64.urlsafe_b64decode(good + "=="))
     forged = [
-        "", "!!!!", good + "x", encode_cursor("SUCCESS", [None] * 4),
+        "",
+        "!!!!",
+        good + "x",
+        encode_cursor("SUCCESS", [None] * 4),
         encode_cursor("FAILURE", [None] * 3),
         base64.urlsafe_b64encode(json.dumps({**raw, "v": 2}).encode()).decode(),
         base64.urlsafe_b64encode(json.dumps({**raw, "p": [["x", "y"]] * 4}).encode()).decode(),
@@ -225,15 +249,18 @@ def test_a_forged_cursor_is_a_value_error(records):
     ]
     for cursor in forged:
         with pytest.raises(ValueError):
-            list_jobs("FAILURE", cursor=cursor.rstrip("="), client=records.client,
-                      table="jobs")
+            list_jobs("FAILURE", cursor=cursor.rstrip("="), client=records.client, table="jobs")
 
 
 # --- pagination moto cannot show: short Query pages (Limit before the filter) ------------
 def _summary(jid: str, created: str) -> dict:
-    return {"job_id": {"S": jid}, "list_pk": {"S": f"FAILURE#{list_shard(jid)}"},
-            "created_at": {"S": created}, "status": {"S": "FAILURE"},
-            "task": {"S": "t.x"}}
+    return {
+        "job_id": {"S": jid},
+        "list_pk": {"S": f"FAILURE#{list_shard(jid)}"},
+        "created_at": {"S": created},
+        "status": {"S": "FAILURE"},
+        "task": {"S": "t.x"},
+    }
 
 
 def test_list_jobs_follows_last_evaluated_key_through_short_pages(in_process_aws):
@@ -243,12 +270,20 @@ def test_list_jobs_follows_last_evaluated_key_through_short_pages(in_process_aws
     a = "3fa85f64-5717-4562-b3fc-2c963f66afa0"  # shard 0
     b = "3fa85f64-5717-4562-b3fc-2c963f66afa4"  # shard 0
     c = "3fa85f64-5717-4562-b3fc-2c963f66afa1"  # shard 1
-    ta, tb, tc = ("2026-12-01T10:00:03.000Z", "2026-12-01T10:00:01.000Z",
-                  "2026-12-01T10:00:02.000Z")
-    base = {"TableName": "jobs", "IndexName": LIST_INDEX,
-            "KeyConditionExpression": "list_pk = :pk", "ScanIndexForward": False,
-            "FilterExpression": "#task = :task", "ExpressionAttributeNames": {"#task": "task"},
-            "Limit": 2}
+    ta, tb, tc = (
+        "2026-12-01T10:00:03.000Z",
+        "2026-12-01T10:00:01.000Z",
+        "2026-12-01T10:00:02.000Z",
+    )
+    base = {
+        "TableName": "jobs",
+        "IndexName": LIST_INDEX,
+        "KeyConditionExpression": "list_pk = :pk",
+        "ScanIndexForward": False,
+        "FilterExpression": "#task = :task",
+        "ExpressionAttributeNames": {"#task": "task"},
+        "Limit": 2,
+    }
 
     def values(pk: str) -> dict:
         return {":task": {"S": "t.x"}, ":pk": {"S": pk}}
@@ -256,30 +291,45 @@ def test_list_jobs_follows_last_evaluated_key_through_short_pages(in_process_aws
     lek = {"job_id": {"S": a}, "list_pk": {"S": "FAILURE#0"}, "created_at": {"S": ta}}
     with Stubber(client) as stub:
         # shard 0: a first page holding only `a`, cut by Limit (LastEvaluatedKey), then b.
-        stub.add_response("query", {"Items": [_summary(a, ta)], "LastEvaluatedKey": lek},
-                          {**base, "ExpressionAttributeValues": values("FAILURE#0")})
-        stub.add_response("query", {"Items": [_summary(b, tb)]},
-                          {**base, "ExpressionAttributeValues": values("FAILURE#0"),
-                           "ExclusiveStartKey": lek})
-        stub.add_response("query", {"Items": [_summary(c, tc)]},
-                          {**base, "ExpressionAttributeValues": values("FAILURE#1")})
+        stub.add_response(
+            "query",
+            {"Items": [_summary(a, ta)], "LastEvaluatedKey": lek},
+            {**base, "ExpressionAttributeValues": values("FAILURE#0")},
+        )
+        stub.add_response(
+            "query",
+            {"Items": [_summary(b, tb)]},
+            {**base, "ExpressionAttributeValues": values("FAILURE#0"), "ExclusiveStartKey": lek},
+        )
+        stub.add_response(
+            "query",
+            {"Items": [_summary(c, tc)]},
+            {**base, "ExpressionAttributeValues": values("FAILURE#1")},
+        )
         for shard in (2, 3):
-            stub.add_response("query", {"Items": []},
-                              {**base, "ExpressionAttributeValues": values(f"FAILURE#{shard}")})
+            stub.add_response(
+                "query",
+                {"Items": []},
+                {**base, "ExpressionAttributeValues": values(f"FAILURE#{shard}")},
+            )
         page = list_jobs("FAILURE", task="t.x", limit=2, client=client, table="jobs")
         stub.assert_no_pending_responses()
     assert [j["job_id"] for j in page.jobs] == [a, c]
     # The next page starts after `a` in shard 0 (b is still to come) and shard 1 is done.
     assert decode_cursor(page.next, "FAILURE", 4) == [(ta, a), 0, 0, 0]
     with Stubber(client) as stub:
-        stub.add_response("query", {"Items": [_summary(b, tb)]},
-                          {**base, "ExpressionAttributeValues": values("FAILURE#0"),
-                           "ExclusiveStartKey": lek})
-        last = list_jobs("FAILURE", task="t.x", limit=2, cursor=page.next, client=client,
-                         table="jobs")
+        stub.add_response(
+            "query",
+            {"Items": [_summary(b, tb)]},
+            {**base, "ExpressionAttributeValues": values("FAILURE#0"), "ExclusiveStartKey": lek},
+        )
+        last = list_jobs(
+            "FAILURE", task="t.x", limit=2, cursor=page.next, client=client, table="jobs"
+        )
         stub.assert_no_pending_responses()
-    assert last == JobPage([{"job_id": b, "status": "FAILURE", "task": "t.x",
-                             "created_at": tb}], None)
+    assert last == JobPage(
+        [{"job_id": b, "status": "FAILURE", "task": "t.x", "created_at": tb}], None
+    )
 
 
 def test_partitions_are_status_and_shard():
@@ -297,11 +347,23 @@ def test_the_delete_template_writes_the_same_listing_key(last):
 
     job = "3fa85f64-5717-4562-b3fc-2c963f66afa" + last
     text = fill_template("revoke_job.request", table_name="jobs-t", result_expires="60")
-    sent = json.loads(render(text, body="", params=Params(path={"job_id": job}), context={
-        "requestTimeEpoch": 1796115629123, "requestTime": "01/Dec/2026:09:00:29 +0000"}).text)
+    sent = json.loads(
+        render(
+            text,
+            body="",
+            params=Params(path={"job_id": job}),
+            context={
+                "requestTimeEpoch": 1796115629123,
+                "requestTime": "01/Dec/2026:09:00:29 +0000",
+            },
+        ).text
+    )
     expected = JobRecords(lambda: None, "jobs-t", 60).revoke_request(job)
-    assert sent["ExpressionAttributeValues"][":list_pk"] == \
-        expected["ExpressionAttributeValues"][":list_pk"] == {"S": list_pk("REVOKED", job)}
+    assert (
+        sent["ExpressionAttributeValues"][":list_pk"]
+        == expected["ExpressionAttributeValues"][":list_pk"]
+        == {"S": list_pk("REVOKED", job)}
+    )
 
 
 def test_ecs_plans_the_index_for_a_table_from_before_it(in_process_aws):
@@ -317,11 +379,16 @@ def test_ecs_plans_the_index_for_a_table_from_before_it(in_process_aws):
 
     ddb = dynamodb_client(Settings.from_env())
     stack = Stack("t1", "us-east-1", "123456789012")
-    ddb.create_table(TableName=stack.table_name, BillingMode="PAY_PER_REQUEST",
-                     AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-                     KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}])
-    ddb.update_time_to_live(TableName=stack.table_name, TimeToLiveSpecification={
-        "Enabled": True, "AttributeName": "expires_at"})
+    ddb.create_table(
+        TableName=stack.table_name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+    )
+    ddb.update_time_to_live(
+        TableName=stack.table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+    )
     ctx = Context(SimpleNamespace(dynamodb=ddb), stack, echo=lambda _: None)
     step = plan_table(ctx)
     assert (step.action, step.detail) == ("update", f"index {LIST_INDEX} (GET /jobs)")

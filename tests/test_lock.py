@@ -68,8 +68,9 @@ def read_lock(path: Path) -> dict[NormalizedName, Pin]:
 
 def direct(group: str) -> dict[NormalizedName, Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    texts = (project["dependencies"] if group == "runtime"
-             else project["optional-dependencies"][group])
+    texts = (
+        project["dependencies"] if group == "runtime" else project["optional-dependencies"][group]
+    )
     requirements = [Requirement(text) for text in texts]
     return {canonicalize_name(r.name): r for r in requirements}
 
@@ -96,10 +97,12 @@ def locks() -> dict[str, dict[NormalizedName, Pin]]:
 
 
 def test_logical_lines_join_continuations_and_skip_comments():
-    text = ("# header\n"
-            "a==1 \\\n    --hash=sha256:" + "0" * 64 + " \\\n    --hash=sha256:" + "1" * 64 + "\n"
-            "    # via b\n"
-            "c==2 ; sys_platform == 'linux' \\\n    --hash=sha256:" + "2" * 64 + "\n")
+    text = (
+        "# header\n"
+        "a==1 \\\n    --hash=sha256:" + "0" * 64 + " \\\n    --hash=sha256:" + "1" * 64 + "\n"
+        "    # via b\n"
+        "c==2 ; sys_platform == 'linux' \\\n    --hash=sha256:" + "2" * 64 + "\n"
+    )
     lines = logical_lines(text)
     assert [line.split()[0] for line in lines] == ["a==1", "c==2"]
     assert len(HASH.findall(lines[0])) == 2
@@ -122,14 +125,18 @@ def test_every_entry_is_pinned_exactly_with_sha256_hashes(path: Path):
     )
 
 
-@pytest.mark.parametrize(("group", "lock"), [("runtime", "runtime"), ("runtime", "test"),
-                                             ("test", "test")])
+@pytest.mark.parametrize(
+    ("group", "lock"), [("runtime", "runtime"), ("runtime", "test"), ("test", "test")]
+)
 def test_every_direct_dependency_is_locked_at_a_version_pyproject_allows(
-        locks: dict[str, dict[NormalizedName, Pin]], group: str, lock: str):
+    locks: dict[str, dict[NormalizedName, Pin]], group: str, lock: str
+):
     pins = locks[lock]
     for name, wanted in direct(group).items():
-        assert name in pins, (f"{wanted} ({group} dependency in pyproject.toml) is missing "
-                              f"from the {lock} lock: run `make lock`")
+        assert name in pins, (
+            f"{wanted} ({group} dependency in pyproject.toml) is missing "
+            f"from the {lock} lock: run `make lock`"
+        )
         version = pins[name].version
         assert wanted.specifier.contains(version, prereleases=True), (
             f"the {lock} lock pins {name}=={version}, outside pyproject.toml's "
@@ -137,8 +144,7 @@ def test_every_direct_dependency_is_locked_at_a_version_pyproject_allows(
         )
 
 
-def test_the_image_gets_the_versions_the_tests_ran_on(
-        locks: dict[str, dict[NormalizedName, Pin]]):
+def test_the_image_gets_the_versions_the_tests_ran_on(locks: dict[str, dict[NormalizedName, Pin]]):
     runtime, test = locks["runtime"], locks["test"]
     for name, pin in runtime.items():
         assert name in test, f"{name} is in runtime.lock but not in test.lock"
@@ -150,7 +156,8 @@ def test_the_image_gets_the_versions_the_tests_ran_on(
 
 @pytest.mark.parametrize("name", BOUNDED)
 def test_celery_kombu_billiard_are_bounded_at_the_next_minor_of_the_locked_version(
-        locks: dict[str, dict[NormalizedName, Pin]], name: str):
+    locks: dict[str, dict[NormalizedName, Pin]], name: str
+):
     wanted = direct("runtime").get(canonicalize_name(name))
     assert wanted is not None, f"{name} is not a direct dependency in pyproject.toml"
     specifier: SpecifierSet = wanted.specifier
@@ -178,17 +185,35 @@ def test_make_installs_the_test_lock_with_hashes_and_the_project_without_deps():
 
 def test_dockerfile_installs_the_runtime_lock_with_hashes():
     steps = instructions((ROOT / "docker" / "Dockerfile").read_text())
-    copies = [i for i, (kw, args) in enumerate(steps)
-              if kw == "COPY" and "requirements-runtime.lock" in args.split()]
-    installs = [i for i, (kw, args) in enumerate(steps)
-                if kw == "RUN" and re.search(r"pip install (.* )?--require-hashes "
-                                             r"(.* )?-r requirements-runtime\.lock", args)]
+    copies = [
+        i
+        for i, (kw, args) in enumerate(steps)
+        if kw == "COPY" and "requirements-runtime.lock" in args.split()
+    ]
+    installs = [
+        i
+        for i, (kw, args) in enumerate(steps)
+        if kw == "RUN"
+        and re.search(
+            r"pip install (.* )?--require-hashes "
+            r"(.* )?-r requirements-runtime\.lock",
+            args,
+        )
+    ]
     assert copies and installs and copies[0] < installs[0], steps
-    project = [i for i, (kw, args) in enumerate(steps)
-               if kw == "RUN" and re.search(r"pip install --no-deps \.(\s|$)", args)]
+    project = [
+        i
+        for i, (kw, args) in enumerate(steps)
+        if kw == "RUN" and re.search(r"pip install --no-deps \.(\s|$)", args)
+    ]
     assert project and project[0] > installs[0], "the project goes in after the lock, --no-deps"
-    assert not any(kw == "RUN" and "pip install" in args and "-r " in args
-                   and "requirements-runtime.lock" not in args for kw, args in steps), steps
+    assert not any(
+        kw == "RUN"
+        and "pip install" in args
+        and "-r " in args
+        and "requirements-runtime.lock" not in args
+        for kw, args in steps
+    ), steps
     allowed = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert allowed & {"!requirements/", "!requirements", "!requirements-runtime.lock"}, (
         ".dockerignore keeps requirements-runtime.lock out of the build context"

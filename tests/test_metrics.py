@@ -23,11 +23,34 @@ from tests.faults import side_queue, submit
 
 # CloudWatch's units (MetricDatum.Unit), the values a MetricDefinition's Unit may take.
 CLOUDWATCH_UNITS = {
-    "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
-    "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
-    "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second",
-    "Terabytes/Second", "Bits/Second", "Kilobits/Second", "Megabits/Second",
-    "Gigabits/Second", "Terabits/Second", "Count/Second", "None"}
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+}
 
 
 def assert_emf(record: dict) -> None:
@@ -75,50 +98,71 @@ def sent_timestamp_requested() -> bool:
 
 
 # --- the pieces ---------------------------------------------------------------------------
-@pytest.mark.parametrize(("env", "on"), [
-    ({}, False),                                             # local: logs stay readable
-    ({"ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/x"}, True),   # on ECS
-    ({"ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/x", "JOBS_METRICS": "off"},
-     False),
-    ({"JOBS_METRICS": "on"}, True),
-    ({"JOBS_METRICS": "OFF"}, False),
-])
+@pytest.mark.parametrize(
+    ("env", "on"),
+    [
+        ({}, False),  # local: logs stay readable
+        ({"ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/x"}, True),  # on ECS
+        (
+            {"ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/x", "JOBS_METRICS": "off"},
+            False,
+        ),
+        ({"JOBS_METRICS": "on"}, True),
+        ({"JOBS_METRICS": "OFF"}, False),
+    ],
+)
 def test_metrics_are_on_on_ecs_or_when_asked_and_off_when_told(env, on):
     assert metrics.enabled(Settings.from_env(env)) is on
 
 
 def test_the_queue_wait_comes_from_sqs_sent_timestamp():
-    message = SimpleNamespace(delivery_info={"sqs_message": {"Attributes": {
-        "SentTimestamp": "1700000000123", "ApproximateReceiveCount": "1"}}})
+    message = SimpleNamespace(
+        delivery_info={
+            "sqs_message": {
+                "Attributes": {"SentTimestamp": "1700000000123", "ApproximateReceiveCount": "1"}
+            }
+        }
+    )
     assert metrics.sent_timestamp(message) == pytest.approx(1700000000.123)
-    unasked = SimpleNamespace(delivery_info={"sqs_message": {"Attributes": {
-        "ApproximateReceiveCount": "1"}}})
+    unasked = SimpleNamespace(
+        delivery_info={"sqs_message": {"Attributes": {"ApproximateReceiveCount": "1"}}}
+    )
     assert metrics.sent_timestamp(unasked) is None
     assert metrics.sent_timestamp(None) is None
 
 
 def test_a_record_follows_the_specification():
-    record = metrics.emf_record("sqs-jobs", {"Task": "tasks.debug.add", "Outcome": "SUCCESS"},
-                                {"JobDuration": 0.25, "QueueWait": 1.5, "Jobs": 1,
-                                 "Attempts": 2}, {"JobId": "j1"}, time.time())
+    record = metrics.emf_record(
+        "sqs-jobs",
+        {"Task": "tasks.debug.add", "Outcome": "SUCCESS"},
+        {"JobDuration": 0.25, "QueueWait": 1.5, "Jobs": 1, "Attempts": 2},
+        {"JobId": "j1"},
+        time.time(),
+    )
     assert_emf(record)
     directive = record["_aws"]["CloudWatchMetrics"][0]
     assert directive["Dimensions"] == [["Task", "Outcome"]]
     assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {
-        "JobDuration": "Seconds", "QueueWait": "Seconds", "Jobs": "Count", "Attempts": "Count"}
+        "JobDuration": "Seconds",
+        "QueueWait": "Seconds",
+        "Jobs": "Count",
+        "Attempts": "Count",
+    }
 
 
 # --- a real worker --------------------------------------------------------------------------
 @pytest.mark.integration
-def test_a_worker_writes_one_emf_record_per_job_with_its_duration_and_outcome(stack,
-                                                                               start_worker):
+def test_a_worker_writes_one_emf_record_per_job_with_its_duration_and_outcome(stack, start_worker):
     queue = side_queue(stack, "metrics")
     worker = start_worker(concurrency=2, env={**queue.env, "JOBS_METRICS": "on"})
     submitted_at = time.time()
     slept = submit(stack, sleep.s(seconds=1.0, steps=1), queue)
     failed = submit(stack, fail.s(message="metrics test"), queue)
-    wait_until(lambda: stack.status(slept) == states.SUCCESS
-               and stack.status(failed) == states.FAILURE, 30, message="both jobs done")
+    wait_until(
+        lambda: stack.status(slept) == states.SUCCESS and stack.status(failed) == states.FAILURE,
+        30,
+        message="both jobs done",
+    )
 
     def records_for_both():
         by_job = {r.get("JobId"): r for r in emf_records(worker.log())}

@@ -150,8 +150,13 @@ def test_each_app_has_its_own_list_with_the_defaults_in_order():
     order = names(one.middleware)
     assert order.index("A") == order.index("JobMetrics") + 1
     # The gate screens first; the lost-run record writes before the callbacks read.
-    assert order[:5] == [MessageGate.__name__, ClaimCheck.__name__, RejectionRecord.__name__,
-                         LostRunRecord.__name__, CompletionCallbacks.__name__]
+    assert order[:5] == [
+        MessageGate.__name__,
+        ClaimCheck.__name__,
+        RejectionRecord.__name__,
+        LostRunRecord.__name__,
+        CompletionCallbacks.__name__,
+    ]
 
 
 def test_an_app_not_made_by_the_factory_gets_the_defaults_once():
@@ -168,8 +173,9 @@ def consumer_with(stack: MiddlewareStack, max_receive_count: int = 3) -> Any:
 
 class Message:
     def __init__(self, receive_count: int | None) -> None:
-        attributes = {} if receive_count is None else {"ApproximateReceiveCount":
-                                                       str(receive_count)}
+        attributes = (
+            {} if receive_count is None else {"ApproximateReceiveCount": str(receive_count)}
+        )
         self.delivery_info = {"sqs_message": {"Attributes": attributes}}
         self.rejected: list = []
 
@@ -177,8 +183,10 @@ class Message:
         self.rejected.append(requeue)
 
 
-@pytest.mark.parametrize(("permanent", "count", "final"), [
-    (False, 1, False), (False, 3, True), (True, 1, True), (False, None, False)])
+@pytest.mark.parametrize(
+    ("permanent", "count", "final"),
+    [(False, 1, False), (False, 3, True), (True, 1, True), (False, None, False)],
+)
 def test_a_rejected_message_reaches_the_middleware_then_sqs(permanent, count, final):
     from tasks.worker.consumer import SafeConsumer
 
@@ -196,14 +204,20 @@ def test_the_rejection_record_says_why_on_the_job_record():
 
     calls: list = []
     records = SimpleNamespace(reject_message=lambda *a, **k: calls.append((a, k)))
-    consumer = SimpleNamespace(app=SimpleNamespace(backend=SimpleNamespace(records=records)),
-                               hostname="w1")
+    consumer = SimpleNamespace(
+        app=SimpleNamespace(backend=SimpleNamespace(records=records)), hostname="w1"
+    )
     verdict = Verdict("bad", False, "j1", "tasks.debug.add")
     RejectionRecord().message_rejected(consumer, object(), Rejection(verdict, 2, False))
-    RejectionRecord().message_rejected(consumer, object(), Rejection(
-        Verdict("no id", True, None, None), 1, True))
-    assert calls == [(("j1", "bad"), {"final": False, "facts": {
-        "task": "tasks.debug.add", "attempts": 2, "worker": "w1"}})]
+    RejectionRecord().message_rejected(
+        consumer, object(), Rejection(Verdict("no id", True, None, None), 1, True)
+    )
+    assert calls == [
+        (
+            ("j1", "bad"),
+            {"final": False, "facts": {"task": "tasks.debug.add", "attempts": 2, "worker": "w1"}},
+        )
+    ]
 
 
 @pytest.fixture
@@ -225,19 +239,30 @@ def make_request(request_app: Any) -> Any:
 
     message = SimpleNamespace(
         headers={"id": "r1", "task": "hooks.add", "timelimit": [None, None]},
-        body=b'[[1, 2], {}, {}]', content_type="application/json",
-        content_encoding="utf-8", payload=([1, 2], {}, {}), properties={},
-        delivery_info={"sqs_message": {"MessageId": "m1",
-                                       "Attributes": {"ApproximateReceiveCount": "1"}}},
-        decode=lambda: ([1, 2], {}, {}))
+        body=b"[[1, 2], {}, {}]",
+        content_type="application/json",
+        content_encoding="utf-8",
+        payload=([1, 2], {}, {}),
+        properties={},
+        delivery_info={
+            "sqs_message": {"MessageId": "m1", "Attributes": {"ApproximateReceiveCount": "1"}}
+        },
+        decode=lambda: ([1, 2], {}, {}),
+    )
     return SQSRequest(message, app=request_app.app, task=request_app.task)
 
 
-@pytest.mark.parametrize(("exc", "hook"), [
-    (WorkerLostError("gone"), "run_lost"), (Terminated(9), "run_lost"),
-    (ValueError("job raised"), "run_failed")])
+@pytest.mark.parametrize(
+    ("exc", "hook"),
+    [
+        (WorkerLostError("gone"), "run_lost"),
+        (Terminated(9), "run_lost"),
+        (ValueError("job raised"), "run_failed"),
+    ],
+)
 def test_a_failed_or_lost_run_reaches_the_middleware_before_celery_acts(
-        request_app, monkeypatch, exc, hook):
+    request_app, monkeypatch, exc, hook
+):
     from tasks.celery_private import Request
 
     def celery_on_failure(self: Any, exc_info: Any, **kwargs: Any) -> None:

@@ -14,8 +14,15 @@ from tests.http_shim import Shim, launch_shim, running_shim, stop_shim
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +136,7 @@ def test_recent_jobs_lists_everyones_jobs_by_status(shim, module_worker, page):
     page.goto(shim.url + "/")
     for job_id in failed:  # FAILURE is the default filter
         page.wait_for_selector(f"#recent tr[data-id='{job_id}']", timeout=30_000)
-    ids = page.eval_on_selector_all(
-        "#recent tr", "rows => rows.map(r => r.dataset.id)")
+    ids = page.eval_on_selector_all("#recent tr", "rows => rows.map(r => r.dataset.id)")
     assert not page.locator(f"#recent tr[data-id='{done}']").count()
     assert len(ids) >= 4
     page.select_option("#recent-status", "SUCCESS")

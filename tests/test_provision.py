@@ -13,11 +13,12 @@ def test_queues_with_redrive_policy_are_created_once(in_process_aws):
     sqs = boto3.client("sqs", region_name="us-east-1")
     first = ensure_queues(sqs, "q", "q-dlq", visibility_timeout=45, max_receive_count=4)
     assert first.outcome == "created"
-    attrs = sqs.get_queue_attributes(QueueUrl=first.queue_url, AttributeNames=["All"])[
-        "Attributes"]
+    attrs = sqs.get_queue_attributes(QueueUrl=first.queue_url, AttributeNames=["All"])["Attributes"]
     assert attrs["VisibilityTimeout"] == "45"
     assert json.loads(attrs["RedrivePolicy"]) == {
-        "deadLetterTargetArn": first.dlq_arn, "maxReceiveCount": 4}
+        "deadLetterTargetArn": first.dlq_arn,
+        "maxReceiveCount": 4,
+    }
     again = ensure_queues(sqs, "q", "q-dlq", visibility_timeout=45, max_receive_count=4)
     assert again.outcome == "unchanged" and again.queue_url == first.queue_url
     changed = ensure_queues(sqs, "q", "q-dlq", visibility_timeout=60, max_receive_count=4)

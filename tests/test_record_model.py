@@ -86,8 +86,10 @@ def clocked_modules() -> list:
     chord claims, expiry and the backend's waits all take the model's time."""
     import tasks.results
 
-    modules = [importlib.import_module(f"tasks.results.{info.name}")
-               for info in pkgutil.iter_modules(tasks.results.__path__)]
+    modules = [
+        importlib.import_module(f"tasks.results.{info.name}")
+        for info in pkgutil.iter_modules(tasks.results.__path__)
+    ]
     clocked = [module for module in modules if getattr(module, "time", None) is time]
     assert "tasks.results.leases" in {module.__name__ for module in clocked}
     return clocked
@@ -182,16 +184,27 @@ class JobModel(RuleBasedStateMachine):
         return self.env.backend
 
     def item(self) -> dict:
-        return self.backend.client.get_item(
-            TableName=self.backend.table, Key={"job_id": {"S": self.job}},
-            ConsistentRead=True).get("Item") or {}
+        return (
+            self.backend.client.get_item(
+                TableName=self.backend.table, Key={"job_id": {"S": self.job}}, ConsistentRead=True
+            ).get("Item")
+            or {}
+        )
 
     def request(self, run: Run) -> SimpleNamespace:
         return SimpleNamespace(
-            id=self.job, task="tests.model.job", delivery_count=1, retries=run.retries,
-            hostname=f"w@{run.token}", run_token=run.token, called_directly=False,
+            id=self.job,
+            task="tests.model.job",
+            delivery_count=1,
+            retries=run.retries,
+            hostname=f"w@{run.token}",
+            run_token=run.token,
+            called_directly=False,
             retry_of=next((m.retry_of for m in self.messages if m.id == run.message), None),
-            delivery_info={"routing_key": "jobs"}, argsrepr="()", kwargsrepr="{}")
+            delivery_info={"routing_key": "jobs"},
+            argsrepr="()",
+            kwargsrepr="{}",
+        )
 
     def live(self) -> list[Run]:
         return [r for r in self.runs.values() if r.alive]
@@ -217,8 +230,10 @@ class JobModel(RuleBasedStateMachine):
         self.backend.store_result(self.job, None, states.STARTED, request=self.request(run))
         self.backend.note_refusal(SimpleNamespace(run_token=run.token), refusal)
         item = self.item()
-        started = item.get("run_token", {}).get("S") == run.token and item.get(
-            "status", {}).get("S") == states.STARTED
+        started = (
+            item.get("run_token", {}).get("S") == run.token
+            and item.get("status", {}).get("S") == states.STARTED
+        )
         assert not (started and self.revoked), "a revoked job started"
         if started:
             self.runs[run.token] = run
@@ -233,8 +248,11 @@ class JobModel(RuleBasedStateMachine):
 
     # --- a run ----------------------------------------------------------------------------
     @precondition(lambda self: any(r.alive for r in self.runs.values()))
-    @rule(data=st.data(), outcome=st.sampled_from(["large", "small", "large", "failure"]),
-          crash=st.sampled_from(["no", "no", "no", "before effect", "after effect"]))
+    @rule(
+        data=st.data(),
+        outcome=st.sampled_from(["large", "small", "large", "failure"]),
+        crash=st.sampled_from(["no", "no", "no", "before effect", "after effect"]),
+    )
     def work(self, data, outcome: str, crash: str) -> None:
         """The job's body: one side effect under once() (the process may die inside it),
         then its outcome. A run that had its effect already goes straight to the outcome."""
@@ -243,8 +261,9 @@ class JobModel(RuleBasedStateMachine):
             return
         request = self.request(run)
         if outcome == "failure":
-            self.backend.store_result(self.job, RuntimeError("boom"), states.FAILURE,
-                                      request=request)
+            self.backend.store_result(
+                self.job, RuntimeError("boom"), states.FAILURE, request=request
+            )
         else:
             value = {"run": run.token, "pad": "x" * (200 if outcome == "large" else 1)}
             self.results[run.token] = value
@@ -256,8 +275,11 @@ class JobModel(RuleBasedStateMachine):
 
     def side_effect(self, run: Run, crash: str) -> bool:
         """once(): False if the run went no further (killed inside, or retried)."""
-        task = SimpleNamespace(app=SimpleNamespace(backend=self.backend),
-                               request=self.request(run), retry=self.task_retry)
+        task = SimpleNamespace(
+            app=SimpleNamespace(backend=self.backend),
+            request=self.request(run),
+            retry=self.task_retry,
+        )
         block = once(task, self.key, lease_seconds=EFFECT_LEASE)
         try:
             mine = block.__enter__()
@@ -283,8 +305,9 @@ class JobModel(RuleBasedStateMachine):
         for run in self.live():
             if not run.wedged and not self.backend.records.renew_run_lease(self.job, run.token):
                 status = self.item().get("status", {}).get("S")
-                assert status in (states.SUCCESS, states.FAILURE, states.REVOKED), \
+                assert status in (states.SUCCESS, states.FAILURE, states.REVOKED), (
                     f"a healthy run lost its lease to another while it ran ({status})"
+                )
                 self.end(run)
 
     def task_retry(self, exc=None, countdown=None, max_retries=None, throw=True):
@@ -294,8 +317,7 @@ class JobModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def progress(self, data) -> None:
         run = self.pick(data, self.live())
-        self.backend.store_result(self.job, {"current": 1}, "PROGRESS",
-                                  request=self.request(run))
+        self.backend.store_result(self.job, {"current": 1}, "PROGRESS", request=self.request(run))
         if self.item().get("status", {}).get("S") == states.REVOKED:
             self.end(run)  # the refused progress write tells it: the job stops
 
@@ -313,8 +335,9 @@ class JobModel(RuleBasedStateMachine):
         message.receives += 1
         token = f"{message.id}:{message.receives}"
         request = self.request(Run(token, message.id, message.retries))
-        wrote = self.backend.record_quietly(self.job, WorkerProcessLost("lost"),
-                                            states.FAILURE, request, holder_only=True)
+        wrote = self.backend.record_quietly(
+            self.job, WorkerProcessLost("lost"), states.FAILURE, request, holder_only=True
+        )
         holders = [r.token for r in self.live() if not r.wedged and r.message != message.id]
         assert not (wrote and holders), f"a delivery that never ran ended {holders}' job"
         self.messages = [m for m in self.messages if m.id != message.id]  # to the DLQ
@@ -327,10 +350,12 @@ class JobModel(RuleBasedStateMachine):
 
     def retry_run(self, run: Run, countdown: bool) -> None:
         # A countdown keeps it out of reach until time passes (tick makes it deliverable).
-        self.messages.append(Message(str(uuid.uuid4()), run.retries + 1, run.token,
-                                     deliverable=not countdown))
-        self.backend.store_result(self.job, RuntimeError("again"), states.RETRY,
-                                  request=self.request(run))
+        self.messages.append(
+            Message(str(uuid.uuid4()), run.retries + 1, run.token, deliverable=not countdown)
+        )
+        self.backend.store_result(
+            self.job, RuntimeError("again"), states.RETRY, request=self.request(run)
+        )
         self.end(run)
 
     @precondition(lambda self: any(r.alive for r in self.runs.values()))
@@ -386,11 +411,13 @@ class JobModel(RuleBasedStateMachine):
         envelope = {"headers": {"id": self.job, "task": "tests.model.job"}, "body": ""}
         env = self.env
         env.sqs.send_message(QueueUrl=env.dlq_url, MessageBody=json.dumps(envelope))
-        moved = redrive(env.sqs, self.backend.client, env.dlq_url, env.queue_url,
-                        self.backend.table)
+        moved = redrive(
+            env.sqs, self.backend.client, env.dlq_url, env.queue_url, self.backend.table
+        )
         assert moved == 1
-        for sent in env.sqs.receive_message(QueueUrl=env.queue_url,
-                                            MaxNumberOfMessages=10).get("Messages", []):
+        for sent in env.sqs.receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
             env.sqs.delete_message(QueueUrl=env.queue_url, ReceiptHandle=sent["ReceiptHandle"])
         if self.terminal is not None and self.terminal.status == states.FAILURE:
             # Redrive resets a FAILURE: the job may run again, from a new record.
@@ -432,8 +459,11 @@ class JobModel(RuleBasedStateMachine):
             assert retries >= self.max_retries_seen, "retries went down"
             self.max_retries_seen = retries
         if status in (states.SUCCESS, states.FAILURE, states.REVOKED):
-            fields = {k: v for k, v in item.items() if k in (
-                "status", "result", "result_ref", "error", "finished_at")}
+            fields = {
+                k: v
+                for k, v in item.items()
+                if k in ("status", "result", "result_ref", "error", "finished_at")
+            }
             if self.terminal is None:
                 self.terminal = Snapshot(status, fields)
             else:
@@ -443,7 +473,8 @@ class JobModel(RuleBasedStateMachine):
         if status == states.SUCCESS:
             assert self.effects >= 1, "the job succeeded without its side effect"
             assert self.effects <= 1 + self.effect_crashes + sum(
-                r.wedged for r in self.runs.values()), "the side effect ran twice"
+                r.wedged for r in self.runs.values()
+            ), "the side effect ran twice"
             self.check_result(item)
 
     def check_result(self, item: dict) -> None:
@@ -452,8 +483,9 @@ class JobModel(RuleBasedStateMachine):
         assert meta["result"] == winner, "the stored result is not the winning run's"
         if "result_ref" in item:
             env = self.env
-            body = env.s3.get_object(Bucket=env.bucket,
-                                     Key=large_objects.result_key(self.job))["Body"].read()
+            body = env.s3.get_object(Bucket=env.bucket, Key=large_objects.result_key(self.job))[
+                "Body"
+            ].read()
             assert json.loads(body) == winner, "HTTP would serve another run's result"
 
 
@@ -478,9 +510,15 @@ def model_env(in_process_aws, monkeypatch):
     ensure_bucket(s3, backend.settings.bucket_name, "us-east-1", record_seconds=3600)
     sqs = sqs_client(backend.settings)
     yield SimpleNamespace(
-        backend=backend, clock=clock, fault=fault, s3=s3, bucket=backend.settings.bucket_name,
-        sqs=sqs, queue_url=sqs.create_queue(QueueName="model-jobs")["QueueUrl"],
-        dlq_url=sqs.create_queue(QueueName="model-jobs-dlq")["QueueUrl"])
+        backend=backend,
+        clock=clock,
+        fault=fault,
+        s3=s3,
+        bucket=backend.settings.bucket_name,
+        sqs=sqs,
+        queue_url=sqs.create_queue(QueueName="model-jobs")["QueueUrl"],
+        dlq_url=sqs.create_queue(QueueName="model-jobs-dlq")["QueueUrl"],
+    )
     # The killed blocks' generators are finalised now, while moto still answers them.
     KILLED.clear()
     gc.collect()
@@ -488,9 +526,17 @@ def model_env(in_process_aws, monkeypatch):
 
 def test_the_job_record_holds_its_promises_at_every_interleaving(model_env):
     JobModel.env = model_env
-    run_state_machine_as_test(JobModel, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=25, derandomize=True, deadline=None,
-        suppress_health_check=list(HealthCheck), database=None))
+    run_state_machine_as_test(
+        JobModel,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=25,
+            derandomize=True,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        ),
+    )
     assert model_env.fault.fired > 0  # the fault was really injected
 
 
@@ -524,16 +570,21 @@ class ChordModel(RuleBasedStateMachine):
     pick = staticmethod(JobModel.pick)
 
     def report(self, part: str) -> None:
-        request = SimpleNamespace(id=part, group=self.group, chord=self.body,
-                                  task="tests.model.part")
+        request = SimpleNamespace(
+            id=part, group=self.group, chord=self.body, task="tests.model.part"
+        )
         self.env.backend.on_chord_part_return(request, states.SUCCESS, part)
         self.reported.add(part)
 
     @rule(data=st.data())
     def finish_part(self, data) -> None:
         part = self.pick(data, self.ids)
-        self.env.backend.store_result(part, part, states.SUCCESS, request=SimpleNamespace(
-            id=part, task="tests.model.part", retries=0, delivery_count=1))
+        self.env.backend.store_result(
+            part,
+            part,
+            states.SUCCESS,
+            request=SimpleNamespace(id=part, task="tests.model.part", retries=0, delivery_count=1),
+        )
         self.report(part)
 
     @precondition(lambda self: bool(self.reported))
@@ -557,6 +608,14 @@ class ChordModel(RuleBasedStateMachine):
 
 def test_a_chord_body_is_sent_once_whatever_is_lost(model_env):
     ChordModel.env = model_env
-    run_state_machine_as_test(ChordModel, settings=settings(
-        max_examples=max(EXAMPLES // 2, 10), stateful_step_count=15, derandomize=True,
-        deadline=None, suppress_health_check=list(HealthCheck), database=None))
+    run_state_machine_as_test(
+        ChordModel,
+        settings=settings(
+            max_examples=max(EXAMPLES // 2, 10),
+            stateful_step_count=15,
+            derandomize=True,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        ),
+    )

@@ -60,8 +60,9 @@ def test_a_forged_message_cannot_change_a_real_jobs_record(records, state):
 
 
 def test_errors_and_tracebacks_are_truncated(records):
-    records.transition("j5", states.FAILURE, error={**ERROR, "message": "m" * 50_000},
-                       traceback="t" * 50_000)
+    records.transition(
+        "j5", states.FAILURE, error={**ERROR, "message": "m" * 50_000}, traceback="t" * 50_000
+    )
     record = item(records, "j5")
     assert len(record["error"]["M"]["message"]["S"]) == MAX_ERROR_CHARS
     assert len(record["traceback"]["S"]) == MAX_TRACEBACK_CHARS
@@ -82,9 +83,15 @@ def test_the_too_large_fallback_is_taken_for_the_item_size_refusal(records, monk
     def update_item(**kwargs):
         calls.append(kwargs)
         if len(calls) == 1:
-            raise ClientError({"Error": {"Code": "ValidationException", "Message":
-                               "Item size has exceeded the maximum allowed size"}},
-                              "UpdateItem")
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ValidationException",
+                        "Message": "Item size has exceeded the maximum allowed size",
+                    }
+                },
+                "UpdateItem",
+            )
         return original(**kwargs)
 
     monkeypatch.setattr(real, "update_item", update_item)
@@ -101,8 +108,7 @@ def test_any_other_validation_error_is_raised_not_disguised(records):
         stubber.assert_no_pending_responses()
 
 
-def test_a_lease_is_held_once_released_on_error_and_reclaimed_after_a_crash(records,
-                                                                           monkeypatch):
+def test_a_lease_is_held_once_released_on_error_and_reclaimed_after_a_crash(records, monkeypatch):
     assert records.claim_lease("k", 60, "t1")
     busy = records.claim_lease("k", 60, "t2")  # someone holds it, not done
     assert not busy and not busy.done and busy.until is not None

@@ -44,8 +44,9 @@ REVOKE_JOBS = "tests.jobs,tests.revoke_jobs"
 def count_calls(client) -> list[str]:
     """Every DynamoDB operation the client sends from now on (botocore's event hooks)."""
     calls: list[str] = []
-    client.meta.events.register("before-call.dynamodb",
-                                lambda model, **kw: calls.append(model.name))
+    client.meta.events.register(
+        "before-call.dynamodb", lambda model, **kw: calls.append(model.name)
+    )
     return calls
 
 
@@ -77,8 +78,9 @@ def test_a_finished_job_stays_finished_and_the_revoke_says_so(records, state):
     if state == states.REVOKED:
         records.revoke("done")
     else:
-        records.transition("done", state, result_text="5",
-                           error={"type": "RuntimeError", "message": "boom"})
+        records.transition(
+            "done", state, result_text="5", error={"type": "RuntimeError", "message": "boom"}
+        )
     before = item(records, "done")
     calls = count_calls(records.client)
     outcome = records.revoke("done", terminate="SIGTERM")
@@ -177,9 +179,12 @@ def test_control_revokes_lists_and_refuses_broadcasts(stack):
     assert [o.job_id for o in outcomes] == ids
     assert all(o.revoked and o.terminate == "SIGKILL" for o in outcomes)
     assert stack.item(ids[0])["terminate"]["S"] == "SIGKILL"
-    for call in (app.control.ping, app.control.inspect().active,
-                 lambda: app.control.rate_limit("tasks.debug.add", "1/m"),
-                 lambda: app.control.revoke_by_stamped_headers({"k": "v"})):
+    for call in (
+        app.control.ping,
+        app.control.inspect().active,
+        lambda: app.control.rate_limit("tasks.debug.add", "1/m"),
+        lambda: app.control.revoke_by_stamped_headers({"k": "v"}),
+    ):
         with pytest.raises(NotImplementedError, match="SQS cannot broadcast"):
             call()
     with pytest.raises(ValueError, match="not a signal"):
@@ -199,9 +204,11 @@ def test_the_send_only_client_revokes_the_same_way_without_the_worker(stack):
     job_id = str(uuid.uuid4())
     assert client_app.control.revoke(job_id).revoked
     assert client_app.AsyncResult(job_id).state == "REVOKED"
-    code = ("import sys, tasks.client; tasks.client.app.control; "
-            "bad = [m for m in sys.modules if m.startswith(('tasks.worker', 'tasks.debug'))]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, tasks.client; tasks.client.app.control; "
+        "bad = [m for m in sys.modules if m.startswith(('tasks.worker', 'tasks.debug'))]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env=stack.env, timeout=60)
 
 
@@ -215,8 +222,9 @@ class FakeRequest:
         self.terminated_with = signal
 
 
-def test_the_terminator_reads_nothing_while_no_job_runs_and_kills_only_terminate(monkeypatch,
-                                                                                 stack):
+def test_the_terminator_reads_nothing_while_no_job_runs_and_kills_only_terminate(
+    monkeypatch, stack
+):
     """One BatchGetItem per check while jobs run, none while idle; only a job revoked with
     terminate is killed, with the signal its record names."""
     from types import SimpleNamespace
@@ -267,8 +275,7 @@ def test_a_countdown_job_revoked_before_it_runs_never_runs(stack, worker, tmp_pa
     from tests.jobs import append_line
 
     side_effect = tmp_path / "effect.txt"
-    result = append_line.apply_async(kwargs={"path": str(side_effect), "line": "ran"},
-                                     countdown=4)
+    result = append_line.apply_async(kwargs={"path": str(side_effect), "line": "ran"}, countdown=4)
     result.revoke()
     assert result.state == "REVOKED"
     # The worker holds it until its ETA, then its STARTED write is refused: dropped, acked.
@@ -285,8 +292,11 @@ def test_a_running_job_stops_at_its_next_progress_step(stack, worker):
     from tasks.debug import sleep
 
     result = sleep.apply_async(kwargs={"seconds": 8, "steps": 8})  # a step a second
-    wait_until(lambda: (result.info or {}).get("current", 0) >= 1 if result.state == "PROGRESS"
-               else False, 30, message="the job reporting progress")
+    wait_until(
+        lambda: (result.info or {}).get("current", 0) >= 1 if result.state == "PROGRESS" else False,
+        30,
+        message="the job reporting progress",
+    )
     revoked_at = time.monotonic()
     outcome = app.control.revoke(result.id)
     assert outcome.revoked and outcome.previous == "PROGRESS"
@@ -302,8 +312,9 @@ def test_a_running_job_stops_at_its_next_progress_step(stack, worker):
 
 def test_a_job_that_swallows_exceptions_still_stops(stack, worker, tmp_path):
     trace = tmp_path / "trace.txt"
-    result = app.send_task("tests.revoke_jobs.swallows_exceptions",
-                           kwargs={"path": str(trace), "seconds": 30})
+    result = app.send_task(
+        "tests.revoke_jobs.swallows_exceptions", kwargs={"path": str(trace), "seconds": 30}
+    )
     wait_until(lambda: len(lines(trace)) >= 3, 30, message="the job running")
     result.revoke()
     wait_until(lambda: drained(stack), 15, message="the revoked job acknowledged")
@@ -314,8 +325,9 @@ def test_a_job_that_swallows_exceptions_still_stops(stack, worker, tmp_path):
 
 def test_a_job_checking_is_aborted_stops_and_its_result_is_not_stored(stack, worker, tmp_path):
     trace = tmp_path / "trace.txt"
-    result = app.send_task("tests.revoke_jobs.checks_is_aborted",
-                           kwargs={"path": str(trace), "seconds": 30})
+    result = app.send_task(
+        "tests.revoke_jobs.checks_is_aborted", kwargs={"path": str(trace), "seconds": 30}
+    )
     wait_until(lambda: lines(trace) == ["started"], 30, message="the job running")
     result.revoke()
     wait_until(lambda: drained(stack), 15, message="the revoked job acknowledged")
@@ -329,8 +341,7 @@ def test_terminate_stops_a_job_without_progress_within_the_bound(stack, worker, 
     from tests.jobs import append_line
 
     side_effect = tmp_path / "effect.txt"
-    result = append_line.apply_async(kwargs={"path": str(side_effect), "line": "ran",
-                                             "hold": 60})
+    result = append_line.apply_async(kwargs={"path": str(side_effect), "line": "ran", "hold": 60})
     wait_until(lambda: stack.status(result.id) == "STARTED", 30, message="the job started")
     revoked_at = time.monotonic()
     result.revoke(terminate=True)
@@ -391,8 +402,7 @@ def test_delete_cancels_a_queued_job_which_then_never_runs(stack, worker, shim, 
     from tests.jobs import append_line
 
     side_effect = tmp_path / "effect.txt"
-    result = append_line.apply_async(kwargs={"path": str(side_effect), "line": "ran"},
-                                     countdown=4)
+    result = append_line.apply_async(kwargs={"path": str(side_effect), "line": "ran"}, countdown=4)
     assert http("DELETE", f"{shim.url}/jobs/{result.id}").status == 403  # keyed like the rest
     answer = http("DELETE", f"{shim.url}/jobs/{result.id}", headers=KEY)
     assert answer.status == 200, answer.body
@@ -409,8 +419,11 @@ def test_delete_stops_a_running_job_at_its_next_step(stack, worker, shim):
     from tests.http_shim import http
 
     job_id = shim.submit("tasks.debug.sleep", {"seconds": 8, "steps": 8}, headers=KEY)
-    wait_until(lambda: shim.job(job_id, headers=KEY)["status"] == "PROGRESS", 30,
-               message="the job reporting progress")
+    wait_until(
+        lambda: shim.job(job_id, headers=KEY)["status"] == "PROGRESS",
+        30,
+        message="the job reporting progress",
+    )
     answer = http("DELETE", f"{shim.url}/jobs/{job_id}", headers=KEY)
     assert (answer.status, answer.body["status"]) == (200, "REVOKED")
     wait_until(lambda: drained(stack), 15, message="the revoked job acknowledged")
@@ -423,8 +436,11 @@ def test_delete_of_a_finished_job_is_409_with_its_record(stack, worker, shim):
     from tests.http_shim import http
 
     job_id = shim.submit("tasks.debug.add", {"x": 2, "y": 3}, headers=KEY)
-    finished = wait_until(lambda: (lambda j: j if j["status"] == "SUCCESS" else None)(
-        shim.job(job_id, headers=KEY)), 30, message="the job finished")
+    finished = wait_until(
+        lambda: (lambda j: j if j["status"] == "SUCCESS" else None)(shim.job(job_id, headers=KEY)),
+        30,
+        message="the job finished",
+    )
     answer = http("DELETE", f"{shim.url}/jobs/{job_id}", headers=KEY)
     assert answer.status == 409
     assert answer.body == finished and answer.body["result"] == 5
@@ -436,8 +452,11 @@ def test_delete_of_a_malformed_id_is_400_and_the_preflight_allows_delete(shim):
 
     answer = http("DELETE", f"{shim.url}/jobs/not-a-uuid", headers=KEY)
     assert answer.status == 400 and "UUID" in answer.body["message"]
-    preflight = http("OPTIONS", f"{shim.url}/jobs/{uuid.uuid4()}", headers={
-        "Origin": "http://example.test", "Access-Control-Request-Method": "DELETE"})
+    preflight = http(
+        "OPTIONS",
+        f"{shim.url}/jobs/{uuid.uuid4()}",
+        headers={"Origin": "http://example.test", "Access-Control-Request-Method": "DELETE"},
+    )
     assert preflight.status == 200
     assert "DELETE" in preflight.headers["Access-Control-Allow-Methods"].split(",")
 
@@ -454,10 +473,12 @@ REVOKE_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("code", "status", "expected"), REVOKE_FAULTS,
-                         ids=[c for c, _, _ in REVOKE_FAULTS])
-def test_delete_answers_throttling_and_faults_as_the_deployed_api(tmp_path_factory, code,
-                                                                    status, expected):
+@pytest.mark.parametrize(
+    ("code", "status", "expected"), REVOKE_FAULTS, ids=[c for c, _, _ in REVOKE_FAULTS]
+)
+def test_delete_answers_throttling_and_faults_as_the_deployed_api(
+    tmp_path_factory, code, status, expected
+):
     import dataclasses
 
     from api_shim.app import create_app
@@ -466,19 +487,22 @@ def test_delete_answers_throttling_and_faults_as_the_deployed_api(tmp_path_facto
 
     aws = ScriptedAws()
     try:
-        settings = dataclasses.replace(Settings.from_env(), sqs_endpoint=aws.url,
-                                       dynamodb_endpoint=aws.url, api_keys=())
+        settings = dataclasses.replace(
+            Settings.from_env(), sqs_endpoint=aws.url, dynamodb_endpoint=aws.url, api_keys=()
+        )
         client = create_app(settings).test_client()
         doc = client.application.extensions["gateway"].document
         body = json.dumps({"__type": DDB + code, "message": "injected"})
-        case = apigw.Case(apigw.response_template(doc, "/jobs/{job_id}", "delete", status),
-                          body=body, job_id="3fa85f64-5717-4562-b3fc-2c963f66afa6")
+        case = apigw.Case(
+            apigw.response_template(doc, "/jobs/{job_id}", "delete", status),
+            body=body,
+            job_id="3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        )
         rendered = apigw.shim_engine(case)
         if apigw.velocity_available():
             velocity = apigw.Velocity(tmp_path_factory.mktemp("velocity"))
             assert velocity.render_many([case])[0] == rendered
-        answer = apigw.integration_answer(doc, "/jobs/{job_id}", "delete", status, body,
-                                          rendered)
+        answer = apigw.integration_answer(doc, "/jobs/{job_id}", "delete", status, body, rendered)
         assert answer.status == expected
         assert (answer.headers.get("Retry-After") == "1") == (expected in (429, 503))
         aws.answer("dynamodb", status, body)

@@ -18,8 +18,11 @@ def test_requests_per_job_with_and_without_revocation(stack, start_worker, monke
     from tests import fault_proxy
 
     # Count by operation (X-Amz-Target: DynamoDB_20120810.UpdateItem), not by service.
-    monkeypatch.setattr(fault_proxy, "service_of",
-                        lambda headers: headers.get("X-Amz-Target", "other").rsplit(".")[-1])
+    monkeypatch.setattr(
+        fault_proxy,
+        "service_of",
+        lambda headers: headers.get("X-Amz-Target", "other").rsplit(".")[-1],
+    )
     with fault_proxy.FaultProxy(stack.endpoint) as proxy:
         start_worker(concurrency=2, env={"AWS_ENDPOINT_URL_DYNAMODB": proxy.url})
 
@@ -53,5 +56,7 @@ def test_requests_per_job_with_and_without_revocation(stack, start_worker, monke
         # third of the 30 s visibility timeout: tasks.worker.lease_heartbeat) fell in its run.
         assert 2 + 3 <= long_job["UpdateItem"] <= 2 + 3 + 1
         assert 1 <= long_job.get("BatchGetItem", 0) <= 2  # one per 5 s while it runs
-    print(f"\nDynamoDB requests of the worker: {jobs} jobs {plain}; {jobs} revoked before "
-          f"they ran {dropped}; one 6 s job with 3 progress steps {long_job}")
+    print(
+        f"\nDynamoDB requests of the worker: {jobs} jobs {plain}; {jobs} revoked before "
+        f"they ran {dropped}; one 6 s job with 3 progress steps {long_job}"
+    )

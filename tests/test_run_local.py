@@ -19,25 +19,45 @@ pytestmark = pytest.mark.integration
 def test_run_local_serves_jobs_refuses_a_second_copy_and_stops_cleanly(tmp_path):
     aws_port, api_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JOBS_"))}
-    env.update(LOCAL_AWS_PORT=str(aws_port), LOCAL_API_PORT=str(api_port),
-               LOCAL_RUN_DIR=str(tmp_path), AWS_ENDPOINT_URL=f"http://127.0.0.1:{aws_port}")
+    env.update(
+        LOCAL_AWS_PORT=str(aws_port),
+        LOCAL_API_PORT=str(api_port),
+        LOCAL_RUN_DIR=str(tmp_path),
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{aws_port}",
+    )
     log = tmp_path / "run.log"
-    proc = subprocess.Popen([sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/run_local.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
     try:
-        wait_until(lambda: "ready:" in log.read_text() or proc.poll() is not None, 120,
-                   message="make run ready")
+        wait_until(
+            lambda: "ready:" in log.read_text() or proc.poll() is not None,
+            120,
+            message="make run ready",
+        )
         assert proc.poll() is None, log.read_text()[-3000:]
 
-        second = subprocess.run([sys.executable, "scripts/run_local.py"], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            [sys.executable, "scripts/run_local.py"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode == 1
         assert "already running" in second.stderr
 
         request = urllib.request.Request(
             f"http://127.0.0.1:{api_port}/tasks/tasks.debug.add",
             data=json.dumps({"x": 2, "y": 40}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             job_id = json.load(response)["job_id"]
 

@@ -28,16 +28,30 @@ from tasks.ops.local_scheduler import LocalScheduler, iso
 from tests.envelopes import capture, receive_offline
 
 ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/t1-schedules/tasks.debug.add-0"
-FIRED = {"schedule": ARN, "scheduled_time": "2026-12-01T06:00:00Z",
-         "execution_id": "d32c5kddcf5bb8c3", "attempt": "1"}
+FIRED = {
+    "schedule": ARN,
+    "scheduled_time": "2026-12-01T06:00:00Z",
+    "execution_id": "d32c5kddcf5bb8c3",
+    "attempt": "1",
+}
 
 # --- expressions ---------------------------------------------------------------------------
 
-VALID = ["rate(1 minute)", "rate(5 minutes)", "rate(1 hour)", "rate(12 hours)", "rate(1 day)",
-         "rate(7 days)", "cron(0 6 * * ? *)", "cron(0/15 * * * ? *)",
-         "cron(*/10 8-17 ? * MON-FRI *)",
-         "cron(30 2 1,15 * ? 2026-2030)", "cron(0 0 ? JAN,JUL 1 *)", "cron(5 4 29 2 ? *)",
-         "at(2027-01-01T00:00:00)"]
+VALID = [
+    "rate(1 minute)",
+    "rate(5 minutes)",
+    "rate(1 hour)",
+    "rate(12 hours)",
+    "rate(1 day)",
+    "rate(7 days)",
+    "cron(0 6 * * ? *)",
+    "cron(0/15 * * * ? *)",
+    "cron(*/10 8-17 ? * MON-FRI *)",
+    "cron(30 2 1,15 * ? 2026-2030)",
+    "cron(0 0 ? JAN,JUL 1 *)",
+    "cron(5 4 29 2 ? *)",
+    "at(2027-01-01T00:00:00)",
+]
 INVALID = {
     "rate(0 minutes)": "at least 1",
     "rate(1 minutes)": "singular",
@@ -75,13 +89,24 @@ def test_other_expressions_are_refused_saying_what_is_wrong(expression, says):
 
 def _mutations(text: str):
     """One character removed, doubled or replaced: mostly invalid, sometimes valid."""
-    return st.integers(0, len(text) - 1).flatmap(lambda i: st.sampled_from([
-        text[:i] + text[i + 1:], text[:i] + text[i] + text[i:],
-        *[text[:i] + c + text[i + 1:] for c in "0 9?*-,/(xL#"]]))
+    return st.integers(0, len(text) - 1).flatmap(
+        lambda i: st.sampled_from(
+            [
+                text[:i] + text[i + 1 :],
+                text[:i] + text[i] + text[i:],
+                *[text[:i] + c + text[i + 1 :] for c in "0 9?*-,/(xL#"],
+            ]
+        )
+    )
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(st.sampled_from(VALID).flatmap(_mutations))
 def test_a_mutated_expression_is_accepted_only_if_it_still_fires(expression):
     """Whatever check_expression accepts, the local scheduler can compute (no crash, a
@@ -105,8 +130,10 @@ def _brute_force(expression: str, after: datetime) -> datetime:
     return when
 
 
-@pytest.mark.parametrize("expression", [e for e in VALID if e.startswith("cron(")
-                                        and "29 2" not in e and "JAN,JUL" not in e])
+@pytest.mark.parametrize(
+    "expression",
+    [e for e in VALID if e.startswith("cron(") and "29 2" not in e and "JAN,JUL" not in e],
+)
 def test_cron_fire_times_are_the_first_matching_minute_in_utc(expression):
     after = datetime(2026, 12, 1, 5, 59, 30, tzinfo=UTC)
     cron = parse_cron(expression)
@@ -118,14 +145,16 @@ def test_cron_fire_times_are_the_first_matching_minute_in_utc(expression):
 
 def test_day_names_and_numbers_agree_with_aws_sunday_is_1():
     # 2026-12-06 is a Sunday
-    assert parse_cron("cron(0 0 ? * 1 *)").next_after(datetime(2026, 12, 1, tzinfo=UTC)) == \
-        datetime(2026, 12, 6, tzinfo=UTC)
-    assert parse_cron("cron(0 0 ? * SUN *)").next_after(datetime(2026, 12, 1, tzinfo=UTC)) == \
-        datetime(2026, 12, 6, tzinfo=UTC)
-    assert parse_cron("cron(5 4 29 2 ? *)").next_after(datetime(2026, 12, 1, tzinfo=UTC)) == \
-        datetime(2028, 2, 29, 4, 5, tzinfo=UTC)
-    assert parse_cron("cron(0 0 1 1 ? 2026)").next_after(datetime(2026, 12, 1, tzinfo=UTC)) \
-        is None
+    assert parse_cron("cron(0 0 ? * 1 *)").next_after(
+        datetime(2026, 12, 1, tzinfo=UTC)
+    ) == datetime(2026, 12, 6, tzinfo=UTC)
+    assert parse_cron("cron(0 0 ? * SUN *)").next_after(
+        datetime(2026, 12, 1, tzinfo=UTC)
+    ) == datetime(2026, 12, 6, tzinfo=UTC)
+    assert parse_cron("cron(5 4 29 2 ? *)").next_after(
+        datetime(2026, 12, 1, tzinfo=UTC)
+    ) == datetime(2028, 2, 29, 4, 5, tzinfo=UTC)
+    assert parse_cron("cron(0 0 1 1 ? 2026)").next_after(datetime(2026, 12, 1, tzinfo=UTC)) is None
 
 
 def test_rates_fire_every_period_from_the_start():
@@ -137,24 +166,43 @@ def test_rates_fire_every_period_from_the_start():
 
 # --- declaring -----------------------------------------------------------------------------
 
-SCHEMA = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"],
-          "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"x": {"type": "number"}},
+    "required": ["x"],
+    "additionalProperties": False,
+}
 
 
 def test_a_job_declares_schedules_checked_against_its_schema_at_decoration():
     with pytest.raises(ValueError, match="kwargs: x: is not of type 'number'"):
-        job(schema=SCHEMA, public=False, name="tests.sched.bad_kwargs",
-            schedule=Schedule("rate(1 hour)", kwargs={"x": "a"}))(lambda self, x: x)
+        job(
+            schema=SCHEMA,
+            public=False,
+            name="tests.sched.bad_kwargs",
+            schedule=Schedule("rate(1 hour)", kwargs={"x": "a"}),
+        )(lambda self, x: x)
     with pytest.raises(ValueError, match="'x' is a required property"):
-        job(schema=SCHEMA, public=False, name="tests.sched.missing",
-            schedule="rate(1 hour)")(lambda self, x: x)
+        job(schema=SCHEMA, public=False, name="tests.sched.missing", schedule="rate(1 hour)")(
+            lambda self, x: x
+        )
     with pytest.raises(ValueError, match="rate unit"):
-        job(schema=SCHEMA, public=False, name="tests.sched.bad_rate",
-            schedule=Schedule("rate(2 weeks)", kwargs={"x": 1}))(lambda self, x: x)
+        job(
+            schema=SCHEMA,
+            public=False,
+            name="tests.sched.bad_rate",
+            schedule=Schedule("rate(2 weeks)", kwargs={"x": 1}),
+        )(lambda self, x: x)
     with pytest.raises(ValueError, match="share a name"):
-        job(schema=SCHEMA, public=False, name="tests.sched.twice", schedule=[
-            Schedule("rate(1 hour)", {"x": 1}, name="same"),
-            Schedule("rate(2 hours)", {"x": 2}, name="same")])(lambda self, x: x)
+        job(
+            schema=SCHEMA,
+            public=False,
+            name="tests.sched.twice",
+            schedule=[
+                Schedule("rate(1 hour)", {"x": 1}, name="same"),
+                Schedule("rate(2 hours)", {"x": 2}, name="same"),
+            ],
+        )(lambda self, x: x)
 
 
 def test_schedule_names_are_stable_and_fit_eventbridge():
@@ -169,10 +217,14 @@ def test_schedule_names_are_stable_and_fit_eventbridge():
 
 # --- the scheduled message at the worker's channel -----------------------------------------
 
+
 def _body(**changes) -> str:
     fields = {**FIRED, **changes}
-    return scheduled_body("tasks.debug.add", changes.pop("kwargs", {"x": 1, "y": 2}), **{
-        k: v for k, v in fields.items() if k != "kwargs"})
+    return scheduled_body(
+        "tasks.debug.add",
+        changes.pop("kwargs", {"x": 1, "y": 2}),
+        **{k: v for k, v in fields.items() if k != "kwargs"},
+    )
 
 
 @pytest.mark.integration  # a real apply_async() on moto's server
@@ -188,19 +240,38 @@ def test_a_scheduled_message_becomes_the_message_delay_would_send(stack):
     real = receive_offline(real_body)
     assert real.verdict is None
     ours, theirs = received.message, real.message
-    assert ours.decode() == theirs.decode() == [[], {"x": 1, "y": 2}, {
-        "callbacks": None, "errbacks": None, "chain": None, "chord": None}]
-    assert ours.content_type == theirs.content_type and \
-        ours.content_encoding == theirs.content_encoding
-    differs = {"origin", "submitted_at", "scheduled_time", "schedule", "schedule_execution",
-               "schedule_attempt"}
-    assert {k: v for k, v in ours.headers.items() if k not in differs} == \
-        {k: v for k, v in theirs.headers.items() if k not in differs}
+    assert (
+        ours.decode()
+        == theirs.decode()
+        == [
+            [],
+            {"x": 1, "y": 2},
+            {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+        ]
+    )
+    assert (
+        ours.content_type == theirs.content_type
+        and ours.content_encoding == theirs.content_encoding
+    )
+    differs = {
+        "origin",
+        "submitted_at",
+        "scheduled_time",
+        "schedule",
+        "schedule_execution",
+        "schedule_attempt",
+    }
+    assert {k: v for k, v in ours.headers.items() if k not in differs} == {
+        k: v for k, v in theirs.headers.items() if k not in differs
+    }
     assert ours.headers["origin"] == "eventbridge-scheduler"
-    assert ours.headers["submitted_at"] == int(datetime(2026, 12, 1, 6, tzinfo=UTC)
-                                              .timestamp() * 1000)
+    assert ours.headers["submitted_at"] == int(
+        datetime(2026, 12, 1, 6, tzinfo=UTC).timestamp() * 1000
+    )
     assert (ours.headers["scheduled_time"], ours.headers["schedule"]) == (
-        "2026-12-01T06:00:00Z", ARN)
+        "2026-12-01T06:00:00Z",
+        ARN,
+    )
     assert set(ours.properties) >= set(theirs.properties) - {"reply_to"}
 
 
@@ -212,15 +283,18 @@ def test_every_delivery_of_one_firing_has_one_job_id_and_each_firing_its_own():
     assert retried.message.headers["schedule_attempt"] == 2
 
 
-@pytest.mark.parametrize(("changes", "reason"), [
-    ({"schedule": "<aws.scheduler.schedule-arn>"}, "scheduled message.schedule"),
-    ({"scheduled_time": "tomorrow"}, "scheduled message.scheduled_time"),
-    ({"scheduled_time": "2026-02-30T06:00:00Z"}, "is not a date"),
-    ({"attempt": 1}, "scheduled message.attempt"),
-    ({"kwargs": {"bad key": 1}}, "scheduled message.kwargs"),
-    ({"task": "no spaces allowed"}, "scheduled message.task"),
-    ({"extra": True}, "Additional properties"),
-])
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"schedule": "<aws.scheduler.schedule-arn>"}, "scheduled message.schedule"),
+        ({"scheduled_time": "tomorrow"}, "scheduled message.scheduled_time"),
+        ({"scheduled_time": "2026-02-30T06:00:00Z"}, "is not a date"),
+        ({"attempt": 1}, "scheduled message.attempt"),
+        ({"kwargs": {"bad key": 1}}, "scheduled message.kwargs"),
+        ({"task": "no spaces allowed"}, "scheduled message.task"),
+        ({"extra": True}, "Additional properties"),
+    ],
+)
 def test_a_malformed_scheduled_message_is_refused_with_its_reason(changes, reason):
     fields = json.loads(_body())
     fields.update(changes)
@@ -233,9 +307,15 @@ def test_a_malformed_scheduled_message_is_refused_with_its_reason(changes, reaso
 
 def _scheduled_mutations():
     base = json.loads(_body())
-    values = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**70), st.floats(),
-                       st.text(max_size=20), st.lists(st.integers(), max_size=3),
-                       st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
+    values = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-2, 2**70),
+        st.floats(),
+        st.text(max_size=20),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    )
     key = st.sampled_from([*base, "extra", ""])
 
     def mutate(changes):
@@ -250,8 +330,13 @@ def _scheduled_mutations():
     return st.lists(st.tuples(key, st.one_of(values, st.just(...))), max_size=3).map(mutate)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(_scheduled_mutations())
 def test_any_mutation_of_a_scheduled_message_is_a_genuine_job_or_refused(fields):
     try:
@@ -269,6 +354,7 @@ def test_any_mutation_of_a_scheduled_message_is_a_genuine_job_or_refused(fields)
 
 # --- the local scheduler, without a process ----------------------------------------------
 
+
 def test_the_local_scheduler_sends_what_eventbridge_would_at_the_scaled_times():
     sent: list[str] = []
     now = [1_800_000_000.0]
@@ -277,8 +363,7 @@ def test_the_local_scheduler_sends_what_eventbridge_would_at_the_scaled_times():
         pass
 
     s = Schedule("rate(1 minute)", {"x": 1, "y": 2}, "every-minute", "tasks.debug.add")
-    scheduler = Scheduler({"every-minute": s}, sent.append, time_scale=60,
-                          clock=lambda: now[0])
+    scheduler = Scheduler({"every-minute": s}, sent.append, time_scale=60, clock=lambda: now[0])
 
     def wait(timeout=None):  # time passes only when the scheduler waits
         now[0] += timeout or 0
@@ -290,18 +375,20 @@ def test_the_local_scheduler_sends_what_eventbridge_would_at_the_scaled_times():
     assert scheduler.run() == 0
     fired = [json.loads(b) for b in sent]
     assert [f["scheduled_time"] for f in fired] == [
-        iso(datetime.fromtimestamp(1_800_000_000 + n, UTC)) for n in (1, 2, 3)]
+        iso(datetime.fromtimestamp(1_800_000_000 + n, UTC)) for n in (1, 2, 3)
+    ]
     assert {f["schedule"] for f in fired} == {"local:every-minute"}
     assert len({f["execution_id"] for f in fired}) == 3
     for body in sent:
         received = receive_offline(body)
-        assert received.verdict is None and received.message.headers["origin"] == \
-            "local-scheduler"
+        assert received.verdict is None and received.message.headers["origin"] == "local-scheduler"
 
 
 def test_the_dlq_tools_name_a_scheduled_messages_task_and_job_id():
     from tasks.ops.dlq import describe
 
     letter = describe({"MessageId": "m-1", "ReceiptHandle": "rh-1", "Body": _body()})
-    assert (letter.task, letter.task_id) == ("tasks.debug.add",
-                                             job_id(ARN, FIRED["scheduled_time"]))
+    assert (letter.task, letter.task_id) == (
+        "tasks.debug.add",
+        job_id(ARN, FIRED["scheduled_time"]),
+    )

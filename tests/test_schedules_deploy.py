@@ -25,14 +25,21 @@ DLQ_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:t1-jobs-dlq"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/t1-scheduler"
 GROUP = "t1-schedules"
 GROUP_ARN = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule-group/{GROUP}"
-WRITES = {"CreateSchedule", "UpdateSchedule", "DeleteSchedule", "CreateScheduleGroup",
-          "DeleteScheduleGroup"}
+WRITES = {
+    "CreateSchedule",
+    "UpdateSchedule",
+    "DeleteSchedule",
+    "CreateScheduleGroup",
+    "DeleteScheduleGroup",
+}
 
 
 def declared(*items: tuple[str, str, dict]) -> dict[str, Schedule]:
     """Schedules as @job would bind them (name, expression, kwargs) on tasks.debug.add."""
-    return {name: Schedule(expr, kwargs, name, "tasks.debug.add", "tasks.debug")
-            for name, expr, kwargs in items}
+    return {
+        name: Schedule(expr, kwargs, name, "tasks.debug.add", "tasks.debug")
+        for name, expr, kwargs in items
+    }
 
 
 @pytest.fixture
@@ -45,8 +52,11 @@ def wanted(monkeypatch):
 
 def schedule_lines(output: str) -> dict[str, str]:
     """{schedule name: verb} of the plan's or deploy's `schedule` lines."""
-    return {line[41:].split()[0]: line.split()[0] for line in output.splitlines()
-            if line[13:41].strip() == "schedule"}
+    return {
+        line[41:].split()[0]: line.split()[0]
+        for line in output.splitlines()
+        if line[13:41].strip() == "schedule"
+    }
 
 
 def scheduler_calls(aws, since: int = 0) -> list:  # noqa: F811
@@ -55,17 +65,29 @@ def scheduler_calls(aws, since: int = 0) -> list:  # noqa: F811
 
 def expected_request(name: str, expression: str, kwargs: dict) -> dict:
     return {
-        "Name": name, "GroupName": GROUP, "Description": "t1: tasks.debug.add",
-        "ScheduleExpression": expression, "ScheduleExpressionTimezone": "UTC",
-        "FlexibleTimeWindow": {"Mode": "OFF"}, "State": "ENABLED",
+        "Name": name,
+        "GroupName": GROUP,
+        "Description": "t1: tasks.debug.add",
+        "ScheduleExpression": expression,
+        "ScheduleExpressionTimezone": "UTC",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED",
         "Target": {
-            "Arn": QUEUE_ARN, "RoleArn": ROLE_ARN,
-            "Input": json.dumps({
-                "attempt": "<aws.scheduler.attempt-number>",
-                "execution_id": "<aws.scheduler.execution-id>", "kwargs": kwargs,
-                "schedule": "<aws.scheduler.schedule-arn>", "scheduled": 1,
-                "scheduled_time": "<aws.scheduler.scheduled-time>", "task": "tasks.debug.add",
-            }, sort_keys=True, separators=(",", ":")),
+            "Arn": QUEUE_ARN,
+            "RoleArn": ROLE_ARN,
+            "Input": json.dumps(
+                {
+                    "attempt": "<aws.scheduler.attempt-number>",
+                    "execution_id": "<aws.scheduler.execution-id>",
+                    "kwargs": kwargs,
+                    "schedule": "<aws.scheduler.schedule-arn>",
+                    "scheduled": 1,
+                    "scheduled_time": "<aws.scheduler.scheduled-time>",
+                    "task": "tasks.debug.add",
+                },
+                sort_keys=True,
+                separators=(",", ":"),
+            ),
             "DeadLetterConfig": {"Arn": DLQ_ARN},
             "RetryPolicy": {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 10},
         },
@@ -80,8 +102,12 @@ def test_no_schedules_means_no_scheduler_resources(aws, engine, wanted):  # noqa
 
 
 def test_deploy_creates_updates_and_deletes_schedules_idempotently(aws, engine, wanted):  # noqa: F811
-    wanted.update(declared(("add-every-15", "rate(15 minutes)", {"x": 1, "y": 2}),
-                           ("add-at-six", "cron(0 6 * * ? *)", {"x": 6, "y": 0})))
+    wanted.update(
+        declared(
+            ("add-every-15", "rate(15 minutes)", {"x": 1, "y": 2}),
+            ("add-at-six", "cron(0 6 * * ? *)", {"x": 6, "y": 0}),
+        )
+    )
     code, output = run(aws, engine, "plan")
     assert code == 0, output
     assert schedule_lines(output) == {"add-every-15": "create", "add-at-six": "create"}, output
@@ -91,33 +117,43 @@ def test_deploy_creates_updates_and_deletes_schedules_idempotently(aws, engine, 
     assert code == 0, output
     steps = progress(output)
     assert (steps["schedule group"], steps["schedule"]) == ("created", "created")
-    sent = {r.params["Name"]: r.params for r in scheduler_calls(aws)
-            if r.operation == "CreateSchedule"}
+    sent = {
+        r.params["Name"]: r.params for r in scheduler_calls(aws) if r.operation == "CreateSchedule"
+    }
     assert sent == {
         "add-every-15": expected_request("add-every-15", "rate(15 minutes)", {"x": 1, "y": 2}),
         "add-at-six": expected_request("add-at-six", "cron(0 6 * * ? *)", {"x": 6, "y": 0}),
     }
     (group,) = [r.params for r in scheduler_calls(aws) if r.operation == "CreateScheduleGroup"]
-    assert group == {"Name": GROUP, "Tags": [{"Key": "stack", "Value": "t1"},
-                                            {"Key": "app", "Value": "sqs-jobs"}]}
+    assert group == {
+        "Name": GROUP,
+        "Tags": [{"Key": "stack", "Value": "t1"}, {"Key": "app", "Value": "sqs-jobs"}],
+    }
     # the role: EventBridge Scheduler for this group only; SendMessage on the two queues only
     role = aws.iam.get_role(RoleName="t1-scheduler")["Role"]
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT},
-                                  "ArnLike": {"aws:SourceArn": GROUP_ARN}}
-    policy = aws.iam.get_role_policy(RoleName="t1-scheduler",
-                                     PolicyName="least-privilege")["PolicyDocument"]
+    assert trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+        "ArnLike": {"aws:SourceArn": GROUP_ARN},
+    }
+    policy = aws.iam.get_role_policy(RoleName="t1-scheduler", PolicyName="least-privilege")[
+        "PolicyDocument"
+    ]
     assert sorted((tuple(s["Action"]), s["Resource"]) for s in policy["Statement"]) == [
-        (("sqs:SendMessage",), QUEUE_ARN), (("sqs:SendMessage",), DLQ_ARN)]
+        (("sqs:SendMessage",), QUEUE_ARN),
+        (("sqs:SendMessage",), DLQ_ARN),
+    ]
 
     # what EventBridge sends when it fires is a job the worker accepts
     arn = aws.scheduler.get_schedule(GroupName=GROUP, Name="add-every-15")["Arn"]
-    body = sent["add-every-15"]["Target"]["Input"].replace(
-        "<aws.scheduler.schedule-arn>", arn).replace(
-        "<aws.scheduler.scheduled-time>", "2026-12-01T06:00:00Z").replace(
-        "<aws.scheduler.execution-id>", "d32c5kddcf5bb8c3").replace(
-        "<aws.scheduler.attempt-number>", "1")
+    body = (
+        sent["add-every-15"]["Target"]["Input"]
+        .replace("<aws.scheduler.schedule-arn>", arn)
+        .replace("<aws.scheduler.scheduled-time>", "2026-12-01T06:00:00Z")
+        .replace("<aws.scheduler.execution-id>", "d32c5kddcf5bb8c3")
+        .replace("<aws.scheduler.attempt-number>", "1")
+    )
     received = receive_offline(body)
     assert received.verdict is None and received.task == "tasks.debug.add"
     assert received.message.decode()[1] == {"x": 1, "y": 2}
@@ -130,22 +166,33 @@ def test_deploy_creates_updates_and_deletes_schedules_idempotently(aws, engine, 
 
     # one changed, one removed, one added: update, delete, create; the rest left alone
     wanted.clear()
-    wanted.update(declared(("add-every-15", "rate(30 minutes)", {"x": 1, "y": 2}),
-                           ("add-hourly", "rate(1 hour)", {"x": 0, "y": 0})))
+    wanted.update(
+        declared(
+            ("add-every-15", "rate(30 minutes)", {"x": 1, "y": 2}),
+            ("add-hourly", "rate(1 hour)", {"x": 0, "y": 0}),
+        )
+    )
     code, output = run(aws, engine, "plan")
-    assert schedule_lines(output) == {"add-every-15": "update", "add-hourly": "create",
-                    "add-at-six": "delete"}, output
+    assert schedule_lines(output) == {
+        "add-every-15": "update",
+        "add-hourly": "create",
+        "add-at-six": "delete",
+    }, output
     assert "1 to delete" in output
     before = len(aws.requests)
     code, output = run(aws, engine, "deploy")
     assert code == 0, output
-    writes = [(r.operation, r.params.get("Name")) for r in scheduler_calls(aws, before)
-              if r.operation in WRITES]
-    assert sorted(writes) == [("CreateSchedule", "add-hourly"),
-                              ("DeleteSchedule", "add-at-six"),
-                              ("UpdateSchedule", "add-every-15")]
-    (update,) = [r.params for r in scheduler_calls(aws, before)
-                 if r.operation == "UpdateSchedule"]
+    writes = [
+        (r.operation, r.params.get("Name"))
+        for r in scheduler_calls(aws, before)
+        if r.operation in WRITES
+    ]
+    assert sorted(writes) == [
+        ("CreateSchedule", "add-hourly"),
+        ("DeleteSchedule", "add-at-six"),
+        ("UpdateSchedule", "add-every-15"),
+    ]
+    (update,) = [r.params for r in scheduler_calls(aws, before) if r.operation == "UpdateSchedule"]
     assert update == expected_request("add-every-15", "rate(30 minutes)", {"x": 1, "y": 2})
     listed = aws.scheduler.list_schedules(GroupName=GROUP)["Schedules"]
     assert sorted(s["Name"] for s in listed) == ["add-every-15", "add-hourly"]
@@ -158,9 +205,11 @@ def test_deploy_creates_updates_and_deletes_schedules_idempotently(aws, engine, 
     code, output = run(aws, engine, "destroy", "--yes")
     assert code == 0, output
     lines = output.splitlines()
-    assert lines[1:4] == ["  deleted    schedule                     add-every-15",
-                          "  deleted    schedule                     add-hourly",
-                          "  deleted    schedule group               t1-schedules"], output
+    assert lines[1:4] == [
+        "  deleted    schedule                     add-every-15",
+        "  deleted    schedule                     add-hourly",
+        "  deleted    schedule group               t1-schedules",
+    ], output
     assert aws.scheduler.list_schedule_groups(NamePrefix=GROUP)["ScheduleGroups"] == []
     assert "t1-scheduler" not in [r["RoleName"] for r in aws.iam.list_roles()["Roles"]]
     code, output = run(aws, engine, "destroy", "--yes")
@@ -174,9 +223,13 @@ def test_a_schedule_changed_outside_deploy_is_put_back(aws, engine, wanted):  # 
     current = aws.scheduler.get_schedule(GroupName=GROUP, Name="add-every-15")
     target = dict(current["Target"])
     target.pop("DeadLetterConfig")  # someone removed the DLQ by hand
-    aws.scheduler.update_schedule(Name="add-every-15", GroupName=GROUP,
-                                  ScheduleExpression="rate(15 minutes)",
-                                  FlexibleTimeWindow={"Mode": "OFF"}, Target=target)
+    aws.scheduler.update_schedule(
+        Name="add-every-15",
+        GroupName=GROUP,
+        ScheduleExpression="rate(15 minutes)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target=target,
+    )
     code, output = run(aws, engine, "deploy")
     assert code == 0, output
     assert progress(output)["schedule"] == "updated"
@@ -188,12 +241,15 @@ def test_a_schedule_changed_outside_deploy_is_put_back(aws, engine, wanted):  # 
 def test_only_the_deployed_job_modules_schedules_are_deployed():
     """The demo schedule of `make run` (JOBS_EXTRA_MODULES) is registered but never deployed;
     in a process of its own, so this session's registry stays as it was."""
-    code = ("import json; from ecs.schedules import deployed_schedules; "
-            "from tasks.jobkit.registry import all_schedules; "
-            "print(json.dumps([sorted(all_schedules()), sorted(deployed_schedules())]))")
+    code = (
+        "import json; from ecs.schedules import deployed_schedules; "
+        "from tasks.jobkit.registry import all_schedules; "
+        "print(json.dumps([sorted(all_schedules()), sorted(deployed_schedules())]))"
+    )
     env = {**os.environ, "JOBS_EXTRA_MODULES": "tasks.demo_schedules"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
     registered, deployed = json.loads(out.strip().splitlines()[-1])
     assert "tasks.demo_schedules.heartbeat-0" in registered
     assert "tasks.demo_schedules.heartbeat-0" not in deployed
@@ -207,13 +263,19 @@ def test_create_schedule_waits_for_the_scheduler_role_to_propagate(aws, engine, 
 
     def first_two(params):  # what EventBridge Scheduler answers while IAM propagates
         calls["n"] += 1
-        return ("ValidationException", "The execution role you provide must allow AWS "
-                "EventBridge Scheduler to assume the role.") if calls["n"] <= 2 else None
+        return (
+            (
+                "ValidationException",
+                "The execution role you provide must allow AWS "
+                "EventBridge Scheduler to assume the role.",
+            )
+            if calls["n"] <= 2
+            else None
+        )
 
     wanted.update(declared(("add-every-15", "rate(15 minutes)", {"x": 1, "y": 2})))
     refused = refuse(aws.scheduler, "CreateSchedule", first_two)
     code, output = run(aws, engine, "deploy")
     assert code == 0, output
     assert len(refused) == 2 and progress(output)["schedule"] == "created"
-    assert any("must allow AWS EventBridge Scheduler" in line
-               for line in waits(output, "schedule"))
+    assert any("must allow AWS EventBridge Scheduler" in line for line in waits(output, "schedule"))

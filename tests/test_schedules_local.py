@@ -29,12 +29,22 @@ FIRED = re.compile(r"fired (\S+) -> (\S+) job_id=(\S+) scheduled_time=(\S+)")
 
 
 ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/t1-schedules/tasks.debug.add-0"
-GOOD = {"schedule": ARN, "scheduled_time": "2026-12-01T06:00:00Z", "execution_id": "e-1",
-        "attempt": "1"}
+GOOD = {
+    "schedule": ARN,
+    "scheduled_time": "2026-12-01T06:00:00Z",
+    "execution_id": "e-1",
+    "attempt": "1",
+}
 # What a hand-edited schedule, or anyone allowed to send to the queue, might send instead.
-MALFORMED = [{"attempt": 2}, {"scheduled_time": "2026-02-30T06:00:00Z"},
-             {"kwargs": {"bad key": 1}}, {"extra": "field"}, {"scheduled": 2},
-             {"kwargs": [1, 2]}, {"scheduled_time": "soon"}]
+MALFORMED = [
+    {"attempt": 2},
+    {"scheduled_time": "2026-02-30T06:00:00Z"},
+    {"kwargs": {"bad key": 1}},
+    {"extra": "field"},
+    {"scheduled": 2},
+    {"kwargs": [1, 2]},
+    {"scheduled_time": "soon"},
+]
 
 
 def test_a_schedule_firing_three_times_gives_three_jobs_that_succeed(stack, start_worker):
@@ -46,10 +56,15 @@ def test_a_schedule_firing_three_times_gives_three_jobs_that_succeed(stack, star
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tasks.ops.local_scheduler", "--time-scale", "60"],
-            cwd=ROOT, env={**stack.env, **env}, stdout=log, stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env={**stack.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_until(lambda: len(FIRED.findall(log_path.read_text())) >= 3, 30,
-                   message="three firings")
+        wait_until(
+            lambda: len(FIRED.findall(log_path.read_text())) >= 3, 30, message="three firings"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(10)
@@ -59,37 +74,49 @@ def test_a_schedule_firing_three_times_gives_three_jobs_that_succeed(stack, star
     ids = [job_id for _, _, job_id, _ in fired]
     assert len(set(ids)) == len(ids) >= 3
     assert {(name, task) for name, task, _, _ in fired} == {
-        ("tasks.demo_schedules.heartbeat-0", "tasks.demo_schedules.heartbeat")}
+        ("tasks.demo_schedules.heartbeat-0", "tasks.demo_schedules.heartbeat")
+    }
 
-    wait_until(lambda: all(stack.status(i) == "SUCCESS" for i in ids), 60,
-               message="every firing SUCCESS")
+    wait_until(
+        lambda: all(stack.status(i) == "SUCCESS" for i in ids), 60, message="every firing SUCCESS"
+    )
     for _, task, job_id, scheduled_time in fired:
         item = stack.item(job_id)
         assert item["task"]["S"] == task
         # the scheduled time reached the job (self.request.scheduled_time)
-        assert json.loads(item["result"]["S"]) == {"note": "every minute",
-                                                   "scheduled_time": scheduled_time}
+        assert json.loads(item["result"]["S"]) == {
+            "note": "every minute",
+            "scheduled_time": scheduled_time,
+        }
 
     # malformed scheduled messages: refused, recorded, dead-lettered; the worker serves on
     refused = []
     for n, changes in enumerate(MALFORMED):
         fields = json.loads(scheduled_body("tasks.debug.add", {"x": n, "y": 1}, **GOOD))
-        fields.update(changes, scheduled_time=changes.get(
-            "scheduled_time", f"2026-12-01T06:{n:02d}:00Z"))
+        fields.update(
+            changes, scheduled_time=changes.get("scheduled_time", f"2026-12-01T06:{n:02d}:00Z")
+        )
         stack.sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(fields))
         refused.append(firing_id(ARN, fields["scheduled_time"]))
     good = dict(GOOD, scheduled_time="2026-12-01T07:00:00Z")
-    stack.sqs.send_message(QueueUrl=queue.url,
-                           MessageBody=scheduled_body("tasks.debug.add", {"x": 2, "y": 3}, **good))
+    stack.sqs.send_message(
+        QueueUrl=queue.url, MessageBody=scheduled_body("tasks.debug.add", {"x": 2, "y": 3}, **good)
+    )
     good_id = firing_id(ARN, good["scheduled_time"])
     wait_until(lambda: stack.status(good_id) == "SUCCESS", 60, message="the good one runs")
     assert json.loads(stack.item(good_id)["result"]["S"]) == 5
-    wait_until(lambda: all(stack.status(i) == "FAILURE" for i in refused), 60,
-               message="each malformed one recorded")
+    wait_until(
+        lambda: all(stack.status(i) == "FAILURE" for i in refused),
+        60,
+        message="each malformed one recorded",
+    )
     for job_id in refused:
         error = stack.item(job_id)["error"]["M"]
         assert error["type"]["S"] == "PoisonMessage"
         assert "scheduled message" in error["message"]["S"]
-    wait_until(lambda: stack.queue_counts(queue.dlq_url)[0] == len(MALFORMED), 90,
-               message="malformed ones in the DLQ")
+    wait_until(
+        lambda: stack.queue_counts(queue.dlq_url)[0] == len(MALFORMED),
+        90,
+        message="malformed ones in the DLQ",
+    )
     assert worker.alive()

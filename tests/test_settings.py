@@ -20,8 +20,9 @@ SERVICE_ENV = {
 
 
 def run(code: str, env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -39,7 +40,8 @@ def test_importing_the_jobs_and_the_app_leaves_the_environment_as_it_was():
         "print(json.dumps({'changed': sorted(k for k in set(before) | set(os.environ)\n"
         "                   if before.get(k) != os.environ.get(k)),\n"
         "                  'sqs': sqs.meta.endpoint_url,\n"
-        "                  'dynamodb': backend.client.meta.endpoint_url}))\n")
+        "                  'dynamodb': backend.client.meta.endpoint_url}))\n"
+    )
     seen = run(code, SERVICE_ENV)
     assert seen["changed"] == []
     # boto3's own resolution: AWS's endpoints, never the local emulator.
@@ -48,8 +50,10 @@ def test_importing_the_jobs_and_the_app_leaves_the_environment_as_it_was():
 
 
 def test_the_emulator_is_used_only_when_asked_for():
-    code = ("import json; from tasks.ops.settings import Settings; s = Settings.from_env();"
-            "print(json.dumps([s.target, s.sqs_endpoint, s.access_key_id]))")
+    code = (
+        "import json; from tasks.ops.settings import Settings; s = Settings.from_env();"
+        "print(json.dumps([s.target, s.sqs_endpoint, s.access_key_id]))"
+    )
     assert run(code, SERVICE_ENV) == ["aws", None, None]
     local = {**SERVICE_ENV, "JOBS_TARGET": "local"}
     local.pop("AWS_ACCESS_KEY_ID")
@@ -62,16 +66,23 @@ def test_importing_the_config_makes_no_network_call():
     # No JOBS_QUEUE_URL and no endpoint: the URL is asked of SQS only when a channel opens.
     env = {k: v for k, v in SERVICE_ENV.items() if k != "JOBS_QUEUE_URL"}
     env["JOBS_TARGET"] = "aws"
-    code = ("import json, celeryconfig, tasks; tasks.app.conf.broker_transport_options;"
-            "entry = celeryconfig.broker_transport_options['predefined_queues']['jobs'];"
-            "print(json.dumps(dict(entry)))")
+    code = (
+        "import json, celeryconfig, tasks; tasks.app.conf.broker_transport_options;"
+        "entry = celeryconfig.broker_transport_options['predefined_queues']['jobs'];"
+        "print(json.dumps(dict(entry)))"
+    )
     assert run(code, env) == {}
 
 
 def test_a_wrong_target_is_a_clear_error():
-    out = subprocess.run([sys.executable, "-c", "from tasks.ops.settings import Settings;"
-                          "Settings.from_env()"], cwd=ROOT, capture_output=True, text=True,
-                         env={**SERVICE_ENV, "JOBS_TARGET": "prod"}, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", "from tasks.ops.settings import Settings;Settings.from_env()"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**SERVICE_ENV, "JOBS_TARGET": "prod"},
+        timeout=60,
+    )
     assert out.returncode != 0 and "JOBS_TARGET must be 'aws' or 'local'" in out.stderr
 
 
@@ -83,13 +94,16 @@ def test_the_shim_and_the_deployer_read_job_schemas_without_the_worker_runtime()
         "import ecs.cli\n"
         "assert 'tasks.text.analyze' in public_jobs()\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tasks.worker')\n"
-        "                        or m.startswith('celery.worker.consumer'))))\n")
+        "                        or m.startswith('celery.worker.consumer'))))\n"
+    )
     assert run(code, {**SERVICE_ENV, "JOBS_TARGET": "local"}) == []
 
 
 def test_test_only_jobs_are_not_in_the_production_registry():
-    code = ("import json; from tasks.jobkit.registry import all_jobs;"
-            "print(json.dumps(sorted(all_jobs())))")
+    code = (
+        "import json; from tasks.jobkit.registry import all_jobs;"
+        "print(json.dumps(sorted(all_jobs())))"
+    )
     names = run(code, SERVICE_ENV)
     assert "tasks.text.analyze" in names
     assert not [n for n in names if n.startswith("tests.")]

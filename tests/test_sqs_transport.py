@@ -60,24 +60,36 @@ def io(in_process_aws, monkeypatch):
 
 
 def counts(sqs, url) -> tuple[int, int]:
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return (int(attrs["ApproximateNumberOfMessages"]),
-            int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attrs["ApproximateNumberOfMessages"]),
+        int(attrs["ApproximateNumberOfMessagesNotVisible"]),
+    )
 
 
 def open_channel(url, hub):
-    conn = Connection("sqs://", transport=Transport, transport_options={
-        "region": "us-east-1", "predefined_queues": {"acks": {"url": url}},
-        "wait_time_seconds": 0, "ack_flush_interval": 1.0})
+    conn = Connection(
+        "sqs://",
+        transport=Transport,
+        transport_options={
+            "region": "us-east-1",
+            "predefined_queues": {"acks": {"url": url}},
+            "wait_time_seconds": 0,
+            "ack_flush_interval": 1.0,
+        },
+    )
     channel = conn.channel()
     channel.hub = hub
     return conn, channel
 
 
 def receive(channel, n):
-    with Connection("sqs://", transport=Transport, transport_options=channel.transport_options
-                    ) as producer_conn:
+    with Connection(
+        "sqs://", transport=Transport, transport_options=channel.transport_options
+    ) as producer_conn:
         producer = producer_conn.Producer()
         for i in range(n):
             producer.publish({"n": i}, routing_key="acks", serializer="json")

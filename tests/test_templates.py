@@ -29,16 +29,22 @@ from tasks.http_contract.vtl import Params, escape_javascript, render
 from tasks.jobkit.registry import all_jobs
 from tests.apigw import parse_overrides
 
-TARGETS = AwsTargets(region="eu-west-1", account_id="123456789012", queue_name="jobs-q",
-                     table_name="jobs-t", role_arn="arn:aws:iam::123456789012:role/apigw")
-POST_TEMPLATE = fill_template("send_task.request", task_name="tasks.debug.add",
-                              queue_name=TARGETS.queue_name)
+TARGETS = AwsTargets(
+    region="eu-west-1",
+    account_id="123456789012",
+    queue_name="jobs-q",
+    table_name="jobs-t",
+    role_arn="arn:aws:iam::123456789012:role/apigw",
+)
+POST_TEMPLATE = fill_template(
+    "send_task.request", task_name="tasks.debug.add", queue_name=TARGETS.queue_name
+)
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 BODIES = [
     {},
     {"x": 1, "y": 2},
-    {"s": 'double " quote and single \' quote'},
+    {"s": "double \" quote and single ' quote"},
     {"s": "back\\slash \\n not a newline \\u0041 \\\\"},
     {"s": "new\nline\ttab\rreturn\x00nul\x1fcontrol\x7fdel"},
     {"s": "unicode: é ß 中文 العربية हिन्दी"},
@@ -66,10 +72,15 @@ RAW_BODIES = [
 EPOCH_MS = 1_790_000_000_123
 
 
-def render_post(body: str, request_id: str, template: str = POST_TEMPLATE,
-                headers: dict[str, str] | None = None) -> str:
-    return render(template, body=body, params=Params(header=headers or {}),
-                  context={"requestId": request_id, "requestTimeEpoch": EPOCH_MS}).text
+def render_post(
+    body: str, request_id: str, template: str = POST_TEMPLATE, headers: dict[str, str] | None = None
+) -> str:
+    return render(
+        template,
+        body=body,
+        params=Params(header=headers or {}),
+        context={"requestId": request_id, "requestTimeEpoch": EPOCH_MS},
+    ).text
 
 
 def sqs_message_body(rendered: str) -> str:
@@ -85,10 +96,13 @@ def kombu_channel():
     """A real kombu SQS channel; only its message-decoding code is used (no network)."""
     from kombu import Connection
 
-    conn = Connection("sqs://", transport_options={
-        "region": "eu-west-1",
-        "predefined_queues": {"jobs-q": {"url": "https://sqs.example/123456789012/jobs-q"}},
-    })
+    conn = Connection(
+        "sqs://",
+        transport_options={
+            "region": "eu-west-1",
+            "predefined_queues": {"jobs-q": {"url": "https://sqs.example/123456789012/jobs-q"}},
+        },
+    )
     channel = conn.default_channel
     yield channel
     conn.release()
@@ -96,10 +110,15 @@ def kombu_channel():
 
 def kombu_decode(channel, message_body: str):
     """What a worker gets: kombu's SQS payload, as a kombu Message, decoded by Celery rules."""
-    sqs_message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "rh", "Body": message_body,
-                   "Attributes": {"ApproximateReceiveCount": "1"}}
-    payload = channel._message_to_python(sqs_message, "jobs-q",
-                                         "https://sqs.example/123456789012/jobs-q")
+    sqs_message = {
+        "MessageId": str(uuid.uuid4()),
+        "ReceiptHandle": "rh",
+        "Body": message_body,
+        "Attributes": {"ApproximateReceiveCount": "1"},
+    }
+    payload = channel._message_to_python(
+        sqs_message, "jobs-q", "https://sqs.example/123456789012/jobs-q"
+    )
     message = channel.Message(payload, channel=channel)
     return message, message.decode()
 
@@ -107,8 +126,11 @@ def kombu_decode(channel, message_body: str):
 @pytest.mark.parametrize("value", BODIES, ids=lambda v: json.dumps(v)[:40])
 @pytest.mark.parametrize("style", ["compact", "spaced"])
 def test_kwargs_survive_exactly(kombu_channel, value, style):
-    body = (json.dumps(value, separators=(",", ":"), ensure_ascii=False) if style == "compact"
-            else json.dumps(value, indent=2))
+    body = (
+        json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        if style == "compact"
+        else json.dumps(value, indent=2)
+    )
     job_id = str(uuid.uuid4())
     message, decoded = kombu_decode(kombu_channel, sqs_message_body(render_post(body, job_id)))
     args, kwargs, embed = decoded
@@ -134,7 +156,7 @@ def test_body_is_copied_byte_for_byte(body):
 
 
 def test_kwargsrepr_is_the_body_when_short_and_bounded_when_long():
-    short = json.dumps({"s": "it's \"quoted\" é 😀 </x>"}, ensure_ascii=False)
+    short = json.dumps({"s": 'it\'s "quoted" é 😀 </x>'}, ensure_ascii=False)
     envelope = json.loads(base64.b64decode(sqs_message_body(render_post(short, "id"))))
     assert envelope["headers"]["kwargsrepr"] == short
     assert envelope["headers"]["argsrepr"] == "()"
@@ -166,9 +188,13 @@ def delay_message(tmp_path_factory):
             url = sqs.create_queue(QueueName="capture")["QueueUrl"]
             app = Celery("capture", broker="sqs://")
             app.conf.update(
-                broker_transport_options={"region": "us-east-1",
-                                          "predefined_queues": {"capture": {"url": url}}},
-                task_default_queue="capture", task_serializer="json")
+                broker_transport_options={
+                    "region": "us-east-1",
+                    "predefined_queues": {"capture": {"url": url}},
+                },
+                task_default_queue="capture",
+                task_serializer="json",
+            )
 
             @app.task(name="tasks.debug.add")
             def add(x, y):
@@ -192,8 +218,7 @@ def _shape(value):
 def test_envelope_matches_a_real_delay_message(delay_message, kombu_channel):
     real = json.loads(base64.b64decode(delay_message))
     job_id = str(uuid.uuid4())
-    ours = json.loads(base64.b64decode(sqs_message_body(render_post('{"x": 1, "y": 2}',
-                                                                    job_id))))
+    ours = json.loads(base64.b64decode(sqs_message_body(render_post('{"x": 1, "y": 2}', job_id))))
     assert list(ours) == list(real)  # same keys, same order
     assert _shape(ours) == _shape(real)
     assert list(ours["headers"]) == list(real["headers"])
@@ -209,8 +234,9 @@ def test_envelope_matches_a_real_delay_message(delay_message, kombu_channel):
     # The inner body is byte-identical for the same JSON spelling.
     assert base64.b64decode(ours["body"]) == base64.b64decode(real["body"])
     _, decoded_real = kombu_decode(kombu_channel, delay_message)
-    _, decoded_ours = kombu_decode(kombu_channel, sqs_message_body(render_post(
-        '{"x": 1, "y": 2}', job_id)))
+    _, decoded_ours = kombu_decode(
+        kombu_channel, sqs_message_body(render_post('{"x": 1, "y": 2}', job_id))
+    )
     assert decoded_ours == decoded_real
 
 
@@ -231,17 +257,23 @@ def get_response_template(exposed: tuple[str, ...] = ()) -> str:
 
 def render_get_response(item: dict | None, job_id: str = JOB_ID, exposed: tuple[str, ...] = ()):
     body = json.dumps({"Item": item} if item is not None else {})
-    return render(get_response_template(exposed), body=body,
-                  params=Params(path={"job_id": job_id}), context={"requestId": "r"})
+    return render(
+        get_response_template(exposed),
+        body=body,
+        params=Params(path={"job_id": job_id}),
+        context={"requestId": "r"},
+    )
 
 
 def test_get_request_template_reads_consistently():
     text = fill_template("get_job.request", table_name="jobs-t")
     ok = render(text, body="", params=Params(path={"job_id": JOB_ID}), context={}).text
-    assert json.loads(ok) == {"TableName": "jobs-t", "Key": {"job_id": {"S": JOB_ID}},
-                              "ConsistentRead": True}
-    bad = render(text, body="", params=Params(path={"job_id": 'x"}, "evil": {"'}),
-                 context={}).text
+    assert json.loads(ok) == {
+        "TableName": "jobs-t",
+        "Key": {"job_id": {"S": JOB_ID}},
+        "ConsistentRead": True,
+    }
+    bad = render(text, body="", params=Params(path={"job_id": 'x"}, "evil": {"'}), context={}).text
     assert json.loads(bad)["Key"] == {"job_id": {"S": "malformed-job-id"}}
 
 
@@ -258,14 +290,20 @@ def test_malformed_id_is_400():
 
 
 def test_success_item_maps_result_as_json():
-    result = {"words": 3, "quote": "it's \"fine\" é 😀", "list": [1, None, True]}
+    result = {"words": 3, "quote": 'it\'s "fine" é 😀', "list": [1, None, True]}
     item = {
-        "job_id": {"S": JOB_ID}, "status": {"S": "SUCCESS"}, "task": {"S": "tasks.text.analyze"},
-        "result": {"S": json.dumps(result)}, "attempts": {"N": "1"}, "retries": {"N": "0"},
-        "worker": {"S": "w1@host"}, "created_at": {"S": "2026-01-01T00:00:00.000Z"},
+        "job_id": {"S": JOB_ID},
+        "status": {"S": "SUCCESS"},
+        "task": {"S": "tasks.text.analyze"},
+        "result": {"S": json.dumps(result)},
+        "attempts": {"N": "1"},
+        "retries": {"N": "0"},
+        "worker": {"S": "w1@host"},
+        "created_at": {"S": "2026-01-01T00:00:00.000Z"},
         "started_at": {"S": "2026-01-01T00:00:01.000Z"},
         "finished_at": {"S": "2026-01-01T00:00:02.000Z"},
-        "updated_at": {"S": "2026-01-01T00:00:02.000Z"}, "expires_at": {"N": "1790000000"},
+        "updated_at": {"S": "2026-01-01T00:00:02.000Z"},
+        "expires_at": {"N": "1790000000"},
         "kwargs": {"S": "{'text': 'it\\'s'}"},
     }
     job = json.loads(render_get_response(item).text)
@@ -280,19 +318,33 @@ def test_success_item_maps_result_as_json():
 
 def test_progress_and_failure_items():
     progress = {"current": 3, "total": 10, "message": "step 3 of 10"}
-    job = json.loads(render_get_response({"status": {"S": "PROGRESS"},
-                                          "progress": {"S": json.dumps(progress)}}).text)
+    job = json.loads(
+        render_get_response(
+            {"status": {"S": "PROGRESS"}, "progress": {"S": json.dumps(progress)}}
+        ).text
+    )
     assert job == {"job_id": JOB_ID, "status": "PROGRESS", "progress": progress}
-    failed = {"status": {"S": "FAILURE"}, "error": {"M": {
-        "type": {"S": "RuntimeError"}, "message": {"S": "bad 'input'\n\"line 2\" ✗"},
-        "module": {"S": "builtins"}}}, "traceback": {"S": "Traceback...\n  File \"x\"\n"}}
+    failed = {
+        "status": {"S": "FAILURE"},
+        "error": {
+            "M": {
+                "type": {"S": "RuntimeError"},
+                "message": {"S": "bad 'input'\n\"line 2\" ✗"},
+                "module": {"S": "builtins"},
+            }
+        },
+        "traceback": {"S": 'Traceback...\n  File "x"\n'},
+    }
     job = json.loads(render_get_response(failed).text)
-    assert job["error"] == {"type": "RuntimeError", "message": "bad 'input'\n\"line 2\" ✗",
-                            "module": "builtins"}
+    assert job["error"] == {
+        "type": "RuntimeError",
+        "message": "bad 'input'\n\"line 2\" ✗",
+        "module": "builtins",
+    }
     assert "traceback" not in job  # not exposed, and the item names no task
     failed["task"] = {"S": "tasks.debug.fail"}
     job = json.loads(render_get_response(failed, exposed=("tasks.debug.fail:traceback",)).text)
-    assert job["traceback"] == "Traceback...\n  File \"x\"\n"
+    assert job["traceback"] == 'Traceback...\n  File "x"\n'
 
 
 # --- the OpenAPI document -------------------------------------------------------------------
@@ -312,8 +364,10 @@ def test_openapi_document():
         assert f'"task": "{name}"' in template and '"routing_key": "jobs-q"' in template
         assert not re.search(r"@[A-Z_]+@", template)
         assert post["security"] == [{"api_key": []}]
-        assert post["x-amazon-apigateway-request-validator"] in doc[
-            "x-amazon-apigateway-request-validators"]
+        assert (
+            post["x-amazon-apigateway-request-validator"]
+            in doc["x-amazon-apigateway-request-validators"]
+        )
         assert doc["components"]["schemas"][model_name(name)] == spec.schema
         assert "options" in doc["paths"][f"/tasks/{name}"]
     private = set(all_jobs()) - set(public_jobs())
@@ -340,40 +394,68 @@ def test_template_files_are_what_the_document_carries():
 
     doc = build_openapi(TARGETS, all_jobs())
     get = doc["paths"]["/jobs/{job_id}"]["get"]["x-amazon-apigateway-integration"]
-    filled = template_path("get_job.response").read_text().replace(
-        "@EXPOSED@", " ".join(exposed_words(all_jobs())))
+    filled = (
+        template_path("get_job.response")
+        .read_text()
+        .replace("@EXPOSED@", " ".join(exposed_words(all_jobs())))
+    )
     assert get["responses"]["default"]["responseTemplates"]["application/json"] == filled
     with pytest.raises(FileNotFoundError):
         template_path("../app.py")
 
 
 # --- parity with Apache Velocity 1.7, API Gateway's engine ---------------------------------
-VELOCITY_JARS = [Path("/usr/share/java/velocity.jar"), Path("/usr/share/java/commons-lang.jar"),
-                 Path("/usr/share/java/commons-collections3.jar")]
+VELOCITY_JARS = [
+    Path("/usr/share/java/velocity.jar"),
+    Path("/usr/share/java/commons-lang.jar"),
+    Path("/usr/share/java/commons-collections3.jar"),
+]
 HARNESS = Path(__file__).resolve().parent / "velocity" / "RenderTemplate.java"
 
 
 @pytest.fixture(scope="module")
 def velocity(tmp_path_factory):
     if not (shutil.which("javac") and all(p.exists() for p in VELOCITY_JARS)):
-        pytest.skip("Apache Velocity 1.7 not installed (Debian: apt-get install velocity "
-                    "libcommons-lang-java default-jdk-headless)")
+        pytest.skip(
+            "Apache Velocity 1.7 not installed (Debian: apt-get install velocity "
+            "libcommons-lang-java default-jdk-headless)"
+        )
     out = tmp_path_factory.mktemp("velocity")
     classpath = ":".join(str(p) for p in VELOCITY_JARS)
     subprocess.run(["javac", "-cp", classpath, "-d", str(out), str(HARNESS)], check=True)
 
-    def run(template: str, body: str, request_id: str, path: str = "/", resource: str = "/",
-            job_id: str | None = None, with_status: bool = False,
-            times: tuple[int, str] | None = None, headers: dict[str, str] | None = None):
+    def run(
+        template: str,
+        body: str,
+        request_id: str,
+        path: str = "/",
+        resource: str = "/",
+        job_id: str | None = None,
+        with_status: bool = False,
+        times: tuple[int, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         (out / "t.vtl").write_text(template, encoding="utf-8")
         (out / "body").write_text(body, encoding="utf-8")
-        extra = [job_id or "", str(times[0]), times[1]] if times else (
-            [job_id] if job_id else [])
+        extra = [job_id or "", str(times[0]), times[1]] if times else ([job_id] if job_id else [])
         done = subprocess.run(
-            ["java", "-cp", f"{out}:{classpath}", "RenderTemplate", str(out / "t.vtl"),
-             str(out / "body"), request_id, path, resource, *extra],
-            capture_output=True, check=True, timeout=60,
-            env={**os.environ, "VTL_HEADERS": json.dumps(headers or {})})
+            [
+                "java",
+                "-cp",
+                f"{out}:{classpath}",
+                "RenderTemplate",
+                str(out / "t.vtl"),
+                str(out / "body"),
+                request_id,
+                path,
+                resource,
+                *extra,
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+            env={**os.environ, "VTL_HEADERS": json.dumps(headers or {})},
+        )
         text = done.stdout.decode("utf-8")
         if not with_status:
             return text
@@ -388,13 +470,21 @@ def test_velocity_17_renders_the_same_message(velocity):
     samples += [*RAW_BODIES, '{"t": "' + "😀" * 508 + '"}', '{"t": "' + "a" * 1015 + '"}']
     job_id = str(uuid.uuid4())
     for body in samples:
-        assert velocity(POST_TEMPLATE, body, job_id, "/", "/", times=(EPOCH_MS, "-")) == \
-            render_post(body, job_id), body
+        assert velocity(
+            POST_TEMPLATE, body, job_id, "/", "/", times=(EPOCH_MS, "-")
+        ) == render_post(body, job_id), body
     response = load_template("send_task.response")
     java = velocity(response, "", job_id, "/prod/tasks/tasks.debug.add", "/tasks/tasks.debug.add")
-    ours = render(response, body="", params=Params(),
-                  context={"requestId": job_id, "path": "/prod/tasks/tasks.debug.add",
-                           "resourcePath": "/tasks/tasks.debug.add"}).text
+    ours = render(
+        response,
+        body="",
+        params=Params(),
+        context={
+            "requestId": job_id,
+            "path": "/prod/tasks/tasks.debug.add",
+            "resourcePath": "/tasks/tasks.debug.add",
+        },
+    ).text
     assert java == ours
     assert json.loads(ours)["status_url"] == f"/prod/jobs/{job_id}"
 
@@ -402,30 +492,60 @@ def test_velocity_17_renders_the_same_message(velocity):
 def test_velocity_17_renders_the_same_job_json(velocity):
     items = [
         None,
-        {"status": {"S": "STARTED"}, "task": {"S": "tasks.debug.sleep"},
-         "started_at": {"S": "2026-01-01T00:00:01.000Z"}, "worker": {"S": "w@h"}},
-        {"status": {"S": "PROGRESS"},
-         "progress": {"S": json.dumps({"current": 3, "total": 10, "message": "é 😀 'q'"})}},
-        {"status": {"S": "SUCCESS"}, "result": {"S": json.dumps({"a": [1, None], "s": "x"})},
-         "attempts": {"N": "1"}, "retries": {"N": "0"}, "expires_at": {"N": "1790000000"}},
-        {"status": {"S": "FAILURE"}, "error": {"M": {
-            "type": {"S": "RuntimeError"}, "message": {"S": "bad 'input'\n\"two\" ✗ 😀 </x>"},
-            "module": {"S": "builtins"}}}, "traceback": {"S": "Traceback\n  File \"x\"\n"}},
-        {"status": {"S": "FAILURE"}, "task": {"S": "tasks.debug.fail"},
-         "traceback": {"S": "Traceback\n  File \"x\"\n"}, "worker": {"S": "w@h"},
-         "args": {"S": "()"}, "kwargs": {"S": "{'message': 'x'}"}},
+        {
+            "status": {"S": "STARTED"},
+            "task": {"S": "tasks.debug.sleep"},
+            "started_at": {"S": "2026-01-01T00:00:01.000Z"},
+            "worker": {"S": "w@h"},
+        },
+        {
+            "status": {"S": "PROGRESS"},
+            "progress": {"S": json.dumps({"current": 3, "total": 10, "message": "é 😀 'q'"})},
+        },
+        {
+            "status": {"S": "SUCCESS"},
+            "result": {"S": json.dumps({"a": [1, None], "s": "x"})},
+            "attempts": {"N": "1"},
+            "retries": {"N": "0"},
+            "expires_at": {"N": "1790000000"},
+        },
+        {
+            "status": {"S": "FAILURE"},
+            "error": {
+                "M": {
+                    "type": {"S": "RuntimeError"},
+                    "message": {"S": "bad 'input'\n\"two\" ✗ 😀 </x>"},
+                    "module": {"S": "builtins"},
+                }
+            },
+            "traceback": {"S": 'Traceback\n  File "x"\n'},
+        },
+        {
+            "status": {"S": "FAILURE"},
+            "task": {"S": "tasks.debug.fail"},
+            "traceback": {"S": 'Traceback\n  File "x"\n'},
+            "worker": {"S": "w@h"},
+            "args": {"S": "()"},
+            "kwargs": {"S": "{'message': 'x'}"},
+        },
     ]
     response = get_response_template(("tasks.debug.fail:traceback", "tasks.debug.sleep:worker"))
     request = fill_template("get_job.request", table_name="jobs-t")
     for job_id in (JOB_ID, "not-a-uuid"):
         java = velocity(request, "", "r", job_id=job_id)
-        assert java == render(request, body="", params=Params(path={"job_id": job_id}),
-                              context={}).text
+        assert (
+            java
+            == render(request, body="", params=Params(path={"job_id": job_id}), context={}).text
+        )
         for item in items:
             body = json.dumps({"Item": item} if item else {})
             text, status = velocity(response, body, "r", job_id=job_id, with_status=True)
-            ours = render(response, body=body, params=Params(path={"job_id": job_id}),
-                          context={"requestId": "r"})
+            ours = render(
+                response,
+                body=body,
+                params=Params(path={"job_id": job_id}),
+                context={"requestId": "r"},
+            )
             assert (text, status) == (ours.text, ours.status_override), item
             json.loads(text)
 
@@ -436,16 +556,20 @@ def test_catalog_template_is_the_public_jobs_verbatim():
 
     doc = build_openapi(TARGETS, all_jobs())
     template = doc["paths"]["/tasks"]["get"]["x-amazon-apigateway-integration"]["responses"][
-        "default"]["responseTemplates"]["application/json"]
+        "default"
+    ]["responseTemplates"]["application/json"]
     catalog = json.loads(render(template, body="", params=Params(), context={}).text)
     assert {t["name"]: t["schema"] for t in catalog["tasks"]} == {
-        n: s.schema for n, s in public_jobs().items()}
-    tricky = {"x.y": JobSpec("x.y", {"description": "$x ${y} #set($a = 1) #if ## #* \\$"},
-                             True, "cost: $5 #1")}
+        n: s.schema for n, s in public_jobs().items()
+    }
+    tricky = {
+        "x.y": JobSpec(
+            "x.y", {"description": "$x ${y} #set($a = 1) #if ## #* \\$"}, True, "cost: $5 #1"
+        )
+    }
     text = catalog_json(tricky)
     assert "$" not in text and "#" not in text
-    assert json.loads(render(text, body="", params=Params(), context={}).text) == json.loads(
-        text)
+    assert json.loads(render(text, body="", params=Params(), context={}).text) == json.loads(text)
     assert json.loads(text)["tasks"][0]["schema"] == tricky["x.y"].schema
 
 
@@ -453,7 +577,8 @@ def test_velocity_17_renders_the_mock_templates_the_same(velocity):
     doc = build_openapi(TARGETS, all_jobs())
     for path, method in (("/tasks", "get"), ("/tasks/{name}", "post")):
         template = doc["paths"][path][method]["x-amazon-apigateway-integration"]["responses"][
-            "default"]["responseTemplates"]["application/json"]
+            "default"
+        ]["responseTemplates"]["application/json"]
         java = velocity(template, "", "r")
         assert java == render(template, body="", params=Params(), context={}).text
         json.loads(java)
@@ -461,9 +586,11 @@ def test_velocity_17_renders_the_mock_templates_the_same(velocity):
 
 def test_velocity_17_maps_sqs_errors_the_same(velocity):
     template = fill_template("send_task.error", max_body_bytes="1000")
-    too_long = ("<ErrorResponse><Error><Code>InvalidParameterValue</Code><Message>One or more "
-                "parameters are invalid. Reason: Message must be shorter than 1024 bytes."
-                "</Message></Error></ErrorResponse>")
+    too_long = (
+        "<ErrorResponse><Error><Code>InvalidParameterValue</Code><Message>One or more "
+        "parameters are invalid. Reason: Message must be shorter than 1024 bytes."
+        "</Message></Error></ErrorResponse>"
+    )
     missing = "<ErrorResponse><Error><Code>NonExistentQueue</Code></Error></ErrorResponse>"
     for body, status in ((too_long, 413), (missing, None)):
         ours = render(template, body=body, params=Params(), context={})
@@ -476,18 +603,32 @@ def test_util_input_and_strings_behave_as_on_api_gateway():
     template = (
         "$util.urlEncode('a b*~é+/')|$util.urlDecode('a+b%2B%C3%A9')|"
         "$util.base64Decode($util.base64Encode('é😀'))|"
-        "#set($m = $util.parseJson('{\"a\": {\"b\": [1, \"x\"]}}'))$m.a.b[1]|"
+        '#set($m = $util.parseJson(\'{"a": {"b": [1, "x"]}}\'))$m.a.b[1]|'
         "$input.json('$.k')|$input.path('$.k.n')|$input.params('id')|$input.params('X-Trace')|"
         "$input.params().querystring.q|$input.body.length()|$input.body.substring(0, 2)|"
-        "$context.requestId")
+        "$context.requestId"
+    )
     body = '{"k": {"n": 5, "s": "😀"}}'
-    out = render(template, body=body,
-                 params=Params(path={"id": "p1"}, querystring={"q": "v"},
-                               header={"x-trace": "t1"}),
-                 context={"requestId": "rid"}).text
+    out = render(
+        template,
+        body=body,
+        params=Params(path={"id": "p1"}, querystring={"q": "v"}, header={"x-trace": "t1"}),
+        context={"requestId": "rid"},
+    ).text
     assert out.split("|") == [
-        "a+b*%7E%C3%A9%2B%2F", "a b+é", "é😀", "x", '{"n":5,"s":"😀"}', "5", "p1", "t1", "v",
-        str(len(body.encode("utf-16-le")) // 2), '{"', "rid"]
+        "a+b*%7E%C3%A9%2B%2F",
+        "a b+é",
+        "é😀",
+        "x",
+        '{"n":5,"s":"😀"}',
+        "5",
+        "p1",
+        "t1",
+        "v",
+        str(len(body.encode("utf-16-le")) // 2),
+        '{"',
+        "rid",
+    ]
 
 
 # --- DELETE /jobs/{job_id} ----------------------------------------------------------------
@@ -496,8 +637,12 @@ REVOKE_TIME = (1796115629123, "01/Dec/2026:09:00:29 +0000")  # epoch ms, CLF: th
 
 def render_revoke_request(job_id: str = JOB_ID) -> str:
     text = fill_template("revoke_job.request", table_name="jobs-t", result_expires="604800")
-    return render(text, body="", params=Params(path={"job_id": job_id}), context={
-        "requestTimeEpoch": REVOKE_TIME[0], "requestTime": REVOKE_TIME[1]}).text
+    return render(
+        text,
+        body="",
+        params=Params(path={"job_id": job_id}),
+        context={"requestTimeEpoch": REVOKE_TIME[0], "requestTime": REVOKE_TIME[1]},
+    ).text
 
 
 def test_revoke_request_is_the_state_machines_revoke():
@@ -514,38 +659,85 @@ def test_revoke_request_is_the_state_machines_revoke():
     assert sent == expected
     assert expected["ExpressionAttributeValues"][":now"] == {"S": "2026-12-01T09:00:29.123Z"}
     # A malformed id writes nothing: a key without the key attribute is refused as invalid.
-    assert json.loads(render_revoke_request("x\"}, {"))["Key"] == {
-        "malformed_job_id": {"S": "-"}}
+    assert json.loads(render_revoke_request('x"}, {'))["Key"] == {"malformed_job_id": {"S": "-"}}
 
 
 def test_revoke_response_shows_the_record_as_get_does():
     """The DELETE and GET templates share the record's lines (one rule for exposure)."""
+
     def record_lines(name: str) -> list[str]:
         lines = load_template(name).splitlines()
-        start = next(i for i, line in enumerate(lines)
-                     if line.startswith('{"job_id": "$id", "status": "$util'))
-        return lines[start:lines.index("}", start) + 1]
+        start = next(
+            i
+            for i, line in enumerate(lines)
+            if line.startswith('{"job_id": "$id", "status": "$util')
+        )
+        return lines[start : lines.index("}", start) + 1]
 
     assert record_lines("revoke_job.response") == record_lines("get_job.response")
 
 
 CCF = "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"
 REVOKE_BODIES = [
-    (json.dumps({"Attributes": {"status": {"S": "REVOKED"}, "task": {"S": "tasks.debug.fail"},
-                                "revoked_at": {"S": "2026-12-01T09:07:09.123Z"},
-                                "traceback": {"S": "Traceback 'é' \"x\"\n"}}}), None),
-    (json.dumps({"__type": CCF, "message": "The conditional request failed", "Item": {
-        "status": {"S": "SUCCESS"}, "result": {"S": json.dumps({"s": "é 😀 'q' \"d\""})}}}),
-     409),
-    (json.dumps({"__type": CCF, "message": "The conditional request failed",
-                 "Item": {"status": {"S": "FAILURE"}, "error": {"M": {
-                     "type": {"S": "RuntimeError"}, "message": {"S": "bad 'x'\n"}}}}}), 409),
+    (
+        json.dumps(
+            {
+                "Attributes": {
+                    "status": {"S": "REVOKED"},
+                    "task": {"S": "tasks.debug.fail"},
+                    "revoked_at": {"S": "2026-12-01T09:07:09.123Z"},
+                    "traceback": {"S": "Traceback 'é' \"x\"\n"},
+                }
+            }
+        ),
+        None,
+    ),
+    (
+        json.dumps(
+            {
+                "__type": CCF,
+                "message": "The conditional request failed",
+                "Item": {
+                    "status": {"S": "SUCCESS"},
+                    "result": {"S": json.dumps({"s": "é 😀 'q' \"d\""})},
+                },
+            }
+        ),
+        409,
+    ),
+    (
+        json.dumps(
+            {
+                "__type": CCF,
+                "message": "The conditional request failed",
+                "Item": {
+                    "status": {"S": "FAILURE"},
+                    "error": {"M": {"type": {"S": "RuntimeError"}, "message": {"S": "bad 'x'\n"}}},
+                },
+            }
+        ),
+        409,
+    ),
     (json.dumps({"__type": CCF, "Item": {"status": {"S": "REVOKED"}}}), 200),
     (json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException"}), 429),
-    (json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
-                 "message": "Requested resource not found"}), None),
-    (json.dumps({"__type": "com.amazon.coral.validate#ValidationException",
-                 "message": "The provided key element does not match the schema"}), None),
+    (
+        json.dumps(
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+                "message": "Requested resource not found",
+            }
+        ),
+        None,
+    ),
+    (
+        json.dumps(
+            {
+                "__type": "com.amazon.coral.validate#ValidationException",
+                "message": "The provided key element does not match the schema",
+            }
+        ),
+        None,
+    ),
 ]
 
 
@@ -568,8 +760,7 @@ def test_velocity_17_renders_the_same_revoke(velocity):
     for body, _ in REVOKE_BODIES:
         for job_id in (JOB_ID, "not-a-uuid"):
             text, status = velocity(response, body, "r", job_id=job_id, with_status=True)
-            ours = render(response, body=body, params=Params(path={"job_id": job_id}),
-                          context={})
+            ours = render(response, body=body, params=Params(path={"job_id": job_id}), context={})
             assert (text, status) == (ours.text, ours.status_override), body
 
 
@@ -585,7 +776,7 @@ HEADER_CASES = [
     {"Idempotency-Key": KEY + "0"},
     {"Idempotency-Key": " " + KEY},
     {"X-Callback-Url": "http://example.com/"},
-    {"X-Callback-Url": "https://a\"b"},
+    {"X-Callback-Url": 'https://a"b'},
     {"X-Callback-Url": "https://a\\b"},
     {"X-Callback-Url": "https://é.example/"},
     {"X-Callback-Url": "https://x.example/" + "a" * (2048 - 18)},
@@ -596,13 +787,22 @@ HEADER_CASES = [
 
 def post_answer(headers: dict[str, str], job_id: str = JOB_ID):
     """What the three POST templates make of these headers: (request, 202 answer, 4xx answer)."""
-    context = {"requestId": job_id, "path": "/tasks/tasks.debug.add",
-               "resourcePath": "/tasks/tasks.debug.add", "requestTimeEpoch": EPOCH_MS}
+    context = {
+        "requestId": job_id,
+        "path": "/tasks/tasks.debug.add",
+        "resourcePath": "/tasks/tasks.debug.add",
+        "requestTimeEpoch": EPOCH_MS,
+    }
     request = render_post('{"x": 1, "y": 2}', job_id, headers=headers)
-    accepted = render(load_template("send_task.response"), body="",
-                      params=Params(header=headers), context=context)
-    refused = render(fill_template("send_task.error", max_body_bytes="1000"), body="",
-                     params=Params(header=headers), context=context)
+    accepted = render(
+        load_template("send_task.response"), body="", params=Params(header=headers), context=context
+    )
+    refused = render(
+        fill_template("send_task.error", max_body_bytes="1000"),
+        body="",
+        params=Params(header=headers),
+        context=context,
+    )
     return request, accepted, refused
 
 
@@ -619,13 +819,16 @@ def test_idempotency_key_is_the_job_id(kombu_channel):
 
 def test_submitted_at_and_callback_url_headers(kombu_channel):
     url = "https://hooks.example/cb?a=1&b='x'#f"
-    message, _ = kombu_decode(kombu_channel, sqs_message_body(
-        render_post('{"x": 1}', JOB_ID, headers={"X-Callback-Url": url})))
+    message, _ = kombu_decode(
+        kombu_channel,
+        sqs_message_body(render_post('{"x": 1}', JOB_ID, headers={"X-Callback-Url": url})),
+    )
     assert message.headers["submitted_at"] == EPOCH_MS
     assert message.headers["callback_url"] == url
     plain, _ = kombu_decode(kombu_channel, sqs_message_body(render_post('{"x": 1}', JOB_ID)))
     assert "callback_url" not in plain.headers  # absent header: no key at all
     from tasks.worker.gate import check  # the worker's message gate
+
     for decoded in (message, plain):
         assert check(decoded, {"tasks.debug.add"}) is None
 
@@ -636,11 +839,19 @@ def test_malformed_headers_are_400_and_never_a_message(headers):
     fields = urllib.parse.parse_qs(request)
     key = next((v for k, v in headers.items() if k.lower() == "idempotency-key"), None)
     url = headers.get("X-Callback-Url")
-    key_ok = key is None or re.fullmatch(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}",
-                                         key) is not None
-    url_ok = url is None or (len(url) <= 2048 and re.fullmatch(
-        r"(https://[!#-\[\]-~]+)|(http://(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?"
-        r"([/?][!#-\[\]-~]*)?)", url) is not None)
+    key_ok = (
+        key is None
+        or re.fullmatch(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", key) is not None
+    )
+    url_ok = url is None or (
+        len(url) <= 2048
+        and re.fullmatch(
+            r"(https://[!#-\[\]-~]+)|(http://(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?"
+            r"([/?][!#-\[\]-~]*)?)",
+            url,
+        )
+        is not None
+    )
     if key_ok and url_ok:
         assert set(fields) == {"Action", "MessageBody"}
         assert accepted.status_override is None
@@ -652,20 +863,33 @@ def test_malformed_headers_are_400_and_never_a_message(headers):
     for answer in (accepted, refused):
         assert answer.status_override == 400
         message = json.loads(answer.text)["message"]
-        assert message.startswith("Idempotency-Key must be a UUID such as" if not key_ok
-                                  else "X-Callback-Url must be an https URL")
+        assert message.startswith(
+            "Idempotency-Key must be a UUID such as"
+            if not key_ok
+            else "X-Callback-Url must be an https URL"
+        )
 
 
 def test_velocity_17_renders_the_post_headers_the_same(velocity):
-    templates = {"request": POST_TEMPLATE, "accepted": load_template("send_task.response"),
-                 "refused": fill_template("send_task.error", max_body_bytes="1000")}
+    templates = {
+        "request": POST_TEMPLATE,
+        "accepted": load_template("send_task.response"),
+        "refused": fill_template("send_task.error", max_body_bytes="1000"),
+    }
     for headers in HEADER_CASES:
         ours = dict(zip(templates, post_answer(headers), strict=True))
         for name, template in templates.items():
             body = '{"x": 1, "y": 2}' if name == "request" else ""
-            java = velocity(template, body, JOB_ID, "/tasks/tasks.debug.add",
-                            "/tasks/tasks.debug.add", with_status=True,
-                            times=(EPOCH_MS, "-"), headers=headers)
+            java = velocity(
+                template,
+                body,
+                JOB_ID,
+                "/tasks/tasks.debug.add",
+                "/tasks/tasks.debug.add",
+                with_status=True,
+                times=(EPOCH_MS, "-"),
+                headers=headers,
+            )
             mine = ours[name]
             if name == "request":
                 assert java[0] == mine, (name, headers)

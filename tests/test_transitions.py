@@ -41,7 +41,8 @@ def test_the_docs_show_the_table_as_it_is():
 
 def test_the_delete_template_writes_the_revoke_rows_condition():
     template = (ROOT / "tasks/http_contract/templates/revoke_job.request.vtl").read_text(
-        encoding="utf-8")
+        encoding="utf-8"
+    )
     assert status_condition("revoke") in template.replace("\\u0023", "#")
 
 
@@ -51,8 +52,9 @@ def test_every_job_write_takes_its_status_condition_from_the_table(records):
     cases = {
         "start": lambda: records.transition(job, states.STARTED, facts=facts),
         "progress": lambda: records.transition(job, "PROGRESS", progress_text="{}"),
-        "retry": lambda: records.transition(job, states.RETRY, facts=facts,
-                                            error={"type": "X", "message": "x"}),
+        "retry": lambda: records.transition(
+            job, states.RETRY, facts=facts, error={"type": "X", "message": "x"}
+        ),
         "finish": lambda: records.transition(job, states.SUCCESS, result_text="1"),
         "callback": lambda: records.record_callback(job, {"state": "pending"}),
         "revoke": lambda: records.revoke(job),
@@ -66,9 +68,9 @@ def test_every_job_write_takes_its_status_condition_from_the_table(records):
 
 def test_the_oracle_agrees_with_the_rules_it_states():
     assert allowed("redrive", states.FAILURE)
-    assert not any(allowed("redrive", s) for s in (states.STARTED, states.REVOKED,
-                                                   states.SUCCESS, NONE))
-    assert not any(allowed(t.name, states.SUCCESS) for t in TRANSITIONS
-                   if t.writer == "worker")
+    assert not any(
+        allowed("redrive", s) for s in (states.STARTED, states.REVOKED, states.SUCCESS, NONE)
+    )
+    assert not any(allowed(t.name, states.SUCCESS) for t in TRANSITIONS if t.writer == "worker")
     assert all(allowed("revoke", s) for s in NON_TERMINAL)
     assert {t.name for t in TRANSITIONS} >= {"start", "finish", "revoke", "redrive", "forget"}

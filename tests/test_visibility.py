@@ -57,26 +57,33 @@ def test_without_the_heartbeat_the_same_job_would_run_twice(stack, start_worker)
     queue = side_queue(stack, "noheartbeat", visibility=VISIBILITY)
     worker = start_worker(concurrency=2, env={**queue.env, "JOBS_VISIBILITY_HEARTBEAT": "off"})
     long_job = submit(stack, sleep.s(seconds=3 * VISIBILITY + 1, steps=5), queue)
-    wait_until(lambda: received_count(worker.log(), long_job) >= 2, 30,
-               message="the lapsed message delivered again")
+    wait_until(
+        lambda: received_count(worker.log(), long_job) >= 2,
+        30,
+        message="the lapsed message delivered again",
+    )
     wait_until(lambda: stack.status(long_job) == states.SUCCESS, 60, message="job done")
 
 
 # --- unit tests: the heartbeat's choices, against moto in process ---------------
 
-def _held(monkeypatch, job_id: str, queue_url: str, receipt: str, acknowledged: bool,
-          eta=None) -> SimpleNamespace:
+
+def _held(
+    monkeypatch, job_id: str, queue_url: str, receipt: str, acknowledged: bool, eta=None
+) -> SimpleNamespace:
     from celery.worker import state as worker_state
 
-    message = SimpleNamespace(delivery_info={"sqs_queue": queue_url,
-                                             "sqs_message": {"ReceiptHandle": receipt}})
+    message = SimpleNamespace(
+        delivery_info={"sqs_queue": queue_url, "sqs_message": {"ReceiptHandle": receipt}}
+    )
     request = SimpleNamespace(id=job_id, acknowledged=acknowledged, _message=message, eta=eta)
     monkeypatch.setitem(worker_state.requests, job_id, request)
     return request
 
 
-def test_the_heartbeat_extends_held_messages_and_skips_acknowledged_ones(in_process_aws,
-                                                                           monkeypatch):
+def test_the_heartbeat_extends_held_messages_and_skips_acknowledged_ones(
+    in_process_aws, monkeypatch
+):
     import boto3
 
     from tasks.worker import visibility
@@ -124,9 +131,13 @@ def test_an_eta_beyond_what_sqs_can_hold_is_refused_with_a_clear_error():
 
     def request(hours: float) -> SimpleNamespace:
         return SimpleNamespace(
-            id=f"eta-{hours}", eta=(datetime.now(UTC) + timedelta(hours=hours)).isoformat(),
-            task=SimpleNamespace(backend=backend), _context=None, _message=None,
-            acknowledge=lambda: acked.append(True))
+            id=f"eta-{hours}",
+            eta=(datetime.now(UTC) + timedelta(hours=hours)).isoformat(),
+            task=SimpleNamespace(backend=backend),
+            _context=None,
+            _message=None,
+            acknowledge=lambda: acked.append(True),
+        )
 
     visibility.refuse_eta_beyond_limit(request(2))
     assert stored == [] and acked == []

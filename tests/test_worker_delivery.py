@@ -18,8 +18,7 @@ pytestmark = pytest.mark.integration
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def test_the_same_message_delivered_twice_runs_its_side_effect_once(stack, start_worker,
-                                                                      tmp_path):
+def test_the_same_message_delivered_twice_runs_its_side_effect_once(stack, start_worker, tmp_path):
     out = tmp_path / "effects.txt"
     job_id, body = capture(stack, append_line.s(path=str(out), line="once", hold=0.5))
     for _ in range(2):
@@ -37,26 +36,55 @@ def poison_cases() -> list[tuple[str, str | None, str, str]]:
     """(label, job id, SQS body, expected reason)."""
     cases = []
     unknown_id = str(uuid.uuid4())
-    cases.append(("unknown task", unknown_id, envelope(
-        {"id": unknown_id, "task": "tasks.does_not_exist", "lang": "py"},
-        [[], {}, EMBED]), "unknown task 'tasks.does_not_exist'"))
+    cases.append(
+        (
+            "unknown task",
+            unknown_id,
+            envelope(
+                {"id": unknown_id, "task": "tasks.does_not_exist", "lang": "py"}, [[], {}, EMBED]
+            ),
+            "unknown task 'tasks.does_not_exist'",
+        )
+    )
     short_id = str(uuid.uuid4())
-    cases.append(("body without third element", short_id, envelope(
-        {"id": short_id, "task": "tasks.debug.add", "lang": "py"},
-        [[], {"x": 1, "y": 2}]), "[args, kwargs, embed]"))
+    cases.append(
+        (
+            "body without third element",
+            short_id,
+            envelope(
+                {"id": short_id, "task": "tasks.debug.add", "lang": "py"}, [[], {"x": 1, "y": 2}]
+            ),
+            "[args, kwargs, embed]",
+        )
+    )
     no_type_id = str(uuid.uuid4())
-    cases.append(("missing content-type", no_type_id, envelope(
-        {"id": no_type_id, "task": "tasks.debug.add", "lang": "py"},
-        [[], {"x": 1, "y": 2}, EMBED], content_type=None), "content-type"))
-    cases.append(("missing headers.id", None, envelope(
-        {"task": "tasks.debug.add", "lang": "py"}, [[], {"x": 1, "y": 2}, EMBED]),
-        "headers.id"))
+    cases.append(
+        (
+            "missing content-type",
+            no_type_id,
+            envelope(
+                {"id": no_type_id, "task": "tasks.debug.add", "lang": "py"},
+                [[], {"x": 1, "y": 2}, EMBED],
+                content_type=None,
+            ),
+            "content-type",
+        )
+    )
+    cases.append(
+        (
+            "missing headers.id",
+            None,
+            envelope({"task": "tasks.debug.add", "lang": "py"}, [[], {"x": 1, "y": 2}, EMBED]),
+            "headers.id",
+        )
+    )
     cases.append(("not an envelope at all", None, "definitely not a celery message", ""))
     return cases
 
 
 def test_poison_messages_reach_the_dlq_with_a_reason_and_the_worker_keeps_serving(
-        stack, start_worker):
+    stack, start_worker
+):
     # A queue of its own: the DLQ's exact count is asserted, and the session's shared queue
     # may hold what other tests' workers left behind.
     from tasks.ops.dlq import peek

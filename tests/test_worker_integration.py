@@ -58,8 +58,9 @@ def test_retry_then_success(stack, module_worker):
 
 def test_progress_is_visible_while_the_job_runs(module_worker):
     result = sleep.delay(seconds=4, steps=8)
-    seen = wait_until(lambda: result.state == "PROGRESS" and result.info, 30,
-                      message="PROGRESS state")
+    seen = wait_until(
+        lambda: result.state == "PROGRESS" and result.info, 30, message="PROGRESS state"
+    )
     assert seen["total"] == 8 and 1 <= seen["current"] <= 8
     assert seen["message"].startswith("step ")
     assert result.get(timeout=60) == {"slept": 4, "steps": 8}
@@ -79,9 +80,9 @@ def test_chord_fires_its_body_once_with_all_results(stack, module_worker):
     result = chord(add.s(x=i, y=1) for i in range(5))(total.s())
     assert result.get(timeout=90) == 15
     group_id = result.parent.id
-    item = stack.dynamodb.get_item(TableName=stack.table,
-                                   Key={"job_id": {"S": f"chord:{group_id}"}},
-                                   ConsistentRead=True)["Item"]
+    item = stack.dynamodb.get_item(
+        TableName=stack.table, Key={"job_id": {"S": f"chord:{group_id}"}}, ConsistentRead=True
+    )["Item"]
     assert item["done"] == {"N": "5"} and "chord_fired_at" in item
 
 
@@ -100,9 +101,14 @@ def test_health_check_reads_the_heartbeat_file(stack, module_worker, tmp_path):
     wait_until(heartbeat.exists, 30, message="heartbeat file")
 
     def health(path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tasks.worker.health"], cwd=ROOT,
-                              env={**stack.env, "WORKER_HEARTBEAT_FILE": str(path)},
-                              capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [sys.executable, "-m", "tasks.worker.health"],
+            cwd=ROOT,
+            env={**stack.env, "WORKER_HEARTBEAT_FILE": str(path)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     alive = health(heartbeat)
     assert alive.returncode == 0 and alive.stdout.startswith("healthy"), alive.stdout

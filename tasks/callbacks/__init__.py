@@ -80,8 +80,14 @@ def enqueue_if_ended(task: Any, state: str | None) -> None:
 
 def enqueue(job_id: str, url: str, settings: Settings) -> None:
     """Send the delivery task for a finished job (on the work queue, like any job)."""
-    deliver.apply_async(kwargs={"job_id": job_id, "url": url, "first_at": time.time(),
-                                "seal": seal_for(settings, job_id, url)})
+    deliver.apply_async(
+        kwargs={
+            "job_id": job_id,
+            "url": url,
+            "first_at": time.time(),
+            "seal": seal_for(settings, job_id, url),
+        }
+    )
 
 
 def seal_for(settings: Settings, job_id: str, url: str) -> str | None:
@@ -90,8 +96,9 @@ def seal_for(settings: Settings, job_id: str, url: str) -> str | None:
     URL of theirs; only a worker holding the key can seal a delivery."""
     if not settings.callback_secret:
         return None
-    return hmac.new(settings.callback_secret.encode(), f"deliver\n{job_id}\n{url}".encode(),
-                    hashlib.sha256).hexdigest()
+    return hmac.new(
+        settings.callback_secret.encode(), f"deliver\n{job_id}\n{url}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def sealed(settings: Settings, job_id: Any, url: Any, value: Any) -> bool:
@@ -99,29 +106,48 @@ def sealed(settings: Settings, job_id: Any, url: Any, value: Any) -> bool:
     if not settings.callback_secret:
         return True
     expected = seal_for(settings, str(job_id), str(url))
-    return isinstance(value, str) and expected is not None and hmac.compare_digest(
-        expected, value)
+    return isinstance(value, str) and expected is not None and hmac.compare_digest(expected, value)
 
 
 # An AWS error while reading or writing the record is retried too (Celery's autoretry, with
 # full jitter); the HTTP outcomes are retried by the attempt's own rules.
-@shared_task(name=DELIVER_TASK, bind=True, ignore_result=True, acks_late=True,
-             soft_time_limit=60, time_limit=90, autoretry_for=(BotoCoreError, ClientError),
-             max_retries=10, retry_backoff=2, retry_backoff_max=300, retry_jitter=True)
-def deliver(self: Any, job_id: str, url: str, first_at: float | None = None,
-            seal: str | None = None) -> None:
+@shared_task(
+    name=DELIVER_TASK,
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    soft_time_limit=60,
+    time_limit=90,
+    autoretry_for=(BotoCoreError, ClientError),
+    max_retries=10,
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+)
+def deliver(
+    self: Any, job_id: str, url: str, first_at: float | None = None, seal: str | None = None
+) -> None:
     """One delivery attempt; retries itself (countdown) until delivered or given up."""
     from tasks.callbacks.attempt import attempt
 
     settings = Settings.of(self.app)
     if not sealed(settings, job_id, url, seal):
-        log.warning("a delivery for job %s was not sealed by a worker of this stack: dropped",
-                    job_id)
+        log.warning(
+            "a delivery for job %s was not sealed by a worker of this stack: dropped", job_id
+        )
         return
     first_at = first_at or time.time()
-    delay = attempt(self.backend, job_id, url, attempt=self.request.retries + 1,
-                    first_at=first_at, settings=settings)
+    delay = attempt(
+        self.backend,
+        job_id,
+        url,
+        attempt=self.request.retries + 1,
+        first_at=first_at,
+        settings=settings,
+    )
     if delay is not None:  # the attempt's own bounds decide; Celery's must not cut in first
-        raise self.retry(countdown=delay, max_retries=settings.callback_max_attempts + 1,
-                         kwargs={"job_id": job_id, "url": url, "first_at": first_at,
-                                 "seal": seal})
+        raise self.retry(
+            countdown=delay,
+            max_retries=settings.callback_max_attempts + 1,
+            kwargs={"job_id": job_id, "url": url, "first_at": first_at, "seal": seal},
+        )

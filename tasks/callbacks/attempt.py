@@ -61,8 +61,9 @@ def backoff(attempt: int, settings: Settings) -> float:
     return random.uniform(0, ceiling)
 
 
-def attempt(backend: Any, job_id: str, url: str, *, attempt: int, first_at: float,
-            settings: Settings) -> float | None:
+def attempt(
+    backend: Any, job_id: str, url: str, *, attempt: int, first_at: float, settings: Settings
+) -> float | None:
     """Make attempt number `attempt`; the countdown to the next one, or None when done."""
     item = backend.records.read(job_id)
     if item_str(item, "status") not in TERMINAL_STATES:
@@ -73,13 +74,20 @@ def attempt(backend: Any, job_id: str, url: str, *, attempt: int, first_at: floa
         log.info("callback for job %s already %s", job_id, item_str(known, "state"))
         return None
     records = backend.records
-    callback: dict[str, str | int] = {"state": "pending", "attempts": attempt,
-                                      "last_attempt_at": utc_now()}
+    callback: dict[str, str | int] = {
+        "state": "pending",
+        "attempts": attempt,
+        "last_attempt_at": utc_now(),
+    }
     if not settings.callback_secret:
         callback["attempts"] = attempt - 1  # nothing was sent
-        return _final(records, job_id, callback, "refused",
-                      "JOBS_CALLBACK_SECRET is not set on the worker; callbacks are never "
-                      "sent unsigned")
+        return _final(
+            records,
+            job_id,
+            callback,
+            "refused",
+            "JOBS_CALLBACK_SECRET is not set on the worker; callbacks are never sent unsigned",
+        )
     try:
         target = vet(url, local=settings.local, allow=settings.callback_allow)
     except CallbackRefused as exc:
@@ -89,8 +97,12 @@ def attempt(backend: Any, job_id: str, url: str, *, attempt: int, first_at: floa
         return _again(records, job_id, callback, exc.reason, attempt, first_at, settings)
     callback["host"] = target.host_header
     body = record_body(job_id, item, getattr(backend, "app", None))
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               "X-Job-Id": job_id, SIGNATURE_HEADER: sign(settings.callback_secret, body)}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Job-Id": job_id,
+        SIGNATURE_HEADER: sign(settings.callback_secret, body),
+    }
     try:
         status = post(target, body, headers)
     except PostFailed as exc:
@@ -100,35 +112,56 @@ def attempt(backend: Any, job_id: str, url: str, *, attempt: int, first_at: floa
         callback["delivered_at"] = utc_now()
         return _final(records, job_id, callback, "delivered", None)
     if 400 <= status < 500 and status not in RETRYABLE_4XX:
-        return _final(records, job_id, callback, "failed",
-                      f"the receiver answered {status}; not retried")
-    why = (f"the receiver answered {status} (redirects are not followed)"
-           if 300 <= status < 400 else f"the receiver answered {status}")
+        return _final(
+            records, job_id, callback, "failed", f"the receiver answered {status}; not retried"
+        )
+    why = (
+        f"the receiver answered {status} (redirects are not followed)"
+        if 300 <= status < 400
+        else f"the receiver answered {status}"
+    )
     return _again(records, job_id, callback, why, attempt, first_at, settings)
 
 
-def _final(records: Any, job_id: str, callback: dict[str, str | int], state: str,
-           error: str | None) -> None:
+def _final(
+    records: Any, job_id: str, callback: dict[str, str | int], state: str, error: str | None
+) -> None:
     callback["state"] = state
     if error:
         callback["last_error"] = error[:500]
     if state in ("failed", "refused"):
         callback["given_up_at"] = utc_now()
     records.record_callback(job_id, callback)
-    log.log(logging.INFO if state == "delivered" else logging.WARNING,
-            "callback for job %s %s%s", job_id, state, f": {error}" if error else "")
+    log.log(
+        logging.INFO if state == "delivered" else logging.WARNING,
+        "callback for job %s %s%s",
+        job_id,
+        state,
+        f": {error}" if error else "",
+    )
     return None
 
 
-def _again(records: Any, job_id: str, callback: dict[str, str | int], error: str,
-           attempt: int, first_at: float, settings: Settings) -> float | None:
+def _again(
+    records: Any,
+    job_id: str,
+    callback: dict[str, str | int],
+    error: str,
+    attempt: int,
+    first_at: float,
+    settings: Settings,
+) -> float | None:
     delay = backoff(attempt, settings)
-    if (attempt >= settings.callback_max_attempts
-            or time.time() + delay - first_at > settings.callback_deadline):
-        return _final(records, job_id, callback, "failed",
-                      f"gave up after {attempt} attempts: {error}")
+    if (
+        attempt >= settings.callback_max_attempts
+        or time.time() + delay - first_at > settings.callback_deadline
+    ):
+        return _final(
+            records, job_id, callback, "failed", f"gave up after {attempt} attempts: {error}"
+        )
     callback["last_error"] = error[:500]
     records.record_callback(job_id, callback)
-    log.info("callback for job %s: attempt %d failed (%s); again in %.1fs", job_id, attempt,
-             error, delay)
+    log.info(
+        "callback for job %s: attempt %d failed (%s); again in %.1fs", job_id, attempt, error, delay
+    )
     return delay

@@ -36,5 +36,6 @@ def deliver_after_lost_run(request: Any, exc: BaseException) -> None:
         if request.task.backend.record_status(request.id) in (states.SUCCESS, states.REVOKED):
             enqueue(request.id, str(url), Settings.of(request.task.app))
     except Exception:
-        log.exception("job %s: could not enqueue its callback after its process was lost",
-                      request.id)
+        log.exception(
+            "job %s: could not enqueue its callback after its process was lost", request.id
+        )

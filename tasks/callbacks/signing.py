@@ -24,8 +24,14 @@ def sign(secret: str, body: bytes, now: float | None = None) -> str:
     return signature(secret, body, int(time.time() if now is None else now))
 
 
-def verify(secret: str, body: bytes, header: str, *, now: float | None = None,
-           tolerance: int = TOLERANCE_SECONDS) -> bool:
+def verify(
+    secret: str,
+    body: bytes,
+    header: str,
+    *,
+    now: float | None = None,
+    tolerance: int = TOLERANCE_SECONDS,
+) -> bool:
     """What a receiver does (docs/callbacks.md shows the same in ten lines)."""
     try:
         fields = dict(part.split("=", 1) for part in header.split(","))

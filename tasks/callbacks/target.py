@@ -114,8 +114,9 @@ def check_form(url: Any, *, local: bool) -> str:
     """The submission-side check: the URL's form only (no DNS). Returns the URL."""
     parts, _host, _port = _split(url)
     if parts.scheme.lower() == "http" and not local:
-        raise CallbackRefused("the callback URL must be https (http only to loopback when "
-                              "JOBS_TARGET=local)")
+        raise CallbackRefused(
+            "the callback URL must be https (http only to loopback when JOBS_TARGET=local)"
+        )
     return url
 
 
@@ -175,8 +176,9 @@ def _allowed(host: str, address: Address, allow: Iterable[str]) -> bool:
     return False
 
 
-def vet(url: Any, *, local: bool, allow: Iterable[str] = (),
-        resolve: Resolver | None = None) -> Target:
+def vet(
+    url: Any, *, local: bool, allow: Iterable[str] = (), resolve: Resolver | None = None
+) -> Target:
     """The worker's check, right before an attempt: the form, then every address.
 
     Raises CallbackRefused (retryable only when the name did not resolve)."""
@@ -190,15 +192,17 @@ def vet(url: Any, *, local: bool, allow: Iterable[str] = (),
         try:
             infos = (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
-            raise CallbackRefused(f"the callback host {host} did not resolve: {exc}",
-                                  retryable=True) from None
+            raise CallbackRefused(
+                f"the callback host {host} did not resolve: {exc}", retryable=True
+            ) from None
         addresses = []
         for info in infos:
             try:
                 addresses.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
             except (ValueError, IndexError, TypeError):
-                raise CallbackRefused(f"the callback host {host} resolved to an unusable "
-                                      "address") from None
+                raise CallbackRefused(
+                    f"the callback host {host} resolved to an unusable address"
+                ) from None
         if not addresses:
             raise CallbackRefused(f"the callback host {host} has no address", retryable=True)
     for address in addresses:
@@ -206,8 +210,9 @@ def vet(url: Any, *, local: bool, allow: Iterable[str] = (),
         if why and not _allowed(host, address, allow):
             raise CallbackRefused(f"the callback URL is refused: {host} -> {why}")
     if scheme == "http" and not (local and all(a.is_loopback for a in addresses)):
-        raise CallbackRefused("the callback URL must be https (http only to loopback when "
-                              "JOBS_TARGET=local)")
+        raise CallbackRefused(
+            "the callback URL must be https (http only to loopback when JOBS_TARGET=local)"
+        )
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query

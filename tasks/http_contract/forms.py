@@ -13,12 +13,16 @@ from dataclasses import dataclass
 UUID_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # X-Callback-Url: https, or http to this host; printable ASCII, no quote or backslash.
 HTTPS_URL_REGEX = r"https://[\x21\x23-\x5B\x5D-\x7E]+"
-LOCAL_URL_REGEX = (r"http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?"
-                   r"([/?][\x21\x23-\x5B\x5D-\x7E]*)?")
+LOCAL_URL_REGEX = (
+    r"http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?"
+    r"([/?][\x21\x23-\x5B\x5D-\x7E]*)?"
+)
 # GET /jobs: task, since and the form of a cursor (base64url of 6 or 66 bytes).
 TASK_FILTER_REGEX = "[A-Za-z0-9_.:-]{1,255}"
-SINCE_REGEX = (r"[0-9]{4}-[01][0-9]-[0-3][0-9]"
-               r"(T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z)?")
+SINCE_REGEX = (
+    r"[0-9]{4}-[01][0-9]-[0-3][0-9]"
+    r"(T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z)?"
+)
 CURSOR_FORM_REGEX = "[A-Za-z0-9_-]{8}|[A-Za-z0-9_-]{88}"
 JOB_ID_PATTERN = f"^{UUID_REGEX}$"
 JSON = "application/json"

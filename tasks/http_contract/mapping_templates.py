@@ -56,5 +56,6 @@ def fill_template(name: str, **values: str | list[str] | tuple[str, ...]) -> str
 
 def exposed_words(jobs: Mapping[str, Any]) -> list[str]:
     """`task:field` for every record field a job shows over HTTP (@job(expose=...))."""
-    return sorted(f"{name}:{field}" for name, spec in jobs.items()
-                  for field in getattr(spec, "expose", ()))
+    return sorted(
+        f"{name}:{field}" for name, spec in jobs.items() for field in getattr(spec, "expose", ())
+    )

@@ -25,11 +25,17 @@ def record_template(exposed: tuple[str, ...] = ()) -> str:
 
 def record_json(job_id: str, item: Mapping[str, Any], exposed: Iterable[str] = ()) -> str:
     """The record `item` (DynamoDB's attribute values) as GET /jobs/{job_id} shows it."""
-    rendered = render(record_template(tuple(sorted(set(exposed)))),
-                      body=json.dumps({"Item": dict(item)}),
-                      params=Params(path={"job_id": job_id}),
-                      # $context.path: what result_url is built from (relative to the
-                      # API's base URL; API Gateway's own path starts with the stage)
-                      context={"requestId": job_id, "path": f"/jobs/{job_id}",
-                               "resourcePath": "/jobs/{job_id}", "httpMethod": "GET"})
+    rendered = render(
+        record_template(tuple(sorted(set(exposed)))),
+        body=json.dumps({"Item": dict(item)}),
+        params=Params(path={"job_id": job_id}),
+        # $context.path: what result_url is built from (relative to the
+        # API's base URL; API Gateway's own path starts with the stage)
+        context={
+            "requestId": job_id,
+            "path": f"/jobs/{job_id}",
+            "resourcePath": "/jobs/{job_id}",
+            "httpMethod": "GET",
+        },
+    )
     return rendered.text

@@ -46,16 +46,20 @@ def max_body_bytes(request_template: str) -> int:
 
     # The longest headers the template admits: a 13-digit submitted_at, a 2,048-character
     # callback_url.
-    longest = Params(header={"Idempotency-Key": SAMPLE_ID,
-                             "X-Callback-Url": "https://" + "a" * (2048 - 8)})
-    sample = render(request_template, body="{}", params=longest,
-                    context={"requestId": SAMPLE_ID, "requestTimeEpoch": 9_999_999_999_999}).text
+    longest = Params(
+        header={"Idempotency-Key": SAMPLE_ID, "X-Callback-Url": "https://" + "a" * (2048 - 8)}
+    )
+    sample = render(
+        request_template,
+        body="{}",
+        params=longest,
+        context={"requestId": SAMPLE_ID, "requestTimeEpoch": 9_999_999_999_999},
+    ).text
     message = urllib.parse.parse_qs(sample)["MessageBody"][0]
     envelope = json.loads(base64.b64decode(message))
     inner_b64 = envelope["body"]
     inner_overhead = len(base64.b64decode(inner_b64)) - len("{}")
-    fixed = len(base64.b64decode(message)) - len(inner_b64) - len(
-        envelope["headers"]["kwargsrepr"])
+    fixed = len(base64.b64decode(message)) - len(inner_b64) - len(envelope["headers"]["kwargsrepr"])
     envelope_max = (MAX_MESSAGE_BYTES // 4) * 3
     inner_b64_max = envelope_max - fixed - KWARGSREPR_MAX_CHARS
     return (inner_b64_max // 4) * 3 - inner_overhead
@@ -66,11 +70,17 @@ def catalog_json(jobs: dict[str, Any]) -> str:
 
     `$` and `#` are written as JSON escapes, so Velocity passes the text through unchanged.
     """
-    catalog = {"tasks": [
-        {"name": spec.name, "summary": spec.summary, "schema": spec.schema,
-         "path": f"/tasks/{spec.name}"}
-        for spec in jobs.values()
-    ]}
+    catalog = {
+        "tasks": [
+            {
+                "name": spec.name,
+                "summary": spec.summary,
+                "schema": spec.schema,
+                "path": f"/tasks/{spec.name}",
+            }
+            for spec in jobs.values()
+        ]
+    }
     text = json.dumps(catalog, ensure_ascii=False, sort_keys=False)
     return text.replace("$", "\\u0024").replace("#", "\\u0023")
 
@@ -92,24 +102,33 @@ _RETRY_HEADERS = {**_ORIGIN_HEADER, "Retry-After": _STRING}
 
 
 def _error_response(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"description": description, "headers": headers or _ORIGIN_HEADER,
-            "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": description,
+        "headers": headers or _ORIGIN_HEADER,
+        "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def _retry_responses(what: str) -> dict[str, Any]:
     return {
-        "429": _error_response(f"{what} is throttling: retry after Retry-After seconds",
-                               _RETRY_HEADERS),
+        "429": _error_response(
+            f"{what} is throttling: retry after Retry-After seconds", _RETRY_HEADERS
+        ),
         "502": _error_response(f"{what} refused the request (a deployment fault)"),
-        "503": _error_response(f"{what} is unavailable: retry after Retry-After seconds",
-                               _RETRY_HEADERS),
+        "503": _error_response(
+            f"{what} is unavailable: retry after Retry-After seconds", _RETRY_HEADERS
+        ),
     }
 
 
-def _integration_response(status: str, template: str,
-                          parameters: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"statusCode": status, "responseParameters": parameters or _ORIGIN,
-            "responseTemplates": {JSON: template}}
+def _integration_response(
+    status: str, template: str, parameters: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "responseParameters": parameters or _ORIGIN,
+        "responseTemplates": {JSON: template},
+    }
 
 
 def path_parameter(name: str, pattern: str | None = None) -> list[dict[str, Any]]:
@@ -121,9 +140,15 @@ def path_parameter(name: str, pattern: str | None = None) -> list[dict[str, Any]
 
 def options(methods: str, parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """CORS preflight: a mock integration, never behind the API key."""
-    headers = {h: _STRING for h in (
-        "Access-Control-Allow-Origin", "Access-Control-Allow-Headers",
-        "Access-Control-Allow-Methods", "Access-Control-Max-Age")}
+    headers = {
+        h: _STRING
+        for h in (
+            "Access-Control-Allow-Origin",
+            "Access-Control-Allow-Headers",
+            "Access-Control-Allow-Methods",
+            "Access-Control-Max-Age",
+        )
+    }
     return {
         "summary": "CORS preflight",
         **({"parameters": parameters} if parameters else {}),
@@ -132,8 +157,13 @@ def options(methods: str, parameters: list[dict[str, Any]] | None = None) -> dic
             "type": "mock",
             "requestTemplates": {JSON: load_template("mock.request")},
             "passthroughBehavior": "when_no_match",
-            "responses": {"default": {"statusCode": "200", "responseParameters": _cors(methods),
-                                      "responseTemplates": {JSON: ""}}},
+            "responses": {
+                "default": {
+                    "statusCode": "200",
+                    "responseParameters": _cors(methods),
+                    "responseTemplates": {JSON: ""},
+                }
+            },
         },
     }
 
@@ -147,16 +177,27 @@ def _security(api_key_required: bool) -> dict[str, Any]:
 # value is no header: $input.params('<name>') is '' for both, so the templates treat them
 # alike, and the patterns admit ''.
 SUBMIT_HEADERS = [
-    {"name": "Idempotency-Key", "in": "header", "required": False,
-     "description": "A UUID: the job id. A retried POST with the same key answers the same "
-                    "job id, and the job runs once. Empty: no key.",
-     "schema": {"type": "string", "pattern": f"^({UUID_REGEX})?$"}},
-    {"name": "X-Callback-Url", "in": "header", "required": False,
-     "description": "An https URL told of the job's outcome (http to 127.0.0.1, localhost "
-                    "or [::1] for local use); at most 2,048 printable ASCII characters, "
-                    "without quotes, backslashes or spaces. Empty: no callback.",
-     "schema": {"type": "string", "maxLength": 2048,
-                "pattern": f"^({HTTPS_URL_REGEX}|{LOCAL_URL_REGEX})?$"}},
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A UUID: the job id. A retried POST with the same key answers the same "
+        "job id, and the job runs once. Empty: no key.",
+        "schema": {"type": "string", "pattern": f"^({UUID_REGEX})?$"},
+    },
+    {
+        "name": "X-Callback-Url",
+        "in": "header",
+        "required": False,
+        "description": "An https URL told of the job's outcome (http to 127.0.0.1, localhost "
+        "or [::1] for local use); at most 2,048 printable ASCII characters, "
+        "without quotes, backslashes or spaces. Empty: no callback.",
+        "schema": {
+            "type": "string",
+            "maxLength": 2048,
+            "pattern": f"^({HTTPS_URL_REGEX}|{LOCAL_URL_REGEX})?$",
+        },
+    },
 ]
 
 
@@ -169,13 +210,22 @@ def submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, 
         "summary": spec.summary or spec.name,
         "tags": ["tasks"],
         "parameters": SUBMIT_HEADERS,
-        "requestBody": {"required": True, "content": {
-            JSON: {"schema": {"$ref": f"#/components/schemas/{model_name(spec.name)}"}}}},
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON: {"schema": {"$ref": f"#/components/schemas/{model_name(spec.name)}"}}
+            },
+        },
         "responses": {
-            "202": {"description": "Queued", "headers": _ORIGIN_HEADER,
-                    "content": {JSON: {"schema": {"$ref": "#/components/schemas/JobAccepted"}}}},
-            "400": _error_response("The body is not JSON or does not match the schema, or "
-                                   "Idempotency-Key or X-Callback-Url is malformed"),
+            "202": {
+                "description": "Queued",
+                "headers": _ORIGIN_HEADER,
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/JobAccepted"}}},
+            },
+            "400": _error_response(
+                "The body is not JSON or does not match the schema, or "
+                "Idempotency-Key or X-Callback-Url is malformed"
+            ),
             "403": _error_response("Missing or wrong API key"),
             "413": _error_response("The body is too large for one queue message"),
             "415": _error_response("The body is not application/json"),
@@ -186,12 +236,13 @@ def submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, 
         "x-amazon-apigateway-integration": {
             "type": "aws",
             "httpMethod": "POST",
-            "uri": (f"arn:{targets.partition}:apigateway:{targets.region}:sqs:path/"
-                    f"{targets.account_id}/{targets.queue_name}"),
+            "uri": (
+                f"arn:{targets.partition}:apigateway:{targets.region}:sqs:path/"
+                f"{targets.account_id}/{targets.queue_name}"
+            ),
             "credentials": targets.role_arn,
             "requestParameters": {
-                "integration.request.header.Content-Type":
-                    "'application/x-www-form-urlencoded'",
+                "integration.request.header.Content-Type": "'application/x-www-form-urlencoded'",
             },
             "requestTemplates": {JSON: request},
             "passthroughBehavior": "never",
@@ -204,7 +255,8 @@ def submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, 
                 # else is a deployment fault (502).
                 r"4\d{2}": _integration_response("502", refused),
                 r"5\d{2}": _integration_response(
-                    "503", load_template("send_task.unavailable"), _RETRY),
+                    "503", load_template("send_task.unavailable"), _RETRY
+                ),
             },
         },
     }
@@ -216,16 +268,22 @@ def unknown_task(api_key_required: bool) -> dict[str, Any]:
         "operationId": "unknown_task",
         "summary": "Not a public task",
         "parameters": path_parameter("name"),
-        "responses": {"403": _error_response("Missing or wrong API key"),
-                      "404": _error_response("No public task has this name")},
+        "responses": {
+            "403": _error_response("Missing or wrong API key"),
+            "404": _error_response("No public task has this name"),
+        },
         **_security(api_key_required),
         "x-amazon-apigateway-integration": {
             "type": "mock",
             "requestTemplates": {JSON: load_template("mock.request")},
             "passthroughBehavior": "when_no_match",
-            "responses": {"default": {
-                "statusCode": "404", "responseParameters": _ORIGIN,
-                "responseTemplates": {JSON: load_template("unknown_task.response")}}},
+            "responses": {
+                "default": {
+                    "statusCode": "404",
+                    "responseParameters": _ORIGIN,
+                    "responseTemplates": {JSON: load_template("unknown_task.response")},
+                }
+            },
         },
     }
 
@@ -235,22 +293,31 @@ def catalog(jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
         "operationId": "list_tasks",
         "summary": "The public tasks and the JSON Schema of their arguments",
         "tags": ["tasks"],
-        "responses": {"200": {"description": "Task catalog", "headers": _ORIGIN_HEADER,
-                              "content": {JSON: {"schema": {"type": "object"}}}},
-                      "403": _error_response("Missing or wrong API key")},
+        "responses": {
+            "200": {
+                "description": "Task catalog",
+                "headers": _ORIGIN_HEADER,
+                "content": {JSON: {"schema": {"type": "object"}}},
+            },
+            "403": _error_response("Missing or wrong API key"),
+        },
         **_security(api_key_required),
         "x-amazon-apigateway-integration": {
             "type": "mock",
             "requestTemplates": {JSON: load_template("mock.request")},
             "passthroughBehavior": "when_no_match",
-            "responses": {"default": {"statusCode": "200", "responseParameters": _ORIGIN,
-                                      "responseTemplates": {JSON: catalog_json(jobs)}}},
+            "responses": {
+                "default": {
+                    "statusCode": "200",
+                    "responseParameters": _ORIGIN,
+                    "responseTemplates": {JSON: catalog_json(jobs)},
+                }
+            },
         },
     }
 
 
-def get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
-             ) -> dict[str, Any]:
+def get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
     record = fill_template("get_job.response", exposed=exposed_words(jobs))
     return {
         "operationId": "get_job",
@@ -258,9 +325,11 @@ def get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
         "tags": ["jobs"],
         "parameters": path_parameter("job_id", JOB_ID_PATTERN),
         "responses": {
-            "200": {"description": "The job record (PENDING when there is none yet)",
-                    "headers": _ORIGIN_HEADER,
-                    "content": {JSON: {"schema": {"$ref": "#/components/schemas/Job"}}}},
+            "200": {
+                "description": "The job record (PENDING when there is none yet)",
+                "headers": _ORIGIN_HEADER,
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/Job"}}},
+            },
             "400": _error_response("The job id is not a UUID"),
             "403": _error_response("Missing or wrong API key"),
             **_retry_responses("The job table"),
@@ -272,8 +341,9 @@ def get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
             "httpMethod": "POST",
             "uri": f"arn:{targets.partition}:apigateway:{targets.region}:dynamodb:action/GetItem",
             "credentials": targets.role_arn,
-            "requestTemplates": {JSON: fill_template("get_job.request",
-                                                     table_name=targets.table_name)},
+            "requestTemplates": {
+                JSON: fill_template("get_job.request", table_name=targets.table_name)
+            },
             "passthroughBehavior": "never",
             "responses": {
                 "default": _integration_response("200", record),
@@ -281,18 +351,21 @@ def get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
                 # Retry-After); any other 4xx is a deployment fault (502).
                 r"4\d{2}": _integration_response("502", load_template("get_job.error")),
                 r"5\d{2}": _integration_response(
-                    "503", load_template("get_job.unavailable"), _RETRY),
+                    "503", load_template("get_job.unavailable"), _RETRY
+                ),
             },
         },
     }
 
 
-def revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
-                ) -> dict[str, Any]:
+def revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
     """DELETE /jobs/{job_id}: the revoke transition as one conditional UpdateItem."""
     record = fill_template("revoke_job.response", exposed=exposed_words(jobs))
-    request = fill_template("revoke_job.request", table_name=targets.table_name,
-                            result_expires=str(int(targets.result_expires)))
+    request = fill_template(
+        "revoke_job.request",
+        table_name=targets.table_name,
+        result_expires=str(int(targets.result_expires)),
+    )
     job = {JSON: {"schema": {"$ref": "#/components/schemas/Job"}}}
     return {
         "operationId": "revoke_job",
@@ -300,12 +373,18 @@ def revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
         "tags": ["jobs"],
         "parameters": path_parameter("job_id", JOB_ID_PATTERN),
         "responses": {
-            "200": {"description": "The job record, REVOKED (now, or already before)",
-                    "headers": _ORIGIN_HEADER, "content": job},
+            "200": {
+                "description": "The job record, REVOKED (now, or already before)",
+                "headers": _ORIGIN_HEADER,
+                "content": job,
+            },
             "400": _error_response("The job id is not a UUID"),
             "403": _error_response("Missing or wrong API key"),
-            "409": {"description": "The job had already finished: its record, unchanged",
-                    "headers": _ORIGIN_HEADER, "content": job},
+            "409": {
+                "description": "The job had already finished: its record, unchanged",
+                "headers": _ORIGIN_HEADER,
+                "content": job,
+            },
             **_retry_responses("The job table"),
         },
         **_security(api_key_required),
@@ -313,8 +392,9 @@ def revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
         "x-amazon-apigateway-integration": {
             "type": "aws",
             "httpMethod": "POST",
-            "uri": (f"arn:{targets.partition}:apigateway:{targets.region}:dynamodb:"
-                    "action/UpdateItem"),
+            "uri": (
+                f"arn:{targets.partition}:apigateway:{targets.region}:dynamodb:action/UpdateItem"
+            ),
             "credentials": targets.role_arn,
             "requestTemplates": {JSON: request},
             "passthroughBehavior": "never",
@@ -325,7 +405,8 @@ def revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool
                 # apart by the body. Anything else is a deployment fault (502).
                 r"4\d{2}": _integration_response("502", record),
                 r"5\d{2}": _integration_response(
-                    "503", load_template("get_job.unavailable"), _RETRY),
+                    "503", load_template("get_job.unavailable"), _RETRY
+                ),
             },
         },
     }
@@ -338,41 +419,54 @@ def get_job_result(targets: AwsTargets, api_key_required: bool) -> dict[str, Any
     return {
         "operationId": "get_job_result",
         "summary": "A result too large for the job record, as JSON (at most 10 MB here: "
-                   "API Gateway's response limit)",
+        "API Gateway's response limit)",
         "tags": ["jobs"],
         "parameters": path_parameter("job_id", JOB_ID_PATTERN),
         "responses": {
-            "200": {"description": "The job's return value, as JSON",
-                    "headers": {**_ORIGIN_HEADER, "Content-Type": _STRING},
-                    "content": {JSON: {"schema": {}}}},
+            "200": {
+                "description": "The job's return value, as JSON",
+                "headers": {**_ORIGIN_HEADER, "Content-Type": _STRING},
+                "content": {JSON: {"schema": {}}},
+            },
             "400": _error_response("The job id is not a UUID"),
             "403": _error_response("Missing or wrong API key"),
-            "404": _error_response("No result is stored for this job (not finished, small "
-                                   "enough to be in its record, or expired)"),
-            "503": _error_response("The results bucket is unavailable: retry after "
-                                   "Retry-After seconds", _RETRY_HEADERS),
+            "404": _error_response(
+                "No result is stored for this job (not finished, small "
+                "enough to be in its record, or expired)"
+            ),
+            "503": _error_response(
+                "The results bucket is unavailable: retry after Retry-After seconds", _RETRY_HEADERS
+            ),
         },
         **_security(api_key_required),
         "x-amazon-apigateway-request-validator": "params-only",
         "x-amazon-apigateway-integration": {
             "type": "aws",
             "httpMethod": "GET",
-            "uri": (f"arn:{targets.partition}:apigateway:{targets.region}:s3:path/"
-                    f"{targets.bucket_name}/results/{{job_id}}.json"),
+            "uri": (
+                f"arn:{targets.partition}:apigateway:{targets.region}:s3:path/"
+                f"{targets.bucket_name}/results/{{job_id}}.json"
+            ),
             "credentials": targets.role_arn,
-            "requestParameters": {
-                "integration.request.path.job_id": "method.request.path.job_id"},
+            "requestParameters": {"integration.request.path.job_id": "method.request.path.job_id"},
             "passthroughBehavior": "when_no_match",
             "responses": {
                 # No response template: S3's body (the JSON the worker stored) passes as is.
-                "default": {"statusCode": "200", "responseParameters": {
-                    **_ORIGIN, "method.response.header.Content-Type":
-                        "integration.response.header.Content-Type"}},
+                "default": {
+                    "statusCode": "200",
+                    "responseParameters": {
+                        **_ORIGIN,
+                        "method.response.header.Content-Type": (
+                            "integration.response.header.Content-Type"
+                        ),
+                    },
+                },
                 # S3 answers 403 for a missing key when the role may not list the bucket
                 # (it may not), 404 when it may: both are "no result" (a malformed id, 400).
                 r"4\d{2}": _integration_response("404", error),
                 r"5\d{2}": _integration_response(
-                    "503", load_template("get_job_result.unavailable"), _RETRY),
+                    "503", load_template("get_job_result.unavailable"), _RETRY
+                ),
             },
         },
     }
@@ -381,13 +475,20 @@ def get_job_result(targets: AwsTargets, api_key_required: bool) -> dict[str, Any
 LISTED_STATUSES = ["STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
 
 
-def _query_parameter(name: str, schema: dict[str, Any], description: str,
-                     required: bool = False) -> dict[str, Any]:
+def _query_parameter(
+    name: str, schema: dict[str, Any], description: str, required: bool = False
+) -> dict[str, Any]:
     """An optional one may be sent empty: the templates read `limit=` as no limit
     ($input.params('limit') is '' for both)."""
     empty = {} if required else {"allowEmptyValue": True}
-    return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": schema, **empty}
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema,
+        **empty,
+    }
 
 
 def list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
@@ -398,38 +499,76 @@ def list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
     would answer a bare "Missing required request parameters")."""
     from tasks.ops.provision import LIST_INDEX
 
-    listed = {"type": "object", "required": ["job_id", "status", "created_at"],
-              "properties": {name: {"type": "string"} for name in (
-                  "job_id", "status", "task", "created_at", "updated_at", "submitted_at",
-                  "started_at", "finished_at")}}
+    listed = {
+        "type": "object",
+        "required": ["job_id", "status", "created_at"],
+        "properties": {
+            name: {"type": "string"}
+            for name in (
+                "job_id",
+                "status",
+                "task",
+                "created_at",
+                "updated_at",
+                "submitted_at",
+                "started_at",
+                "finished_at",
+            )
+        },
+    }
     return {
         "operationId": "list_jobs",
         "summary": "Jobs by status, newest first (one shard a page: follow next)",
         "tags": ["jobs"],
         "parameters": [
-            _query_parameter("status", {"type": "string", "enum": LISTED_STATUSES},
-                             "The jobs' status (PENDING jobs have no record)", required=True),
-            _query_parameter("task", {"type": "string", "pattern": f"^{TASK_FILTER_REGEX}$"},
-                             "Only this task's jobs (filtered after Limit: a page may be "
-                             "short, follow next)"),
-            _query_parameter("since", {"type": "string", "pattern": f"^{SINCE_REGEX}$"},
-                             "Only jobs created since then: ISO-8601 UTC "
-                             "(2026-12-01T00:00:00Z or 2026-12-01)"),
-            _query_parameter("limit", {"type": "integer", "minimum": 1, "maximum": 100,
-                                       "default": 50}, "Jobs per page"),
-            _query_parameter("cursor", {"type": "string",
-                                        "pattern": f"^({CURSOR_FORM_REGEX})$"},
-                             "The next of the previous page (opaque: one of this form that "
-                             "no page gave is a 400)"),
+            _query_parameter(
+                "status",
+                {"type": "string", "enum": LISTED_STATUSES},
+                "The jobs' status (PENDING jobs have no record)",
+                required=True,
+            ),
+            _query_parameter(
+                "task",
+                {"type": "string", "pattern": f"^{TASK_FILTER_REGEX}$"},
+                "Only this task's jobs (filtered after Limit: a page may be short, follow next)",
+            ),
+            _query_parameter(
+                "since",
+                {"type": "string", "pattern": f"^{SINCE_REGEX}$"},
+                "Only jobs created since then: ISO-8601 UTC (2026-12-01T00:00:00Z or 2026-12-01)",
+            ),
+            _query_parameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+                "Jobs per page",
+            ),
+            _query_parameter(
+                "cursor",
+                {"type": "string", "pattern": f"^({CURSOR_FORM_REGEX})$"},
+                "The next of the previous page (opaque: one of this form that "
+                "no page gave is a 400)",
+            ),
         ],
         "responses": {
-            "200": {"description": "A page of jobs, and the cursor of the next (or null)",
-                    "headers": _ORIGIN_HEADER, "content": {JSON: {"schema": {
-                        "type": "object", "required": ["jobs", "next"], "properties": {
-                            "jobs": {"type": "array", "items": listed},
-                            "next": {"type": "string", "nullable": True}}}}}},
-            "400": _error_response("A missing or unknown status, a bad limit, task or since, "
-                                   "or an invalid cursor"),
+            "200": {
+                "description": "A page of jobs, and the cursor of the next (or null)",
+                "headers": _ORIGIN_HEADER,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "object",
+                            "required": ["jobs", "next"],
+                            "properties": {
+                                "jobs": {"type": "array", "items": listed},
+                                "next": {"type": "string", "nullable": True},
+                            },
+                        }
+                    }
+                },
+            },
+            "400": _error_response(
+                "A missing or unknown status, a bad limit, task or since, or an invalid cursor"
+            ),
             "403": _error_response("Missing or wrong API key"),
             **_retry_responses("The job table"),
         },
@@ -439,8 +578,11 @@ def list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
             "httpMethod": "POST",
             "uri": f"arn:{targets.partition}:apigateway:{targets.region}:dynamodb:action/Query",
             "credentials": targets.role_arn,
-            "requestTemplates": {JSON: fill_template(
-                "list_jobs.request", table_name=targets.table_name, list_index=LIST_INDEX)},
+            "requestTemplates": {
+                JSON: fill_template(
+                    "list_jobs.request", table_name=targets.table_name, list_index=LIST_INDEX
+                )
+            },
             "passthroughBehavior": "never",
             "responses": {
                 "default": _integration_response("200", load_template("list_jobs.response")),
@@ -448,7 +590,8 @@ def list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
                 # (400), else a deployment fault (502); the template tells them apart.
                 r"4\d{2}": _integration_response("502", load_template("list_jobs.error")),
                 r"5\d{2}": _integration_response(
-                    "503", load_template("get_job.unavailable"), _RETRY),
+                    "503", load_template("get_job.unavailable"), _RETRY
+                ),
             },
         },
     }

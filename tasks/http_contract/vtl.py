@@ -35,7 +35,7 @@ class JavaString(str):
         stop = len(units) if end is None else 2 * end
         if start < 0 or stop > len(units) or 2 * start > stop:
             raise IndexError(f"substring({start}, {end}) out of range")
-        return JavaString(units[2 * start:stop].decode("utf-16-le", "surrogatepass"))
+        return JavaString(units[2 * start : stop].decode("utf-16-le", "surrogatepass"))
 
     def matches(self, pattern: str) -> bool:
         return re.fullmatch(pattern, self) is not None
@@ -101,14 +101,25 @@ def java_value(value: Any) -> Any:
 
 
 # --- $util ------------------------------------------------------------------------------
-_JS_ESCAPES = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r",
-               0x22: '\\"', 0x27: "\\'", 0x5C: "\\\\", 0x2F: "\\/"}
+_JS_ESCAPES = {
+    0x08: "\\b",
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0C: "\\f",
+    0x0D: "\\r",
+    0x22: '\\"',
+    0x27: "\\'",
+    0x5C: "\\\\",
+    0x2F: "\\/",
+}
 
 
 def escape_javascript(text: str) -> str:
     """Commons Lang StringEscapeUtils.escapeJavaScript, on UTF-16 code units as in Java."""
-    units = struct.unpack(f"<{len(text.encode('utf-16-le', 'surrogatepass')) // 2}H",
-                          text.encode("utf-16-le", "surrogatepass"))
+    units = struct.unpack(
+        f"<{len(text.encode('utf-16-le', 'surrogatepass')) // 2}H",
+        text.encode("utf-16-le", "surrogatepass"),
+    )
     out = []
     for unit in units:
         if unit in _JS_ESCAPES:
@@ -168,13 +179,16 @@ def json_path(document: Any, path: str) -> Any:
         name, index, quoted, dquoted = match.groups()
         key = name if name is not None else quoted if quoted is not None else dquoted
         if index is not None:
-            current = current[int(index)] if isinstance(current, list) and int(index) < len(
-                current) else None
+            current = (
+                current[int(index)]
+                if isinstance(current, list) and int(index) < len(current)
+                else None
+            )
         else:
             current = current.get(key) if isinstance(current, dict) else None
         if current is None:
             return None
-        rest = rest[match.end():]
+        rest = rest[match.end() :]
     return current
 
 
@@ -218,8 +232,11 @@ class Input:
     def params(self, name: str | None = None) -> Any:
         p = self._params
         if name is None:
-            return {"path": java_value(p.path), "querystring": java_value(p.querystring),
-                    "header": java_value(p.header)}
+            return {
+                "path": java_value(p.path),
+                "querystring": java_value(p.querystring),
+                "header": java_value(p.header),
+            }
         for source in (p.path, p.querystring):
             if name in source:
                 return JavaString(source[name])
@@ -243,8 +260,14 @@ def _compiled(text: str) -> airspeed.Template:
     return template
 
 
-def render(text: str, *, body: str, params: Params, context: Mapping[str, Any],
-           stage_variables: Mapping[str, str] | None = None) -> Rendered:
+def render(
+    text: str,
+    *,
+    body: str,
+    params: Params,
+    context: Mapping[str, Any],
+    stage_variables: Mapping[str, str] | None = None,
+) -> Rendered:
     """Render one mapping template as API Gateway would, with `context` as $context."""
     ctx = java_value(dict(context))
     ctx["responseOverride"] = {"status": None, "header": {}}
@@ -257,5 +280,8 @@ def render(text: str, *, body: str, params: Params, context: Mapping[str, Any],
     output = _compiled(text).merge(namespace)
     override = ctx["responseOverride"]
     status = override.get("status")
-    return Rendered(output, int(status) if status is not None else None,
-                    {str(k): str(v) for k, v in (override.get("header") or {}).items()})
+    return Rendered(
+        output,
+        int(status) if status is not None else None,
+        {str(k): str(v) for k, v in (override.get("header") or {}).items()},
+    )

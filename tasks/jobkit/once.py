@@ -43,9 +43,13 @@ def once(task: Any, key: str, *, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> 
     job_id = getattr(request, "id", None)
     run = getattr(request, "run_token", None)
     token = str(uuid.uuid4())
-    claim = records.claim_lease(key, lease_seconds, token,
-                                job_id=job_id if isinstance(job_id, str) else None,
-                                run=run if isinstance(run, str) else None)
+    claim = records.claim_lease(
+        key,
+        lease_seconds,
+        token,
+        job_id=job_id if isinstance(job_id, str) else None,
+        run=run if isinstance(run, str) else None,
+    )
     if not claim.claimed:
         if claim.done:
             yield False
@@ -64,11 +68,11 @@ def busy(task: Any, key: str, until: int | None) -> BaseException:
     (counted on top of max_retries, which is for the job's own failures), or, outside a
     job, EffectInProgress."""
     wait = max(1, (until or 0) - int(time.time()) + 1)
-    error = EffectInProgress(f"side effect {key!r} is being done by another claim "
-                             f"(held for {wait} s more)")
+    error = EffectInProgress(
+        f"side effect {key!r} is being done by another claim (held for {wait} s more)"
+    )
     request = getattr(task, "request", None)
-    if request is None or getattr(request, "called_directly", True) or not hasattr(
-            task, "retry"):
+    if request is None or getattr(request, "called_directly", True) or not hasattr(task, "retry"):
         return error
     retries = getattr(request, "retries", 0) or 0
     return task.retry(exc=error, countdown=wait, max_retries=retries + 1, throw=False) or error

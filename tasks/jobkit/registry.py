@@ -61,8 +61,13 @@ def job_signature(fn: Callable) -> inspect.Signature:
     return signature.replace(parameters=list(signature.parameters.values())[1:])
 
 
-def check_arguments(name: str, signature: inspect.Signature, validator: Draft4Validator,
-                    args: tuple, kwargs: dict[str, Any]) -> None:
+def check_arguments(
+    name: str,
+    signature: inspect.Signature,
+    validator: Draft4Validator,
+    args: tuple,
+    kwargs: dict[str, Any],
+) -> None:
     """Bind Celery's args and kwargs to the job's parameters and check them against the schema.
 
     The schema sees the arguments by parameter name, without the function's defaults, so
@@ -71,13 +76,17 @@ def check_arguments(name: str, signature: inspect.Signature, validator: Draft4Va
     a keyword the schema allows but the function lacks) follows. Raises InvalidJobInput.
     """
     params = list(signature.parameters.values())
-    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                                  inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
     arguments: dict[str, Any] = {
-        p.name: value for p, value in zip(positional, args, strict=False)}  # extras: below
+        p.name: value for p, value in zip(positional, args, strict=False)
+    }  # extras: below
     rest = next((p for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
     if rest is not None and len(args) > len(positional):
-        arguments[rest.name] = list(args[len(positional):])
+        arguments[rest.name] = list(args[len(positional) :])
     if arguments.keys() & kwargs.keys():  # given twice: no schema message would say so
         bind(name, signature, args, kwargs)
     problems = describe_errors(validator, {**kwargs, **arguments})
@@ -88,8 +97,12 @@ def check_arguments(name: str, signature: inspect.Signature, validator: Draft4Va
 
 # inspect's binding errors that name only the signature's parameters; the others (an
 # unexpected keyword) name what the caller sent.
-BIND_ERRORS_NAMING_PARAMETERS = ("too many positional arguments", "missing a required argument",
-                                 "multiple values for argument", "parameter is positional only")
+BIND_ERRORS_NAMING_PARAMETERS = (
+    "too many positional arguments",
+    "missing a required argument",
+    "multiple values for argument",
+    "parameter is positional only",
+)
 
 
 def bind(name: str, signature: inspect.Signature, args: tuple, kwargs: dict[str, Any]) -> None:
@@ -98,24 +111,35 @@ def bind(name: str, signature: inspect.Signature, args: tuple, kwargs: dict[str,
     except TypeError as exc:
         text = str(exc)
         if not any(words in text for words in BIND_ERRORS_NAMING_PARAMETERS):
-            text = ("got a keyword argument it does not take" if "unexpected keyword" in text
-                    else "the arguments do not fit its parameters")
+            text = (
+                "got a keyword argument it does not take"
+                if "unexpected keyword" in text
+                else "the arguments do not fit its parameters"
+            )
         given = f" (got {len(args)})" if "too many positional" in text else ""
         raise InvalidJobInput(f"{name}{plain(signature)}: {text}{given}", public=True) from None
 
 
 def plain(signature: inspect.Signature) -> str:
     """`(x, y=1)`: the parameters without annotations, for error messages."""
-    return str(signature.replace(
-        parameters=[p.replace(annotation=inspect.Parameter.empty)
-                    for p in signature.parameters.values()],
-        return_annotation=inspect.Signature.empty))
+    return str(
+        signature.replace(
+            parameters=[
+                p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()
+            ],
+            return_annotation=inspect.Signature.empty,
+        )
+    )
 
 
 def job(
-    *, schema: dict[str, Any], public: bool = True, summary: str = "",
-    expose: Iterable[str] = (), schedule: str | Schedule | list | None = None,
-    **task_options: Any
+    *,
+    schema: dict[str, Any],
+    public: bool = True,
+    summary: str = "",
+    expose: Iterable[str] = (),
+    schedule: str | Schedule | list | None = None,
+    **task_options: Any,
 ) -> Callable:
     """Register a Celery task whose arguments follow `schema` (JSON Schema draft 4).
 
@@ -144,9 +168,11 @@ def job(
 
         signature = job_signature(fn)
         declared = schedules_module.bind(
-            name, schedule,
+            name,
+            schedule,
             lambda kwargs: check_arguments(name, signature, validator, (), kwargs),
-            fn.__module__)
+            fn.__module__,
+        )
 
         @functools.wraps(fn)
         def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -161,8 +187,11 @@ def job(
             except Exception as exc:
                 # May GET /jobs/{id} show its message? The backend, writing the failure,
                 # reads this verdict from the request (tasks.results.public_errors).
-                note_public(self.request, shows_errors or (
-                    isinstance(exc, InvalidJobInput) and getattr(exc, "public", False) is True))
+                note_public(
+                    self.request,
+                    shows_errors
+                    or (isinstance(exc, InvalidJobInput) and getattr(exc, "public", False) is True),
+                )
                 raise
             if revoked_noted(self.request):
                 # It saw is_aborted() and returned: a revoked job never succeeds (its
@@ -172,12 +201,13 @@ def job(
 
         from tasks.celery_app import app  # the app imports the job modules: not at the top
 
-
         # `expose` on the task too: the worker's callbacks read it from the app they run in.
-        task = app.task(bind=True, name=name, **{"stops_when_revoked": True, **task_options,
-                                                 "expose": exposed})(run)
-        _SPECS[name] = JobSpec(name, schema, public, summary or (fn.__doc__ or "").strip(),
-                               exposed, declared)
+        task = app.task(
+            bind=True, name=name, **{"stops_when_revoked": True, **task_options, "expose": exposed}
+        )(run)
+        _SPECS[name] = JobSpec(
+            name, schema, public, summary or (fn.__doc__ or "").strip(), exposed, declared
+        )
         return task
 
     return decorate
@@ -203,7 +233,9 @@ def all_schedules() -> dict[str, Schedule]:
     for spec in all_jobs().values():
         for item in spec.schedules:
             if item.name in found:
-                raise ValueError(f"schedule name {item.name!r} is used by {found[item.name].task}"
-                                 f" and {item.task}")
+                raise ValueError(
+                    f"schedule name {item.name!r} is used by {found[item.name].task}"
+                    f" and {item.task}"
+                )
             found[item.name] = item
     return dict(sorted(found.items()))

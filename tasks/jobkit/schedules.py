@@ -46,9 +46,14 @@ RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
 DAYS = {d: i for i, d in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), 1)}
 # field name, lowest, highest, names
-CRON_FIELDS = (("minutes", 0, 59, {}), ("hours", 0, 23, {}), ("day-of-month", 1, 31, {}),
-               ("month", 1, 12, MONTHS), ("day-of-week", 1, 7, DAYS),
-               ("year", 1970, 2199, {}))
+CRON_FIELDS = (
+    ("minutes", 0, 59, {}),
+    ("hours", 0, 23, {}),
+    ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, MONTHS),
+    ("day-of-week", 1, 7, DAYS),
+    ("year", 1970, 2199, {}),
+)
 _RATE = re.compile(r"^rate\(([0-9]+) ([a-z]+)\)$")
 _CRON = re.compile(r"^cron\(([^()]*)\)$")
 _AT = re.compile(r"^at\(([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})\)$")
@@ -67,9 +72,13 @@ class Cron:
         return when.day in self.days
 
     def matches(self, when: datetime) -> bool:
-        return (when.minute in self.minutes and when.hour in self.hours
-                and self.day_ok(when) and when.month in self.months
-                and when.year in self.years)
+        return (
+            when.minute in self.minutes
+            and when.hour in self.hours
+            and self.day_ok(when)
+            and when.month in self.months
+            and when.year in self.years
+        )
 
     def next_after(self, after: datetime) -> datetime | None:
         """The first matching minute strictly after `after` (None: never again)."""
@@ -91,14 +100,17 @@ class Cron:
             day += timedelta(days=1)
 
 
-def _cron_field(text: str, name: str, low: int, high: int, names: dict[str, int]
-                ) -> frozenset[int] | None:
+def _cron_field(
+    text: str, name: str, low: int, high: int, names: dict[str, int]
+) -> frozenset[int] | None:
     def value(token: str) -> int:
         number = names.get(token.upper()) if names else None
         if number is None:
             if "#" in token or token.upper().rstrip("LW") != token.upper():
-                raise ValueError(f"{name} {token!r}: AWS's L, W and # are not supported "
-                                 "here (use numbers, ranges, lists and steps)")
+                raise ValueError(
+                    f"{name} {token!r}: AWS's L, W and # are not supported "
+                    "here (use numbers, ranges, lists and steps)"
+                )
             if not (token.isascii() and token.isdigit()):
                 extra = f" or {'/'.join(names)}" if names else ""
                 raise ValueError(f"{name} {token!r} is not a number{extra}")
@@ -139,8 +151,10 @@ def parse_cron(expression: str) -> Cron:
         raise ValueError("not a cron(...) expression")
     parts = match.group(1).split(" ")
     if len(parts) != 6 or not all(parts):
-        raise ValueError("cron(...) needs 6 fields separated by single spaces: minutes hours "
-                         "day-of-month month day-of-week year")
+        raise ValueError(
+            "cron(...) needs 6 fields separated by single spaces: minutes hours "
+            "day-of-month month day-of-week year"
+        )
     fields = [_cron_field(text, *spec) for text, spec in zip(parts, CRON_FIELDS, strict=True)]
     if [fields[2] is None, fields[4] is None].count(True) != 1:
         raise ValueError("cron(...): exactly one of day-of-month and day-of-week must be '?'")
@@ -161,8 +175,9 @@ def rate_seconds(expression: str) -> int:
     if count < 1:
         raise ValueError("a rate must be at least 1")
     if (count == 1) != (unit == singular):
-        raise ValueError(f"rate({count} {unit}): AWS wants the singular for 1 and the plural "
-                         "for more")
+        raise ValueError(
+            f"rate({count} {unit}): AWS wants the singular for 1 and the plural for more"
+        )
     return count * RATE_UNITS[singular]
 
 
@@ -212,14 +227,15 @@ class Schedule:
         try:
             text = json.dumps(self.kwargs, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"schedule {self.expression!r}: kwargs must be JSON: {exc}"
-                             ) from None
+            raise ValueError(f"schedule {self.expression!r}: kwargs must be JSON: {exc}") from None
         if len(text) > MAX_INPUT_CHARS:
-            raise ValueError(f"schedule {self.expression!r}: kwargs over {MAX_INPUT_CHARS} "
-                             "characters of JSON")
+            raise ValueError(
+                f"schedule {self.expression!r}: kwargs over {MAX_INPUT_CHARS} characters of JSON"
+            )
         if self.name is not None and not NAME_PATTERN.fullmatch(self.name):
-            raise ValueError(f"schedule name {self.name!r}: 1-64 of letters, digits, '-', "
-                             "'_' and '.'")
+            raise ValueError(
+                f"schedule name {self.name!r}: 1-64 of letters, digits, '-', '_' and '.'"
+            )
 
     def next_fire(self, after: datetime, started: datetime) -> datetime | None:
         """When it fires next, strictly after `after`; a rate counts from `started`."""
@@ -242,7 +258,7 @@ def schedule_name(task: str, index: int, given: str | None) -> str:
     if len(base) <= MAX_NAME:
         return base
     digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-    return f"{base[:MAX_NAME - 9]}-{digest}"
+    return f"{base[: MAX_NAME - 9]}-{digest}"
 
 
 def bind(task: str, declared: Any, check_kwargs, module: str = "") -> tuple[Schedule, ...]:
@@ -256,29 +272,54 @@ def bind(task: str, declared: Any, check_kwargs, module: str = "") -> tuple[Sche
         if isinstance(item, str):
             item = Schedule(item)
         if not isinstance(item, Schedule):
-            raise ValueError(f"{task}: schedule= takes an expression, a Schedule or a list "
-                             f"of them, not {type(item).__name__}")
+            raise ValueError(
+                f"{task}: schedule= takes an expression, a Schedule or a list "
+                f"of them, not {type(item).__name__}"
+            )
         try:
             check_kwargs(item.kwargs)
         except Exception as exc:  # InvalidJobInput: say which schedule
             raise ValueError(f"{task}: schedule {item.expression!r} kwargs: {exc}") from None
-        out.append(Schedule(item.expression, dict(item.kwargs),
-                            schedule_name(task, index, item.name), task, module))
+        out.append(
+            Schedule(
+                item.expression,
+                dict(item.kwargs),
+                schedule_name(task, index, item.name),
+                task,
+                module,
+            )
+        )
     names = [s.name for s in out]
     if len(set(names)) != len(names):
         raise ValueError(f"{task}: two schedules share a name: {names}")
     return tuple(out)
 
 
-def scheduled_body(task: str, kwargs: dict[str, Any], *, schedule: str = SCHEDULE_ARN,
-                   scheduled_time: str = SCHEDULED_TIME, execution_id: str = EXECUTION_ID,
-                   attempt: str = ATTEMPT) -> str:
+def scheduled_body(
+    task: str,
+    kwargs: dict[str, Any],
+    *,
+    schedule: str = SCHEDULE_ARN,
+    scheduled_time: str = SCHEDULED_TIME,
+    execution_id: str = EXECUTION_ID,
+    attempt: str = ATTEMPT,
+) -> str:
     """The SQS body a firing sends (the "scheduled message" of docs/writing-jobs.md's message
     contract). On AWS it is the schedule's Input with the context attributes left in for
     EventBridge Scheduler to fill; the local scheduler fills them itself."""
-    return json.dumps({"scheduled": 1, "task": task, "kwargs": kwargs, "schedule": schedule,
-                       "scheduled_time": scheduled_time, "execution_id": execution_id,
-                       "attempt": attempt}, sort_keys=True, separators=(",", ":"))
+    return json.dumps(
+        {
+            "scheduled": 1,
+            "task": task,
+            "kwargs": kwargs,
+            "schedule": schedule,
+            "scheduled_time": scheduled_time,
+            "execution_id": execution_id,
+            "attempt": attempt,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
 
 
 def job_id(schedule: str, scheduled_time: str) -> str:

@@ -17,13 +17,20 @@ MAX_CONSTRAINT_CHARS = 200
 
 # Schema-path keywords, by what they do to the instance path (jsonschema's absolute_schema_path
 # names the keyword, then its argument when it has one: a property name, a pattern, an index).
-NAMED_KEY = {"properties"}                              # + name: the key is the schema's
-FREE_KEY_WITH_ARG = {"patternProperties"}               # + pattern: the key is the input's
+NAMED_KEY = {"properties"}  # + name: the key is the schema's
+FREE_KEY_WITH_ARG = {"patternProperties"}  # + pattern: the key is the input's
 FREE_KEY = {"additionalProperties", "unevaluatedProperties"}
-INDEX_WITH_ARG = {"prefixItems"}                        # + index
+INDEX_WITH_ARG = {"prefixItems"}  # + index
 INDEX = {"additionalItems", "unevaluatedItems", "contains"}
-SAME_WITH_ARG = {"anyOf", "oneOf", "allOf", "dependencies", "dependentSchemas",
-                 "definitions", "$defs"}                # + index or name: same instance
+SAME_WITH_ARG = {
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "dependencies",
+    "dependentSchemas",
+    "definitions",
+    "$defs",
+}  # + index or name: same instance
 SAME = {"not", "if", "then", "else", "$ref", "$dynamicRef", "propertyNames"}
 
 
@@ -42,8 +49,12 @@ STEPS: dict[str, tuple[str | None, int]] = {
 
 def describe_all(errors: Iterable[Any], root: str | None = None) -> list[str]:
     """`where: rule` for each error, ordered by path, without repeats."""
-    ordered = sorted(errors, key=lambda e: [(1, p) if isinstance(p, int) else (0, str(p))
-                                            for p in getattr(e, "absolute_path", ())])
+    ordered = sorted(
+        errors,
+        key=lambda e: [
+            (1, p) if isinstance(p, int) else (0, str(p)) for p in getattr(e, "absolute_path", ())
+        ],
+    )
     return list(dict.fromkeys(describe(error, root) for error in ordered))
 
 
@@ -61,12 +72,15 @@ def shown_path(error: Any) -> list[str]:
     path = list(getattr(error, "absolute_path", ()))
     if not path:
         return []
-    kinds = step_kinds(list(getattr(error, "absolute_schema_path", ())),
-                       getattr(error, "validator", None))
+    kinds = step_kinds(
+        list(getattr(error, "absolute_schema_path", ())), getattr(error, "validator", None)
+    )
     if kinds is None or len(kinds) != len(path):
         kinds = ["free"] * len(path)  # not understood: hide every key, keep the indexes
-    return [str(step) if isinstance(step, int) or kind == "named" else "*"
-            for step, kind in zip(path, kinds, strict=True)]
+    return [
+        str(step) if isinstance(step, int) or kind == "named" else "*"
+        for step, kind in zip(path, kinds, strict=True)
+    ]
 
 
 def step_kinds(schema_path: Sequence[Any], validator: Any) -> list[str] | None:
@@ -129,19 +143,26 @@ def _keyword_rule(keyword: Any, value: Any, error: Any) -> str:
         return "Additional properties are not allowed" + (f" (allowed: {said})" if said else "")
     if keyword in ("dependencies", "dependentRequired") and isinstance(value, dict):
         present = instance if isinstance(instance, dict) else {}
-        missing = [f"{constraint(d)} is a dependency of {constraint(name)}"
-                   for name, needed in value.items() if name in present
-                   and isinstance(needed, list) for d in needed if d not in present]
+        missing = [
+            f"{constraint(d)} is a dependency of {constraint(name)}"
+            for name, needed in value.items()
+            if name in present and isinstance(needed, list)
+            for d in needed
+            if d not in present
+        ]
         return "; ".join(missing) or "fails its dependencies"
     if keyword in ("minimum", "maximum"):
         below = keyword == "minimum"
         exclusive = schema.get("exclusiveMinimum" if below else "exclusiveMaximum") is True
         side = "less" if below else "greater"
-        return (f"is {side} than {'or equal to ' if exclusive else ''}the {keyword} of "
-                f"{constraint(value)}")
+        return (
+            f"is {side} than {'or equal to ' if exclusive else ''}the {keyword} of "
+            f"{constraint(value)}"
+        )
     if keyword in ("exclusiveMinimum", "exclusiveMaximum"):
-        side, bound = ("less", "minimum") if keyword == "exclusiveMinimum" else (
-            "greater", "maximum")
+        side, bound = (
+            ("less", "minimum") if keyword == "exclusiveMinimum" else ("greater", "maximum")
+        )
         return f"is {side} than or equal to the {bound} of {constraint(value)}"
     if keyword == "oneOf" and not getattr(error, "context", None):
         return "is valid under more than one of the given schemas (oneOf)"

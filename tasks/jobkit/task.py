@@ -30,6 +30,7 @@ from tasks.results.run_lease import duplicate_finished, duplicate_noted
 
 log = logging.getLogger(__name__)
 
+
 class JobTask(Task):
     # A string, so defining jobs never imports the worker runtime: the worker
     # resolves it when it builds its strategy. The request carries SQS's
@@ -51,8 +52,9 @@ class JobTask(Task):
         # or the job finished. Ignore acknowledges this duplicate message and stores nothing.
         duplicate = duplicate_noted(self.request)
         if duplicate:
-            log.warning("job %s[%s] is %s: duplicate message dropped", self.name, task_id,
-                        duplicate)
+            log.warning(
+                "job %s[%s] is %s: duplicate message dropped", self.name, task_id, duplicate
+            )
             finished = duplicate_finished(self.request)
             if finished and getattr(self.request, "chord", None):
                 # A part whose run ended but whose process died before it told its chord:
@@ -61,11 +63,15 @@ class JobTask(Task):
                 self.backend.on_chord_part_return(self.request, finished, None)
             raise Ignore(f"duplicate: {duplicate}")
 
-    def update_state(self, task_id: str | None = None, state: str | None = None,
-                     meta: Any = None, **kwargs: Any) -> None:
+    def update_state(
+        self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
+    ) -> None:
         super().update_state(task_id, state, meta, **kwargs)
-        if (self.stops_when_revoked and task_id in (None, self.request.id)
-                and revoked_noted(self.request)):
+        if (
+            self.stops_when_revoked
+            and task_id in (None, self.request.id)
+            and revoked_noted(self.request)
+        ):
             raise JobRevoked(f"job {self.request.id} was revoked")
 
     def is_aborted(self, **kwargs: Any) -> bool:

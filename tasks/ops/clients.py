@@ -33,18 +33,32 @@ QUICK_CONFIG = Config(
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_client(service: str, region: str, endpoint: str | None, key: str | None,
-                   secret: str | None, pid: int, config: Config):
+def _cached_client(
+    service: str,
+    region: str,
+    endpoint: str | None,
+    key: str | None,
+    secret: str | None,
+    pid: int,
+    config: Config,
+):
     # The pid is part of the key: a client must not be shared across a fork.
     session = boto3.session.Session(
-        aws_access_key_id=key, aws_secret_access_key=secret, region_name=region)
+        aws_access_key_id=key, aws_secret_access_key=secret, region_name=region
+    )
     return session.client(service, endpoint_url=endpoint, config=config)
 
 
-def client(service: str, settings: Settings, endpoint: str | None,
-           config: Config = RETRY_CONFIG):
-    return _cached_client(service, settings.region, endpoint, settings.access_key_id,
-                          settings.secret_access_key, os.getpid(), config)
+def client(service: str, settings: Settings, endpoint: str | None, config: Config = RETRY_CONFIG):
+    return _cached_client(
+        service,
+        settings.region,
+        endpoint,
+        settings.access_key_id,
+        settings.secret_access_key,
+        os.getpid(),
+        config,
+    )
 
 
 def sqs_client(settings: Settings, *, quick: bool = False, config: Config | None = None):
@@ -65,8 +79,9 @@ def dynamodb_client(settings: Settings, *, validate: bool = True):
 
 # Path-style addressing: an emulator on 127.0.0.1 has no per-bucket host names.
 # SigV4 always (the claim check's objects are read and written with it on AWS too).
-S3_EMULATOR_CONFIG = RETRY_CONFIG.merge(Config(s3={"addressing_style": "path"},
-                                               signature_version="s3v4"))
+S3_EMULATOR_CONFIG = RETRY_CONFIG.merge(
+    Config(s3={"addressing_style": "path"}, signature_version="s3v4")
+)
 S3_CONFIG = RETRY_CONFIG.merge(Config(signature_version="s3v4"))
 
 
@@ -78,8 +93,10 @@ def s3_client(settings: Settings):
 
 def queue_url(settings: Settings) -> str:
     """The work queue's URL: from the settings when known, else asked of SQS once."""
-    return settings.derived_queue_url() or sqs_client(settings).get_queue_url(
-        QueueName=settings.queue_name)["QueueUrl"]
+    return (
+        settings.derived_queue_url()
+        or sqs_client(settings).get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    )
 
 
 class QueueEntry(dict):

@@ -74,8 +74,11 @@ def _scheduled_identity(fields: dict) -> tuple[str | None, str | None]:
 
 def _receive(sqs, url: str, visibility: int) -> list[dict]:
     return sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-        VisibilityTimeout=visibility, MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        QueueUrl=url,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=0,
+        VisibilityTimeout=visibility,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
     ).get("Messages", [])
 
 
@@ -127,8 +130,10 @@ def print_letters(letters: list[DeadLetter]) -> None:
         return
     print(f"{'task id':38} {'task':32} receives")
     for letter in letters:
-        print(f"{letter.task_id or '(unreadable)':38} {letter.task or '(unknown)':32} "
-              f"{letter.receive_count}")
+        print(
+            f"{letter.task_id or '(unreadable)':38} {letter.task or '(unknown)':32} "
+            f"{letter.receive_count}"
+        )
     print(f"{len(letters)} message(s)")
 
 
@@ -145,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "show":
         print_letters(peek(sqs, dlq_url))
     else:
-        moved = redrive(sqs, dynamodb_client(settings), dlq_url,
-                        queue_url(settings), settings.table_name)
+        moved = redrive(
+            sqs, dynamodb_client(settings), dlq_url, queue_url(settings), settings.table_name
+        )
         print(f"moved {moved} message(s) back to {settings.queue_name}")
     return 0
 

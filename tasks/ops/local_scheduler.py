@@ -29,13 +29,11 @@ log = logging.getLogger("local_scheduler")
 def iso(when: datetime) -> str:
     """EventBridge's form (2022-03-22T18:59:43Z), with milliseconds: a scaled clock fires
     more than once a second."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{when.microsecond // 1000:03d}Z"
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 class LocalScheduler:
-    def __init__(self, schedules: dict, send, time_scale: float = 1.0,
-                 clock=time.time) -> None:
+    def __init__(self, schedules: dict, send, time_scale: float = 1.0, clock=time.time) -> None:
         if time_scale <= 0:
             raise ValueError("--time-scale must be positive")
         self.schedules = schedules
@@ -72,13 +70,24 @@ class LocalScheduler:
             s = self.schedules[name]
             when = iso(datetime.fromtimestamp(self._real(pending[name], start), UTC))
             schedule = f"{LOCAL_PREFIX}{name}"
-            body = scheduled_body(s.task, s.kwargs, schedule=schedule, scheduled_time=when,
-                                  execution_id=str(uuid.uuid4()), attempt="1")
+            body = scheduled_body(
+                s.task,
+                s.kwargs,
+                schedule=schedule,
+                scheduled_time=when,
+                execution_id=str(uuid.uuid4()),
+                attempt="1",
+            )
             try:
                 self.send(body)
                 self.fired += 1
-                log.info("fired %s -> %s job_id=%s scheduled_time=%s", name, s.task,
-                         job_id(schedule, when), when)
+                log.info(
+                    "fired %s -> %s job_id=%s scheduled_time=%s",
+                    name,
+                    s.task,
+                    job_id(schedule, when),
+                    when,
+                )
             except Exception as exc:  # the emulator restarting: log, keep the schedule
                 log.warning("firing %s failed: %s", name, exc)
             due[name] = s.next_fire(pending[name], started)
@@ -87,26 +96,38 @@ class LocalScheduler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tasks.ops.local_scheduler",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--time-scale", type=float, default=1.0,
-                        help="run the clock this many times faster (tests and demos only)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tasks.ops.local_scheduler", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="run the clock this many times faster (tests and demos only)",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s %(message)s"
+    )
     from tasks.ops.clients import queue_url, sqs_client
     from tasks.ops.settings import Settings
 
     settings = Settings.from_env()
     if not settings.local:
-        print("the local scheduler runs with JOBS_TARGET=local only; on AWS, EventBridge "
-              "Scheduler fires the schedules (python -m ecs deploy)", file=sys.stderr)
+        print(
+            "the local scheduler runs with JOBS_TARGET=local only; on AWS, EventBridge "
+            "Scheduler fires the schedules (python -m ecs deploy)",
+            file=sys.stderr,
+        )
         return 2
     from tasks.jobkit.registry import all_schedules  # imports the job modules
 
     sqs, url = sqs_client(settings), queue_url(settings)
-    scheduler = LocalScheduler(all_schedules(), lambda body: sqs.send_message(
-        QueueUrl=url, MessageBody=body), time_scale=args.time_scale)
+    scheduler = LocalScheduler(
+        all_schedules(),
+        lambda body: sqs.send_message(QueueUrl=url, MessageBody=body),
+        time_scale=args.time_scale,
+    )
 
     def stop(signum, frame) -> None:
         scheduler.stopped.set()
@@ -118,4 +139,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -90,9 +90,9 @@ def ensure_queues(
     dlq_url, dlq_outcome = _ensure_queue(
         sqs, dlq_name, {"MessageRetentionPeriod": str(RETENTION_SECONDS)}, tags
     )
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     attributes = {
         "VisibilityTimeout": str(visibility_timeout),
         "MessageRetentionPeriod": str(RETENTION_SECONDS),
@@ -114,16 +114,22 @@ def ensure_queues(
 LIST_INDEX = "by_status"
 # The listing index (tasks.results.listing): sparse, only job items carry list_pk; it
 # projects what a listing shows, so a write that changes nothing else costs it nothing.
-LIST_INDEX_ATTRIBUTES = [{"AttributeName": "list_pk", "AttributeType": "S"},
-                         {"AttributeName": "created_at", "AttributeType": "S"}]
+LIST_INDEX_ATTRIBUTES = [
+    {"AttributeName": "list_pk", "AttributeType": "S"},
+    {"AttributeName": "created_at", "AttributeType": "S"},
+]
 LIST_PROJECTED = ["status", "task", "updated_at", "submitted_at", "started_at", "finished_at"]
 
 
 def list_index() -> dict[str, Any]:
-    return {"IndexName": LIST_INDEX,
-            "KeySchema": [{"AttributeName": "list_pk", "KeyType": "HASH"},
-                          {"AttributeName": "created_at", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": LIST_PROJECTED}}
+    return {
+        "IndexName": LIST_INDEX,
+        "KeySchema": [
+            {"AttributeName": "list_pk", "KeyType": "HASH"},
+            {"AttributeName": "created_at", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": LIST_PROJECTED},
+    }
 
 
 def wait_for_list_index(dynamodb, name: str, *, timeout: float = 900.0) -> None:
@@ -131,9 +137,14 @@ def wait_for_list_index(dynamodb, name: str, *, timeout: float = 900.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         table = dynamodb.describe_table(TableName=name)["Table"]
-        status = next((index.get("IndexStatus") for index in
-                       table.get("GlobalSecondaryIndexes") or []
-                       if index.get("IndexName") == LIST_INDEX), None)
+        status = next(
+            (
+                index.get("IndexStatus")
+                for index in table.get("GlobalSecondaryIndexes") or []
+                if index.get("IndexName") == LIST_INDEX
+            ),
+            None,
+        )
         if status in (None, "ACTIVE"):  # None: an emulator that does not report it
             return
         if time.monotonic() > deadline:
@@ -154,8 +165,10 @@ def ensure_table(dynamodb, name: str, *, tags: dict[str, str] | None = None) -> 
             kwargs["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
         desc = dynamodb.create_table(
             TableName=name,
-            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"},
-                                  *LIST_INDEX_ATTRIBUTES],
+            AttributeDefinitions=[
+                {"AttributeName": "job_id", "AttributeType": "S"},
+                *LIST_INDEX_ATTRIBUTES,
+            ],
             KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
             GlobalSecondaryIndexes=[list_index()],
             BillingMode="PAY_PER_REQUEST",
@@ -166,12 +179,17 @@ def ensure_table(dynamodb, name: str, *, tags: dict[str, str] | None = None) -> 
         )
         outcome = "created"
     else:
-        if not any(index.get("IndexName") == LIST_INDEX
-                   for index in desc.get("GlobalSecondaryIndexes") or []):
+        if not any(
+            index.get("IndexName") == LIST_INDEX
+            for index in desc.get("GlobalSecondaryIndexes") or []
+        ):
             # A table from before the listing: add the index (its items gain list_pk with
             # their next status write; older finished jobs stay unlisted until they expire).
-            dynamodb.update_table(TableName=name, AttributeDefinitions=LIST_INDEX_ATTRIBUTES,
-                                  GlobalSecondaryIndexUpdates=[{"Create": list_index()}])
+            dynamodb.update_table(
+                TableName=name,
+                AttributeDefinitions=LIST_INDEX_ATTRIBUTES,
+                GlobalSecondaryIndexUpdates=[{"Create": list_index()}],
+            )
             outcome = "updated"
     if outcome != "unchanged":
         wait_for_list_index(dynamodb, name)
@@ -220,21 +238,38 @@ def payload_days(record_seconds: int) -> int:
 
 def bucket_lifecycle(record_seconds: int) -> list[dict]:
     return [
-        {"ID": "results-expire-with-records", "Status": "Enabled",
-         "Filter": {"Prefix": RESULTS_PREFIX},
-         "Expiration": {"Days": object_days(record_seconds)}},
-        {"ID": "payloads-expire-with-messages", "Status": "Enabled",
-         "Filter": {"Prefix": PAYLOADS_PREFIX},
-         "Expiration": {"Days": payload_days(record_seconds)}},
-        {"ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
-         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_DAYS}},
+        {
+            "ID": "results-expire-with-records",
+            "Status": "Enabled",
+            "Filter": {"Prefix": RESULTS_PREFIX},
+            "Expiration": {"Days": object_days(record_seconds)},
+        },
+        {
+            "ID": "payloads-expire-with-messages",
+            "Status": "Enabled",
+            "Filter": {"Prefix": PAYLOADS_PREFIX},
+            "Expiration": {"Days": payload_days(record_seconds)},
+        },
+        {
+            "ID": "abort-incomplete-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_MULTIPART_DAYS},
+        },
     ]
 
 
-BUCKET_ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {
-    "SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]}
-PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "IgnorePublicAcls": True,
-                       "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+BUCKET_ENCRYPTION = {
+    "Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
+    ]
+}
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
 OWNERSHIP = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
 
 
@@ -259,7 +294,8 @@ def bucket_exists(s3, name: str) -> bool:
             raise RuntimeError(
                 f"S3 bucket {name} exists but this account may not use it: bucket names are "
                 "global, so another account may own it (choose another JOBS_BUCKET or stack "
-                "name), or the caller lacks s3:ListBucket on it") from exc
+                "name), or the caller lacks s3:ListBucket on it"
+            ) from exc
         raise
     return True
 
@@ -267,23 +303,36 @@ def bucket_exists(s3, name: str) -> bool:
 def bucket_differences(s3, name: str, record_seconds: int) -> list[str]:
     """The configurations of an existing bucket that are not what ensure_bucket sets."""
     out = []
-    encryption = _s3_config(lambda: s3.get_bucket_encryption(Bucket=name),
-                            "ServerSideEncryptionConfiguration",
-                            ("ServerSideEncryptionConfigurationNotFoundError",))
-    algorithms = [r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
-                  for r in (encryption or {}).get("Rules", [])]
+    encryption = _s3_config(
+        lambda: s3.get_bucket_encryption(Bucket=name),
+        "ServerSideEncryptionConfiguration",
+        ("ServerSideEncryptionConfigurationNotFoundError",),
+    )
+    algorithms = [
+        r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
+        for r in (encryption or {}).get("Rules", [])
+    ]
     if not algorithms or not all(a in ("AES256", "aws:kms") for a in algorithms):
         out.append("encryption")
-    block = _s3_config(lambda: s3.get_public_access_block(Bucket=name),
-                       "PublicAccessBlockConfiguration", ("NoSuchPublicAccessBlockConfiguration",))
+    block = _s3_config(
+        lambda: s3.get_public_access_block(Bucket=name),
+        "PublicAccessBlockConfiguration",
+        ("NoSuchPublicAccessBlockConfiguration",),
+    )
     if block != PUBLIC_ACCESS_BLOCK:
         out.append("public access block")
-    ownership = _s3_config(lambda: s3.get_bucket_ownership_controls(Bucket=name),
-                           "OwnershipControls", ("OwnershipControlsNotFoundError",))
+    ownership = _s3_config(
+        lambda: s3.get_bucket_ownership_controls(Bucket=name),
+        "OwnershipControls",
+        ("OwnershipControlsNotFoundError",),
+    )
     if ownership != OWNERSHIP:
         out.append("ownership")
-    rules = _s3_config(lambda: s3.get_bucket_lifecycle_configuration(Bucket=name), "Rules",
-                       ("NoSuchLifecycleConfiguration",))
+    rules = _s3_config(
+        lambda: s3.get_bucket_lifecycle_configuration(Bucket=name),
+        "Rules",
+        ("NoSuchLifecycleConfiguration",),
+    )
     if _lifecycle_key(rules or []) != _lifecycle_key(bucket_lifecycle(record_seconds)):
         out.append("lifecycle")
     return out
@@ -291,14 +340,27 @@ def bucket_differences(s3, name: str, record_seconds: int) -> list[str]:
 
 def _lifecycle_key(rules: list[dict]) -> list[tuple]:
     # S3 echoes rules back with extra empty fields: compare what ensure_bucket sets.
-    return sorted((r.get("ID"), r.get("Status"), (r.get("Filter") or {}).get("Prefix", ""),
-                   (r.get("Expiration") or {}).get("Days"),
-                   (r.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation"))
-                  for r in rules)
+    return sorted(
+        (
+            r.get("ID"),
+            r.get("Status"),
+            (r.get("Filter") or {}).get("Prefix", ""),
+            (r.get("Expiration") or {}).get("Days"),
+            (r.get("AbortIncompleteMultipartUpload") or {}).get("DaysAfterInitiation"),
+        )
+        for r in rules
+    )
 
 
-def ensure_bucket(s3, name: str, region: str, *, record_seconds: int,
-                  tags: dict[str, str] | None = None, partition: str = "aws") -> Bucket:
+def ensure_bucket(
+    s3,
+    name: str,
+    region: str,
+    *,
+    record_seconds: int,
+    tags: dict[str, str] | None = None,
+    partition: str = "aws",
+) -> Bucket:
     """Create or align the bucket of large results and arguments: encrypted (SSE-S3), no
     public access, owner-enforced, objects expiring with their records."""
     outcome: Outcome = "unchanged"
@@ -308,8 +370,9 @@ def ensure_bucket(s3, name: str, region: str, *, record_seconds: int,
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(Bucket=name, ObjectOwnership="BucketOwnerEnforced", **kwargs)
         if tags:
-            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [
-                {"Key": k, "Value": v} for k, v in tags.items()]})
+            s3.put_bucket_tagging(
+                Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
+            )
         changes = ["encryption", "public access block", "ownership", "lifecycle"]
         outcome = "created"
     else:
@@ -319,13 +382,13 @@ def ensure_bucket(s3, name: str, region: str, *, record_seconds: int,
     if "public access block" in changes:
         s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
     if "encryption" in changes:
-        s3.put_bucket_encryption(Bucket=name,
-                                 ServerSideEncryptionConfiguration=BUCKET_ENCRYPTION)
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=BUCKET_ENCRYPTION)
     if "ownership" in changes:
         s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=OWNERSHIP)
     if "lifecycle" in changes:
-        s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={
-            "Rules": bucket_lifecycle(record_seconds)})
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration={"Rules": bucket_lifecycle(record_seconds)}
+        )
     return Bucket(name, f"arn:{partition}:s3:::{name}", outcome)
 
 
@@ -342,8 +405,13 @@ def provision(settings, *, tags: dict[str, str] | None = None) -> tuple[QueuePai
         tags=tags,
     )
     table = ensure_table(dynamodb_client(settings), settings.table_name, tags=tags)
-    ensure_bucket(s3_client(settings), settings.bucket_name, settings.region,
-                  record_seconds=settings.result_expires, tags=tags)
+    ensure_bucket(
+        s3_client(settings),
+        settings.bucket_name,
+        settings.region,
+        record_seconds=settings.result_expires,
+        tags=tags,
+    )
     return queues, table
 
 

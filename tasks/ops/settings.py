@@ -39,7 +39,7 @@ def default_bucket_name(table_name: str, suffix: str = "payloads") -> str:
     Good for an emulator; S3 names are global on AWS, so `ecs deploy` adds the account and
     region (ecs.stack) and hands the name to the worker in JOBS_BUCKET."""
     base = re.sub(r"[^a-z0-9-]+", "-", table_name.lower()).strip("-") or "jobs"
-    return f"{base[:62 - len(suffix)].rstrip('-')}-{suffix}"
+    return f"{base[: 62 - len(suffix)].rstrip('-')}-{suffix}"
 
 
 def configured_region(env: Mapping[str, str] | None = None) -> str | None:
@@ -57,8 +57,9 @@ def _names(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _number(kind: type, low: float | None = None, high: float | None = None
-            ) -> Callable[[str], Any]:
+def _number(
+    kind: type, low: float | None = None, high: float | None = None
+) -> Callable[[str], Any]:
     def parse(raw: str) -> Any:
         try:
             value = kind(raw)
@@ -68,6 +69,7 @@ def _number(kind: type, low: float | None = None, high: float | None = None
             bounds = f"{low} to {high}" if high is not None else f"at least {low}"
             raise ValueError(f"must be {bounds}")
         return value
+
     return parse
 
 
@@ -77,6 +79,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         if value not in allowed:
             raise ValueError(f"must be {' or '.join(repr(a) for a in allowed)}")
         return value
+
     return parse
 
 
@@ -115,10 +118,13 @@ def secret(name: str, doc: str, default: Any = None, **how: Any) -> Any:
 
 
 def _endpoint(service: str) -> Any:
-    return var(None, f"AWS_ENDPOINT_URL_{service.upper()}",
-               f"{service} endpoint (boto3's variable); AWS_ENDPOINT_URL covers every service",
-               fallbacks=("AWS_ENDPOINT_URL",),
-               default_doc="boto3's resolution; the emulator when JOBS_TARGET=local")
+    return var(
+        None,
+        f"AWS_ENDPOINT_URL_{service.upper()}",
+        f"{service} endpoint (boto3's variable); AWS_ENDPOINT_URL covers every service",
+        fallbacks=("AWS_ENDPOINT_URL",),
+        default_doc="boto3's resolution; the emulator when JOBS_TARGET=local",
+    )
 
 
 _INT = _number(int)
@@ -128,120 +134,235 @@ _SECONDS = _number(float, 0)
 @dataclass(frozen=True)
 class Settings:
     # --- where: AWS or an emulator
-    target: str = var("aws", "JOBS_TARGET", "`aws` or `local` (the emulator on 127.0.0.1:4566)",
-                      parse=_choice("aws", "local"))
-    region: str = var("us-east-1", "AWS_REGION", "AWS region (AWS_DEFAULT_REGION is read too)",
-                      fallbacks=("AWS_DEFAULT_REGION",), mirror=True)
+    target: str = var(
+        "aws",
+        "JOBS_TARGET",
+        "`aws` or `local` (the emulator on 127.0.0.1:4566)",
+        parse=_choice("aws", "local"),
+    )
+    region: str = var(
+        "us-east-1",
+        "AWS_REGION",
+        "AWS region (AWS_DEFAULT_REGION is read too)",
+        fallbacks=("AWS_DEFAULT_REGION",),
+        mirror=True,
+    )
     sqs_endpoint: str | None = _endpoint("SQS")
     dynamodb_endpoint: str | None = _endpoint("DynamoDB")
     s3_endpoint: str | None = _endpoint("S3")
     # Scale-in protection's deployment check; no emulator default (moto has no ECS agent).
-    ecs_endpoint: str | None = var(None, "AWS_ENDPOINT_URL_ECS", "ECS endpoint (boto3's variable)",
-                                   fallbacks=("AWS_ENDPOINT_URL",))
+    ecs_endpoint: str | None = var(
+        None,
+        "AWS_ENDPOINT_URL_ECS",
+        "ECS endpoint (boto3's variable)",
+        fallbacks=("AWS_ENDPOINT_URL",),
+    )
     # Explicit credentials for the emulator only; on AWS boto3 resolves its own.
-    access_key_id: str | None = secret("AWS_ACCESS_KEY_ID", "emulator only (JOBS_TARGET=local)",
-                                       default_doc="`testing` when local; else boto3's own")
-    secret_access_key: str | None = secret("AWS_SECRET_ACCESS_KEY",
-                                           "emulator only (JOBS_TARGET=local)",
-                                           default_doc="`testing` when local; else boto3's own")
-    emulator_account_id: str = var(EMULATOR_ACCOUNT_ID, "AWS_ACCOUNT_ID",
-                                   "account in queue URLs derived on an emulator", task=False)
+    access_key_id: str | None = secret(
+        "AWS_ACCESS_KEY_ID",
+        "emulator only (JOBS_TARGET=local)",
+        default_doc="`testing` when local; else boto3's own",
+    )
+    secret_access_key: str | None = secret(
+        "AWS_SECRET_ACCESS_KEY",
+        "emulator only (JOBS_TARGET=local)",
+        default_doc="`testing` when local; else boto3's own",
+    )
+    emulator_account_id: str = var(
+        EMULATOR_ACCOUNT_ID,
+        "AWS_ACCOUNT_ID",
+        "account in queue URLs derived on an emulator",
+        task=False,
+    )
 
     # --- the stack's resources
     queue_name: str = var("jobs", "JOBS_QUEUE_NAME", "the work queue")
-    queue_url: str | None = var(None, "JOBS_QUEUE_URL", "the work queue's URL",
-                                default_doc="derived on an emulator, else asked of SQS once")
-    dlq_name: str = var("jobs-dlq", "JOBS_DLQ_NAME", "the dead-letter queue",
-                        default_doc="`<JOBS_QUEUE_NAME>-dlq`")
+    queue_url: str | None = var(
+        None,
+        "JOBS_QUEUE_URL",
+        "the work queue's URL",
+        default_doc="derived on an emulator, else asked of SQS once",
+    )
+    dlq_name: str = var(
+        "jobs-dlq", "JOBS_DLQ_NAME", "the dead-letter queue", default_doc="`<JOBS_QUEUE_NAME>-dlq`"
+    )
     table_name: str = var("jobs", "JOBS_TABLE_NAME", "the DynamoDB table of job records")
     # Results and arguments too large for a record or a message (the claim check,
     # tasks.results.large_objects). `ecs deploy` names it uniquely on AWS.
-    bucket_name: str = var("jobs-payloads", "JOBS_BUCKET", "S3 bucket of large results and "
-                           "arguments", default_doc="`<JOBS_TABLE_NAME>-payloads`")
+    bucket_name: str = var(
+        "jobs-payloads",
+        "JOBS_BUCKET",
+        "S3 bucket of large results and arguments",
+        default_doc="`<JOBS_TABLE_NAME>-payloads`",
+    )
 
     # --- the jobs
     job_modules: tuple[str, ...] = var(
-        DEFAULT_JOB_MODULES, "JOBS_MODULES", "comma-separated job modules: registered by the "
-        "worker, listed by the API, their schedules deployed", parse=_names)
+        DEFAULT_JOB_MODULES,
+        "JOBS_MODULES",
+        "comma-separated job modules: registered by the "
+        "worker, listed by the API, their schedules deployed",
+        parse=_names,
+    )
     extra_job_modules: tuple[str, ...] = var(
-        (), "JOBS_EXTRA_MODULES", "more job modules, registered locally but never deployed "
-        "(tests, the demo schedule of `make run`)", parse=_names, task=False)
+        (),
+        "JOBS_EXTRA_MODULES",
+        "more job modules, registered locally but never deployed "
+        "(tests, the demo schedule of `make run`)",
+        parse=_names,
+        task=False,
+    )
 
     # --- delivery
-    visibility_timeout: int = var(300, "JOBS_VISIBILITY_TIMEOUT", "SQS visibility timeout "
-                                  "(seconds)", parse=_number(int, 0, 43200))
-    max_receive_count: int = var(5, "JOBS_MAX_RECEIVE_COUNT",
-                                 "receives before a message goes to the DLQ",
-                                 parse=_number(int, 1, 1000))
-    result_expires: int = var(7 * 24 * 3600, "JOBS_RESULT_EXPIRES",
-                              "seconds a job record is kept", parse=_number(int, 1))
-    wait_time_seconds: int = var(10, "JOBS_WAIT_TIME_SECONDS", "SQS long-poll wait (seconds)",
-                                 parse=_number(int, 0, 20))
-    ack_flush_interval: float = var(1.0, "JOBS_ACK_FLUSH_INTERVAL", "seconds acknowledgements "
-                                    "wait to be deleted in batches", parse=_SECONDS)
-    visibility_heartbeat: bool = var(True, "JOBS_VISIBILITY_HEARTBEAT",
-                                     "`off` stops extending running jobs' visibility and leases",
-                                     parse=_switch)
+    visibility_timeout: int = var(
+        300,
+        "JOBS_VISIBILITY_TIMEOUT",
+        "SQS visibility timeout (seconds)",
+        parse=_number(int, 0, 43200),
+    )
+    max_receive_count: int = var(
+        5,
+        "JOBS_MAX_RECEIVE_COUNT",
+        "receives before a message goes to the DLQ",
+        parse=_number(int, 1, 1000),
+    )
+    result_expires: int = var(
+        7 * 24 * 3600, "JOBS_RESULT_EXPIRES", "seconds a job record is kept", parse=_number(int, 1)
+    )
+    wait_time_seconds: int = var(
+        10, "JOBS_WAIT_TIME_SECONDS", "SQS long-poll wait (seconds)", parse=_number(int, 0, 20)
+    )
+    ack_flush_interval: float = var(
+        1.0,
+        "JOBS_ACK_FLUSH_INTERVAL",
+        "seconds acknowledgements wait to be deleted in batches",
+        parse=_SECONDS,
+    )
+    visibility_heartbeat: bool = var(
+        True,
+        "JOBS_VISIBILITY_HEARTBEAT",
+        "`off` stops extending running jobs' visibility and leases",
+        parse=_switch,
+    )
 
     # --- the worker process
     concurrency: int = var(2, "WORKER_CONCURRENCY", "pool processes", parse=_number(int, 1))
-    prefetch_multiplier: int = var(1, "WORKER_PREFETCH_MULTIPLIER", "Celery's prefetch "
-                                   "multiplier", parse=_number(int, 0))
+    prefetch_multiplier: int = var(
+        1, "WORKER_PREFETCH_MULTIPLIER", "Celery's prefetch multiplier", parse=_number(int, 0)
+    )
     # Seconds a warm shutdown may take before running jobs are handed back;
     # below ECS's stopTimeout (120 s) so the hand-back finishes before SIGKILL.
-    shutdown_deadline: int = var(100, "WORKER_SHUTDOWN_DEADLINE", "seconds a warm shutdown "
-                                 "waits before handing running jobs back", parse=_number(int, 0))
-    heartbeat_file: str = var("/tmp/worker-heartbeat", "WORKER_HEARTBEAT_FILE",
-                              "the file the worker touches while it progresses")
-    heartbeat_max_age: float = var(45.0, "WORKER_HEARTBEAT_MAX_AGE", "seconds without progress "
-                                   "before the health check fails", parse=_number(float, 1))
-    metrics: bool | None = var(None, "JOBS_METRICS", "`on`/`off`: CloudWatch EMF metrics in "
-                               "the logs", parse=_switch, default_doc="on on ECS, else off")
-    metrics_namespace: str = var("sqs-jobs", "JOBS_METRICS_NAMESPACE",
-                                 "CloudWatch namespace of the metrics")
+    shutdown_deadline: int = var(
+        100,
+        "WORKER_SHUTDOWN_DEADLINE",
+        "seconds a warm shutdown waits before handing running jobs back",
+        parse=_number(int, 0),
+    )
+    heartbeat_file: str = var(
+        "/tmp/worker-heartbeat",
+        "WORKER_HEARTBEAT_FILE",
+        "the file the worker touches while it progresses",
+    )
+    heartbeat_max_age: float = var(
+        45.0,
+        "WORKER_HEARTBEAT_MAX_AGE",
+        "seconds without progress before the health check fails",
+        parse=_number(float, 1),
+    )
+    metrics: bool | None = var(
+        None,
+        "JOBS_METRICS",
+        "`on`/`off`: CloudWatch EMF metrics in the logs",
+        parse=_switch,
+        default_doc="on on ECS, else off",
+    )
+    metrics_namespace: str = var(
+        "sqs-jobs", "JOBS_METRICS_NAMESPACE", "CloudWatch namespace of the metrics"
+    )
 
     # --- ECS (the agent sets the URIs; the protection knobs are for tests and tuning)
-    ecs_agent_uri: str | None = var(None, "ECS_AGENT_URI", "set by ECS: scale-in protection "
-                                    "is asked of the agent there", task=False)
-    ecs_metadata_uri: str | None = var(None, "ECS_CONTAINER_METADATA_URI_V4", "set by ECS: "
-                                       "the task's identity (deployment check, metrics)",
-                                       task=False)
-    protection_minutes: int | None = var(None, "ECS_PROTECTION_MINUTES", "minutes of each "
-                                         "scale-in protection", parse=_number(int, 1),
-                                         default_doc="visibility timeout in minutes + 2")
-    protection_max_window: float = var(1800.0, "ECS_PROTECTION_MAX_WINDOW", "seconds a busy "
-                                       "task may stay protected at a stretch", parse=_SECONDS)
-    protection_cooldown: float = var(60.0, "ECS_PROTECTION_COOLDOWN", "seconds a drained task "
-                                     "waits before taking messages again", parse=_SECONDS)
-    deployment_check_seconds: float = var(30.0, "ECS_DEPLOYMENT_CHECK_SECONDS", "seconds "
-                                          "between checks for a newer deployment",
-                                          parse=_number(float, 1))
+    ecs_agent_uri: str | None = var(
+        None,
+        "ECS_AGENT_URI",
+        "set by ECS: scale-in protection is asked of the agent there",
+        task=False,
+    )
+    ecs_metadata_uri: str | None = var(
+        None,
+        "ECS_CONTAINER_METADATA_URI_V4",
+        "set by ECS: the task's identity (deployment check, metrics)",
+        task=False,
+    )
+    protection_minutes: int | None = var(
+        None,
+        "ECS_PROTECTION_MINUTES",
+        "minutes of each scale-in protection",
+        parse=_number(int, 1),
+        default_doc="visibility timeout in minutes + 2",
+    )
+    protection_max_window: float = var(
+        1800.0,
+        "ECS_PROTECTION_MAX_WINDOW",
+        "seconds a busy task may stay protected at a stretch",
+        parse=_SECONDS,
+    )
+    protection_cooldown: float = var(
+        60.0,
+        "ECS_PROTECTION_COOLDOWN",
+        "seconds a drained task waits before taking messages again",
+        parse=_SECONDS,
+    )
+    deployment_check_seconds: float = var(
+        30.0,
+        "ECS_DEPLOYMENT_CHECK_SECONDS",
+        "seconds between checks for a newer deployment",
+        parse=_number(float, 1),
+    )
 
     # --- completion callbacks (tasks.callbacks): the HMAC key (no key: callbacks are
     # refused, never sent unsigned; kept out of reprs), the allow-list of hosts/CIDRs exempt
     # from the private-address rule, and the retry bounds.
-    callback_secret: str | None = secret("JOBS_CALLBACK_SECRET", "HMAC key of callbacks "
-                                         "(ECS secret on AWS)", default_doc="none: refused")
-    callback_allow: tuple[str, ...] = var((), "JOBS_CALLBACK_ALLOW", "hosts/CIDRs callbacks "
-                                          "may reach despite the private-address rule",
-                                          parse=_names)
-    callback_max_attempts: int = var(10, "JOBS_CALLBACK_MAX_ATTEMPTS", "delivery attempts",
-                                     parse=_number(int, 1))
-    callback_backoff: float = var(2.0, "JOBS_CALLBACK_BACKOFF", "seconds; full jitter over "
-                                  "base * 2**attempt", parse=_SECONDS)
-    callback_max_delay: float = var(300.0, "JOBS_CALLBACK_MAX_DELAY", "longest wait between "
-                                    "attempts (seconds)", parse=_SECONDS)
-    callback_deadline: int = var(900, "JOBS_CALLBACK_DEADLINE", "seconds from the first "
-                                 "attempt to giving up", parse=_number(int, 1))
+    callback_secret: str | None = secret(
+        "JOBS_CALLBACK_SECRET",
+        "HMAC key of callbacks (ECS secret on AWS)",
+        default_doc="none: refused",
+    )
+    callback_allow: tuple[str, ...] = var(
+        (),
+        "JOBS_CALLBACK_ALLOW",
+        "hosts/CIDRs callbacks may reach despite the private-address rule",
+        parse=_names,
+    )
+    callback_max_attempts: int = var(
+        10, "JOBS_CALLBACK_MAX_ATTEMPTS", "delivery attempts", parse=_number(int, 1)
+    )
+    callback_backoff: float = var(
+        2.0, "JOBS_CALLBACK_BACKOFF", "seconds; full jitter over base * 2**attempt", parse=_SECONDS
+    )
+    callback_max_delay: float = var(
+        300.0, "JOBS_CALLBACK_MAX_DELAY", "longest wait between attempts (seconds)", parse=_SECONDS
+    )
+    callback_deadline: int = var(
+        900,
+        "JOBS_CALLBACK_DEADLINE",
+        "seconds from the first attempt to giving up",
+        parse=_number(int, 1),
+    )
 
     # --- the HTTP shim and the deployer
-    api_keys: tuple[str, ...] = secret("JOBS_API_KEYS", "comma-separated keys the shim "
-                                       "accepts in x-api-key", (), parse=_names,
-                                       default_doc="none: no key asked")
-    shim_bind: str = var("127.0.0.1:8000", "SHIM_BIND", "gunicorn's address for the shim",
-                         task=False)
-    shim_workers: int = var(2, "SHIM_WORKERS", "gunicorn workers of the shim",
-                            parse=_number(int, 1), task=False)
+    api_keys: tuple[str, ...] = secret(
+        "JOBS_API_KEYS",
+        "comma-separated keys the shim accepts in x-api-key",
+        (),
+        parse=_names,
+        default_doc="none: no key asked",
+    )
+    shim_bind: str = var(
+        "127.0.0.1:8000", "SHIM_BIND", "gunicorn's address for the shim", task=False
+    )
+    shim_workers: int = var(
+        2, "SHIM_WORKERS", "gunicorn workers of the shim", parse=_number(int, 1), task=False
+    )
     stack_name: str = var("sqs-jobs", "JOBS_STACK", "`ecs`'s default --stack", task=False)
 
     @property
@@ -324,8 +445,9 @@ def variables() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) of every setting: the docs' configuration table."""
     rows = []
     for f, v in _vars():
-        default = v.default_doc or ("none" if f.default in (None, ())
-                                    else f"`{_render(f.default)}`")
+        default = v.default_doc or (
+            "none" if f.default in (None, ()) else f"`{_render(f.default)}`"
+        )
         rows.append((v.name, default, v.doc))
     return rows
 

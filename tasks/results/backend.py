@@ -47,8 +47,13 @@ from tasks.results.run_lease import note_duplicate
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_ERROR_CODES = ("ProvisionedThroughputExceededException", "ThrottlingException",
-                         "RequestLimitExceeded", "InternalServerError", "ServiceUnavailable")
+RETRYABLE_ERROR_CODES = (
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+)
 
 
 class DynamoDBJobBackend(ChordBackend, BaseBackend):
@@ -69,8 +74,12 @@ class DynamoDBJobBackend(ChordBackend, BaseBackend):
         self._client = None
         self._client_pid: int | None = None
         # A run's lease lasts one visibility timeout: its message is back after that too.
-        self.records = JobRecords(lambda: self.client, self.table, self.expires_seconds,
-                                  run_lease_seconds=self.settings.visibility_timeout)
+        self.records = JobRecords(
+            lambda: self.client,
+            self.table,
+            self.expires_seconds,
+            run_lease_seconds=self.settings.visibility_timeout,
+        )
 
     # --- plumbing ---------------------------------------------------------------
     @property
@@ -95,17 +104,16 @@ class DynamoDBJobBackend(ChordBackend, BaseBackend):
         return False
 
     # --- writes: every one a transition of tasks.results.records ------------------
-    def _store_result(
-        self, task_id, result, state, traceback=None, request=None, **kwargs
-    ) -> Any:
+    def _store_result(self, task_id, result, state, traceback=None, request=None, **kwargs) -> Any:
         facts = request_facts(request) if request is not None else None
         if state == states.SUCCESS:
             try:
                 # allow_nan=False: Infinity/NaN are not JSON, and clients must parse this.
                 text = json_dumps(result, allow_nan=False)
             except (TypeError, ValueError) as exc:
-                return self._fail(task_id, ResultNotSerializable(f"result is not JSON: {exc}"),
-                                  facts)
+                return self._fail(
+                    task_id, ResultNotSerializable(f"result is not JSON: {exc}"), facts
+                )
             if len(text.encode()) > MAX_RESULT_BYTES:
                 return self._store_large_result(task_id, text, facts, result)
             self.records.transition(task_id, state, result_text=text, facts=facts)
@@ -115,8 +123,7 @@ class DynamoDBJobBackend(ChordBackend, BaseBackend):
             # No exception (self.retry() without exc, update_state with no meta): no
             # error, read back as None, as Celery's backends do (exception_to_python).
             error = self.error_of(result, request) if result else None
-            self.records.transition(task_id, state, error=error, traceback=traceback,
-                                    facts=facts)
+            self.records.transition(task_id, state, error=error, traceback=traceback, facts=facts)
         elif state in (states.STARTED, states.PENDING, states.RECEIVED):
             # A STARTED write refused by a REVOKED record: the job must not run
             # (tasks.jobkit.task.JobTask.before_start reads the mark).
@@ -124,19 +131,20 @@ class DynamoDBJobBackend(ChordBackend, BaseBackend):
             # Celery's own start meta is the record's `worker`; any other meta (a caller's
             # update_state) is kept as written, as the progress of a custom state is.
             text = None if is_start_meta(result, request) else meta_text(result)
-            if not self.records.transition(task_id, state, progress_text=text, facts=facts,
-                                           refusal=refusal):
+            if not self.records.transition(
+                task_id, state, progress_text=text, facts=facts, refusal=refusal
+            ):
                 self.note_refusal(request, refusal, starting=state == states.STARTED)
         else:  # a custom state such as PROGRESS: its meta is the job's progress
             text = meta_text(result)
             refusal = {}
-            if not self.records.transition(task_id, state, progress_text=text, facts=facts,
-                                           refusal=refusal):
+            if not self.records.transition(
+                task_id, state, progress_text=text, facts=facts, refusal=refusal
+            ):
                 self.note_refusal(request, refusal)  # a running job was revoked
         return result
 
-    def _store_large_result(self, task_id: str, text: str, facts: dict | None,
-                            result: Any) -> Any:
+    def _store_large_result(self, task_id: str, text: str, facts: dict | None, result: Any) -> Any:
         """A result over what a record holds: its JSON in S3 under this run's own key, the
         record its reference with the checksum. Only the winner of the conditional SUCCESS
         write publishes it where HTTP reads it; a refused finisher removes its copy."""
@@ -145,12 +153,18 @@ class DynamoDBJobBackend(ChordBackend, BaseBackend):
             ref = large_objects.store_result(self.s3, bucket, task_id, uuid(), text)
         except (ClientError, BotoCoreError) as exc:
             log.error("job %s: S3 refused its %d-byte result: %s", task_id, len(text), exc)
-            return self._fail(task_id, ResultTooLarge(
-                f"result is {len(text.encode())} bytes of JSON, over the {MAX_RESULT_BYTES} a "
-                "job record holds (DynamoDB's item limit is 400 KB), and the results bucket "
-                f"{bucket} refused it: {exc}"), facts)
-        if self.records.transition(task_id, states.SUCCESS, facts=facts,
-                                   result_ref=large_objects.result_ref_map(ref)):
+            return self._fail(
+                task_id,
+                ResultTooLarge(
+                    f"result is {len(text.encode())} bytes of JSON, over the {MAX_RESULT_BYTES} a "
+                    "job record holds (DynamoDB's item limit is 400 KB), and the results bucket "
+                    f"{bucket} refused it: {exc}"
+                ),
+                facts,
+            )
+        if self.records.transition(
+            task_id, states.SUCCESS, facts=facts, result_ref=large_objects.result_ref_map(ref)
+        ):
             large_objects.publish_result(self.s3, bucket, task_id, text)
         else:
             large_objects.delete(self.s3, ref.bucket, ref.key)
@@ -177,12 +191,12 @@ class DynamoDBJobBackend(ChordBackend, BaseBackend):
         return item_str(self.records.read(task_id, "status"), "status")
 
     def _fail(self, task_id: str, exc: BaseException, facts: dict | None) -> BaseException:
-        self.records.transition(task_id, states.FAILURE, error=self.error_of(exc, ours=True),
-                                facts=facts)
+        self.records.transition(
+            task_id, states.FAILURE, error=self.error_of(exc, ours=True), facts=facts
+        )
         return exc
 
-    def error_of(self, result: Any, request: Any = None, *, ours: bool = False
-                 ) -> dict[str, Any]:
+    def error_of(self, result: Any, request: Any = None, *, ours: bool = False) -> dict[str, Any]:
         """`{type, message, module, args}` of an exception or Celery's exception dict:
         `message` only when public (what HTTP shows), `args` always (what AsyncResult
         rebuilds the exception from): tasks.results.public_errors."""
@@ -190,16 +204,26 @@ class DynamoDBJobBackend(ChordBackend, BaseBackend):
             result = self.prepare_exception(result, serializer="json")
         return error_record(result, request, ours=ours)
 
-    def record_quietly(self, task_id: str, exc: BaseException, state: str = states.FAILURE,
-                       request: Any = None, *, holder_only: bool = False) -> bool:
+    def record_quietly(
+        self,
+        task_id: str,
+        exc: BaseException,
+        state: str = states.FAILURE,
+        request: Any = None,
+        *,
+        holder_only: bool = False,
+    ) -> bool:
         """Record `exc` as the job's outcome; log instead of raising, for callers that must
         carry on (shutdown, signal handlers). True if the write was made. `holder_only`:
         not while another run holds the job's lease (a delivery that did not run it)."""
         try:
             return self.records.transition(
-                task_id, state, error=self.error_of(exc, ours=True),
+                task_id,
+                state,
+                error=self.error_of(exc, ours=True),
                 facts=request_facts(request) if request is not None else None,
-                holder_only=holder_only)
+                holder_only=holder_only,
+            )
         except Exception:
             log.exception("could not record %s for job %s", state, task_id)
             return False
@@ -228,9 +252,17 @@ class DynamoDBJobBackend(ChordBackend, BaseBackend):
         """Strongly consistent BatchGetItem, 100 keys a call, retrying unprocessed keys."""
         return self.records.read_many(task_ids)
 
-    def get_many(self, task_ids, timeout=None, interval=0.5, no_ack=True, on_message=None,
-                 on_interval=None, max_iterations=None, READY_STATES=states.READY_STATES
-                 ) -> Iterator[tuple[str, dict]]:
+    def get_many(
+        self,
+        task_ids,
+        timeout=None,
+        interval=0.5,
+        no_ack=True,
+        on_message=None,
+        on_interval=None,
+        max_iterations=None,
+        READY_STATES=states.READY_STATES,
+    ) -> Iterator[tuple[str, dict]]:
         interval = 0.5 if interval is None else interval
         pending = set(task_ids)
         for task_id in list(pending):

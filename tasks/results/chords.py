@@ -68,9 +68,14 @@ class ChordBackend:
         callback = maybe_signature(request.chord, app=self.app)
         count = self.records.report_chord_part(group_id, request.id, state)
         if count.gone:
-            self.end_chord(group_id, callback, ChordError(
-                f"chord {group_id} can no longer complete: its record is gone (its "
-                "GroupResult was deleted, or it expired after result_expires)"))
+            self.end_chord(
+                group_id,
+                callback,
+                ChordError(
+                    f"chord {group_id} can no longer complete: its record is gone (its "
+                    "GroupResult was deleted, or it expired after result_expires)"
+                ),
+            )
             return
         if count.fired:
             return
@@ -79,8 +84,11 @@ class ChordBackend:
             # going by the member's record: a duplicate delivery cannot change its outcome.
             meta = self.get_task_meta(request.id, cache=False)
             if meta["status"] in states.PROPAGATE_STATES:
-                if not self.end_chord(group_id, callback, dependency_error(
-                        request.id, self.exception_to_python(meta["result"]))):
+                if not self.end_chord(
+                    group_id,
+                    callback,
+                    dependency_error(request.id, self.exception_to_python(meta["result"])),
+                ):
                     self.complete_chord(group_id, callback, count)
                 return
         if count.size is not None and count.done >= count.size:
@@ -141,20 +149,23 @@ class ChordBackend:
             while unfinished and time.monotonic() < deadline:
                 time.sleep(min(0.25, max(deadline - time.monotonic(), 0)))
                 metas.update(self.read_metas(unfinished))
-                unfinished = [i for i in unfinished
-                              if metas[i]["status"] not in states.READY_STATES]
+                unfinished = [
+                    i for i in unfinished if metas[i]["status"] not in states.READY_STATES
+                ]
             if unfinished and not self.failed_members(ids, metas):
                 member = unfinished[0]
                 return None, ChordError(
                     f"Dependency {member} ended but its result record is "
                     f"{'missing' if metas[member]['status'] == states.PENDING else 'unfinished'}"
                     f" after {self.chord_join_bound():g}s (chord members must not ignore "
-                    f"their results; {len(unfinished)} of {len(ids)} members affected)")
+                    f"their results; {len(unfinished)} of {len(ids)} members affected)"
+                )
         failed = self.failed_members(ids, metas)
         if failed:
             first = min(failed, key=lambda meta: meta.get("date_done") or "")
-            return None, dependency_error(first["task_id"],
-                                          self.exception_to_python(first["result"]))
+            return None, dependency_error(
+                first["task_id"], self.exception_to_python(first["result"])
+            )
         return chord_values(header.results, metas), None
 
     @staticmethod
@@ -173,8 +184,9 @@ class ChordBackend:
             time.sleep(1.0)
         return False
 
-    def finish_chord(self, group_id: str, callback, values: list | None,
-                     error: ChordError | None) -> None:
+    def finish_chord(
+        self, group_id: str, callback, values: list | None, error: ChordError | None
+    ) -> None:
         if error is None:
             try:
                 # The body keeps the id Celery gave it when the chord was built: sent
@@ -210,8 +222,12 @@ def chord_leaves(header: ResultSet) -> list[AsyncResult]:
 
 def chord_values(nodes: Iterable, metas: dict[str, dict]) -> list:
     """The body's argument: each header result's value, a nested group's as a list."""
-    return [chord_values(node.results, metas) if isinstance(node, ResultSet)
-            else metas[node.id]["result"] for node in nodes]
+    return [
+        chord_values(node.results, metas)
+        if isinstance(node, ResultSet)
+        else metas[node.id]["result"]
+        for node in nodes
+    ]
 
 
 def dependency_error(task_id: str, exc: Any) -> ChordError:

@@ -38,7 +38,8 @@ NO_BROADCAST = (
     "SQS cannot broadcast to workers (no fanout queues: Celery's SQS page says it does not "
     "support worker remote control), so remote control is off. Revoke with "
     "AsyncResult(id).revoke() or app.control.revoke(id) (the job record); watch the workers "
-    "with `python -m ecs status` / `logs` and the jobs table.")
+    "with `python -m ecs status` / `logs` and the jobs table."
+)
 
 
 def signal_name(sig: str | int | None) -> str:
@@ -50,9 +51,14 @@ def signal_name(sig: str | int | None) -> str:
 
 
 class Control(CeleryControl):
-    def revoke(self, task_id: str | Iterable[str], destination: Any = None,
-               terminate: bool = False, signal: str | int | None = "SIGTERM",
-               **kwargs: Any) -> Revocation | list[Revocation]:
+    def revoke(
+        self,
+        task_id: str | Iterable[str],
+        destination: Any = None,
+        terminate: bool = False,
+        signal: str | int | None = "SIGTERM",
+        **kwargs: Any,
+    ) -> Revocation | list[Revocation]:
         """Mark the job(s) REVOKED unless finished; one conditional UpdateItem each.
 
         Takes Celery's arguments (`connection`, `reply`, `timeout` and `destination` have no
@@ -72,7 +78,8 @@ class Control(CeleryControl):
     def revoke_by_stamped_headers(self, headers: Any, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(
             "revoke_by_stamped_headers needs the workers' memory, which only a broadcast "
-            "reaches; revoke by id instead. " + NO_BROADCAST)
+            "reaches; revoke by id instead. " + NO_BROADCAST
+        )
 
     def broadcast(self, command: str, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"app.control {command!r}: {NO_BROADCAST}")

@@ -64,7 +64,8 @@ def is_item_too_large(exc: ClientError) -> bool:
     error = exc.response.get("Error", {})
     message = str(error.get("Message", "")).lower()
     return error.get("Code") == "ValidationException" and any(
-        marker in message for marker in ITEM_TOO_LARGE_MARKERS)
+        marker in message for marker in ITEM_TOO_LARGE_MARKERS
+    )
 
 
 class Update:

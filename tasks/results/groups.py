@@ -53,15 +53,20 @@ class ChordCount:
 
 def chord_count(item: dict, duplicate: bool = False) -> ChordCount:
     size = item_num(item, "chord_size")
-    return ChordCount(item_num(item, "done") or 0, size if size is not None else
-                      item_num(item, "leaves"), "chord_fired_at" in item,
-                      item_num(item, "chord_lease"), duplicate, "kind" not in item)
+    return ChordCount(
+        item_num(item, "done") or 0,
+        size if size is not None else item_num(item, "leaves"),
+        "chord_fired_at" in item,
+        item_num(item, "chord_lease"),
+        duplicate,
+        "kind" not in item,
+    )
 
 
 def split_pages(text: str) -> list[str]:
     """Cut `text` into pages an item can hold (a character is at most 4 bytes of UTF-8)."""
     size = GROUP_PAGE_CHARS if text.isascii() else GROUP_PAGE_CHARS // 4
-    return [text[start:start + size] for start in range(0, len(text), size)] or [""]
+    return [text[start : start + size] for start in range(0, len(text), size)] or [""]
 
 
 class GroupRecords(JobTable):
@@ -81,8 +86,11 @@ class GroupRecords(JobTable):
         pages = split_pages(result_text)
         expires_at = self.expires_at()
         for number, page in enumerate(pages[1:], start=1):
-            item = {**job_key(group_page_id(group_id, number)), "kind": s("group_page"),
-                    "result": s(page)}
+            item = {
+                **job_key(group_page_id(group_id, number)),
+                "kind": s("group_page"),
+                "result": s(page),
+            }
             if expires_at:
                 item["expires_at"] = expires_at
             self.client.put_item(TableName=self.table, Item=item)
@@ -94,9 +102,12 @@ class GroupRecords(JobTable):
         if expires_at:
             update.set("expires_at", expires_at)
         self.client.update_item(
-            TableName=self.table, Key=self.group_key(group_id),
+            TableName=self.table,
+            Key=self.group_key(group_id),
             UpdateExpression=update.expression(),
-            ExpressionAttributeNames=update.names, ExpressionAttributeValues=update.values)
+            ExpressionAttributeNames=update.names,
+            ExpressionAttributeValues=update.values,
+        )
 
     def read_group(self, group_id: str) -> tuple[str, str | None] | None:
         """A saved group's JSON, its pages put back together, and when it was saved;
@@ -117,12 +128,16 @@ class GroupRecords(JobTable):
 
     def delete_group(self, group_id: str) -> None:
         """Delete a group, its pages and its chord counter (the chord can no longer fire)."""
-        old = self.client.delete_item(
-            TableName=self.table, Key=self.group_key(group_id), ReturnValues="ALL_OLD"
-        ).get("Attributes") or {}
+        old = (
+            self.client.delete_item(
+                TableName=self.table, Key=self.group_key(group_id), ReturnValues="ALL_OLD"
+            ).get("Attributes")
+            or {}
+        )
         for number in range(1, item_num(old, "pages") or 1):
-            self.client.delete_item(TableName=self.table,
-                                    Key=job_key(group_page_id(group_id, number)))
+            self.client.delete_item(
+                TableName=self.table, Key=job_key(group_page_id(group_id, number))
+            )
         self.client.delete_item(TableName=self.table, Key=self.chord_key(group_id))
 
     # --- chords -------------------------------------------------------------------
@@ -132,16 +147,21 @@ class GroupRecords(JobTable):
 
         False if the chord exists: a frozen chord applied again reuses its ids, and
         its parts then report as duplicates, so its body is sent once only."""
-        item = {**self.chord_key(group_id), "kind": s("chord"), "done": n(0),
-                "created_at": s(utc_now())}
+        item = {
+            **self.chord_key(group_id),
+            "kind": s("chord"),
+            "done": n(0),
+            "created_at": s(utc_now()),
+        }
         if leaves is not None:
             item["leaves"] = n(leaves)
         expires_at = self.expires_at()
         if expires_at:
             item["expires_at"] = expires_at
         try:
-            self.client.put_item(TableName=self.table, Item=item,
-                                 ConditionExpression="attribute_not_exists(job_id)")
+            self.client.put_item(
+                TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(job_id)"
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 log.warning("chord %s exists already: its body is sent once only", group_id)
@@ -155,10 +175,13 @@ class GroupRecords(JobTable):
         header, whose parts report to the enclosing chord."""
         try:
             self.client.update_item(
-                TableName=self.table, Key=self.chord_key(group_id),
-                UpdateExpression="SET #size = :size", ConditionExpression="attribute_exists(#kind)",
+                TableName=self.table,
+                Key=self.chord_key(group_id),
+                UpdateExpression="SET #size = :size",
+                ConditionExpression="attribute_exists(#kind)",
                 ExpressionAttributeNames={"#size": "chord_size", "#kind": "kind"},
-                ExpressionAttributeValues={":size": n(size)})
+                ExpressionAttributeValues={":size": n(size)},
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False
@@ -184,29 +207,39 @@ class GroupRecords(JobTable):
         still be counted when its message comes back. The counter may therefore run
         ahead, never behind; it only says when to look, and the body is sent only once
         every member's record is finished (tasks.results.chords)."""
-        part = {**job_key(chord_part_id(group_id, part_id)), "kind": s("chord_part"),
-                "part_state": s(state), "reported_at": s(utc_now())}
+        part = {
+            **job_key(chord_part_id(group_id, part_id)),
+            "kind": s("chord_part"),
+            "part_state": s(state),
+            "reported_at": s(utc_now()),
+        }
         expires_at = self.expires_at()
         if expires_at:
             part["expires_at"] = expires_at
         duplicate = False
         try:
-            self.client.put_item(TableName=self.table, Item=part,
-                                 ConditionExpression="attribute_not_exists(job_id)")
+            self.client.put_item(
+                TableName=self.table, Item=part, ConditionExpression="attribute_not_exists(job_id)"
+            )
         except ClientError as exc:
             if not is_conditional_failure(exc):
                 raise
             duplicate = True
         try:
             attributes = self.client.update_item(
-                TableName=self.table, Key=self.chord_key(group_id),
-                UpdateExpression="ADD #done :one", ConditionExpression="attribute_exists(#kind)",
+                TableName=self.table,
+                Key=self.chord_key(group_id),
+                UpdateExpression="ADD #done :one",
+                ConditionExpression="attribute_exists(#kind)",
                 ExpressionAttributeNames={"#done": "done", "#kind": "kind"},
-                ExpressionAttributeValues={":one": n(1)}, ReturnValues="ALL_NEW")["Attributes"]
+                ExpressionAttributeValues={":one": n(1)},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
         except ClientError as exc:
             if is_conditional_failure(exc):  # deleted, or expired: the chord is gone
-                return ChordCount(0, None, fired=False, lease_until=None, duplicate=duplicate,
-                                  gone=True)
+                return ChordCount(
+                    0, None, fired=False, lease_until=None, duplicate=duplicate, gone=True
+                )
             raise
         return chord_count(attributes, duplicate=duplicate)
 
@@ -229,15 +262,22 @@ class GroupRecords(JobTable):
             expression += ", #expires = if_not_exists(#expires, :expires)"
         try:
             self.client.update_item(
-                TableName=self.table, Key=self.chord_key(group_id),
+                TableName=self.table,
+                Key=self.chord_key(group_id),
                 UpdateExpression=expression,
-                ConditionExpression=("attribute_not_exists(#fired) AND "
-                                     "(attribute_not_exists(#lease) OR #lease < :now"
-                                     " OR #claim = :token)"),
-                ExpressionAttributeNames={"#fired": "chord_fired_at", "#lease": "chord_lease",
-                                          "#claim": "chord_claim",
-                                          **({"#expires": "expires_at"} if expires_at else {})},
-                ExpressionAttributeValues=values)
+                ConditionExpression=(
+                    "attribute_not_exists(#fired) AND "
+                    "(attribute_not_exists(#lease) OR #lease < :now"
+                    " OR #claim = :token)"
+                ),
+                ExpressionAttributeNames={
+                    "#fired": "chord_fired_at",
+                    "#lease": "chord_lease",
+                    "#claim": "chord_claim",
+                    **({"#expires": "expires_at"} if expires_at else {}),
+                },
+                ExpressionAttributeValues=values,
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False
@@ -248,12 +288,17 @@ class GroupRecords(JobTable):
         """Give a claim back (the chord was not complete after all); only the claimer's."""
         try:
             self.client.update_item(
-                TableName=self.table, Key=self.chord_key(group_id),
+                TableName=self.table,
+                Key=self.chord_key(group_id),
                 UpdateExpression="SET #lease = :zero",
                 ConditionExpression="#claim = :token AND attribute_not_exists(#fired)",
-                ExpressionAttributeNames={"#lease": "chord_lease", "#claim": "chord_claim",
-                                          "#fired": "chord_fired_at"},
-                ExpressionAttributeValues={":zero": n(0), ":token": s(token)})
+                ExpressionAttributeNames={
+                    "#lease": "chord_lease",
+                    "#claim": "chord_claim",
+                    "#fired": "chord_fired_at",
+                },
+                ExpressionAttributeValues={":zero": n(0), ":token": s(token)},
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False
@@ -262,7 +307,9 @@ class GroupRecords(JobTable):
 
     def mark_chord_fired(self, group_id: str) -> None:
         self.client.update_item(
-            TableName=self.table, Key=self.chord_key(group_id),
+            TableName=self.table,
+            Key=self.chord_key(group_id),
             UpdateExpression="SET #fired = :now REMOVE #lease",
             ExpressionAttributeNames={"#fired": "chord_fired_at", "#lease": "chord_lease"},
-            ExpressionAttributeValues={":now": s(utc_now())})
+            ExpressionAttributeValues={":now": s(utc_now())},
+        )

@@ -32,8 +32,10 @@ MAX_REPR_CHARS = 2_000
 
 def error_map(error: dict[str, Any]) -> dict:
     """`{type, message, module}` as a DynamoDB map, the message truncated."""
-    mapped = {"type": s(str(error.get("type") or "Exception")[:200]),
-              "message": s(str(error.get("message") or "")[:MAX_ERROR_CHARS])}
+    mapped = {
+        "type": s(str(error.get("type") or "Exception")[:200]),
+        "message": s(str(error.get("message") or "")[:MAX_ERROR_CHARS]),
+    }
     if error.get("module"):
         mapped["module"] = s(str(error["module"])[:200])
     if error.get("args") is not None:
@@ -41,10 +43,17 @@ def error_map(error: dict[str, Any]) -> dict:
     return {"M": mapped}
 
 
-def job_update(state: str, result_text: str | None, error: dict | None,
-               traceback: str | None, progress_text: str | None,
-               facts: dict[str, Any] | None, *, expires_at: dict | None,
-               result_ref: dict | None = None) -> Update:
+def job_update(
+    state: str,
+    result_text: str | None,
+    error: dict | None,
+    traceback: str | None,
+    progress_text: str | None,
+    facts: dict[str, Any] | None,
+    *,
+    expires_at: dict | None,
+    result_ref: dict | None = None,
+) -> Update:
     """The SET/REMOVE of a write that moves the job to `state` (its condition apart)."""
     now = utc_now()
     update = Update()
@@ -97,8 +106,11 @@ def add_facts(update: Update, facts: dict[str, Any], state: str) -> None:
     if isinstance(facts.get("worker"), str):
         update.set("worker", s(facts["worker"][:500]))
     submitted = facts.get("submitted_at")  # epoch ms from the message header
-    if isinstance(submitted, int) and not isinstance(submitted, bool) \
-            and 0 <= submitted < 32_503_680_000_000:  # before the year 3000
+    if (
+        isinstance(submitted, int)
+        and not isinstance(submitted, bool)
+        and 0 <= submitted < 32_503_680_000_000
+    ):  # before the year 3000
         update.set("submitted_at", s(epoch_ms_iso(submitted)), if_absent=True)
     if state in (states.STARTED, *TERMINAL_STATES):
         for attr in ("args", "kwargs", "queue", "parent_id", "root_id", "group_id"):

@@ -52,8 +52,9 @@ class ObjectRef:
         if not isinstance(value, dict):
             raise StoredObjectError("payload_ref is not an object")
         try:
-            return cls(str(value["bucket"]), str(value["key"]), int(value["size"]),
-                       value.get("sha256"))
+            return cls(
+                str(value["bucket"]), str(value["key"]), int(value["size"]), value.get("sha256")
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoredObjectError(f"payload_ref is malformed: {exc!r}") from exc
 
@@ -88,11 +89,13 @@ def get_bytes(s3, ref: ObjectRef) -> bytes:
         if code in MISSING_CODES:
             raise StoredObjectError(
                 f"s3://{ref.bucket}/{ref.key} is gone ({code}): it expired, was deleted, "
-                "or was never stored") from exc
+                "or was never stored"
+            ) from exc
         raise
     if len(data) != ref.size:
-        raise StoredObjectError(f"s3://{ref.bucket}/{ref.key} has {len(data)} bytes, its "
-                                f"reference says {ref.size}")
+        raise StoredObjectError(
+            f"s3://{ref.bucket}/{ref.key} has {len(data)} bytes, its reference says {ref.size}"
+        )
     if ref.sha256 is not None and hashlib.sha256(data).hexdigest() != ref.sha256:
         raise StoredObjectError(f"s3://{ref.bucket}/{ref.key} does not match its sha256")
     return data
@@ -114,8 +117,7 @@ def publish_result(s3, bucket: str, job_id: str, text: str) -> None:
 
 def result_ref_map(ref: ObjectRef) -> dict:
     """`result_ref` as a DynamoDB map: readable by API Gateway's template as it is."""
-    mapped = {"bucket": {"S": ref.bucket}, "key": {"S": ref.key},
-              "size": {"N": str(ref.size)}}
+    mapped = {"bucket": {"S": ref.bucket}, "key": {"S": ref.key}, "size": {"N": str(ref.size)}}
     if ref.sha256 is not None:
         mapped["sha256"] = {"S": ref.sha256}
     return {"M": mapped}
@@ -125,8 +127,12 @@ def ref_from_item(item: dict) -> ObjectRef | None:
     ref = (item.get("result_ref") or {}).get("M")
     if not ref:
         return None
-    return ObjectRef(ref["bucket"]["S"], ref["key"]["S"], int(ref["size"]["N"]),
-                     (ref.get("sha256") or {}).get("S"))
+    return ObjectRef(
+        ref["bucket"]["S"],
+        ref["key"]["S"],
+        int(ref["size"]["N"]),
+        (ref.get("sha256") or {}).get("S"),
+    )
 
 
 def load_result(s3, ref: ObjectRef) -> Any:
@@ -145,7 +151,11 @@ def load_payload(s3, ref: ObjectRef) -> tuple[list, dict]:
         value = kombu_json.loads(get_bytes(s3, ref))
     except (ValueError, TypeError) as exc:
         raise StoredObjectError(f"s3://{ref.bucket}/{ref.key} is not JSON: {exc}") from exc
-    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], list)
-            and isinstance(value[1], dict)):
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], list)
+        and isinstance(value[1], dict)
+    ):
         raise StoredObjectError(f"s3://{ref.bucket}/{ref.key} is not [args, kwargs]")
     return value[0], value[1]

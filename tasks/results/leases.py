@@ -44,8 +44,13 @@ class LeaseClaim:
         return self.claimed
 
 
-def run_lease_condition(update: Update, state: str, facts: dict[str, Any] | None,
-                        lease_seconds: int, holder_only: bool = False) -> str:
+def run_lease_condition(
+    update: Update,
+    state: str,
+    facts: dict[str, Any] | None,
+    lease_seconds: int,
+    holder_only: bool = False,
+) -> str:
     """The run lease's part of a worker write (tasks.results.run_lease); its condition.
 
     STARTED with this delivery's `run_token` takes the lease: not terminal, and no
@@ -75,8 +80,10 @@ def run_lease_condition(update: Update, state: str, facts: dict[str, Any] | None
     if state == states.RETRY:
         update.names["#run_token"] = "run_token"
         update.values[":my_run_token"] = s(token)
-        return (f"({WORKER_CONDITION}) AND "
-                "(attribute_not_exists(#run_token) OR #run_token = :my_run_token)")
+        return (
+            f"({WORKER_CONDITION}) AND "
+            "(attribute_not_exists(#run_token) OR #run_token = :my_run_token)"
+        )
     if state != states.STARTED:
         return WORKER_CONDITION
     update.set("run_lease", n(int(time.time()) + lease_seconds))
@@ -88,8 +95,9 @@ def run_lease_condition(update: Update, state: str, facts: dict[str, Any] | None
         # it takes the lease over from that run only, never from a run that started
         # since (a duplicate that took the lapsed lease while the retry waited).
         update.values[":retry_of"] = s(retry_of)
-        free.append("(#run_token = :retry_of AND "
-                    "(attribute_not_exists(#retries) OR #retries < :retries))")
+        free.append(
+            "(#run_token = :retry_of AND (attribute_not_exists(#retries) OR #retries < :retries))"
+        )
     condition = f"({WORKER_CONDITION}) AND ({' OR '.join(free)})"
     if ":retries" in update.values:
         # A delivery of an earlier attempt never starts once a later retry has: the
@@ -109,8 +117,10 @@ def lease_free(update: Update, token: str) -> str:
     for number, earlier in enumerate(earlier_tokens(token)):
         update.values[f":earlier_{number}"] = s(earlier)
         mine.append(f":earlier_{number}")
-    return (f"attribute_not_exists(#run_lease) OR #run_lease < :lease_now OR "
-            f"#run_token IN ({', '.join(mine)})")
+    return (
+        f"attribute_not_exists(#run_lease) OR #run_lease < :lease_now OR "
+        f"#run_token IN ({', '.join(mine)})"
+    )
 
 
 class LeaseRecords(JobTable):
@@ -123,15 +133,23 @@ class LeaseRecords(JobTable):
         the lease is no longer this run's (the job finished, or retried)."""
         try:
             self.client.update_item(
-                TableName=self.table, Key=job_key(job_id),
+                TableName=self.table,
+                Key=job_key(job_id),
                 UpdateExpression="SET #run_lease = :until",
-                ConditionExpression=("#run_token = :token AND "
-                                     "NOT (#status IN (:success, :failure, :revoked))"),
-                ExpressionAttributeNames={"#run_lease": "run_lease", "#run_token": "run_token",
-                                          "#status": "status"},
+                ConditionExpression=(
+                    "#run_token = :token AND NOT (#status IN (:success, :failure, :revoked))"
+                ),
+                ExpressionAttributeNames={
+                    "#run_lease": "run_lease",
+                    "#run_token": "run_token",
+                    "#status": "status",
+                },
                 ExpressionAttributeValues={
-                    ":until": n(int(time.time()) + self.run_lease_seconds), ":token": s(token),
-                    **TERMINAL_VALUES})
+                    ":until": n(int(time.time()) + self.run_lease_seconds),
+                    ":token": s(token),
+                    **TERMINAL_VALUES,
+                },
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False
@@ -142,8 +160,15 @@ class LeaseRecords(JobTable):
     # A claim carries its caller's token in its own condition, so that botocore's retry of
     # a claim whose first attempt was applied (a 500 or a timeout after the write) succeeds
     # for the same caller instead of finding "someone else holds it".
-    def claim_lease(self, key: str, lease_seconds: int, token: str, *,
-                    job_id: str | None = None, run: str | None = None) -> LeaseClaim:
+    def claim_lease(
+        self,
+        key: str,
+        lease_seconds: int,
+        token: str,
+        *,
+        job_id: str | None = None,
+        run: str | None = None,
+    ) -> LeaseClaim:
         """Claim `key` for `lease_seconds` unless it is done or another live claim holds it.
 
         A claim held by an earlier run of the same job (`job_id`, another `run` token) is
@@ -166,14 +191,20 @@ class LeaseRecords(JobTable):
         takeover = ""
         if job_id and run:
             takeover = " OR (#lease_job = :lease_job AND #lease_run <> :lease_run)"
-        condition = ("attribute_not_exists(#lease_state) OR (#lease_state <> :done AND "
-                     f"(#lease_until < :now OR #lease_token = :lease_token{takeover}))")
+        condition = (
+            "attribute_not_exists(#lease_state) OR (#lease_state <> :done AND "
+            f"(#lease_until < :now OR #lease_token = :lease_token{takeover}))"
+        )
         try:
             self.client.update_item(
-                TableName=self.table, Key=job_key(lease_item_id(key)),
-                UpdateExpression=update.expression(), ConditionExpression=condition,
-                ExpressionAttributeNames=update.names, ExpressionAttributeValues=update.values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD")
+                TableName=self.table,
+                Key=job_key(lease_item_id(key)),
+                UpdateExpression=update.expression(),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=update.names,
+                ExpressionAttributeValues=update.values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 old = exc.response.get("Item") or {}
@@ -185,24 +216,37 @@ class LeaseRecords(JobTable):
 
     def finish_lease(self, key: str) -> None:
         self.client.update_item(
-            TableName=self.table, Key=job_key(lease_item_id(key)),
+            TableName=self.table,
+            Key=job_key(lease_item_id(key)),
             UpdateExpression="SET #state = :done, #done_at = :now REMOVE #until",
-            ExpressionAttributeNames={"#state": "lease_state", "#done_at": "done_at",
-                                      "#until": "lease_until"},
-            ExpressionAttributeValues={":done": s("done"), ":now": s(utc_now())})
+            ExpressionAttributeNames={
+                "#state": "lease_state",
+                "#done_at": "done_at",
+                "#until": "lease_until",
+            },
+            ExpressionAttributeValues={":done": s("done"), ":now": s(utc_now())},
+        )
 
     def release_lease(self, key: str, token: str) -> bool:
         """Give a claim up (the effect failed): the next attempt may claim it at once.
         Only the caller's own claim; False if it is no longer theirs."""
         try:
             self.client.update_item(
-                TableName=self.table, Key=job_key(lease_item_id(key)),
+                TableName=self.table,
+                Key=job_key(lease_item_id(key)),
                 UpdateExpression="SET #until = :zero",
                 ConditionExpression="#state = :claimed AND #token = :token",
-                ExpressionAttributeNames={"#until": "lease_until", "#state": "lease_state",
-                                          "#token": "lease_token"},
-                ExpressionAttributeValues={":zero": n(0), ":claimed": s("claimed"),
-                                           ":token": s(token)})
+                ExpressionAttributeNames={
+                    "#until": "lease_until",
+                    "#state": "lease_state",
+                    "#token": "lease_token",
+                },
+                ExpressionAttributeValues={
+                    ":zero": n(0),
+                    ":claimed": s("claimed"),
+                    ":token": s(token),
+                },
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False

@@ -36,13 +36,21 @@ from tasks.results.encoding import item_str, s
 from tasks.results.keys import LIST_SHARDS
 
 # Celery's states as the records hold them (PENDING is never recorded: no record is PENDING).
-LISTED_STATES = (states.STARTED, "PROGRESS", states.RETRY, states.SUCCESS, states.FAILURE,
-                 states.REVOKED)
+LISTED_STATES = (
+    states.STARTED,
+    "PROGRESS",
+    states.RETRY,
+    states.SUCCESS,
+    states.FAILURE,
+    states.REVOKED,
+)
 MAX_LIMIT = 100
 ISO_TIME = re.compile(r"^\d{4}-[01]\d-[0-3]\d(T[0-2]\d:[0-5]\d:[0-5]\d(\.\d{1,6})?Z)?$")
 _CREATED = re.compile(r"^\d{4}-[01]\d-[0-3]\dT[0-2]\d:[0-5]\d:[0-5]\d\.\d{3}Z$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}$")
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}$"
+)
 _TASK = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 _FIELDS = ("job_id", "status", "task", "created_at", *LIST_PROJECTED)
 _DONE = 0  # a partition read to its end (in a cursor)
@@ -68,8 +76,9 @@ def since_key(since: str) -> str:
     The trailing Z is dropped: the records' times have milliseconds, and
     "…T00:00:00" sorts before "…T00:00:00.000Z" where "…T00:00:00Z" would sort after it."""
     if not isinstance(since, str) or not ISO_TIME.match(since):
-        raise ValueError(f"since={since!r}: expected ISO-8601 UTC such as "
-                         "2026-12-01T00:00:00Z or 2026-12-01")
+        raise ValueError(
+            f"since={since!r}: expected ISO-8601 UTC such as 2026-12-01T00:00:00Z or 2026-12-01"
+        )
     return since.removesuffix("Z")
 
 
@@ -81,8 +90,11 @@ def partitions(status: str | None) -> list[str]:
 
 
 def encode_cursor(status: str | None, positions: list[Position]) -> str:
-    data = {"v": 1, "s": status or "*",
-            "p": [list(p) if isinstance(p, tuple) else p for p in positions]}
+    data = {
+        "v": 1,
+        "s": status or "*",
+        "p": [list(p) if isinstance(p, tuple) else p for p in positions],
+    }
     text = json.dumps(data, separators=(",", ":"))
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
@@ -104,8 +116,13 @@ def decode_cursor(cursor: str, status: str | None, count: int) -> list[Position]
         for p in raw:
             if p is None or (p == _DONE and type(p) is int):
                 positions.append(p)
-            elif (isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
-                  and _CREATED.match(p[0]) and _UUID.match(p[1])):
+            elif (
+                isinstance(p, list)
+                and len(p) == 2
+                and all(isinstance(x, str) for x in p)
+                and _CREATED.match(p[0])
+                and _UUID.match(p[1])
+            ):
                 positions.append((p[0], p[1]))
             else:
                 raise ValueError("bad position")
@@ -125,13 +142,13 @@ def _order(job: dict[str, str]) -> tuple[str, str]:
 class _Partition:
     """One partition read newest first from a position, a Query page at a time."""
 
-    def __init__(self, query: Callable[..., dict], pk: str, position: Position,
-                 base: dict[str, Any]) -> None:
+    def __init__(
+        self, query: Callable[..., dict], pk: str, position: Position, base: dict[str, Any]
+    ) -> None:
         self.query, self.pk, self.base = query, pk, base
         self.start: dict | None = None
         if isinstance(position, tuple):
-            self.start = {"list_pk": s(pk), "created_at": s(position[0]),
-                          "job_id": s(position[1])}
+            self.start = {"list_pk": s(pk), "created_at": s(position[0]), "job_id": s(position[1])}
         self.exhausted = position == _DONE
         self.buffer: list[dict[str, str]] = []
 
@@ -142,8 +159,10 @@ class _Partition:
             if len(self.buffer) >= wanted or self.exhausted:
                 return
             request = dict(self.base)
-            request["ExpressionAttributeValues"] = {**request["ExpressionAttributeValues"],
-                                                    ":pk": s(self.pk)}
+            request["ExpressionAttributeValues"] = {
+                **request["ExpressionAttributeValues"],
+                ":pk": s(self.pk),
+            }
             request["Limit"] = wanted
             if self.start:
                 request["ExclusiveStartKey"] = self.start
@@ -166,9 +185,17 @@ class _Partition:
         return (last["created_at"], last["job_id"])
 
 
-def list_jobs(status: str | None, *, task: str | None = None, since: str | None = None,
-              limit: int = 50, cursor: str | None = None, client: Any = None,
-              table: str | None = None, settings: Any = None) -> JobPage:
+def list_jobs(
+    status: str | None,
+    *,
+    task: str | None = None,
+    since: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    client: Any = None,
+    table: str | None = None,
+    settings: Any = None,
+) -> JobPage:
     """Jobs of `status` (None: every recorded status), newest first, at most `limit`.
 
     `task` keeps only that task's jobs, `since` (ISO-8601 UTC) only jobs created since
@@ -177,8 +204,9 @@ def list_jobs(status: str | None, *, task: str | None = None, since: str | None 
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit={limit!r}: expected 1 to {MAX_LIMIT}")
     pks = partitions(status)
-    positions: list[Position] = ([None] * len(pks) if cursor is None
-                                 else decode_cursor(cursor, status, len(pks)))
+    positions: list[Position] = (
+        [None] * len(pks) if cursor is None else decode_cursor(cursor, status, len(pks))
+    )
     if client is None or table is None:
         from tasks.ops.clients import dynamodb_client
         from tasks.ops.settings import Settings
@@ -192,8 +220,12 @@ def list_jobs(status: str | None, *, task: str | None = None, since: str | None 
     if since is not None:
         condition += " AND created_at >= :since"
         values[":since"] = s(since_key(since))
-    base: dict[str, Any] = {"TableName": table, "IndexName": LIST_INDEX,
-                            "KeyConditionExpression": condition, "ScanIndexForward": False}
+    base: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": LIST_INDEX,
+        "KeyConditionExpression": condition,
+        "ScanIndexForward": False,
+    }
     if task is not None:
         if not isinstance(task, str) or not _TASK.match(task):
             raise ValueError(f"task={task!r}: expected a task name such as tasks.text.analyze")
@@ -203,20 +235,26 @@ def list_jobs(status: str | None, *, task: str | None = None, since: str | None 
     base["ExpressionAttributeValues"] = values
     if names:
         base["ExpressionAttributeNames"] = names
-    readers = [_Partition(client.query, pk, position, base)
-               for pk, position in zip(pks, positions, strict=True)]
+    readers = [
+        _Partition(client.query, pk, position, base)
+        for pk, position in zip(pks, positions, strict=True)
+    ]
     try:
         for reader in readers:
             reader.fill(limit)
     except ClientError as exc:
         # A cursor whose position is outside `since` (since changed between pages).
-        if exc.response.get("Error", {}).get("Code") == "ValidationException" \
-                and cursor is not None:
+        if (
+            exc.response.get("Error", {}).get("Code") == "ValidationException"
+            and cursor is not None
+        ):
             raise ValueError(f"invalid cursor for this query: {exc}") from None
         raise
     jobs, taken = _merge(readers, limit)
-    new = [reader.position_after(count, old)
-           for reader, count, old in zip(readers, taken, positions, strict=True)]
+    new = [
+        reader.position_after(count, old)
+        for reader, count, old in zip(readers, taken, positions, strict=True)
+    ]
     more = any(p != _DONE for p in new)
     return JobPage(jobs, encode_cursor(status, new) if more else None)
 
@@ -224,8 +262,8 @@ def list_jobs(status: str | None, *, task: str | None = None, since: str | None 
 def _merge(readers: list[_Partition], limit: int) -> tuple[list[dict[str, str]], list[int]]:
     """The newest `limit` of the buffered jobs, and how many each partition gave."""
     streams: list[list[tuple[tuple[str, str], int, dict[str, str]]]] = [
-        [(_order(job), index, job) for job in reader.buffer]
-        for index, reader in enumerate(readers)]
+        [(_order(job), index, job) for job in reader.buffer] for index, reader in enumerate(readers)
+    ]
     taken = [0] * len(readers)
     jobs: list[dict[str, str]] = []
     for _, index, job in heapq.merge(*streams, key=lambda entry: entry[0], reverse=True):

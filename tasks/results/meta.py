@@ -25,8 +25,13 @@ TRUSTED_REPR_CHARS = 1000
 
 
 def pending_meta(task_id: str) -> dict:
-    return {"task_id": task_id, "status": states.PENDING, "result": None,
-            "traceback": None, "children": []}
+    return {
+        "task_id": task_id,
+        "status": states.PENDING,
+        "result": None,
+        "traceback": None,
+        "children": [],
+    }
 
 
 def item_meta(task_id: str, item: dict, load_large: Callable[[dict], Any]) -> dict:
@@ -117,8 +122,12 @@ def is_start_meta(meta: Any, request: Any) -> bool:
     """Whether `meta` is what Celery's worker stores as a job starts, `{pid, hostname}` of
     the request's own worker (celery.app.trace): the record's `worker` says it already."""
     hostname = getattr(request, "hostname", None)
-    return (isinstance(meta, dict) and set(meta) == {"pid", "hostname"}
-            and isinstance(hostname, str) and meta["hostname"] == hostname)
+    return (
+        isinstance(meta, dict)
+        and set(meta) == {"pid", "hostname"}
+        and isinstance(hostname, str)
+        and meta["hostname"] == hostname
+    )
 
 
 def meta_text(meta: Any) -> str:
@@ -139,10 +148,16 @@ def request_facts(request: Any) -> dict[str, Any]:
         value = getattr(request, source, None)
         if isinstance(value, int):
             facts[attr] = value
-    for attr, source in (("worker", "hostname"), ("args", "argsrepr"), ("kwargs", "kwargsrepr"),
-                         ("parent_id", "parent_id"), ("root_id", "root_id"),
-                         ("group_id", "group"), ("run_token", "run_token"),
-                         ("retry_of", "retry_of")):
+    for attr, source in (
+        ("worker", "hostname"),
+        ("args", "argsrepr"),
+        ("kwargs", "kwargsrepr"),
+        ("parent_id", "parent_id"),
+        ("root_id", "root_id"),
+        ("group_id", "group"),
+        ("run_token", "run_token"),
+        ("retry_of", "retry_of"),
+    ):
         value = getattr(request, source, None)
         if isinstance(value, str):
             facts[attr] = value

@@ -38,8 +38,10 @@ PUBLIC_MARK = "error_public"
 
 # Failures Celery and billiard write from outside a job's code, in words of their own (a
 # signal, a limit in seconds, "revoked"): public when no job code raised them (no mark).
-OUTSIDE_THE_JOB = frozenset((cls.__module__, cls.__qualname__) for cls in (
-    WorkerLostError, Terminated, TimeLimitExceeded, TaskRevokedError))
+OUTSIDE_THE_JOB = frozenset(
+    (cls.__module__, cls.__qualname__)
+    for cls in (WorkerLostError, Terminated, TimeLimitExceeded, TaskRevokedError)
+)
 
 
 def note_public(request: Any, public: bool) -> None:
@@ -68,8 +70,12 @@ def error_record(encoded: Any, request: Any = None, *, ours: bool = False) -> di
     message = args[0] if len(args) == 1 else ", ".join(map(str, args))
     message = "" if message is None else message
     public = ours or is_public(kind, module, request)
-    return {"type": kind, "module": module, "message": message if public else "",
-            "args": fitting_args(args, message)}
+    return {
+        "type": kind,
+        "module": module,
+        "message": message if public else "",
+        "args": fitting_args(args, message),
+    }
 
 
 def is_public(kind: str, module: str | None, request: Any) -> bool:
@@ -92,6 +98,6 @@ def fitting_args(args: list, message: Any) -> str:
     cut = str(message)[:MAX_ERROR_CHARS]
     text = json_dumps([cut])
     while len(text) > MAX_ERROR_CHARS:  # escapes (\", \uXXXX) make the JSON longer
-        cut = cut[:len(cut) * MAX_ERROR_CHARS // len(text)]  # strictly shorter each time
+        cut = cut[: len(cut) * MAX_ERROR_CHARS // len(text)]  # strictly shorter each time
         text = json_dumps([cut])
     return text

@@ -80,11 +80,20 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
     seconds): tasks.results.table.JobTable."""
 
     # --- a job's own transitions ---------------------------------------------------
-    def transition(self, job_id: str, state: str, *, result_text: str | None = None,
-                   error: dict[str, Any] | None = None, traceback: str | None = None,
-                   progress_text: str | None = None, facts: dict[str, Any] | None = None,
-                   refusal: dict | None = None, result_ref: dict | None = None,
-                   holder_only: bool = False) -> bool:
+    def transition(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        result_text: str | None = None,
+        error: dict[str, Any] | None = None,
+        traceback: str | None = None,
+        progress_text: str | None = None,
+        facts: dict[str, Any] | None = None,
+        refusal: dict | None = None,
+        result_ref: dict | None = None,
+        holder_only: bool = False,
+    ) -> bool:
         """Move the job to `state` unless it is terminal; True if the write was made.
 
         `result_ref` (a DynamoDB map {bucket, key, size}) stands for a SUCCESS result kept
@@ -97,38 +106,66 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
         write fills it with the record that refused it (the terminal item, returned by
         the same request: ReturnValuesOnConditionCheckFailure, no extra read).
         """
-        update = job_update(state, result_text, error, traceback, progress_text, facts,
-                            expires_at=self.expires_at(), result_ref=result_ref)
-        condition = run_lease_condition(update, state, facts, self.run_lease_seconds,
-                                        holder_only)
+        update = job_update(
+            state,
+            result_text,
+            error,
+            traceback,
+            progress_text,
+            facts,
+            expires_at=self.expires_at(),
+            result_ref=result_ref,
+        )
+        condition = run_lease_condition(update, state, facts, self.run_lease_seconds, holder_only)
         try:
             return self._apply(job_id, update, condition, refusal)
         except ClientError as exc:
             if not is_item_too_large(exc):
                 raise
-            log.error("job %s: DynamoDB refused the %s record as too large: %s", job_id,
-                      state, exc)
-            fallback = job_update(states.FAILURE, None, {
-                "type": "ResultTooLarge", "module": "tasks.jobkit.errors",
-                "message": f"the job record was refused as too large: {exc}"},
-                None, None, facts, expires_at=self.expires_at())
-            return self._apply(job_id, fallback, run_lease_condition(
-                fallback, states.FAILURE, facts, self.run_lease_seconds, holder_only))
+            log.error("job %s: DynamoDB refused the %s record as too large: %s", job_id, state, exc)
+            fallback = job_update(
+                states.FAILURE,
+                None,
+                {
+                    "type": "ResultTooLarge",
+                    "module": "tasks.jobkit.errors",
+                    "message": f"the job record was refused as too large: {exc}",
+                },
+                None,
+                None,
+                facts,
+                expires_at=self.expires_at(),
+            )
+            return self._apply(
+                job_id,
+                fallback,
+                run_lease_condition(
+                    fallback, states.FAILURE, facts, self.run_lease_seconds, holder_only
+                ),
+            )
 
-    def reject_message(self, job_id: str, reason: str, *, final: bool,
-                       facts: dict[str, Any] | None = None) -> bool:
+    def reject_message(
+        self, job_id: str, reason: str, *, final: bool, facts: dict[str, Any] | None = None
+    ) -> bool:
         """The gate refused a message carrying this job id: RETRY, or FAILURE if final."""
         state = states.FAILURE if final else states.RETRY
         if not final:
             reason += " (the message will be received again; another worker may run it)"
-        update = job_update(state, None, {
-            "type": "PoisonMessage", "module": "tasks.jobkit.errors", "message": reason},
-            None, None, facts, expires_at=self.expires_at())
+        update = job_update(
+            state,
+            None,
+            {"type": "PoisonMessage", "module": "tasks.jobkit.errors", "message": reason},
+            None,
+            None,
+            facts,
+            expires_at=self.expires_at(),
+        )
         update.set("rejected", s(utc_now()))
         return self._apply(job_id, update, GATE_CONDITION)
 
-    def _apply(self, job_id: str, update: Update, condition: str,
-               refusal: dict | None = None) -> bool:
+    def _apply(
+        self, job_id: str, update: Update, condition: str, refusal: dict | None = None
+    ) -> bool:
         update.names["#status"] = "status"
         # Every status write moves the job in the listing index (a job item only: sparse).
         update.set("list_pk", s(list_pk(update.values[":status"]["S"], job_id)))
@@ -140,21 +177,27 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
         extra = {} if refusal is None else {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
         try:
             self.client.update_item(
-                TableName=self.table, Key=job_key(job_id),
-                UpdateExpression=update.expression(), ConditionExpression=condition,
-                ExpressionAttributeNames=update.names, ExpressionAttributeValues=update.values,
-                **extra)
+                TableName=self.table,
+                Key=job_key(job_id),
+                UpdateExpression=update.expression(),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=update.names,
+                ExpressionAttributeValues=update.values,
+                **extra,
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 if refusal is not None:
                     refusal.update(exc.response.get("Item") or {})
                 if condition is GATE_CONDITION:
-                    log.info("job %s has a record a worker wrote; the gate leaves it alone",
-                             job_id)
+                    log.info("job %s has a record a worker wrote; the gate leaves it alone", job_id)
                 else:
-                    log.info("job %s is already %s; a later %s write was ignored", job_id,
-                             item_str(refusal or {}, "status") or "finished",
-                             update.values[":status"]["S"])
+                    log.info(
+                        "job %s is already %s; a later %s write was ignored",
+                        job_id,
+                        item_str(refusal or {}, "status") or "finished",
+                        update.values[":status"]["S"],
+                    )
                 return False
             raise
         return True
@@ -162,8 +205,12 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
     def forget(self, job_id: str) -> dict:
         """Delete the record; returns it (ALL_OLD), so that a result kept in S3 (its
         `result_ref`) can be deleted too (tasks.results.backend)."""
-        return self.client.delete_item(TableName=self.table, Key=job_key(job_id),
-                                       ReturnValues="ALL_OLD").get("Attributes") or {}
+        return (
+            self.client.delete_item(
+                TableName=self.table, Key=job_key(job_id), ReturnValues="ALL_OLD"
+            ).get("Attributes")
+            or {}
+        )
 
     def reset_for_redrive(self, job_id: str) -> bool:
         """Forget a FAILURE record so that the job's redriven message can run.
@@ -173,10 +220,12 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
         ran already. True if a record was removed."""
         try:
             self.client.delete_item(
-                TableName=self.table, Key=job_key(job_id),
+                TableName=self.table,
+                Key=job_key(job_id),
                 ConditionExpression=status_condition("redrive"),
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":failure": s(states.FAILURE)})
+                ExpressionAttributeValues={":failure": s(states.FAILURE)},
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False
@@ -189,20 +238,33 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
         Only on a terminal record, and only while the callback is still pending (or not
         yet written): `status` is not touched, and a delivered, failed or refused callback
         is final. Strings and integers only. False if the condition refused the write."""
-        value = {"M": {key: n(v) if isinstance(v, int) else s(str(v))
-                       for key, v in callback.items() if v is not None}}
+        value = {
+            "M": {
+                key: n(v) if isinstance(v, int) else s(str(v))
+                for key, v in callback.items()
+                if v is not None
+            }
+        }
         try:
             self.client.update_item(
-                TableName=self.table, Key=job_key(job_id),
+                TableName=self.table,
+                Key=job_key(job_id),
                 UpdateExpression="SET #callback = :callback",
                 ConditionExpression=(
                     f"({status_condition('callback')}) AND "
-                    "(attribute_not_exists(#callback) OR #callback.#state = :pending)"),
-                ExpressionAttributeNames={"#callback": "callback", "#status": "status",
-                                          "#state": "state"},
+                    "(attribute_not_exists(#callback) OR #callback.#state = :pending)"
+                ),
+                ExpressionAttributeNames={
+                    "#callback": "callback",
+                    "#status": "status",
+                    "#state": "state",
+                },
                 ExpressionAttributeValues={
-                    ":callback": value, ":pending": s("pending"),
-                    **TERMINAL_VALUES})
+                    ":callback": value,
+                    ":pending": s("pending"),
+                    **TERMINAL_VALUES,
+                },
+            )
         except ClientError as exc:
             if is_conditional_failure(exc):
                 return False

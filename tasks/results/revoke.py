@@ -23,12 +23,17 @@ from tasks.results.transitions import status_condition
 
 log = logging.getLogger(__name__)
 
-REVOKE_ERROR = {"type": "TaskRevokedError", "module": "celery.exceptions",
-                "message": "revoked", "args": '["revoked"]'}
+REVOKE_ERROR = {
+    "type": "TaskRevokedError",
+    "module": "celery.exceptions",
+    "message": "revoked",
+    "args": '["revoked"]',
+}
 REVOKE_EXPRESSION = (
     "SET #status = :revoked, #error = :revoke_error, #revoked_at = :now, #finished_at = :now,"
     " #updated_at = :now, #created_at = if_not_exists(#created_at, :now),"
-    " #list_pk = :list_pk")
+    " #list_pk = :list_pk"
+)
 REVOKE_EXPIRES = ", #expires_at = :now_s + :ttl"  # the TTL, when results expire
 REVOKE_TERMINATE = ", #terminate = :signal"  # revoke(terminate=True): the signal to send
 REVOKE_CONDITION = status_condition("revoke")
@@ -55,18 +60,34 @@ class Revocation:
 class RevokeRecords(JobTable):
     """The revoke write of JobRecords."""
 
-    def revoke_request(self, job_id: str, *, terminate: str | None = None,
-                       now: datetime | None = None) -> dict[str, Any]:
+    def revoke_request(
+        self, job_id: str, *, terminate: str | None = None, now: datetime | None = None
+    ) -> dict[str, Any]:
         """The revoke transition's UpdateItem (without its ReturnValues): REVOKED unless
         the record is terminal, with `revoked_at`, and `terminate` (a signal name) when the
         running job is to be stopped by its worker (tasks.worker.revocation)."""
         when = now or datetime.now(UTC)
         expression = REVOKE_EXPRESSION
-        names = {f"#{a}": a for a in ("status", "error", "revoked_at", "finished_at",
-                                       "updated_at", "created_at", "list_pk")}
-        values = {":revoked": s(states.REVOKED), ":success": s(states.SUCCESS),
-                  ":failure": s(states.FAILURE), ":revoke_error": error_map(REVOKE_ERROR),
-                  ":now": s(iso_utc(when)), ":list_pk": s(list_pk(states.REVOKED, job_id))}
+        names = {
+            f"#{a}": a
+            for a in (
+                "status",
+                "error",
+                "revoked_at",
+                "finished_at",
+                "updated_at",
+                "created_at",
+                "list_pk",
+            )
+        }
+        values = {
+            ":revoked": s(states.REVOKED),
+            ":success": s(states.SUCCESS),
+            ":failure": s(states.FAILURE),
+            ":revoke_error": error_map(REVOKE_ERROR),
+            ":now": s(iso_utc(when)),
+            ":list_pk": s(list_pk(states.REVOKED, job_id)),
+        }
         if self.expires_seconds:
             expression += REVOKE_EXPIRES
             names["#expires_at"] = "expires_at"
@@ -76,9 +97,14 @@ class RevokeRecords(JobTable):
             expression += REVOKE_TERMINATE
             names["#terminate"] = "terminate"
             values[":signal"] = s(terminate)
-        return {"TableName": self.table, "Key": job_key(job_id),
-                "UpdateExpression": expression, "ConditionExpression": REVOKE_CONDITION,
-                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+        return {
+            "TableName": self.table,
+            "Key": job_key(job_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": REVOKE_CONDITION,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
     def revoke(self, job_id: str, *, terminate: str | None = None) -> Revocation:
         """Mark the job REVOKED unless it has finished: one conditional UpdateItem, no read.
@@ -87,17 +113,27 @@ class RevokeRecords(JobTable):
         worker's STARTED write is then refused and the job never runs. A finished job is
         left as it is; the refusal brings its record back (ALL_OLD) to say so."""
         try:
-            old = self.client.update_item(
-                **self.revoke_request(job_id, terminate=terminate), ReturnValues="UPDATED_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD").get("Attributes") or {}
+            old = (
+                self.client.update_item(
+                    **self.revoke_request(job_id, terminate=terminate),
+                    ReturnValues="UPDATED_OLD",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ).get("Attributes")
+                or {}
+            )
         except ClientError as exc:
             if not is_conditional_failure(exc):
                 raise
             status = item_str(exc.response.get("Item") or {}, "status") or states.PENDING
             log.info("job %s is already %s: not revoked", job_id, status)
-            return Revocation(job_id, False, status, status, item_str(
-                exc.response.get("Item") or {}, "terminate"))
+            return Revocation(
+                job_id, False, status, status, item_str(exc.response.get("Item") or {}, "terminate")
+            )
         previous = item_str(old, "status") or states.PENDING
-        log.info("job %s revoked (was %s%s)", job_id, previous,
-                 f"; its worker sends it {terminate}" if terminate else "")
+        log.info(
+            "job %s revoked (was %s%s)",
+            job_id,
+            previous,
+            f"; its worker sends it {terminate}" if terminate else "",
+        )
         return Revocation(job_id, True, states.REVOKED, previous, terminate)

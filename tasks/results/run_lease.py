@@ -81,6 +81,9 @@ def describe(item: dict) -> str:
         return f"already {status}"
     worker = (item.get("worker") or {}).get("S") or "another worker"
     lease = (item.get("run_lease") or {}).get("N")
-    until = (datetime.fromtimestamp(int(lease), UTC).isoformat(timespec="seconds")
-             if lease and lease.isdigit() else "?")
+    until = (
+        datetime.fromtimestamp(int(lease), UTC).isoformat(timespec="seconds")
+        if lease and lease.isdigit()
+        else "?"
+    )
     return f"already running on {worker} (lease until {until})"

@@ -23,8 +23,13 @@ DEFAULT_RUN_LEASE_SECONDS = 300
 class JobTable:
     """The table, its expiry (result_expires) and its reads."""
 
-    def __init__(self, client: Callable[[], Any], table: str, expires_seconds: int | None,
-                 run_lease_seconds: int = DEFAULT_RUN_LEASE_SECONDS):
+    def __init__(
+        self,
+        client: Callable[[], Any],
+        table: str,
+        expires_seconds: int | None,
+        run_lease_seconds: int = DEFAULT_RUN_LEASE_SECONDS,
+    ):
         self._client = client  # a callable: the boto3 client must not cross a fork
         self.table = table
         self.expires_seconds = expires_seconds
@@ -42,14 +47,18 @@ class JobTable:
     # --- reads: strongly consistent, the only ones of the table but the listing's Query ---
     def read(self, item_id: str, *attrs: str) -> dict:
         """One item (GetItem, strongly consistent), only `attrs` if given; {} if none."""
-        request: dict[str, Any] = {"TableName": self.table, "Key": job_key(item_id),
-                                   "ConsistentRead": True}
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": job_key(item_id),
+            "ConsistentRead": True,
+        }
         if attrs:
             request.update(projection(attrs))
         return self.client.get_item(**request).get("Item") or {}
 
-    def read_many(self, item_ids: Iterable[str], *attrs: str,
-                  retry_unprocessed: bool = True) -> dict[str, dict]:
+    def read_many(
+        self, item_ids: Iterable[str], *attrs: str, retry_unprocessed: bool = True
+    ) -> dict[str, dict]:
         """{id: item} by BatchGetItem, 100 keys a call, strongly consistent; keys
         DynamoDB leaves unprocessed (throttling) are asked again with backoff, or, with
         retry_unprocessed=False, left out for the caller's next look."""
@@ -57,9 +66,13 @@ class JobTable:
         found: dict[str, dict] = {}
         extra = projection(("job_id", *attrs)) if attrs else {}
         for start in range(0, len(ids), BATCH_GET_LIMIT):
-            request: dict | None = {self.table: {
-                "Keys": [job_key(i) for i in ids[start:start + BATCH_GET_LIMIT]],
-                "ConsistentRead": True, **extra}}
+            request: dict | None = {
+                self.table: {
+                    "Keys": [job_key(i) for i in ids[start : start + BATCH_GET_LIMIT]],
+                    "ConsistentRead": True,
+                    **extra,
+                }
+            }
             delay = 0.05
             while request:
                 response = self.client.batch_get_item(RequestItems=request)

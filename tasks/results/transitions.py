@@ -45,43 +45,91 @@ class Transition:
 
 
 TRANSITIONS: tuple[Transition, ...] = (
-    Transition("start", "worker", NON_TERMINAL, states.STARTED,
-               "takes the run lease: no other run holds an unexpired one, or it is this "
-               "message again, or this is the retry the holder sent; `retries` never lower"),
+    Transition(
+        "start",
+        "worker",
+        NON_TERMINAL,
+        states.STARTED,
+        "takes the run lease: no other run holds an unexpired one, or it is this "
+        "message again, or this is the retry the holder sent; `retries` never lower",
+    ),
     Transition("progress", "worker", NON_TERMINAL, PROGRESS),
-    Transition("retry", "worker", NON_TERMINAL, states.RETRY,
-               "only the run holding the lease (or a write without one)"),
-    Transition("finish", "worker", NON_TERMINAL, "SUCCESS, FAILURE or REVOKED",
-               "the first finisher wins (its own write, sent again, still succeeds for it); "
-               "a large result is kept under the run's own key"),
-    Transition("lost", "worker (a delivery that did not run)", NON_TERMINAL, states.FAILURE,
-               "its process was lost on the last receive, or its ETA is out of reach; "
-               "not while another run holds the lease"),
-    Transition("renew", "worker (heartbeat)", (states.STARTED, PROGRESS), "(same)",
-               "only the run holding the lease"),
-    Transition("reject", "gate", (NONE, states.PENDING, REJECTED), REJECTED,
-               "not the message's last receive"),
-    Transition("reject-final", "gate", (NONE, states.PENDING, REJECTED), states.FAILURE,
-               "the message's last receive, or content no worker could run"),
+    Transition(
+        "retry",
+        "worker",
+        NON_TERMINAL,
+        states.RETRY,
+        "only the run holding the lease (or a write without one)",
+    ),
+    Transition(
+        "finish",
+        "worker",
+        NON_TERMINAL,
+        "SUCCESS, FAILURE or REVOKED",
+        "the first finisher wins (its own write, sent again, still succeeds for it); "
+        "a large result is kept under the run's own key",
+    ),
+    Transition(
+        "lost",
+        "worker (a delivery that did not run)",
+        NON_TERMINAL,
+        states.FAILURE,
+        "its process was lost on the last receive, or its ETA is out of reach; "
+        "not while another run holds the lease",
+    ),
+    Transition(
+        "renew",
+        "worker (heartbeat)",
+        (states.STARTED, PROGRESS),
+        "(same)",
+        "only the run holding the lease",
+    ),
+    Transition(
+        "reject",
+        "gate",
+        (NONE, states.PENDING, REJECTED),
+        REJECTED,
+        "not the message's last receive",
+    ),
+    Transition(
+        "reject-final",
+        "gate",
+        (NONE, states.PENDING, REJECTED),
+        states.FAILURE,
+        "the message's last receive, or content no worker could run",
+    ),
     Transition("revoke", "revoke, DELETE /jobs/{id}", NON_TERMINAL, states.REVOKED),
-    Transition("callback", "callbacks", TERMINAL, "(same)",
-               "writes `callback` only, while it is pending"),
-    Transition("redrive", "redrive (dlq)", (states.FAILURE,), NONE,
-               "only a FAILURE: a running, revoked or finished job keeps its record"),
+    Transition(
+        "callback", "callbacks", TERMINAL, "(same)", "writes `callback` only, while it is pending"
+    ),
+    Transition(
+        "redrive",
+        "redrive (dlq)",
+        (states.FAILURE,),
+        NONE,
+        "only a FAILURE: a running, revoked or finished job keeps its record",
+    ),
     Transition("forget", "AsyncResult.forget", ANY, NONE),
 )
 
 BY_NAME = {t.name: t for t in TRANSITIONS}
 
 # The placeholders every condition built here uses for the terminal states.
-_PLACEHOLDER = {states.SUCCESS: ":success", states.FAILURE: ":failure",
-                states.REVOKED: ":revoked", states.PENDING: ":pending"}
+_PLACEHOLDER = {
+    states.SUCCESS: ":success",
+    states.FAILURE: ":failure",
+    states.REVOKED: ":revoked",
+    states.PENDING: ":pending",
+}
 
 
 TERMINAL_STATES = frozenset(TERMINAL)
 # The values of `:success, :failure, :revoked` in every "not terminal" condition.
-TERMINAL_VALUES = {":success": s(states.SUCCESS), ":failure": s(states.FAILURE),
-                   ":revoked": s(states.REVOKED)}
+TERMINAL_VALUES = {
+    ":success": s(states.SUCCESS),
+    ":failure": s(states.FAILURE),
+    ":revoked": s(states.REVOKED),
+}
 
 
 def transition(name: str) -> Transition:
@@ -95,8 +143,7 @@ def status_condition(name: str) -> str:
     if sources == set(ANY):
         return ""
     if sources == set(NON_TERMINAL):
-        return ("attribute_not_exists(#status) OR "
-                "NOT (#status IN (:success, :failure, :revoked))")
+        return "attribute_not_exists(#status) OR NOT (#status IN (:success, :failure, :revoked))"
     if sources == set(TERMINAL):
         return "#status IN (:success, :failure, :revoked)"
     parts = []
@@ -106,8 +153,9 @@ def status_condition(name: str) -> str:
         if state in sources:
             parts.append(f"#status = {_PLACEHOLDER[state]}")
     if REJECTED in sources:
-        parts.append("(attribute_exists(#rejected) AND "
-                     "NOT (#status IN (:success, :failure, :revoked)))")
+        parts.append(
+            "(attribute_exists(#rejected) AND NOT (#status IN (:success, :failure, :revoked)))"
+        )
     leftover = sources - {NONE, states.PENDING, REJECTED, *TERMINAL}
     if leftover:
         raise ValueError(f"{name}: no condition for {sorted(leftover)}")
@@ -127,11 +175,17 @@ def allowed(name: str, state: str) -> bool:
 
 def render_table() -> str:
     """The table as Markdown, for docs/job-record.md (tests/test_transitions.py checks it)."""
-    rows = ["| transition | written by | from | to | and only if |",
-            "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| transition | written by | from | to | and only if |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for t in TRANSITIONS:
-        sources = ("any non-terminal state" if set(t.sources) == set(NON_TERMINAL)
-                   else "any state" if set(t.sources) == set(ANY)
-                   else ", ".join(t.sources))
+        sources = (
+            "any non-terminal state"
+            if set(t.sources) == set(NON_TERMINAL)
+            else "any state"
+            if set(t.sources) == set(ANY)
+            else ", ".join(t.sources)
+        )
         rows.append(f"| {t.name} | {t.writer} | {sources} | {t.target} | {t.guard or '-'} |")
     return "\n".join(rows)

@@ -54,18 +54,23 @@ def sqs_message_bytes(headers: dict[str, Any], properties: dict[str, Any], body:
     data = dumps(body).encode("utf-8")
     envelope = {
         "body": "A" * b64_len(len(data)),  # base64 is ASCII: only its length matters
-        "content-encoding": "utf-8", "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
         "headers": headers,
-        "properties": {**properties, "body_encoding": "base64", "priority": 0,
-                       "delivery_mode": 2, "delivery_tag": str(uuid.uuid4()),
-                       "delivery_info": {"exchange": "", "routing_key": _ROUTING_KEY}},
+        "properties": {
+            **properties,
+            "body_encoding": "base64",
+            "priority": 0,
+            "delivery_mode": 2,
+            "delivery_tag": str(uuid.uuid4()),
+            "delivery_info": {"exchange": "", "routing_key": _ROUTING_KEY},
+        },
     }
     return b64_len(len(dumps(envelope).encode("utf-8")))
 
 
 def fits_one_message(headers: dict[str, Any], properties: dict[str, Any], body: Any) -> bool:
-    return sqs_message_bytes(headers, properties, body) + PUBLISH_SLACK_BYTES \
-        <= MAX_MESSAGE_BYTES
+    return sqs_message_bytes(headers, properties, body) + PUBLISH_SLACK_BYTES <= MAX_MESSAGE_BYTES
 
 
 def claim_check(message: Any, settings: Settings | None = None) -> Any:
@@ -80,15 +85,21 @@ def claim_check(message: Any, settings: Settings | None = None) -> Any:
     args, kwargs, embed = body
     settings = settings or Settings.from_env()
     ref = store_payload(s3_client(settings), settings.bucket_name, headers["id"], args, kwargs)
-    log.info("task %s: %d bytes of arguments stored at s3://%s/%s", headers["id"], ref.size,
-             ref.bucket, ref.key)
+    log.info(
+        "task %s: %d bytes of arguments stored at s3://%s/%s",
+        headers["id"],
+        ref.size,
+        ref.bucket,
+        ref.key,
+    )
     headers[HEADER] = ref.as_header()
     _made.set((headers["id"], headers[HEADER]))
     return message._replace(body=((), {}, embed))
 
 
-def only_this_messages_payload_ref(body: Any, headers: dict[str, Any],
-                                   properties: dict[str, Any]) -> None:
+def only_this_messages_payload_ref(
+    body: Any, headers: dict[str, Any], properties: dict[str, Any]
+) -> None:
     """A publish step (tasks.submit.publish): the message carries `payload_ref` if and only
     if as_task_v2 stored its arguments just now. A retry inherits the header from its request
     (Celery copies custom headers), with arguments that are in the body again, or stored anew."""
@@ -104,5 +115,6 @@ class ClaimCheckAMQP(AMQP):
     """`Celery(amqp="tasks.submit.claim_check:ClaimCheckAMQP")`: both apps use it."""
 
     def as_task_v2(self, task_id, name, *args, **kwargs):
-        return claim_check(super().as_task_v2(task_id, name, *args, **kwargs),
-                           Settings.of(self.app))
+        return claim_check(
+            super().as_task_v2(task_id, name, *args, **kwargs), Settings.of(self.app)
+        )

@@ -32,9 +32,13 @@ STEPS.append(stamp_submitted_at)
 STEPS.append(claim_check.only_this_messages_payload_ref)  # large arguments: S3
 
 
-def _before_publish(sender: str | None = None, body: Any = None,
-                    headers: dict[str, Any] | None = None,
-                    properties: dict[str, Any] | None = None, **_: Any) -> None:
+def _before_publish(
+    sender: str | None = None,
+    body: Any = None,
+    headers: dict[str, Any] | None = None,
+    properties: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
     if headers is None:  # protocol 1 carries no headers: this project sends protocol 2 only
         return
     for step in STEPS:
@@ -43,5 +47,4 @@ def _before_publish(sender: str | None = None, body: Any = None,
 
 def connect() -> None:
     """Idempotent: both apps call it; the receiver is connected once (dispatch_uid)."""
-    before_task_publish.connect(_before_publish, weak=False,
-                                dispatch_uid="tasks.submit.publish")
+    before_task_publish.connect(_before_publish, weak=False, dispatch_uid="tasks.submit.publish")

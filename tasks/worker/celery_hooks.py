@@ -49,8 +49,7 @@ def _job_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         stack.dispatch("job_received", request)
 
 
-@signals.worker_shutting_down.connect(weak=False,
-                                      dispatch_uid="tasks.worker.middleware.shutdown")
+@signals.worker_shutting_down.connect(weak=False, dispatch_uid="tasks.worker.middleware.shutdown")
 def _shutdown_requested(how: str | None = None, **_: Any) -> None:
     for stack in list(_serving):
         stack.dispatch("shutdown_requested", how or "")

@@ -51,7 +51,8 @@ class HandBackAtOnce:
             return super()._put(queue, message, **kwargs)
         receipt = message["properties"]["delivery_tag"]
         sqs_io(settings_of(self.transport_options)).hand_back(
-            [(self._new_queue(queue), receipt)], wait=True)
+            [(self._new_queue(queue), receipt)], wait=True
+        )
         return None
 
 
@@ -76,13 +77,14 @@ class SurviveReceiveErrors:
             exc = args[-1] if args else None
             self._receive_failures += 1
             delay = receive_backoff(self._receive_failures)
-            log.warning("receiving from %s failed (%s); polling again in %.1f s",
-                        qname, exc, delay)
+            log.warning("receiving from %s failed (%s); polling again in %.1f s", qname, exc, delay)
             # Resume kombu's polling loop as after an empty poll.
             channel_hub(self).call_later(delay, callback, 0)
 
         return self._get_from_sqs(
-            queue_name=qname, queue_url=q_url, count=count,
+            queue_name=qname,
+            queue_url=q_url,
+            count=count,
             connection=channel_async_client(self, qname),
             callback=promise(received, on_error=failed),
         )
@@ -117,8 +119,9 @@ class EnvelopeGate:
             if parsed is not None:
                 message, problem = scheduled.as_kombu_message(message, parsed, queue_name)
                 if problem is not None:
-                    return gate.stand_in({"headers": scheduled.identity(parsed)}, problem,
-                                         message, q_url)
+                    return gate.stand_in(
+                        {"headers": scheduled.identity(parsed)}, problem, message, q_url
+                    )
             payload = super()._message_to_python(message, queue_name, q_url)
             problem = gate.envelope_problem(payload)
         except Exception as exc:  # RecursionError, UnicodeDecodeError, ...
@@ -132,8 +135,7 @@ class EnvelopeGate:
         return gate.stand_in(payload, problem, message, q_url)
 
 
-class Channel(EnvelopeGate, ClientsFromSettings, HandBackAtOnce, SurviveReceiveErrors,
-              SQSChannel):
+class Channel(EnvelopeGate, ClientsFromSettings, HandBackAtOnce, SurviveReceiveErrors, SQSChannel):
     pass
 
 

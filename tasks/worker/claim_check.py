@@ -41,7 +41,8 @@ def claimed_body(headers: dict[str, Any], payload: Any, settings: Settings) -> t
         if ref.bucket != settings.bucket_name or not ref.key.startswith(PAYLOADS_PREFIX):
             raise StoredObjectError(
                 f"payload_ref names s3://{ref.bucket}/{ref.key}, not this deployment's "
-                f"s3://{settings.bucket_name}/{PAYLOADS_PREFIX}...")
+                f"s3://{settings.bucket_name}/{PAYLOADS_PREFIX}..."
+            )
         if ref.sha256 is None:
             raise StoredObjectError("payload_ref has no sha256")
         from tasks.ops.clients import s3_client

@@ -55,10 +55,16 @@ class SafeConsumer(celery_private.Consumer):
         """Tell the middleware why, then leave the message to SQS's redrive policy (-> DLQ)."""
         count = receive_count(message)
         final = verdict.permanent or (count is not None and count >= self.max_receive_count)
-        log.error("rejected message %s (receive %s%s): %s", verdict.job_id or "<no id>",
-                  count, ", final" if final else "", verdict.reason)
-        self.middleware.dispatch("message_rejected", self, message,
-                                 Rejection(verdict, count, final))
+        log.error(
+            "rejected message %s (receive %s%s): %s",
+            verdict.job_id or "<no id>",
+            count,
+            ", final" if final else "",
+            verdict.reason,
+        )
+        self.middleware.dispatch(
+            "message_rejected", self, message, Rejection(verdict, count, final)
+        )
         where = sqs_location(message)
         if where is not None:
             # Retrying a malformed message cannot help; come back soon so it reaches

@@ -27,10 +27,20 @@ from tasks.worker.worker_lost import LostRunRecord
 
 
 def default_middleware(settings: Settings) -> list[Middleware]:
-    return [MessageGate(), ClaimCheck(settings), RejectionRecord(), LostRunRecord(),
-            CompletionCallbacks(), ProgressMarks(settings), VisibilityHeartbeat(settings),
-            ShutdownDeadline(), ScaleInProtection(settings), JobMetrics(settings),
-            RevokedJobTerminator(), RunLeaseHeartbeat(settings)]
+    return [
+        MessageGate(),
+        ClaimCheck(settings),
+        RejectionRecord(),
+        LostRunRecord(),
+        CompletionCallbacks(),
+        ProgressMarks(settings),
+        VisibilityHeartbeat(settings),
+        ShutdownDeadline(),
+        ScaleInProtection(settings),
+        JobMetrics(settings),
+        RevokedJobTerminator(),
+        RunLeaseHeartbeat(settings),
+    ]
 
 
 def default_stack(app: Any = None) -> MiddlewareStack:

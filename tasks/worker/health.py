@@ -54,8 +54,10 @@ def main() -> int:
         print(f"unhealthy: no heartbeat file at {path} (the worker has not started consuming)")
         return 1
     if age > limit:
-        print(f"unhealthy: no progress for {age:.0f} s (limit {limit:.0f} s; last: "
-              f"{last_progress(path)})")
+        print(
+            f"unhealthy: no progress for {age:.0f} s (limit {limit:.0f} s; last: "
+            f"{last_progress(path)})"
+        )
         return 1
     print(f"healthy: last progress ({last_progress(path)}) {age:.0f} s ago")
     return 0

@@ -121,8 +121,10 @@ class ProgressMarks(Periodic):
         if behind != self.behind:
             self.behind = behind
             if behind:
-                log.warning("SQS has not confirmed two visibility extensions in a row: the "
-                            "busy worker stops marking progress (the health check will fail)")
+                log.warning(
+                    "SQS has not confirmed two visibility extensions in a row: the "
+                    "busy worker stops marking progress (the health check will fail)"
+                )
         if not behind:
             mark(f"busy: {running} jobs running")
 

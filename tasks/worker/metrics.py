@@ -53,8 +53,7 @@ from tasks.worker.middleware import Middleware
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "sqs-jobs"
-UNITS = {"JobDuration": "Seconds", "QueueWait": "Seconds", "Jobs": "Count",
-         "Attempts": "Count"}
+UNITS = {"JobDuration": "Seconds", "QueueWait": "Seconds", "Jobs": "Count", "Attempts": "Count"}
 OUTCOMES = {"reject": "REJECTED", "requeue": "REQUEUED"}
 # Jobs received but not yet finished that we keep facts for (ETA jobs can wait long).
 MAX_TRACKED = 10_000
@@ -74,17 +73,24 @@ def sent_timestamp(message: Any) -> float | None:
         return None
 
 
-def emf_record(namespace: str, dimensions: dict[str, str], values: dict[str, float],
-               properties: dict[str, Any], timestamp: float) -> dict[str, Any]:
+def emf_record(
+    namespace: str,
+    dimensions: dict[str, str],
+    values: dict[str, float],
+    properties: dict[str, Any],
+    timestamp: float,
+) -> dict[str, Any]:
     """One EMF document: `_aws` metadata, dimension values, metric values, properties."""
     return {
         "_aws": {
             "Timestamp": int(timestamp * 1000),
-            "CloudWatchMetrics": [{
-                "Namespace": namespace,
-                "Dimensions": [list(dimensions)],
-                "Metrics": [{"Name": name, "Unit": UNITS[name]} for name in values],
-            }],
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [list(dimensions)],
+                    "Metrics": [{"Name": name, "Unit": UNITS[name]} for name in values],
+                }
+            ],
         },
         **properties,
         **dimensions,
@@ -110,8 +116,7 @@ class JobMetrics(Middleware):
     def consumer_started(self, consumer) -> None:
         if self.on and not self.announced:
             self.announced = True
-            log.info("job metrics: one EMF record per job on stdout, namespace %s",
-                     self.namespace)
+            log.info("job metrics: one EMF record per job on stdout, namespace %s", self.namespace)
 
     def job_received(self, request) -> None:
         if not self.on:
@@ -139,8 +144,13 @@ class JobMetrics(Middleware):
         attempts = delivery_count(request)
         if attempts is not None:
             values["Attempts"] = attempts
-        record = emf_record(self.namespace, {"Task": request.name, "Outcome": label}, values,
-                            {"JobId": request.id}, now)
+        record = emf_record(
+            self.namespace,
+            {"Task": request.name, "Outcome": label},
+            values,
+            {"JobId": request.id},
+            now,
+        )
         try:
             write_line(json.dumps(record, separators=(",", ":")))
         except OSError as exc:  # stdout closed: metrics are not worth a job

@@ -18,8 +18,14 @@ class RejectionRecord(Middleware):
             return  # no usable id: nothing to record it under
         try:
             consumer.app.backend.records.reject_message(
-                verdict.job_id, verdict.reason, final=rejection.final,
-                facts={"task": verdict.task, "attempts": rejection.receive_count,
-                       "worker": consumer.hostname})
+                verdict.job_id,
+                verdict.reason,
+                final=rejection.final,
+                facts={
+                    "task": verdict.task,
+                    "attempts": rejection.receive_count,
+                    "worker": consumer.hostname,
+                },
+            )
         except Exception:
             log.exception("could not record the rejection of job %s", verdict.job_id)

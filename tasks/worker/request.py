@@ -31,8 +31,11 @@ class SQSRequest(Request):
         # request's custom headers): that run, and only it, hands the lease over to it.
         sent_by = fields.get("run_token")
         retries = fields.get("retries")
-        fields["retry_of"] = (sent_by if isinstance(sent_by, str) and isinstance(retries, int)
-                              and retries > 0 else None)
+        fields["retry_of"] = (
+            sent_by
+            if isinstance(sent_by, str) and isinstance(retries, int) and retries > 0
+            else None
+        )
         fields["run_token"] = run_token(message_id(message), receive_count(message))
 
     def on_accepted(self, pid, time_accepted):
@@ -45,8 +48,9 @@ class SQSRequest(Request):
         exc = getattr(exc_info.exception, "exc", exc_info.exception)  # billiard's wrapper
         lost = isinstance(exc, WorkerLostError | Terminated)
         of(self.app).dispatch("run_lost" if lost else "run_failed", self, exc)
-        return super().on_failure(exc_info, send_failed_event=send_failed_event,
-                                  return_ok=return_ok)
+        return super().on_failure(
+            exc_info, send_failed_event=send_failed_event, return_ok=return_ok
+        )
 
     def acknowledge(self):
         first = not self.acknowledged

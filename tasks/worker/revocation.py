@@ -48,8 +48,7 @@ class RevokedJobTerminator(Periodic):
 
     def executor(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1,
-                                                thread_name_prefix="revocation")
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revocation")
         return self._executor
 
     def check(self) -> None:
@@ -92,8 +91,13 @@ class RevokedJobTerminator(Periodic):
             request = running[job_id]
             if request.acknowledged or id(request) not in still:
                 continue  # it ended meanwhile
-            log.warning("job %s[%s] was revoked with terminate: sending %s to its process %s",
-                        request.name, job_id, signal, request.worker_pid)
+            log.warning(
+                "job %s[%s] was revoked with terminate: sending %s to its process %s",
+                request.name,
+                job_id,
+                signal,
+                request.worker_pid,
+            )
             # The record is REVOKED already: Celery's own revoked write is skipped.
             note_revoked(request_context(request))
             try:

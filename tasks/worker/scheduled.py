@@ -34,21 +34,40 @@ EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 SCHEDULED: dict[str, Any] = {
     "type": "object",
-    "required": ["scheduled", "task", "kwargs", "schedule", "scheduled_time", "execution_id",
-                 "attempt"],
+    "required": [
+        "scheduled",
+        "task",
+        "kwargs",
+        "schedule",
+        "scheduled_time",
+        "execution_id",
+        "attempt",
+    ],
     "properties": {
         "scheduled": {"enum": [1]},
-        "task": {"type": "string", "minLength": 1, "maxLength": 255,
-                 "pattern": r"^[A-Za-z_][A-Za-z0-9_.:-]*$"},
-        "kwargs": {"type": "object", "maxProperties": 100,
-                   "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"}},
+        "task": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": r"^[A-Za-z_][A-Za-z0-9_.:-]*$",
+        },
+        "kwargs": {
+            "type": "object",
+            "maxProperties": 100,
+            "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"},
+        },
         # An EventBridge schedule's ARN, or local:<name> from tasks.ops.local_scheduler.
-        "schedule": {"type": "string", "maxLength": 512, "pattern":
-                     r"^(arn:aws[a-z-]*:scheduler:[a-z0-9-]+:[0-9]{12}:schedule/"
-                     r"[0-9A-Za-z_.-]{1,64}/[0-9A-Za-z_.-]{1,64}|local:[0-9A-Za-z_.-]{1,64})$"},
-        "scheduled_time": {"type": "string", "pattern":
-                           r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-                           r"(\.[0-9]{1,6})?Z$"},
+        "schedule": {
+            "type": "string",
+            "maxLength": 512,
+            "pattern": r"^(arn:aws[a-z-]*:scheduler:[a-z0-9-]+:[0-9]{12}:schedule/"
+            r"[0-9A-Za-z_.-]{1,64}/[0-9A-Za-z_.-]{1,64}|local:[0-9A-Za-z_.-]{1,64})$",
+        },
+        "scheduled_time": {
+            "type": "string",
+            "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+            r"(\.[0-9]{1,6})?Z$",
+        },
         # AWS documents its form only by example (d32c5kddcf5bb8c3): any short text.
         "execution_id": {"type": "string", "minLength": 1, "maxLength": 256},
         "attempt": {"type": "string", "pattern": r"^[0-9]{1,6}$"},
@@ -73,8 +92,7 @@ def looks_scheduled(raw_body: Any) -> dict | None:
 def identity(parsed: dict) -> dict[str, str]:
     """The id and task the record of a refused scheduled message is kept under, if usable."""
     out = {}
-    task, schedule, when = parsed.get("task"), parsed.get("schedule"), parsed.get(
-        "scheduled_time")
+    task, schedule, when = parsed.get("task"), parsed.get("schedule"), parsed.get("scheduled_time")
     if isinstance(task, str) and 0 < len(task) <= 255:
         out["task"] = task
     if isinstance(schedule, str) and isinstance(when, str) and len(schedule + when) < 1024:
@@ -103,8 +121,9 @@ def problem(parsed: dict) -> str | None:
 
 
 def _epoch_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-               .timestamp() * 1000)
+    return int(
+        datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).timestamp() * 1000
+    )
 
 
 def envelope(parsed: dict, queue_name: str) -> dict[str, Any]:
@@ -118,24 +137,42 @@ def envelope(parsed: dict, queue_name: str) -> dict[str, Any]:
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {
-            "lang": "py", "task": task, "id": jid, "shadow": None, "eta": None,
-            "expires": None, "group": None, "group_index": None, "retries": 0,
-            "timelimit": [None, None], "root_id": jid, "parent_id": None,
-            "argsrepr": "()", "kwargsrepr": saferepr(kwargs, 1024),
-            "origin": "local-scheduler" if schedule.startswith(LOCAL_PREFIX)
+            "lang": "py",
+            "task": task,
+            "id": jid,
+            "shadow": None,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "root_id": jid,
+            "parent_id": None,
+            "argsrepr": "()",
+            "kwargsrepr": saferepr(kwargs, 1024),
+            "origin": "local-scheduler"
+            if schedule.startswith(LOCAL_PREFIX)
             else "eventbridge-scheduler",
-            "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None,
+            "ignore_result": False,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
             "stamps": {},
             "submitted_at": _epoch_ms(when),
             # The job sees these as self.request.scheduled_time, .schedule, ...
-            "scheduled_time": when, "schedule": schedule,
+            "scheduled_time": when,
+            "schedule": schedule,
             "schedule_execution": parsed["execution_id"],
             "schedule_attempt": int(parsed["attempt"]),
         },
         "properties": {
-            "correlation_id": jid, "reply_to": "", "delivery_mode": 2,
+            "correlation_id": jid,
+            "reply_to": "",
+            "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": queue_name},
-            "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
         },
     }
 

@@ -81,8 +81,11 @@ class ShutdownDeadline(Middleware):
     def cut_off(self) -> None:
         """Runs on the timer thread: hand every unfinished job back, then exit."""
         requests = [r for r in held_requests() if not r.acknowledged]
-        log.error("shutdown deadline of %.0f s reached; returning %d job(s) to the queue",
-                  self.deadline, len(requests))
+        log.error(
+            "shutdown deadline of %.0f s reached; returning %d job(s) to the queue",
+            self.deadline,
+            len(requests),
+        )
         self._kill_pool()
         for request in requests:
             if request.time_start:
@@ -103,9 +106,11 @@ class ShutdownDeadline(Middleware):
     def _record(self, request) -> None:
         reason = ShutdownCutOff(
             f"the worker shut down and the job did not finish within {self.deadline:.0f} s; "
-            "it was returned to the queue and will run again")
-        request.task.backend.record_quietly(request.id, reason, states.RETRY,
-                                            request_context(request))
+            "it was returned to the queue and will run again"
+        )
+        request.task.backend.record_quietly(
+            request.id, reason, states.RETRY, request_context(request)
+        )
 
 
 def message_location(request) -> tuple[str, str] | None:

@@ -35,13 +35,18 @@ log = logging.getLogger(__name__)
 SQS_BATCH_LIMIT = 10
 DEFAULT_FLUSH_INTERVAL = 1.0
 # Entries SQS refuses because the message is already gone: not worth a warning.
-GONE_CODES = ("ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidParameterValue",
-              "AWS.SimpleQueueService.MessageNotInflight", "ReceiptHandleIsInvalidException")
+GONE_CODES = (
+    "ReceiptHandleIsInvalid",
+    "MessageNotInflight",
+    "InvalidParameterValue",
+    "AWS.SimpleQueueService.MessageNotInflight",
+    "ReceiptHandleIsInvalidException",
+)
 
 
 def _chunks(items: list, size: int = SQS_BATCH_LIMIT) -> Iterable[list]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 class SqsIO:
@@ -109,17 +114,24 @@ class SqsIO:
         entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts)]
         self._count("DeleteMessageBatch")
         try:
-            resp = self._sqs(quick=False).delete_message_batch(QueueUrl=queue_url,
-                                                               Entries=entries)
+            resp = self._sqs(quick=False).delete_message_batch(QueueUrl=queue_url, Entries=entries)
         except (ClientError, BotoCoreError, OSError) as exc:
-            log.warning("could not delete %d acknowledged message(s) from %s (they will be "
-                        "received again after the visibility timeout): %s",
-                        len(entries), queue_url, exc)
+            log.warning(
+                "could not delete %d acknowledged message(s) from %s (they will be "
+                "received again after the visibility timeout): %s",
+                len(entries),
+                queue_url,
+                exc,
+            )
             return
         for failed in resp.get("Failed", []):
-            log.warning("SQS did not delete an acknowledged message from %s (%s: %s); it will "
-                        "be received again after the visibility timeout", queue_url,
-                        failed.get("Code"), failed.get("Message"))
+            log.warning(
+                "SQS did not delete an acknowledged message from %s (%s: %s); it will "
+                "be received again after the visibility timeout",
+                queue_url,
+                failed.get("Code"),
+                failed.get("Message"),
+            )
 
     # --- visibility ---------------------------------------------------------------
     def extend(self, entries: list[tuple[str, str, int]]) -> Future:
@@ -145,21 +157,31 @@ class SqsIO:
         accepted = 0
         for queue_url, items in by_queue.items():
             for batch in _chunks(items):
-                request = [{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": t}
-                           for i, (r, t) in enumerate(batch)]
+                request = [
+                    {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": t}
+                    for i, (r, t) in enumerate(batch)
+                ]
                 self._count("ChangeMessageVisibilityBatch")
                 try:
                     resp = self._sqs().change_message_visibility_batch(
-                        QueueUrl=queue_url, Entries=request)
+                        QueueUrl=queue_url, Entries=request
+                    )
                 except (ClientError, BotoCoreError, OSError) as exc:
-                    log.warning("could not %s %d message(s) on %s: %s", why, len(request),
-                                queue_url, exc)
+                    log.warning(
+                        "could not %s %d message(s) on %s: %s", why, len(request), queue_url, exc
+                    )
                     continue
                 accepted += len(resp.get("Successful", []))
                 for failed in resp.get("Failed", []):
                     level = logging.INFO if failed.get("Code") in GONE_CODES else logging.WARNING
-                    log.log(level, "could not %s a message on %s (%s: %s)", why, queue_url,
-                            failed.get("Code"), failed.get("Message"))
+                    log.log(
+                        level,
+                        "could not %s a message on %s (%s: %s)",
+                        why,
+                        queue_url,
+                        failed.get("Code"),
+                        failed.get("Message"),
+                    )
         return accepted
 
     def close(self) -> None:

@@ -64,7 +64,8 @@ class AdaptiveBatches:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.ack_flush_interval = float(
-            self.transport_options.get("ack_flush_interval", DEFAULT_FLUSH_INTERVAL))
+            self.transport_options.get("ack_flush_interval", DEFAULT_FLUSH_INTERVAL)
+        )
         self._waiting_queues: set[str] = set()
         self._base_prefetch = 0  # what Celery asked for (concurrency x multiplier)
         self._job_seconds: float | None = None  # EWMA of time per job, per process
@@ -86,9 +87,12 @@ class AdaptiveBatches:
         short = self._job_seconds is not None and self._job_seconds < SHORT_JOB_SECONDS
         batched = short and self._backlog
         if batched != self.batched:
-            log.info("receiving in %s (time per job %.3f s, backlog %s)",
-                     "batches of 10" if batched else "ones", self._job_seconds or 0,
-                     self._backlog)
+            log.info(
+                "receiving in %s (time per job %.3f s, backlog %s)",
+                "batches of 10" if batched else "ones",
+                self._job_seconds or 0,
+                self._backlog,
+            )
         self.batched = batched
         set_qos_prefetch(self, base + 2 * RECEIVE_BATCH if batched else base)
 
@@ -100,8 +104,11 @@ class AdaptiveBatches:
         now = time.monotonic()
         if self._last_ack is not None:
             per_job = (now - self._last_ack) * max(self._base_prefetch, 1)
-            self._job_seconds = per_job if self._job_seconds is None else (
-                (1 - EWMA_WEIGHT) * self._job_seconds + EWMA_WEIGHT * per_job)
+            self._job_seconds = (
+                per_job
+                if self._job_seconds is None
+                else ((1 - EWMA_WEIGHT) * self._job_seconds + EWMA_WEIGHT * per_job)
+            )
         self._last_ack = now
 
     def _batch_ready(self) -> bool:
@@ -119,8 +126,11 @@ class AdaptiveBatches:
 
     # --- receiving --------------------------------------------------------------------
     def _schedule_queue(self, queue):
-        if (channel_is_consuming(self, queue) and channel_hub(self) is not None
-                and not self._batch_ready()):
+        if (
+            channel_is_consuming(self, queue)
+            and channel_hub(self) is not None
+            and not self._batch_ready()
+        ):
             if not self._waiting_queues:
                 channel_hub(self).call_later(WAKE_CHECK_INTERVAL, self._wake_check)
             self._waiting_queues.add(queue)
@@ -136,8 +146,9 @@ class AdaptiveBatches:
 
     def _get_from_sqs(self, queue_name, queue_url, connection, count=1, callback=None):
         self._requested = count
-        return super()._get_from_sqs(queue_name, queue_url, connection, count=count,
-                                     callback=callback)
+        return super()._get_from_sqs(
+            queue_name, queue_url, connection, count=count, callback=callback
+        )
 
     def _on_loop_thread(self) -> bool:
         return threading.get_ident() == loop_thread(channel_hub(self))

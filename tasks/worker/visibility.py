@@ -82,12 +82,17 @@ def queue_visibility_timeout(settings: Settings, configured: int) -> int:
         )["Attributes"]
         actual = int(attributes["VisibilityTimeout"])
     except (BotoCoreError, ClientError, KeyError, ValueError) as exc:
-        log.warning("could not read the queue's visibility timeout (%s); assuming %d s",
-                    exc, configured)
+        log.warning(
+            "could not read the queue's visibility timeout (%s); assuming %d s", exc, configured
+        )
         return configured
     if actual != configured:
-        log.warning("the queue's visibility timeout is %d s, not the configured %d s; "
-                    "extending by %d s", actual, configured, actual)
+        log.warning(
+            "the queue's visibility timeout is %d s, not the configured %d s; extending by %d s",
+            actual,
+            configured,
+            actual,
+        )
     return actual
 
 
@@ -197,11 +202,13 @@ def refuse_eta_beyond_limit(request) -> None:
     reason = EtaBeyondVisibilityLimit(
         f"the job is due in {delay / 3600:.1f} h, but a worker can hold an SQS message for "
         f"at most {(SQS_MAX_VISIBILITY - ETA_MARGIN) / 3600:.0f} h before it runs; "
-        "use a countdown/ETA within that, or schedule the job outside the queue")
+        "use a countdown/ETA within that, or schedule the job outside the queue"
+    )
     log.error("refused job %s: %s", request.id, reason)
     try:
-        request.task.backend.record_quietly(request.id, reason, states.FAILURE,
-                                            request_context(request), holder_only=True)
+        request.task.backend.record_quietly(
+            request.id, reason, states.FAILURE, request_context(request), holder_only=True
+        )
     finally:
         # Revoked: the ETA timer drops it when due; acknowledged: SQS forgets it.
         mark_revoked(request.id)

@@ -36,10 +36,12 @@ def record_if_final_loss(request, exc: BaseException) -> bool:
     reason = WorkerProcessLost(
         f"the worker process died while running this job on each of its {count} deliveries "
         f"(last: {exc}); it may need more memory, or it crashes its process. "
-        "The message goes to the dead-letter queue.")
+        "The message goes to the dead-letter queue."
+    )
     log.error("job %s: %s", request.id, reason)
-    return request.task.backend.record_quietly(request.id, reason, states.FAILURE,
-                                               request_context(request), holder_only=True)
+    return request.task.backend.record_quietly(
+        request.id, reason, states.FAILURE, request_context(request), holder_only=True
+    )
 
 
 class LostRunRecord(Middleware):

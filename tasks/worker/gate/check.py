@@ -100,6 +100,8 @@ def check(message: Any, registered: Any) -> Verdict | None:
         return refuse(f"body must be the JSON array [args, kwargs, embed] ({problem})")
     if headers["task"] not in registered:
         # Not permanent: during a rolling deploy another worker may know it.
-        return refuse(f"unknown task {headers['task']!r}: no such task is registered on "
-                      "this worker", permanent=False)
+        return refuse(
+            f"unknown task {headers['task']!r}: no such task is registered on this worker",
+            permanent=False,
+        )
     return None

@@ -59,8 +59,12 @@ def stand_in(payload: Any, problem: str, raw_message: dict, queue_url: str) -> d
     if isinstance(headers, dict):
         identity = {k: headers[k] for k in ("id", "task") if isinstance(headers.get(k), str)}
     return {
-        "body": "", "content-type": "application/json", "content-encoding": "utf-8",
+        "body": "",
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
         "headers": {**identity, PROBLEM_HEADER: problem},
-        "properties": {"delivery_info": {"sqs_message": raw_message, "sqs_queue": queue_url},
-                       "delivery_tag": raw_message.get("ReceiptHandle")},
+        "properties": {
+            "delivery_info": {"sqs_message": raw_message, "sqs_queue": queue_url},
+            "delivery_tag": raw_message.get("ReceiptHandle"),
+        },
     }

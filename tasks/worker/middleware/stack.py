@@ -100,8 +100,7 @@ class MiddlewareStack:
             try:
                 verdict = middleware.screen_message(consumer, message)
             except Exception as exc:
-                log.exception("middleware %s failed in screen_message",
-                              type(middleware).__name__)
+                log.exception("middleware %s failed in screen_message", type(middleware).__name__)
                 return Verdict(f"unreadable message: {type(exc).__name__}", True, None, None)
             if verdict is not None:
                 return verdict

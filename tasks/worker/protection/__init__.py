@@ -75,7 +75,24 @@ from tasks.worker.protection.drain import (
 )
 from tasks.worker.protection.middleware import ScaleInProtection
 
-__all__ = ["CHECK_INTERVAL", "COOLDOWN_MARGIN", "DEFAULT_COOLDOWN", "DEFAULT_DEPLOYMENT_CHECK",
-           "DEFAULT_MAX_WINDOW", "DENIED", "DRAINING", "ECS_CONFIG", "HTTP_TIMEOUT",
-           "MAX_BACKOFF", "MIN_PUT_INTERVAL", "PAUSED", "RETIRED", "SERVING", "AgentClient",
-           "DeploymentWatch", "ScaleInProtection", "TaskIdentity", "protection_minutes"]
+__all__ = [
+    "CHECK_INTERVAL",
+    "COOLDOWN_MARGIN",
+    "DEFAULT_COOLDOWN",
+    "DEFAULT_DEPLOYMENT_CHECK",
+    "DEFAULT_MAX_WINDOW",
+    "DENIED",
+    "DRAINING",
+    "ECS_CONFIG",
+    "HTTP_TIMEOUT",
+    "MAX_BACKOFF",
+    "MIN_PUT_INTERVAL",
+    "PAUSED",
+    "RETIRED",
+    "SERVING",
+    "AgentClient",
+    "DeploymentWatch",
+    "ScaleInProtection",
+    "TaskIdentity",
+    "protection_minutes",
+]

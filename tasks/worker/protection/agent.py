@@ -36,8 +36,11 @@ class AgentClient:
         if enabled and minutes:
             body["ExpiresInMinutes"] = minutes
         request = urllib.request.Request(
-            self.url, data=json.dumps(body).encode(), method="PUT",
-            headers={"Content-Type": "application/json"})
+            self.url,
+            data=json.dumps(body).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
                 answer = json.loads(response.read() or b"{}")

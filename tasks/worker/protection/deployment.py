@@ -20,8 +20,9 @@ from tasks.worker.protection.agent import HTTP_TIMEOUT
 log = logging.getLogger(__name__)
 
 # The deployment check is a background nicety: fail fast, try again next period.
-ECS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3},
-                    connect_timeout=2, read_timeout=5)
+ECS_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5
+)
 DENIED = ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation")
 
 
@@ -31,7 +32,7 @@ class TaskIdentity:
     task_arn: str
     service: str
     deployment: str | None  # the deployment that started the task (`startedBy`), if one did
-    task_definition: str    # "family:revision"
+    task_definition: str  # "family:revision"
 
 
 class DeploymentWatch:
@@ -49,8 +50,7 @@ class DeploymentWatch:
         uri = settings.ecs_metadata_uri
         if not uri:
             return None
-        return cls(uri, lambda: clients.client("ecs", settings, settings.ecs_endpoint,
-                                               ECS_CONFIG))
+        return cls(uri, lambda: clients.client("ecs", settings, settings.ecs_endpoint, ECS_CONFIG))
 
     def superseded(self) -> bool:
         """True once the service's PRIMARY deployment is not this task's; False if unknown."""
@@ -60,13 +60,16 @@ class DeploymentWatch:
             identity = self.identity or self._identify()
             if identity is None:
                 return False
-            answer = self.ecs().describe_services(cluster=identity.cluster,
-                                                  services=[identity.service])
+            answer = self.ecs().describe_services(
+                cluster=identity.cluster, services=[identity.service]
+            )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in DENIED:
-                self._turn_off(f"not allowed ({code}); the task role needs ecs:DescribeTasks "
-                               "and ecs:DescribeServices")
+                self._turn_off(
+                    f"not allowed ({code}); the task role needs ecs:DescribeTasks "
+                    "and ecs:DescribeServices"
+                )
             else:
                 self._failed(exc)
             return False
@@ -77,14 +80,16 @@ class DeploymentWatch:
         services = answer.get("services") or []
         if not services or services[0].get("status") != "ACTIVE":
             return True  # the service is gone or being deleted: its tasks will be stopped
-        primary = next((d for d in services[0].get("deployments", [])
-                        if d.get("status") == "PRIMARY"), None)
+        primary = next(
+            (d for d in services[0].get("deployments", []) if d.get("status") == "PRIMARY"), None
+        )
         if primary is None:
             return False
         if identity.deployment and primary.get("id") != identity.deployment:
             return True
         return not str(primary.get("taskDefinition", "")).endswith(
-            "task-definition/" + identity.task_definition)
+            "task-definition/" + identity.task_definition
+        )
 
     def _identify(self) -> TaskIdentity | None:
         with urllib.request.urlopen(self.metadata_url, timeout=HTTP_TIMEOUT) as response:
@@ -100,17 +105,24 @@ class DeploymentWatch:
             return None
         started_by = tasks[0].get("startedBy") or ""
         self.identity = TaskIdentity(
-            cluster=cluster, task_arn=task_arn, service=group.removeprefix("service:"),
+            cluster=cluster,
+            task_arn=task_arn,
+            service=group.removeprefix("service:"),
             deployment=started_by if started_by.startswith("ecs-svc/") else None,
-            task_definition=f"{meta['Family']}:{meta['Revision']}")
-        log.info("deployment check: task %s of service %s, deployment %s, %s", task_arn,
-                 self.identity.service, self.identity.deployment, self.identity.task_definition)
+            task_definition=f"{meta['Family']}:{meta['Revision']}",
+        )
+        log.info(
+            "deployment check: task %s of service %s, deployment %s, %s",
+            task_arn,
+            self.identity.service,
+            self.identity.deployment,
+            self.identity.task_definition,
+        )
         return self.identity
 
     def _turn_off(self, why: str) -> None:
         self.off = why
-        log.warning("deployment check off: %s; the protection's max window still bounds it",
-                    why)
+        log.warning("deployment check off: %s; the protection's max window still bounds it", why)
 
     def _failed(self, exc: Exception) -> None:
         if not self.failing:  # once per failing streak, not once a period

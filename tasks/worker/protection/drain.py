@@ -31,10 +31,10 @@ DEFAULT_DEPLOYMENT_CHECK = Settings.deployment_check_seconds
 # Resuming while a long poll of before the pause is still out would run two receive loops.
 COOLDOWN_MARGIN = 5.0
 
-SERVING = "serving"    # taking messages
+SERVING = "serving"  # taking messages
 DRAINING = "draining"  # not taking messages; held jobs finishing, protection kept for them
-PAUSED = "paused"      # drained after the max window; takes messages again after the cool-down
-RETIRED = "retired"    # drained for a newer deployment: stays so until ECS stops the task
+PAUSED = "paused"  # drained after the max window; takes messages again after the cool-down
+RETIRED = "retired"  # drained for a newer deployment: stays so until ECS stops the task
 
 
 class Drain:
@@ -86,8 +86,11 @@ class Drain:
             else:
                 self.state = PAUSED
                 self.resume_at = self.clock() + self.cooldown
-                log.warning("drained and released after %.0f s of protection; taking jobs "
-                            "again in %.0f s", self.max_window, self.cooldown)
+                log.warning(
+                    "drained and released after %.0f s of protection; taking jobs again in %.0f s",
+                    self.max_window,
+                    self.cooldown,
+                )
         if self.state in (DRAINING, PAUSED):
             # Not receiving on purpose, for a while: keep the health check's heartbeat
             # fresh, from the event loop, so a wedged loop still shows. A retired worker
@@ -112,16 +115,21 @@ class Drain:
             self.protected = enabled
         else:
             self.put_failures += 1
-            self.next_put_at = done + min(MIN_PUT_INTERVAL * 2 ** (self.put_failures - 1),
-                                          MAX_BACKOFF)
+            self.next_put_at = done + min(
+                MIN_PUT_INTERVAL * 2 ** (self.put_failures - 1), MAX_BACKOFF
+            )
         return ok
 
     def drain(self, *, retiring: bool) -> None:
         self.state, self.retiring = DRAINING, retiring
-        why = ("this task is no longer of the service's primary deployment" if retiring else
-               f"protected for {self.max_window:.0f} s without a break")
-        log.warning("%s: stop taking jobs, finish the ones held, then release the scale-in "
-                    "protection", why)
+        why = (
+            "this task is no longer of the service's primary deployment"
+            if retiring
+            else f"protected for {self.max_window:.0f} s without a break"
+        )
+        log.warning(
+            "%s: stop taking jobs, finish the ones held, then release the scale-in protection", why
+        )
         self._on_loop(self._stop_consuming_now)
 
     def resume(self) -> None:

@@ -18,16 +18,15 @@ log = logging.getLogger(__name__)
 
 
 class ScaleInProtection(Drain, Middleware):
-    def __init__(self, settings: Settings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         uri = settings.ecs_agent_uri
         self.client = AgentClient(uri) if uri else None
-        self.minutes = protection_minutes(settings.visibility_timeout,
-                                          settings.protection_minutes)
+        self.minutes = protection_minutes(settings.visibility_timeout, settings.protection_minutes)
         self.max_window = settings.protection_max_window
-        self.cooldown = max(settings.protection_cooldown,
-                            settings.wait_time_seconds + COOLDOWN_MARGIN)
+        self.cooldown = max(
+            settings.protection_cooldown, settings.wait_time_seconds + COOLDOWN_MARGIN
+        )
         self.check_every = max(1.0, settings.deployment_check_seconds)
         self.watch = DeploymentWatch.from_settings(settings) if self.client else None
 
@@ -67,12 +66,12 @@ class ScaleInProtection(Drain, Middleware):
         elif self.paused_queues:
             self._resume_now(consumer)
         if self.thread is None:
-            self.thread = threading.Thread(target=self.run, name="scale-in-protection",
-                                           daemon=True)
+            self.thread = threading.Thread(target=self.run, name="scale-in-protection", daemon=True)
             self.thread.start()
         if self.watch is not None and self.watch_thread is None:
-            self.watch_thread = threading.Thread(target=self.watch_deployments,
-                                                 name="deployment-check", daemon=True)
+            self.watch_thread = threading.Thread(
+                target=self.watch_deployments, name="deployment-check", daemon=True
+            )
             self.watch_thread.start()
 
     def consumer_stopping(self, consumer) -> None:
@@ -106,7 +105,8 @@ class ScaleInProtection(Drain, Middleware):
             if not self.protected:
                 continue  # an unprotected task can be stopped anyway: ask nothing
             if self.watch.superseded():
-                log.warning("deployment check: the service's primary deployment is no longer "
-                            "this task's")
+                log.warning(
+                    "deployment check: the service's primary deployment is no longer this task's"
+                )
                 self.superseded.set()
                 self.wake.set()
