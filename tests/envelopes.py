@@ -17,8 +17,9 @@ def b64(data: bytes | str) -> str:
 
 
 def capture(stack, signature) -> tuple[str, str]:
-    """Publish `signature` and take its raw SQS body back off the queue (no worker running)."""
-    result = signature.apply_async()
+    """Publish `signature` and take its raw SQS body back off the queue (no worker running).
+    SQS delays none of them (DelaySeconds=0): a countdown is left to the worker, as before."""
+    result = signature.apply_async(DelaySeconds=0)
     response = stack.sqs.receive_message(
         QueueUrl=stack.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=5
     )

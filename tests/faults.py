@@ -79,7 +79,11 @@ def received_count(log: str, job_id: str) -> int:
 
 
 def drained(stack, url: str | None = None) -> bool:
-    return stack.queue_counts(url) == (0, 0)
+    """No message visible, in flight or delayed (a countdown within 900 s waits in SQS)."""
+    attrs = stack.sqs.get_queue_attributes(
+        QueueUrl=url or stack.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    return stack.queue_counts(url) == (0, 0) and attrs["ApproximateNumberOfMessagesDelayed"] == "0"
 
 
 def pool_processes(pid: int) -> list[int]:

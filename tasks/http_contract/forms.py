@@ -17,6 +17,8 @@ LOCAL_URL_REGEX = (
     r"http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?"
     r"([/?][\x21\x23-\x5B\x5D-\x7E]*)?"
 )
+# Delay-Seconds: 0 to 900 (SQS's DelaySeconds), digits without sign or leading zero.
+DELAY_SECONDS_REGEX = "0|[1-9][0-9]?|[1-8][0-9]{2}|900"
 # GET /jobs: task, since and the form of a cursor (base64url of 6 or 66 bytes).
 TASK_FILTER_REGEX = "[A-Za-z0-9_.:-]{1,255}"
 SINCE_REGEX = (
@@ -26,7 +28,7 @@ SINCE_REGEX = (
 CURSOR_FORM_REGEX = "[A-Za-z0-9_-]{8}|[A-Za-z0-9_-]{88}"
 JOB_ID_PATTERN = f"^{UUID_REGEX}$"
 JSON = "application/json"
-CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key,Idempotency-Key,X-Callback-Url"
+CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key,Idempotency-Key,X-Callback-Url,Delay-Seconds"
 CORS_MAX_AGE = "600"
 # Seconds a client is told to wait after a throttled (429) or unavailable (503) answer; the
 # templates that set it through $context.responseOverride write the same literal.

@@ -156,6 +156,8 @@ def build_openapi(
                 "job_id": {"type": "string"},
                 "status": {"type": "string", "enum": ["PENDING"]},
                 "status_url": {"type": "string"},
+                # Delay-Seconds: when the job becomes due (the message's eta header).
+                "eta": {"type": "string", "format": "date-time"},
             },
         },
         "Job": _JOB_SCHEMA,

@@ -15,6 +15,7 @@ from tasks.http_contract.forms import (
     CORS_ALLOW_HEADERS,
     CORS_MAX_AGE,
     CURSOR_FORM_REGEX,
+    DELAY_SECONDS_REGEX,
     HTTPS_URL_REGEX,
     JOB_ID_PATTERN,
     JSON,
@@ -45,9 +46,13 @@ def max_body_bytes(request_template: str) -> int:
     from tasks.ops.provision import MAX_MESSAGE_BYTES
 
     # The longest headers the template admits: a 13-digit submitted_at, a 2,048-character
-    # callback_url.
+    # callback_url, an eta.
     longest = Params(
-        header={"Idempotency-Key": SAMPLE_ID, "X-Callback-Url": "https://" + "a" * (2048 - 8)}
+        header={
+            "Idempotency-Key": SAMPLE_ID,
+            "X-Callback-Url": "https://" + "a" * (2048 - 8),
+            "Delay-Seconds": "900",
+        }
     )
     sample = render(
         request_template,
@@ -198,6 +203,15 @@ SUBMIT_HEADERS = [
             "pattern": f"^({HTTPS_URL_REGEX}|{LOCAL_URL_REGEX})?$",
         },
     },
+    {
+        "name": "Delay-Seconds",
+        "in": "header",
+        "required": False,
+        "description": "Seconds before the job may run, 0 to 900 (SQS holds the message, "
+        "no worker does); the answer and the job's message carry its `eta`. Digits "
+        "without sign or leading zero. Empty or 0: no delay.",
+        "schema": {"type": "string", "pattern": f"^({DELAY_SECONDS_REGEX})?$"},
+    },
 ]
 
 
@@ -224,7 +238,7 @@ def submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, 
             },
             "400": _error_response(
                 "The body is not JSON or does not match the schema, or "
-                "Idempotency-Key or X-Callback-Url is malformed"
+                "Idempotency-Key, X-Callback-Url or Delay-Seconds is malformed"
             ),
             "403": _error_response("Missing or wrong API key"),
             "413": _error_response("The body is too large for one queue message"),

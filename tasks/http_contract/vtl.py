@@ -49,6 +49,11 @@ class JavaString(str):
     def contains(self, part: str) -> bool:
         return part in self
 
+    def indexOf(self, part: str) -> int:
+        """In UTF-16 units, as Java counts (-1: not found)."""
+        at = str.find(self, part)
+        return at if at < 0 else JavaString(self[:at]).length()
+
     def startsWith(self, prefix: str) -> bool:
         return self.startswith(prefix)
 

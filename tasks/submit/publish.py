@@ -16,7 +16,7 @@ from typing import Any
 
 from celery.signals import before_task_publish
 
-from tasks.submit import claim_check
+from tasks.submit import claim_check, sqs_delay
 
 # A step: step(body, headers, properties). Called in order, in the submitting process.
 PublishStep = Callable[[Any, dict[str, Any], dict[str, Any]], None]
@@ -30,6 +30,7 @@ def stamp_submitted_at(body: Any, headers: dict[str, Any], properties: dict[str,
 
 STEPS.append(stamp_submitted_at)
 STEPS.append(claim_check.only_this_messages_payload_ref)  # large arguments: S3
+STEPS.append(sqs_delay.delay_until_eta)  # a countdown within 900 s: SQS's DelaySeconds
 
 
 def _before_publish(
