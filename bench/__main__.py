@@ -1,21 +1,23 @@
 """`python -m bench` (`make bench`): every scenario against its baselines, in one run.
 
 Prints a Markdown report and writes it, with the raw figures as JSON, to bench/results/.
-`--quick` is the CI smoke size (under a minute); the default fits a 2-core machine
-in under 10 minutes.
+Emulators on one CPU, workers on another (bench.placement); every timed figure is the
+median of `--runs` runs, the kinds alternating (bench.stats). `--quick` (or BENCH_QUICK=1)
+is the CI smoke size: one short run of everything, to check the harness (a minute or two).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import report, scenarios
+from bench import placement, report, scenarios
 from bench.servers import ServerSet
 from bench.stack import Stack
 from bench.workers import KINDS
@@ -26,7 +28,16 @@ SCENARIOS = ("calls", "profile", "throughput", "latency")
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="tiny sizes, for the CI smoke test")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        default=os.environ.get("BENCH_QUICK") == "1",
+        help="one short run of everything, to check the harness (also BENCH_QUICK=1)",
+    )
+    p.add_argument("--runs", type=int, help="runs of each timed figure (default 3; quick 1)")
+    p.add_argument("--emulator-cpus", help="CPUs of the emulators and the bench, e.g. 0")
+    p.add_argument("--worker-cpus", help="CPUs of the workers, e.g. 1 or 1-3")
+    p.add_argument("--no-pin", action="store_true", help="leave CPU placement to the kernel")
     p.add_argument("--noop-jobs", type=int, help="no-op jobs per kind in scenarios 1-2")
     p.add_argument("--progress-jobs", type=int, help="progress jobs per kind in scenario 1")
     p.add_argument("--throughput-jobs", type=int, help="jobs per throughput run")
@@ -41,6 +52,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.progress_jobs = args.progress_jobs or (5 if quick else 60)
     args.throughput_jobs = args.throughput_jobs or (30 if quick else 800)
     args.latency_jobs = args.latency_jobs or (5 if quick else 200)
+    args.runs = args.runs or (1 if quick else 3)
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
     args.processes = [int(n) for n in (args.processes or ("1" if quick else "1,2,4")).split(",")]
     args.kinds = [k for k in args.kinds.split(",") if k]
     unknown = set(args.kinds) - set(KINDS)
@@ -52,6 +66,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
+    try:
+        where = placement.plan(args.emulator_cpus, args.worker_cpus, pin=not args.no_pin)
+    except ValueError as exc:
+        sys.exit(f"python -m bench: {exc}")
+    where.pin_self()  # before any thread or emulator starts: they inherit it
+    log(f"CPU placement: {where.note}")
     # A SIGTERM unwinds like Ctrl-C, so the servers and workers started are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -65,12 +85,15 @@ def main(argv: list[str] | None = None) -> dict:
             "latency_jobs": args.latency_jobs,
             "processes": args.processes,
             "worker_concurrency": 2,
+            "runs": args.runs,
         },
+        "placement": where.describe(),
     }
     started = time.monotonic()
     servers = ServerSet(log_dir)
     try:
         stack = Stack(servers.fauxqs(), servers.dynalite(), log_dir)
+        stack.worker_preexec = where.worker_preexec()
         results["machine"].update(servers.versions())
         stack.provision()
         stack.poll_cost = scenarios.poll_cost(stack, servers)
@@ -99,32 +122,37 @@ def main(argv: list[str] | None = None) -> dict:
             )
         if "throughput" in args.scenarios:
             log(f"scenario 4: throughput with {args.processes} processes")
-            kinds = [k for k in args.kinds if k in ("ours", "floor")] if args.quick else args.kinds
             _run(
                 results,
                 "throughput",
                 lambda: scenarios.throughput(
                     stack,
                     servers,
-                    kinds,
+                    args.kinds,
                     args.processes,
                     args.throughput_jobs,
                     timeout,
-                    window=10 if args.quick else 20,
+                    window=5 if args.quick else 20,
+                    runs=args.runs,
                 ),
             )
         if "latency" in args.scenarios:
             log("scenario 5: latency")
-            kinds = ["ours"] if args.quick else args.kinds
             _run(
                 results,
                 "latency",
                 lambda: scenarios.latency(
-                    stack, kinds, args.latency_jobs, timeout=30, http=not args.quick
+                    stack,
+                    args.kinds,
+                    args.latency_jobs,
+                    timeout=30,
+                    http=not args.quick,
+                    runs=args.runs,
                 ),
             )
     finally:
         servers.close()
+    results.update(report.summaries(results))
     if "ours" in args.kinds:
         results["goals"] = report.goals(results)
     results["elapsed_s"] = round(time.monotonic() - started, 1)

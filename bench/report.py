@@ -6,9 +6,10 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bench import prices
+from bench import prices, stats
 
 # The goals of issue 9, for `ours` with its defaults, against baselines of the same run.
 SQS_PER_JOB = 0.25  # SQS requests per no-op job on a backlog, at most
@@ -116,10 +117,50 @@ def emulator_ms(row: dict) -> float:
     return sum(row.get("emulators", {}).values())
 
 
-def ceiling(row: dict, cores: int) -> float | None:
-    """jobs/s the CPU spent per job would allow if it were the only limit."""
-    total = worker_ms(row) + emulator_ms(row)
-    return 1000 * cores / total if total > 0 else None
+def client_ms(row: dict) -> float:
+    """The emulators' CPU and the bench's own (it submits and polls like a client, on
+    the emulators' CPU): the side that AWS and the caller pay for, not the worker."""
+    return emulator_ms(row) + row.get("driver_ms", 0.0)
+
+
+@dataclass(frozen=True)
+class Sides:
+    """CPUs of each side (bench.placement): `shared` when the two were not separated."""
+
+    worker: int
+    client: int
+    shared: bool
+
+    def __str__(self) -> str:
+        if self.shared:
+            return f"{self.worker} shared cores"
+        return f"{self.worker} worker CPU{'s' * (self.worker > 1)}"
+
+
+def sides(results: dict) -> Sides:
+    where = results.get("placement") or {}
+    cores = where.get("available_cpus") or results["machine"].get("cores") or 1
+    workers, emulators = where.get("workers_cpus"), where.get("emulators_cpus")
+    if not workers or not emulators:
+        return Sides(cores, cores, True)
+    return Sides(len(workers), len(emulators), False)
+
+
+def ceiling(row: dict, cpus: Sides) -> float | None:
+    """jobs/s the CPU spent per job would allow if it were the only limit: with the sides
+    on their own CPUs, the lower of the two sides' limits."""
+    worker, client = worker_ms(row), client_ms(row)
+    if cpus.shared:
+        total = worker + client
+        return 1000 * cpus.worker / total if total > 0 else None
+    limits = [1000 * n / ms for n, ms in ((cpus.worker, worker), (cpus.client, client)) if ms > 0]
+    return min(limits) if limits else None
+
+
+def busy(row: dict) -> dict[str, float]:
+    """CPUs each side kept busy over the window (CPU ms per job x jobs/s)."""
+    rate = row["jobs_per_s"] / 1000
+    return {"worker": worker_ms(row) * rate, "client": client_ms(row) * rate}
 
 
 def _breakdown(row: dict, emulators: bool = True) -> str:
@@ -208,7 +249,7 @@ def goals(results: dict) -> list[dict]:
     """Every goal for `ours` with its defaults, with the measured value and the margin;
     where one is missed, `why` says where the difference is, from the CPU breakdown."""
     calls = results.get("calls", [])
-    cores = results["machine"].get("cores") or 1
+    cores = sides(results)
     ours, floor = (_row(calls, kind=k, job="noop") for k in ("ours", "floor"))
     checks = []
 
@@ -247,11 +288,13 @@ def goals(results: dict) -> list[dict]:
         )
     )
 
-    tp = results.get("throughput", [])
+    # Timed figures: the median of the ratios taken run by run (summaries()).
+    tp = results.get("throughput_summary") or summaries(results).get("throughput_summary", [])
     counts = sorted({r["processes"] for r in tp}) or [1, 2, 4]
     for n in counts:
         mine, base = _row(tp, kind="ours", processes=n), _row(tp, kind="stock", processes=n)
-        value = mine["jobs_per_s"] / base["jobs_per_s"] if mine and base else None
+        ratio = mine and mine.get("vs_stock")
+        value = ratio["median"] if ratio and base else None
         checks.append(
             _goal(
                 f"throughput at {n} process{'es' if n > 1 else ''} vs stock Celery's",
@@ -262,12 +305,13 @@ def goals(results: dict) -> list[dict]:
                 why=_throughput_why(mine, base, "stock", cores, ours),
                 shown=None
                 if value is None
-                else f"{value:.2f}x ({mine['jobs_per_s']:.0f} vs {base['jobs_per_s']:.0f} jobs/s)",
+                else f"{stats.fmt(ratio, '.2f', 'x')}; {_jobs_per_s(mine, base)}" + _noted(mine),
             )
         )
     mine = _row(tp, kind="ours", processes=FLOOR_PROCESSES)
     base = _row(tp, kind="floor", processes=FLOOR_PROCESSES)
-    value = mine["jobs_per_s"] / base["jobs_per_s"] if mine and base else None
+    ratio = mine and mine.get("vs_floor")
+    value = ratio["median"] if ratio and base else None
     checks.append(
         _goal(
             f"throughput at {FLOOR_PROCESSES} processes vs the floor's",
@@ -278,25 +322,93 @@ def goals(results: dict) -> list[dict]:
             why=_throughput_why(mine, base, "floor", cores, ours),
             shown=None
             if value is None
-            else f"{value:.0%} ({mine['jobs_per_s']:.0f} vs {base['jobs_per_s']:.0f} jobs/s)",
+            else f"{stats.fmt(ratio, '.0%')}; {_jobs_per_s(mine, base)}",
         )
     )
 
-    lat = results.get("latency", [])
+    lat = results.get("latency_summary") or summaries(results).get("latency_summary", [])
     mine, base = _row(lat, kind="ours", via="delay()"), _row(lat, kind="stock", via="delay()")
-    have = bool(mine and base and "p50_ms" in mine and "p50_ms" in base)
+    ratio = mine and mine.get("vs_stock")
+    have = bool(ratio and base)
     checks.append(
         _goal(
             "p50 submit to SUCCESS visible (delay()) vs stock Celery's",
             "<= stock's",
-            mine["p50_ms"] if have else None,
-            base["p50_ms"] if have else None,
+            ratio["median"] if have else None,
+            1.0 if have else None,
             at_most=True,
             why=_latency_why(mine, base) if have else "",
-            shown=f"{mine['p50_ms']:.1f} vs {base['p50_ms']:.1f} ms" if have else None,
+            shown=f"{stats.fmt(ratio, '.2f', 'x')}; {mine['p50_ms']:.1f} vs "
+            f"{base['p50_ms']:.1f} ms (medians)" + _noted(mine)
+            if have
+            else None,
         )
     )
     return checks
+
+
+def _jobs_per_s(mine: dict, base: dict) -> str:
+    return f"{mine['jobs_per_s']:.0f} vs {base['jobs_per_s']:.0f} jobs/s (medians)"
+
+
+def _noted(row: dict) -> str:
+    return f"; NOTE: {row['note']}" if row.get("note") else ""
+
+
+# --- repeated runs ---------------------------------------------------------------------
+# Figures of a latency run worth a median besides the p50 (None where not measured).
+LATENCY_MEDIANS = ("p95_ms", "p99_ms", "mean_ms", "p50_to_started_ms", "p50_started_to_success_ms")
+
+
+def summaries(results: dict) -> dict:
+    """Per kind and group, the median run of each timed scenario with the spread over
+    runs, the ratios to stock and to the floor taken run by run, and a note where the
+    spread is wider than the difference between ours and stock (bench.stats)."""
+    out = {}
+    tp = [
+        {**r, **{f"{k}_cores_busy": v for k, v in busy(r).items()}}
+        for r in results.get("throughput", [])
+    ]
+    if tp:
+        out["throughput_summary"] = _summarize(
+            tp, "jobs_per_s", "processes", ("worker_cores_busy", "client_cores_busy")
+        )
+    lat = [r for r in results.get("latency", []) if "p50_ms" in r]
+    if lat:
+        out["latency_summary"] = _summarize(lat, "p50_ms", "via", LATENCY_MEDIANS)
+    return out
+
+
+def _summarize(rows: list[dict], key: str, group: str, medians: tuple[str, ...]) -> list[dict]:
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault((row[group], row["kind"]), []).append(row)
+    out = []
+    for (value, kind), mine in groups.items():
+        peers = [r for r in rows if r[group] == value]
+        summary = {
+            **stats.median_row(mine, key),
+            key: stats.spread(r[key] for r in mine)["median"],
+            "spread": stats.spread(r[key] for r in mine),
+            "runs": len(mine),
+        }
+        summary.pop("run", None)
+        for name in medians:
+            values = [r[name] for r in mine if r.get(name) is not None]
+            summary[name] = stats.spread(values)["median"] if values else None
+        for base in ("stock", "floor"):
+            if kind != base:
+                summary[f"vs_{base}"] = stats.paired_ratios(peers, key, kind, base)
+        stock = groups.get((value, "stock"))
+        if kind == "ours" and stock:
+            note = stats.spread_note(summary["spread"], stats.spread(r[key] for r in stock))
+            ratio = summary.get("vs_stock")
+            if note and ratio and ratio["n"] > 1:
+                side = "straddle" if ratio["min"] < 1 < ratio["max"] else "all lie on one side of"
+                note += f"; the run-by-run ratios ({stats.fmt(ratio, '.2f', 'x')}) {side} 1.00x"
+            summary["note"] = note
+        out.append(summary)
+    return out
 
 
 # Jobs one call of each batched action can carry (SQS's limit per call).
@@ -321,19 +433,22 @@ def _sqs_why(row: dict) -> str:
 
 
 def _throughput_why(
-    mine: dict | None, base: dict | None, name: str, cores: int, calls: dict | None = None
+    mine: dict | None, base: dict | None, name: str, cores: Sides, calls: dict | None = None
 ) -> str:
     if not (mine and base):
         return ""
     allowed = ceiling(mine, cores)
     spent = worker_ms(mine) + emulator_ms(mine)
+    load = busy(mine)
     text = (
         f"per job, ours spent {spent:.2f} ms of CPU ({_breakdown(mine)}); {name} "
-        f"{worker_ms(base) + emulator_ms(base):.2f} ({_breakdown(base)}). "
+        f"{worker_ms(base) + emulator_ms(base):.2f} ({_breakdown(base)}). The worker side "
+        f"kept {load['worker']:.2f} CPUs busy, the emulators and the bench "
+        f"{load['client']:.2f}. "
     )
     if allowed and mine["jobs_per_s"] >= 0.75 * allowed:
         return text + (
-            f"On {cores} cores that CPU allows at most {allowed:.0f} jobs/s and ours "
+            f"On {cores} that CPU allows at most {allowed:.0f} jobs/s and ours "
             f"ran at {mine['jobs_per_s']:.0f}: CPU-bound; "
             f"{_largest_difference(mine, base)}."
         )
@@ -341,7 +456,7 @@ def _throughput_why(
     busy_children = p["children"] * rate / (1000 * mine["processes"])
     busy_main = p["main_thread"] * rate / 1000
     text += (
-        f"That CPU would allow {allowed or 0:.0f} jobs/s on {cores} cores, but ours ran at "
+        f"That CPU would allow {allowed or 0:.0f} jobs/s on {cores}, but ours ran at "
         f"{rate:.0f}: not CPU-bound. Each pool process computed {busy_children:.0%} of "
         f"the time and the main thread {busy_main:.0%}, so jobs wait between them "
         f"(receiving, prefetch, the hand-off to the pool) rather than for CPU"
@@ -374,9 +489,72 @@ def _latency_why(mine: dict, base: dict) -> str:
 
 
 # --- the report ------------------------------------------------------------------------
+def _placement(results: dict) -> str:
+    return (results.get("placement") or {}).get("note") or "not recorded"
+
+
+def write_units(row: dict) -> tuple[int, int]:
+    """DynamoDB write units per job: the table's (counted at the proxy, by item size) and
+    the listing index's (bench/prices.py INDEX_WRU_PER_JOB: requests cannot show them)."""
+    table = row["ddb_writes"] * prices.wru(row["item_bytes"])
+    return round(table, 3), prices.INDEX_WRU_PER_JOB.get(row["kind"], 0)
+
+
+def _headline(results: dict) -> str:
+    """The figures issue 19 tracks, one column per kind, ours against stock last."""
+    kinds = ("stock", "ours", "floor")
+    calls = {r["kind"]: r for r in results.get("calls", []) if r["job"] == "noop"}
+    dollars = {c["kind"]: c["total"] for c in costs(results.get("calls", []))}
+    rows: list[list] = []
+
+    def plain(name: str, values: dict, digits: str = ".3g") -> None:
+        cells = [format(values[k], digits) if k in values else "-" for k in kinds]
+        mine, base = values.get("ours"), values.get("stock")
+        rows.append([name, *cells, _ratio(mine, base)])
+
+    if calls:
+        plain("SQS requests", {k: r["sqs_total"] for k, r in calls.items()})
+        units = {k: write_units(r) for k, r in calls.items()}
+        rows.append(
+            [
+                "DynamoDB write units (table + listing index)",
+                *(f"{units[k][0]:.3g} + {units[k][1]}" if k in units else "-" for k in kinds),
+                _ratio(
+                    units["ours"][0] + units["ours"][1] if "ours" in units else None,
+                    units["stock"][0] + units["stock"][1] if "stock" in units else None,
+                ),
+            ]
+        )
+        plain("worker CPU, ms (section 2, one run)", {k: worker_ms(r) for k, r in calls.items()})
+        plain("$ per million jobs", dollars, ".2f")
+    for r in sorted({r["processes"] for r in results.get("throughput_summary", [])}):
+        by_kind = {x["kind"]: x for x in results["throughput_summary"] if x["processes"] == r}
+        rows.append(
+            [
+                f"jobs/s at {r} process{'es' if r > 1 else ''}",
+                *(stats.fmt(by_kind[k]["spread"]) if k in by_kind else "-" for k in kinds),
+                stats.fmt(by_kind.get("ours", {}).get("vs_stock"), ".2f", "x"),
+            ]
+        )
+    lat = {
+        r["kind"]: r for r in results.get("latency_summary", []) if r["via"] != "HTTP (api_shim)"
+    }
+    if lat:
+        rows.append(
+            [
+                "p50 submit to SUCCESS, ms (`delay()`; floor: boto3 send)",
+                *(stats.fmt(lat[k]["spread"]) if k in lat else "-" for k in kinds),
+                stats.fmt(lat.get("ours", {}).get("vs_stock"), ".2f", "x"),
+            ]
+        )
+    if not rows:
+        return ""
+    return _table(["per no-op job", *kinds, "ours / stock"], rows)
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
-    cores = m.get("cores") or 1
+    cores = sides(results)
     parts_md = [
         f"# Benchmarks ({m['date']})",
         "",
@@ -389,7 +567,14 @@ def markdown(results: dict) -> str:
         "**ours** = `celery -A tasks worker` with its defaults (receive batching adapts by "
         "itself; batched deletes and visibility extensions); **floor** = a boto3 loop "
         "(receive 10, one write per job, batch delete).",
+        "",
+        f"CPU placement: {_placement(results)}. Timed figures (throughput, latency): the "
+        f"median of {results.get('settings', {}).get('runs', 1)} run(s), the kinds "
+        "alternating, with (min..max); ratios taken run by run, then their median.",
     ]
+    headline = _headline(results)
+    if headline:
+        parts_md += ["", "## Summary (per no-op job)", "", headline]
     calls = results.get("calls", [])
     if calls:
         parts_md += [
@@ -535,26 +720,29 @@ def markdown(results: dict) -> str:
                 ],
             ),
         ]
-    tp = results.get("throughput", [])
+    runs = results.get("settings", {}).get("runs", 1)
+    tp = results.get("throughput_summary") or summaries(results).get("throughput_summary", [])
     if tp:
-        rows = []
+        rows, notes = [], []
         for r in tp:
-            floor = _row(tp, kind="floor", processes=r["processes"])
-            stock = _row(tp, kind="stock", processes=r["processes"])
-            p = parts(r)
+            p, load = parts(r), busy(r)
+            if r.get("note"):
+                notes.append(f"* ours at {r['processes']} processes (jobs/s): {r['note']}.")
             rows.append(
                 [
                     r["kind"],
                     r["processes"],
                     r["jobs"],
-                    r["jobs_per_s"],
-                    _ratio(r["jobs_per_s"], stock and stock["jobs_per_s"]),
-                    f"{r['jobs_per_s'] / floor['jobs_per_s']:.0%}" if floor else "-",
+                    stats.fmt(r["spread"]),
+                    stats.fmt(r.get("vs_stock"), ".2f", "x"),
+                    stats.fmt(r.get("vs_floor"), ".0%"),
                     worker_ms(r),
                     p["main_thread"] + p["main_other_threads"],
                     p["children"],
                     p["fauxqs"],
                     p["dynalite"],
+                    r.get("driver_ms"),
+                    f"{load['worker']:.2f} / {load['client']:.2f}",
                     ceiling(r, cores),
                 ]
             )
@@ -562,15 +750,21 @@ def markdown(results: dict) -> str:
             "",
             "## 4. Throughput: jobs/s draining a pre-filled queue (emulators reached directly)",
             "",
-            f'CPU in ms per job over the measured window; "CPU allows" = {cores} '
-            "cores / (worker + emulators CPU per job), the rate if CPU were the only "
-            "limit: a kind well below it is waiting, not computing.",
+            f"Median of {runs} run(s), the kinds alternating, with (min..max); "
+            '"vs stock" and "of floor" are the median (min..max) of the ratios taken run '
+            f"by run. {'Worker-bound: ' if not cores.shared else ''}{_placement(results)}. "
+            "CPU in ms per job over the measured window of the median run; bench = this "
+            'process (submitting, polling); "CPUs busy" = CPUs each side kept busy '
+            f'(worker / emulators + bench); "CPU allows" = the rate the CPU spent per job '
+            f"allows on {cores}"
+            + ("" if cores.shared else " and the emulators' CPU")
+            + ", if CPU were the only limit: a kind well below it is waiting, not computing.",
             "",
             _table(
                 [
                     "kind",
                     "processes",
-                    "jobs",
+                    "jobs (median run)",
                     "jobs/s",
                     "vs stock",
                     "of floor",
@@ -579,16 +773,26 @@ def markdown(results: dict) -> str:
                     "pool children",
                     "fauxqs",
                     "dynalite",
+                    "bench",
+                    "CPUs busy",
                     "CPU allows jobs/s",
                 ],
                 rows,
             ),
         ]
-    lat = results.get("latency", [])
+        if notes:
+            parts_md += ["", "Spread wider than the difference between ours and stock:", ""]
+            parts_md += notes
+    lat = results.get("latency_summary") or summaries(results).get("latency_summary", [])
     if lat:
+        notes = [f"* ours {r['via']} (p50, ms): {r['note']}." for r in lat if r.get("note")]
         parts_md += [
             "",
             "## 5. Latency: submit to SUCCESS visible, one job at a time on an idle stack (ms)",
+            "",
+            f"Per kind, {runs} series of n jobs, the kinds alternating; p50 = median "
+            "(min..max) of the series' p50s, the other columns the median over the series; "
+            '"vs stock" = the median (min..max) of the p50 ratios taken series by series.',
             "",
             _table(
                 [
@@ -596,6 +800,7 @@ def markdown(results: dict) -> str:
                     "via",
                     "n",
                     "p50",
+                    "vs stock",
                     "p95",
                     "p99",
                     "p50 to STARTED",
@@ -607,17 +812,26 @@ def markdown(results: dict) -> str:
                         r["kind"],
                         r["via"],
                         r.get("n"),
-                        r.get("p50_ms"),
+                        stats.fmt(r["spread"]),
+                        stats.fmt(r.get("vs_stock"), ".2f", "x"),
                         r.get("p95_ms"),
                         r.get("p99_ms"),
                         r.get("p50_to_started_ms"),
                         r.get("p50_started_to_success_ms"),
-                        r.get("note", ""),
+                        "",
                     ]
                     for r in lat
+                ]
+                + [
+                    [r["kind"], r["via"], "-", "-", "-", "-", "-", "-", "-", r["note"]]
+                    for r in results.get("latency", [])
+                    if "p50_ms" not in r and r.get("run", 0) == 0
                 ],
             ),
         ]
+        if notes:
+            parts_md += ["", "Spread wider than the difference between ours and stock:", ""]
+            parts_md += notes
     checks = results.get("goals", [])
     if checks:
         met = sum(1 for c in checks if c["met"])

@@ -26,7 +26,13 @@ from pathlib import Path
 
 from bench import messages, workers
 from bench.proxy import CountingProxy
-from bench.servers import ServerSet, free_port, stop_process, wait_for_port
+from bench.servers import (
+    ServerSet,
+    free_port,
+    process_cpu_seconds,
+    stop_process,
+    wait_for_port,
+)
 from bench.stack import JOBS, Stack, item_size
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,18 +77,23 @@ class CpuWindow:
     def start(self) -> CpuWindow:
         self.worker0, self.emulators0 = self.worker.cpu(), self.servers.cpu_seconds()
         self.polls0 = self.stack.depth_calls
+        self.driver0, self.t0 = process_cpu_seconds(os.getpid()), time.monotonic()
         return self
 
     def stop(self, jobs: int) -> dict:
-        """ms per job: `cpu` (worker, by part, with "total") and `emulators` (by name)."""
+        """ms per job: `cpu` (worker, by part, with "total"), `emulators` (by name) and
+        `driver_ms` (this process: submitting, polling, the counting proxy); `window_s`."""
         worker = workers.diff(self.worker.cpu(), self.worker0)
         emulators = workers.diff(self.servers.cpu_seconds(), self.emulators0)
         polls = self.stack.depth_calls - self.polls0
         emulators["fauxqs"] = max(0.0, emulators["fauxqs"] - polls * self.stack.poll_cost)
+        driver = process_cpu_seconds(os.getpid()) - self.driver0
         jobs = max(jobs, 1)
         return {
             "cpu": {k: 1000 * v / jobs for k, v in worker.items()},
             "emulators": {k: 1000 * v / jobs for k, v in emulators.items()},
+            "driver_ms": 1000 * max(0.0, driver) / jobs,
+            "window_s": time.monotonic() - self.t0,
             "bench_polls": polls,
         }
 
@@ -105,7 +116,12 @@ def calls_and_cpu(
     with CountingProxy(stack.sqs_endpoint, stack.ddb_endpoint) as proxy:
         for kind in kinds:
             worker = workers.start(
-                kind, stack.env(proxy.url, f"calls-{kind}"), processes, stack.log_dir, "calls"
+                kind,
+                stack.env(proxy.url, f"calls-{kind}"),
+                processes,
+                stack.log_dir,
+                "calls",
+                preexec=stack.worker_preexec,
             )
             try:
                 for name, count in jobs.items():
@@ -152,58 +168,64 @@ def throughput(
     jobs: int,
     timeout: float,
     window: float,
+    runs: int = 1,
 ) -> list[dict]:
     """Scenario 4: jobs/s drained from a pre-filled queue, emulators reached directly.
+
+    `runs` runs per process count, the kinds alternating within each (stock, ours,
+    floor, stock, ours, floor, ...); each row is tagged with its `run`.
 
     The rate is taken from the moment 10% of the jobs are done (worker start-up is not
     in it) to the last delete, or to the end of `window` seconds for a slow kind, after
     which the queue is purged. The CPU the worker and the emulators spent per job in that
-    window shows where the time goes on a machine they share.
+    window (the bench.placement CPUs of each side) shows where the time goes.
     """
     rows = []
     task, kwargs = JOBS["noop"]
-    for processes in process_counts:
-        for kind in kinds:
-            messages.fill(stack.sqs, stack.queue_url(), task, kwargs, jobs, stack.queue_name)
-            worker = workers.start(
-                kind,
-                stack.env(None, f"tp-{kind}-{processes}"),
-                processes,
-                stack.log_dir,
-                f"tp{processes}",
+    rounds = [(p, run, kind) for p in process_counts for run in range(runs) for kind in kinds]
+    for processes, run, kind in rounds:
+        messages.fill(stack.sqs, stack.queue_url(), task, kwargs, jobs, stack.queue_name)
+        worker = workers.start(
+            kind,
+            stack.env(None, f"tp-{kind}-{processes}"),
+            processes,
+            stack.log_dir,
+            f"tp{processes}-{run}",
+            preexec=stack.worker_preexec,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            start_depth = start_at = window_end = cpu = None
+            while True:
+                depth = stack.depth()
+                now = time.monotonic()
+                if start_at is None and depth <= 0.9 * jobs:
+                    start_depth, start_at, window_end = depth, now, now + window
+                    cpu = CpuWindow(worker, servers, stack).start()
+                if depth == 0 or (window_end is not None and now >= window_end):
+                    break
+                if now > deadline:
+                    raise TimeoutError(f"{kind} x{processes}: {depth} jobs left")
+                if not worker.alive():
+                    raise RuntimeError(f"{kind} worker exited; see {stack.log_dir}")
+                time.sleep(0.02)
+            elapsed = max(now - start_at, 1e-6)
+            done = start_depth - depth
+            rows.append(
+                {
+                    "kind": kind,
+                    "processes": processes,
+                    "run": run,
+                    "jobs": done,
+                    "jobs_per_s": done / elapsed,
+                    **cpu.stop(done),
+                }
             )
-            try:
-                deadline = time.monotonic() + timeout
-                start_depth = start_at = window_end = cpu = None
-                while True:
-                    depth = stack.depth()
-                    now = time.monotonic()
-                    if start_at is None and depth <= 0.9 * jobs:
-                        start_depth, start_at, window_end = depth, now, now + window
-                        cpu = CpuWindow(worker, servers, stack).start()
-                    if depth == 0 or (window_end is not None and now >= window_end):
-                        break
-                    if now > deadline:
-                        raise TimeoutError(f"{kind} x{processes}: {depth} jobs left")
-                    if not worker.alive():
-                        raise RuntimeError(f"{kind} worker exited; see {stack.log_dir}")
-                    time.sleep(0.02)
-                elapsed = max(now - start_at, 1e-6)
-                done = start_depth - depth
-                rows.append(
-                    {
-                        "kind": kind,
-                        "processes": processes,
-                        "jobs": done,
-                        "jobs_per_s": done / elapsed,
-                        **cpu.stop(done),
-                    }
-                )
-            finally:
-                _stop(worker)
-            if stack.depth():
-                stack.sqs.purge_queue(QueueUrl=stack.queue_url())
-                stack.wait_drained(lambda: True, 60)
+        finally:
+            _stop(worker)
+        if stack.depth():
+            stack.sqs.purge_queue(QueueUrl=stack.queue_url())
+            stack.wait_drained(lambda: True, 60)
     return rows
 
 
@@ -219,7 +241,13 @@ def profile(stack: Stack, jobs: int, processes: int, timeout: float, top: int = 
     out = stack.log_dir / "ours.pstats"
     task, kwargs = JOBS["noop"]
     worker = workers.start(
-        "ours", stack.env(None, "profile"), processes, stack.log_dir, "profile", profile_to=out
+        "ours",
+        stack.env(None, "profile"),
+        processes,
+        stack.log_dir,
+        "profile",
+        profile_to=out,
+        preexec=stack.worker_preexec,
     )
     try:
         messages.fill(stack.sqs, stack.queue_url(), task, kwargs, 2 * processes, stack.queue_name)
@@ -325,17 +353,25 @@ def _wait_success(stack: Stack, kind: str, job_id: str, timeout: float) -> float
 
 
 def latency(
-    stack: Stack, kinds: list[str], jobs: int, timeout: float, http: bool = True
+    stack: Stack, kinds: list[str], jobs: int, timeout: float, http: bool = True, runs: int = 1
 ) -> list[dict]:
     """Scenario 5: submit-to-SUCCESS-visible on an idle stack, one job at a time.
 
     `delay()` for the Celery kinds, a boto3 send_message for the floor; then GetItem
     polled every 2 ms. Where a poll saw STARTED, the time splits into submit to
-    STARTED (receive and dispatch) and STARTED to SUCCESS (run and record).
+    STARTED (receive and dispatch) and STARTED to SUCCESS (run and record). `runs`
+    series per kind, the kinds alternating; each row is tagged with its `run`.
     """
     rows = []
-    for kind in kinds:
-        worker = workers.start(kind, stack.env(None, f"lat-{kind}"), 2, stack.log_dir, "lat")
+    for run, kind in [(run, kind) for run in range(runs) for kind in kinds]:
+        worker = workers.start(
+            kind,
+            stack.env(None, f"lat-{kind}"),
+            2,
+            stack.log_dir,
+            f"lat-{run}",
+            preexec=stack.worker_preexec,
+        )
         submit = _submitter(stack, kind)
         try:
             _wait_success(stack, kind, submit(), 60)  # warm-up: worker ready
@@ -351,6 +387,7 @@ def latency(
             rows.append(
                 {
                     "kind": kind,
+                    "run": run,
                     "via": "sqs send (boto3)" if kind == "floor" else "delay()",
                     **_percentiles(samples),
                     "p50_to_started_ms": _p50_ms(to_started),
@@ -359,7 +396,7 @@ def latency(
                 }
             )
             if kind == "ours" and http:
-                rows.extend(_http_latency(stack, jobs, timeout))
+                rows.extend({**r, "run": run} for r in _http_latency(stack, jobs, timeout))
         finally:
             _stop(worker)
     return rows

@@ -10,6 +10,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class Stack:
     run_id: str = ""
     account: str = ACCOUNT
     poll_cost: float = 0.0  # fauxqs CPU seconds per depth() call (scenarios.poll_cost)
+    # Run in each worker process before it starts: bench.placement's pinning, if any.
+    worker_preexec: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.run_id = self.run_id or uuid.uuid4().hex[:6]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,8 +155,12 @@ def start(
     log_dir: Path,
     tag: str,
     profile_to: Path | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> Worker:
     """Start `kind` with `processes` pool processes (floor: that many loop processes).
+
+    `preexec`: run in each child before it starts (bench.placement pins it to the
+    workers' CPUs; the pool children it forks inherit the mask).
 
     `profile_to`: run a Celery kind under bench.profiled, which writes a cProfile of
     the main process's main thread there when it exits.
@@ -189,6 +194,7 @@ def start(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=preexec,
             )
         )
     return worker

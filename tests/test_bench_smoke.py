@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from bench import prices
 from tests.conftest import OUTPUT, ROOT
 
 pytestmark = [
@@ -131,3 +132,22 @@ def test_goals_are_all_printed_with_met_or_not(quick_run):
     assert results["throughput"][0]["jobs_per_s"] > 0
     latency = results["latency"][0]
     assert latency["n"] == 5 and 0 < latency["p50_ms"] <= latency["p99_ms"] < 30_000
+
+
+def test_timed_figures_are_summarized_with_paired_ratios(quick_run):
+    results, report, _ = quick_run
+    assert results["settings"]["runs"] == 1  # --quick: one short run of everything
+    # Each worker kind ran once per process count, stock first, so ours pairs with it.
+    assert [r["kind"] for r in results["throughput"]] == ["stock", "ours", "floor"]
+    tp = {r["kind"]: r for r in results["throughput_summary"]}
+    assert tp["ours"]["vs_stock"]["n"] == 1 and tp["ours"]["vs_floor"]["median"] > 0
+    lat = {(r["kind"], r["via"]): r for r in results["latency_summary"]}
+    assert lat[("ours", "delay()")]["vs_stock"]["median"] > 0
+    assert "## Summary (per no-op job)" in report
+    index = prices.INDEX_WRU_PER_JOB["ours"]  # not counted at the proxy: DynamoDB's own
+    assert f"DynamoDB write units (table + listing index) | 2 + 0 | 2 + {index} | 1 + 0" in report
+    where = results["placement"]
+    if where["available_cpus"] >= 2:  # emulators and workers apart
+        assert where["emulators_cpus"] and where["workers_cpus"]
+        assert not set(where["emulators_cpus"]) & set(where["workers_cpus"])
+    assert f"CPU placement: {where['note']}" in report
