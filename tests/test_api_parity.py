@@ -558,34 +558,11 @@ def test_the_document_survives_import_into_api_gateway(doc, monkeypatch):
     status code, so two sharing one would silently lose one: read every one back (moto)."""
     import boto3
     from moto import mock_aws
-    from moto.apigateway.models import APIGatewayBackend
+
+    from tests.test_ecs_deploy import allow_mock_integrations
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # moto in this process, not the server
-    original = APIGatewayBackend.put_integration
-
-    def put_integration(
-        self,
-        function_id,
-        resource_id,
-        method_type,
-        integration_type,
-        uri=None,
-        integration_method=None,
-        **kwargs,
-    ):
-        # moto wants a uri on every integration; API Gateway does not on mock ones.
-        return original(
-            self,
-            function_id,
-            resource_id,
-            method_type,
-            integration_type,
-            uri,
-            integration_method,
-            **kwargs,
-        )
-
-    monkeypatch.setattr(APIGatewayBackend, "put_integration", put_integration)
+    allow_mock_integrations(monkeypatch)  # mock integrations need no uri on AWS
     with mock_aws():
         apigateway = boto3.client("apigateway", region_name="us-east-1")
         api = apigateway.create_rest_api(name="parity")["id"]
