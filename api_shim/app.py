@@ -4,8 +4,9 @@ gunicorn 'api_shim.app:create_app()' -b 127.0.0.1:8000
 
 Every request goes to `Gateway.handle`, which routes and answers from the OpenAPI document as
 API Gateway does (POST /tasks/<name>, GET /jobs/<job_id>, GET /tasks, the OPTIONS preflights,
-and API Gateway's own errors, CORS included). Only GET /, /static/*, /healthz and
-/openapi.json are the shim's own (they are not deployed). CORS is open (`*`): the API is keyed
+and API Gateway's own errors, CORS included). Only GET /, /static/*, /healthz,
+/openapi.json and the operator's console under /console/ (console.web) are the shim's own
+(they are not deployed). CORS is open (`*`): the API is keyed
 by header, not cookies.
 """
 
@@ -18,6 +19,8 @@ from flask import Flask, Response, request, send_from_directory
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from api_shim.gateway import GATEWAY_MAX_BYTES, Gateway, Incoming, Reply
+from console.sources import local_source
+from console.web import console_blueprint
 from tasks.ops.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -84,6 +87,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/static/<path:name>", provide_automatic_options=False)
     def static_file(name: str) -> Response:
         return send_from_directory(STATIC_DIR, name)
+
+    # The operator's console over the emulator's queue and table (docs/console.md).
+    app.register_blueprint(console_blueprint(local_source(settings)), url_prefix="/console")
 
     @app.get("/healthz", provide_automatic_options=False)
     def healthz() -> Response:

@@ -84,6 +84,7 @@ def targets_from_settings(settings: Settings) -> AwsTargets:
         role_arn=f"arn:aws:iam::{account}:role/api-shim-local",
         result_expires=settings.result_expires,
         bucket_name=settings.bucket_name,
+        list_shards=settings.list_shards,
     )
 
 

@@ -111,14 +111,17 @@ def main(argv: list[str] | None = None) -> dict:
                     {"noop": args.noop_jobs, "progress": args.progress_jobs},
                     processes=2,
                     timeout=timeout,
+                    warm=not args.quick,
                 ),
             )
         if "profile" in args.scenarios and "ours" in args.kinds:
-            log("scenario 2b: cProfile of ours (main thread and pool children)")
+            log("scenario 2b: cProfile of ours (main thread, pool children, other threads)")
             _run(
                 results,
                 "profile",
-                lambda: scenarios.profile(stack, args.noop_jobs, processes=2, timeout=timeout),
+                lambda: scenarios.profile(
+                    stack, args.noop_jobs, processes=2, timeout=timeout, warm=not args.quick
+                ),
             )
         if "throughput" in args.scenarios:
             log(f"scenario 4: throughput with {args.processes} processes")

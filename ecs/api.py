@@ -35,6 +35,8 @@ def build_definition(stack) -> dict:
         partition=stack.partition,
         result_expires=record_seconds(),
         bucket_name=stack.bucket_name,
+        # The workers' shards (their task definition's JOBS_LIST_SHARDS): the same partitions.
+        list_shards=stack.worker_settings().list_shards,
     )
     return build_openapi(targets, all_jobs(), title=stack.api_name, api_key_required=True)
 

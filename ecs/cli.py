@@ -1,9 +1,10 @@
 """Command line of `python -m ecs`: deploy, plan, status, logs, dlq, redrive, destroy,
-iam-policy."""
+iam-policy, console."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 
@@ -83,6 +84,15 @@ def _deploy_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--visibility-timeout", type=int, default=d.visibility_timeout)
     parser.add_argument(
+        "--list-shards",
+        type=int,
+        choices=range(1, 17),
+        default=d.list_shards,
+        metavar="1-16",
+        help="listing index partitions per status (default 1: GET /jobs pages are the newest "
+        "jobs; more only above ~1,000 finished jobs/s of one status)",
+    )
+    parser.add_argument(
         "--rollout-timeout",
         type=float,
         default=d.rollout_timeout,
@@ -129,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dlq": "the dead-letter queue's messages",
         "redrive": "move the dead-letter queue's messages back to the work queue",
         "destroy": "remove everything deploy made",
+        "console": "the operator's console on 127.0.0.1 (docs/console.md)",
     }
     policy = sub.add_parser(
         "iam-policy",
@@ -149,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
             p.add_argument("--since", default="10m", help="how far back (10m, 2h, 1d)")
+        if name == "console":
+            p.add_argument("--port", type=int, default=8001, help="local port (default 8001)")
+            p.add_argument(
+                "--print-policy",
+                action="store_true",
+                help="print the IAM policy the console needs for this stack, and exit",
+            )
         if name == "destroy":
             p.add_argument("--yes", "-y", action="store_true", help="do not ask")
             p.add_argument("--keep-data", action="store_true", help="keep the jobs table")
@@ -180,6 +198,7 @@ def options_from(args: argparse.Namespace, settings: Settings | None = None) -> 
         seconds_per_job=args.seconds_per_job,
         log_retention_days=args.log_retention,
         visibility_timeout=args.visibility_timeout,
+        list_shards=args.list_shards,
         spot=not args.no_spot,
         rollout_timeout=args.rollout_timeout,
         smoke_timeout=args.smoke_timeout,
@@ -256,6 +275,13 @@ def _run(args, clients, stack: Stack, builder, confirm, echo, clock: Clock) -> i
         )
     elif command in ("dlq", "redrive"):
         return _dead_letters(command, clients, stack, echo)
+    elif command == "console":
+        from ecs.console_cmd import console_policy, serve
+
+        if args.print_policy:
+            echo(json.dumps(console_policy(stack), indent=2))
+            return 0
+        serve(clients, stack, args.port, echo)
     elif command == "destroy":
         if args.dry_run:
             destroy.destroy(

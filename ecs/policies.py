@@ -173,6 +173,24 @@ def task_policy(stack: Stack) -> dict:
             "Action": WORKER_OBJECT_ACTIONS,
             "Resource": [f"{stack.bucket_arn}/results/*", f"{stack.bucket_arn}/payloads/*"],
         },
+        # tasks.worker.deferral: a job due more than 15 minutes ahead waits in a one-time
+        # schedule of the stack's group (named job-<id>-<retries>: created by the worker,
+        # deleted by it when the job's record is past waiting); never the recurring ones.
+        {
+            "Sid": "DeferJobs",
+            "Effect": "Allow",
+            "Action": ["scheduler:CreateSchedule", "scheduler:DeleteSchedule"],
+            "Resource": stack.deferred_schedules_arn_pattern,
+        },
+        # CreateSchedule names the role EventBridge Scheduler sends with: that role only, and
+        # only to EventBridge Scheduler.
+        {
+            "Sid": "PassSchedulerRole",
+            "Effect": "Allow",
+            "Action": ["iam:PassRole"],
+            "Resource": stack.role_arn(stack.scheduler_role),
+            "Condition": {"StringEquals": {"iam:PassedToService": SCHEDULER}},
+        },
         # Task ids exist only at run time: the tasks of this cluster, nothing else.
         {
             "Sid": "ScaleInProtection",

@@ -8,6 +8,12 @@ failed deliveries to the stack's DLQ, sent with the stack's scheduler role (Send
 on those two queues only). A schedule in the group that no job declares any more is
 deleted. UpdateSchedule replaces a whole definition, so each is compared with GetSchedule
 first and written only when it differs.
+
+The group and the role are made even when no job declares a schedule: the worker defers
+jobs due more than 15 minutes ahead to one-time schedules in the same group, sent with the
+same role (tasks.worker.deferral). Those (`job-...`, tasks.ops.one_time_schedules) are
+the worker's: a deploy leaves them alone, and `destroy` deletes them with the group
+(DeleteScheduleGroup deletes every schedule of the group).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from botocore.exceptions import ClientError
 from ecs import policies, roles
 from ecs.plan import Call, Context, Retry, Step, canonical_json, tag_list
 from ecs.retry import role_not_ready
+from tasks.ops.one_time_schedules import PREFIX as DEFERRED_PREFIX
 
 ROLE_PROPAGATION_SECONDS = 120.0
 # A firing whose SendMessage keeps failing is retried for an hour at most, then its
@@ -107,37 +114,33 @@ def plan_schedules(ctx: Context) -> list[Step]:
     wanted = deployed_schedules(stack.options.job_modules)
     group = find_group(scheduler, stack.schedule_group)
     existing = group_schedules(scheduler, stack.schedule_group) if group else []
-    if not wanted and not existing:
-        return []  # no schedules: no role, no group
-    steps: list[Step] = []
-    if wanted:
-        steps.append(
-            roles.plan_role(
-                ctx,
-                stack.scheduler_role,
-                policies.SCHEDULER,
-                policies.scheduler_policy(stack),
-                trust=policies.scheduler_trust(stack),
-            )
-        )
-
-        steps.append(
-            Step(
-                "schedule group",
-                stack.schedule_group,
-                "unchanged" if group else "create",
-                "",
-                []
-                if group
-                else [
-                    Call(
-                        "scheduler",
-                        "CreateScheduleGroup",
-                        {"Name": stack.schedule_group, "Tags": tag_list(stack)},
-                    )
-                ],
-            )
-        )
+    # Deferred jobs' one-time schedules belong to the worker, not to this plan.
+    existing = [name for name in existing if not name.startswith(DEFERRED_PREFIX)]
+    # Role and group always: the worker defers long ETAs into this group with this role.
+    steps: list[Step] = [
+        roles.plan_role(
+            ctx,
+            stack.scheduler_role,
+            policies.SCHEDULER,
+            policies.scheduler_policy(stack),
+            trust=policies.scheduler_trust(stack),
+        ),
+        Step(
+            "schedule group",
+            stack.schedule_group,
+            "unchanged" if group else "create",
+            "",
+            []
+            if group
+            else [
+                Call(
+                    "scheduler",
+                    "CreateScheduleGroup",
+                    {"Name": stack.schedule_group, "Tags": tag_list(stack)},
+                )
+            ],
+        ),
+    ]
     for name, schedule in wanted.items():
         steps.append(_plan_one(ctx, schedule, name in existing))
     for name in existing:
@@ -185,15 +188,21 @@ def plan_delete_schedules(ctx: Context) -> list[Step]:
     if find_group(scheduler, stack.schedule_group) is None:
         steps.append(Step("schedule group", stack.schedule_group, "absent"))
     else:
+        names = group_schedules(scheduler, stack.schedule_group)
+        deferred = [n for n in names if n.startswith(DEFERRED_PREFIX)]
         steps += [
             Step("schedule", name, "delete", instructions=[_delete(stack.schedule_group, name)])
-            for name in group_schedules(scheduler, stack.schedule_group)
+            for name in names
+            if name not in deferred
         ]
+        # Pending deferred jobs (any number) go with the group: DeleteScheduleGroup deletes
+        # every schedule in it, so they are counted here rather than deleted one by one.
         steps.append(
             Step(
                 "schedule group",
                 stack.schedule_group,
                 "delete",
+                f"with {len(deferred)} deferred job(s) waiting in it" if deferred else "",
                 instructions=[
                     Call("scheduler", "DeleteScheduleGroup", {"Name": stack.schedule_group})
                 ],

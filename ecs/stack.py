@@ -50,6 +50,9 @@ class Options:
     log_retention_days: int = 14
     visibility_timeout: int = 300
     max_receive_count: int = 5
+    # The listing index's partitions a status (JOBS_LIST_SHARDS: docs/job-record.md); the
+    # workers and the API are given the same.
+    list_shards: int = 1
     throttle_rate: float = 50.0
     throttle_burst: int = 100
     spot: bool = True
@@ -216,6 +219,11 @@ class Stack:
         return self._arn("scheduler", f"schedule-group/{self.schedule_group}")
 
     @property
+    def deferred_schedules_arn_pattern(self) -> str:
+        # Deferred jobs' one-time schedules (tasks.ops.one_time_schedules), named at run time.
+        return self._arn("scheduler", f"schedule/{self.schedule_group}/job-*")
+
+    @property
     def table_arn(self) -> str:
         return self._arn("dynamodb", f"table/{self.table_name}")
 
@@ -288,9 +296,12 @@ class Stack:
             dlq_name=self.dlq_name,
             table_name=self.table_name,
             bucket_name=self.bucket_name,
+            schedule_group=self.schedule_group,
+            scheduler_role_arn=self.role_arn(self.scheduler_role),
             job_modules=o.job_modules,
             visibility_timeout=o.visibility_timeout,
             max_receive_count=o.max_receive_count,
+            list_shards=o.list_shards,
             concurrency=o.concurrency,
             wait_time_seconds=20,
             shutdown_deadline=STOP_TIMEOUT - 20,

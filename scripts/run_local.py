@@ -146,6 +146,7 @@ def banner() -> str:
     worker        celery -A tasks worker
     scheduler     python -m tasks.ops.local_scheduler  (the jobs' schedules; [sched] lines)
     API + page    http://127.0.0.1:{API_PORT}/
+    console       http://127.0.0.1:{API_PORT}/console/  (queue, DLQ, jobs, cancel, redrive)
 
   submit from Python (another terminal, in this directory):
     JOBS_TARGET=local .venv/bin/python -c "from tasks.text import analyze; \\

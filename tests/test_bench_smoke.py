@@ -65,6 +65,7 @@ def test_report_has_every_section_and_the_emulators(quick_run):
         "## 2. Worker CPU",
         "### 2b. ours",
         "## 3. Cost per million",
+        "### 3b. A job waiting for its ETA",
         "## 4. Throughput",
         "## 5. Latency",
         "## Goals",

@@ -425,7 +425,8 @@ def test_deploy_creates_every_resource_linked_to_this_stack(aws, engine, deploye
 
     steps = progress(deployed)
     assert set(steps.values()) == {"created", "checked"}, deployed
-    assert sum(line.startswith("  created ") for line in deployed.splitlines()) == 25
+    # 27: with the scheduler role and schedule group deferred jobs need (tasks.worker.deferral).
+    assert sum(line.startswith("  created ") for line in deployed.splitlines()) == 27
 
     # table, queues (redrive to this DLQ)
     table = aws.dynamodb.describe_table(TableName="t1-jobs")["Table"]
@@ -676,7 +677,9 @@ def test_plan_touches_nothing(aws, engine):
     code, output = run(aws, engine, "plan")
     assert code == 0, output
     assert set(progress(output).values()) == {"create", "check"}
-    assert "25 to create, 0 to update, 0 unchanged, 2 to check" in output
+    assert "27 to create, 0 to update, 0 unchanged, 2 to check" in output
+    # The deferral's scheduler role and group are shown even with no recurring schedule.
+    assert progress(output)["schedule group"] == "create"
     assert _stack_resources(aws) == []
     assert engine.docker() == []
     code, dry = run(aws, engine, "deploy", "--dry-run")

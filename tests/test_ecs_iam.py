@@ -36,6 +36,11 @@ REQUIRED_WILDCARDS = {
         for a in ("GetObject", "PutObject", "DeleteObject")
         for prefix in ("results", "payloads")
     },
+    # Deferred jobs' one-time schedules are named by job at run time: job-* of the group only.
+    *{
+        (f"scheduler:{a}", f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/t1-schedules/job-*")
+        for a in ("CreateSchedule", "DeleteSchedule")
+    },
 }
 
 QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:t1-jobs"
@@ -120,6 +125,12 @@ def test_deployed_roles_name_exactly_this_stacks_resources(aws, deployed):  # no
             for a in ("GetObject", "PutObject", "DeleteObject")
             for prefix in ("results", "payloads")
         },
+        # tasks.worker.deferral: one-time schedules of the stack's group, the role they use.
+        *{
+            (f"scheduler:{a}", f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/t1-schedules/job-*")
+            for a in ("CreateSchedule", "DeleteSchedule")
+        },
+        ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/t1-scheduler"),
     }
     api = inline("t1-apigateway")
     assert _pairs(api) == {

@@ -120,6 +120,15 @@ PULL_IMAGE = {
     ): "ECS pulls the worker image from the stack's repository with it"
 }
 
+# The worker defers a job to a one-time schedule (tasks.worker.deferral) and names the
+# scheduler role in it: that one role, to EventBridge Scheduler only (asserted below).
+PASS_SCHEDULER_ROLE = {
+    (
+        "PERMISSIONS_MANAGEMENT_ACTIONS",
+        "iam:passrole",
+    ): "the worker names the stack's scheduler role in a deferred job's schedule"
+}
+
 # cloudsplaining's strict mode (conditions and ARNs ignored) on the deployer policy.
 DEPLOYER_ESCALATION_STRICT = {
     name: "iam:PassRole passes only the stack's task and execution roles, to ECS tasks only; "
@@ -227,6 +236,8 @@ def test_parliament_finds_only_what_is_listed_with_its_reason(stack):
     assert _parliament(_render(stack)) == set(DEPLOYER_PARLIAMENT)
     for name, document in _role_documents(stack).items():
         expected = PULL_IMAGE if name == "boundary" or "execution" in name else {}
+        if name == "boundary" or name.startswith(stack.task_role + " ") or name == stack.task_role:
+            expected = {**expected, **PASS_SCHEDULER_ROLE}
         assert _parliament(document) == set(expected), name
 
 
@@ -346,6 +357,21 @@ def test_roles_are_passed_only_to_the_service_that_assumes_them(stack):
 
 
 @pytest.mark.parametrize("stack", STACKS, ids=IDS)
+def test_the_worker_passes_only_the_scheduler_role_and_only_to_eventbridge_scheduler(stack):
+    passing = _statements(policies.task_policy(stack), "Allow", "iam:PassRole")
+    assert [(s["Resource"], s["Condition"]) for s in passing] == [
+        (
+            stack.role_arn(stack.scheduler_role),
+            {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+        )
+    ]
+    (defer,) = _statements(policies.task_policy(stack), "Allow", "scheduler:CreateSchedule")
+    assert _listed(defer["Action"]) == ["scheduler:CreateSchedule", "scheduler:DeleteSchedule"]
+    group = f"arn:{stack.partition}:scheduler:{stack.region}:{stack.account_id}:schedule/"
+    assert defer["Resource"] == f"{group}{stack.schedule_group}/job-*"
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=IDS)
 def test_star_only_where_aws_documents_no_resource_type(stack):
     for statement in _render(stack)["Statement"]:
         if "*" not in _listed(statement["Resource"]):
@@ -446,13 +472,20 @@ def test_the_boundary_covers_every_role_and_grants_nothing_else(stack):
         for r in _listed(s["Resource"])
     }
     assert pairs == roles
-    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in boundary["Statement"])
+    assert all(s["Effect"] == "Allow" for s in boundary["Statement"])
+    # One condition: the worker passes the scheduler role, to EventBridge Scheduler only, and
+    # the boundary says so just as narrowly.
+    conditioned = [s for s in policies.task_policy(stack)["Statement"] if "Condition" in s]
+    assert [s for s in boundary["Statement"] if "Condition" in s] == [
+        {**s, "Sid": "Task" + s["Sid"]} for s in conditioned
+    ]
     assert not {
         a
         for a, _ in pairs
         if a.split(":")[0] in ("iam", "sts", "ecr")
         and a
         not in (
+            "iam:PassRole",
             "ecr:GetAuthorizationToken",
             "ecr:BatchGetImage",
             "ecr:GetDownloadUrlForLayer",

@@ -20,7 +20,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("tasks", "api_shim", "ecs")
+PACKAGES = ("tasks", "api_shim", "ecs", "console")
 
 
 def lint_imports() -> str:

@@ -18,8 +18,17 @@ from hypothesis import strategies as st
 from tasks.http_contract.mapping_templates import fill_template, load_template
 from tests import apigw
 
-REQUEST = fill_template("list_jobs.request", table_name="jobs-t", list_index="by_status")
-RESPONSE = load_template("list_jobs.response")
+# Most tests here render the templates as deployed with JOBS_LIST_SHARDS=4 (the deploy option
+# for high write rates), where a page is one shard and `next` walks them; the default (one
+# shard a status: every page globally ordered) is tested apart (ONE_SHARD).
+REQUEST = fill_template(
+    "list_jobs.request", table_name="jobs-t", list_index="by_status", shards="0123"
+)
+RESPONSE = fill_template("list_jobs.response", shards="0123")
+ONE_SHARD = (
+    fill_template("list_jobs.request", table_name="jobs-t", list_index="by_status", shards="0"),
+    fill_template("list_jobs.response", shards="0"),
+)
 ERROR = load_template("list_jobs.error")
 UUID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 AT = "2026-12-01T10:00:03.123Z"
@@ -169,6 +178,33 @@ def test_a_page_lists_the_items_and_the_next_position():
     assert json.loads(response({"Items": []}, status="FAILURE").text)["next"] == cursor("v1|1||")
 
 
+def test_with_one_shard_a_status_is_one_partition_and_next_stays_in_it():
+    """The default (JOBS_LIST_SHARDS=1): every request queries "<status>#0", `next` is the
+    position after the page in it, and null at its end (no empty pages of other shards)."""
+    one_request, one_response = ONE_SHARD
+
+    def sent(**query: str) -> dict:
+        return json.loads(apigw.shim_engine(apigw.Case(one_request, query=query)).text)
+
+    def page(body: dict, **query: str) -> apigw.Rendered:
+        return apigw.shim_engine(apigw.Case(one_response, body=json.dumps(body), query=query))
+
+    assert sent(status="SUCCESS")["ExpressionAttributeValues"] == {":pk": {"S": "SUCCESS#0"}}
+    after = sent(status="SUCCESS", cursor=cursor(f"v1|0|{AT}|{UUID}"))
+    assert after["ExclusiveStartKey"]["list_pk"] == {"S": "SUCCESS#0"}
+    for other in ("v1|1||", f"v1|3|{AT}|{UUID}"):  # another shard's cursor: not this listing
+        assert sent(status="SUCCESS", cursor=cursor(other))["ExpressionAttributeValues"] == {
+            ":pk": {"S": "-"}
+        }
+        assert page({"Items": []}, status="SUCCESS", cursor=cursor(other)).status == 400
+    last = {"job_id": {"S": UUID}, "list_pk": {"S": "SUCCESS#0"}, "created_at": {"S": AT}}
+    more = json.loads(
+        page({"Items": [item(UUID)], "LastEvaluatedKey": last}, status="SUCCESS").text
+    )
+    assert base64.urlsafe_b64decode(more["next"] + "==").decode() == f"v1|0|{AT}|{UUID}"
+    assert json.loads(page({"Items": [item(UUID)]}, status="SUCCESS").text)["next"] is None
+
+
 def test_dynamodb_errors_map_to_429_400_and_502():
     ddb = "com.amazonaws.dynamodb.v20120810#"
     throttled = json.dumps({"__type": ddb + "ThrottlingException", "message": "slow"})
@@ -261,9 +297,14 @@ def test_velocity_17_renders_the_same(tmp_path_factory):
             },
         }
     )
-    cases = [apigw.Case(REQUEST, query=q) for q in GOOD_QUERY + BAD_QUERY]
+    cases = [
+        apigw.Case(request_template, query=q)
+        for request_template in (REQUEST, ONE_SHARD[0])
+        for q in GOOD_QUERY + BAD_QUERY
+    ]
     cases += [
-        apigw.Case(RESPONSE, body=body, query=q)
+        apigw.Case(response_template, body=body, query=q)
+        for response_template in (RESPONSE, ONE_SHARD[1])
         for q in GOOD_QUERY + BAD_QUERY
         for body in (page, json.dumps({"Items": []}))
     ]

@@ -1,6 +1,11 @@
-"""Listing jobs (issue 12.1), unit level: the state machine keeps `list_pk` on every status
-write (the sparse `by_status` index), the table is provisioned with the index, and
+"""Listing jobs (issue 12.1), unit level: the state machine keeps `list_pk` on the status
+writes (the sparse `by_status` index), the table is provisioned with the index, and
 tasks.results.listing pages through the shards newest first with an opaque cursor.
+
+Most tests here run with the deploy options JOBS_LIST_SHARDS=4 and JOBS_LIST_RUNNING_AFTER=0
+(`sharded`: every status write lists the job, four partitions a status), the case where the
+merge and the cursor have most to do; the defaults (one shard, STARTED listed by the lease
+renewal) are tests/test_listing_index.py's.
 
 moto (in process) answers the index's Queries; what moto cannot show (a Query page cut
 short by Limit before a filter, LastEvaluatedKey mid-partition) is scripted with botocore's
@@ -9,6 +14,7 @@ Stubber."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
@@ -18,7 +24,9 @@ from botocore.stub import Stubber
 from celery import states
 
 from tasks.ops.provision import LIST_INDEX, ensure_table
-from tasks.results.keys import LIST_SHARDS, list_pk, list_shard
+from tasks.ops.settings import Settings
+from tasks.results.index_key import IndexKeys
+from tasks.results.keys import list_pk, list_shard
 from tasks.results.listing import (
     JobPage,
     decode_cursor,
@@ -30,6 +38,15 @@ from tasks.results.listing import (
 from tests.records_fixture import item
 
 ERROR = {"type": "ValueError", "message": "boom"}
+SHARDS = 4
+FOUR = dataclasses.replace(Settings(), list_shards=SHARDS)  # what list_jobs reads
+
+
+@pytest.fixture
+def sharded(records):
+    """The records written with four shards a status, every status listed at its write."""
+    records.index_keys = IndexKeys(shards=SHARDS, running_after=0)
+    return records
 
 
 def job_id(shard: int) -> str:
@@ -41,11 +58,13 @@ def job_id(shard: int) -> str:
 # --- the index key on every transition -----------------------------------------------
 @pytest.mark.parametrize(("last", "shard"), [("0", 0), ("5", 1), ("a", 2), ("F", 3), ("x", 0)])
 def test_the_shard_is_the_last_hex_digit_modulo_4(last, shard):
-    assert list_shard("3fa85f64-5717-4562-b3fc-2c963f66afa" + last) == shard
-    assert list_shard("") == 0
+    assert list_shard("3fa85f64-5717-4562-b3fc-2c963f66afa" + last, SHARDS) == shard
+    assert list_shard("3fa85f64-5717-4562-b3fc-2c963f66afa" + last) == 0  # one by default
+    assert list_shard("", SHARDS) == 0
 
 
-def test_every_status_write_moves_the_job_in_the_index(records):
+def test_every_status_write_moves_the_job_in_the_index(sharded):
+    records = sharded
     jid = job_id(3)
     for state in (states.STARTED, "PROGRESS", states.RETRY, states.SUCCESS):
         records.transition(jid, state, facts={"task": "tasks.debug.add"})
@@ -55,14 +74,16 @@ def test_every_status_write_moves_the_job_in_the_index(records):
     assert item(records, failed)["list_pk"] == {"S": "FAILURE#1"}
 
 
-def test_a_refused_write_leaves_the_index_key(records):
+def test_a_refused_write_leaves_the_index_key(sharded):
+    records = sharded
     jid = job_id(2)
     records.transition(jid, states.SUCCESS)
     assert not records.transition(jid, states.STARTED)
     assert item(records, jid)["list_pk"] == {"S": "SUCCESS#2"}
 
 
-def test_the_gates_rejection_and_the_revoke_set_it(records):
+def test_the_gates_rejection_and_the_revoke_set_it(sharded):
+    records = sharded
     rejected, final, revoked = job_id(0), job_id(1), job_id(2)
     records.reject_message(rejected, "bad", final=False)
     records.reject_message(final, "bad", final=True)
@@ -147,7 +168,7 @@ def test_the_table_has_the_index_and_an_old_table_gains_it(in_process_aws):
 
 # --- list_jobs over moto ---------------------------------------------------------------
 def _make_jobs(records, count: int, state: str, task: str = "tasks.debug.add") -> list[str]:
-    ids = [job_id(i % LIST_SHARDS) for i in range(count)]
+    ids = [job_id(i % SHARDS) for i in range(count)]
     for jid in ids:  # one after the other: created_at grows (milliseconds; ties are fine)
         records.transition(
             jid, state, error=ERROR if state == states.FAILURE else None, facts={"task": task}
@@ -161,11 +182,12 @@ def _newest_first(records, ids: list[str]) -> list[str]:
     ]
 
 
-def test_list_jobs_merges_the_shards_newest_first_over_pages(records):
+def test_list_jobs_merges_the_shards_newest_first_over_pages(sharded):
+    records = sharded
     done = _make_jobs(records, 13, states.SUCCESS)
     _make_jobs(records, 3, states.FAILURE)
     seen: list[dict] = []
-    page = list_jobs(states.SUCCESS, limit=5, client=records.client, table="jobs")
+    page = list_jobs(states.SUCCESS, limit=5, client=records.client, table="jobs", settings=FOUR)
     pages = 1
     while True:
         assert len(page.jobs) <= 5
@@ -173,7 +195,12 @@ def test_list_jobs_merges_the_shards_newest_first_over_pages(records):
         if page.next is None:
             break
         page = list_jobs(
-            states.SUCCESS, limit=5, cursor=page.next, client=records.client, table="jobs"
+            states.SUCCESS,
+            limit=5,
+            cursor=page.next,
+            client=records.client,
+            table="jobs",
+            settings=FOUR,
         )
         pages += 1
     assert [j["job_id"] for j in seen] == _newest_first(records, done)
@@ -183,26 +210,39 @@ def test_list_jobs_merges_the_shards_newest_first_over_pages(records):
     assert {"created_at", "updated_at", "finished_at"} <= set(first) and "list_pk" not in first
 
 
-def test_list_jobs_filters_by_task_and_since_and_lists_all_statuses(records):
+def test_list_jobs_filters_by_task_and_since_and_lists_all_statuses(sharded):
+    records = sharded
     _make_jobs(records, 4, states.FAILURE, task="tasks.debug.fail")
     mine = _make_jobs(records, 3, states.FAILURE, task="tasks.text.analyze")
-    page = list_jobs(states.FAILURE, task="tasks.text.analyze", client=records.client, table="jobs")
+    page = list_jobs(
+        states.FAILURE,
+        task="tasks.text.analyze",
+        client=records.client,
+        table="jobs",
+        settings=FOUR,
+    )
     assert [j["job_id"] for j in page.jobs] == _newest_first(records, mine)
     assert page.next is None
     assert (
-        list_jobs(states.FAILURE, since="2999-01-01", client=records.client, table="jobs").jobs
+        list_jobs(
+            states.FAILURE, since="2999-01-01", client=records.client, table="jobs", settings=FOUR
+        ).jobs
         == []
     )
     assert (
         len(
             list_jobs(
-                states.FAILURE, since="2000-01-01T00:00:00Z", client=records.client, table="jobs"
+                states.FAILURE,
+                since="2000-01-01T00:00:00Z",
+                client=records.client,
+                table="jobs",
+                settings=FOUR,
             ).jobs
         )
         == 7
     )
     started = _make_jobs(records, 2, states.STARTED)
-    everything = list_jobs(None, client=records.client, table="jobs", limit=100).jobs
+    everything = list_jobs(None, client=records.client, table="jobs", settings=FOUR, limit=100).jobs
     assert len(everything) == 9 and {j["status"] for j in everything} == {"FAILURE", "STARTED"}
     times = [j["created_at"] for j in everything]
     assert times == sorted(times, reverse=True)
@@ -249,14 +289,20 @@ def test_a_forged_cursor_is_a_value_error(records):
     ]
     for cursor in forged:
         with pytest.raises(ValueError):
-            list_jobs("FAILURE", cursor=cursor.rstrip("="), client=records.client, table="jobs")
+            list_jobs(
+                "FAILURE",
+                cursor=cursor.rstrip("="),
+                client=records.client,
+                table="jobs",
+                settings=FOUR,
+            )
 
 
 # --- pagination moto cannot show: short Query pages (Limit before the filter) ------------
 def _summary(jid: str, created: str) -> dict:
     return {
         "job_id": {"S": jid},
-        "list_pk": {"S": f"FAILURE#{list_shard(jid)}"},
+        "list_pk": {"S": f"FAILURE#{list_shard(jid, SHARDS)}"},
         "created_at": {"S": created},
         "status": {"S": "FAILURE"},
         "task": {"S": "t.x"},
@@ -312,7 +358,7 @@ def test_list_jobs_follows_last_evaluated_key_through_short_pages(in_process_aws
                 {"Items": []},
                 {**base, "ExpressionAttributeValues": values(f"FAILURE#{shard}")},
             )
-        page = list_jobs("FAILURE", task="t.x", limit=2, client=client, table="jobs")
+        page = list_jobs("FAILURE", task="t.x", limit=2, client=client, table="jobs", settings=FOUR)
         stub.assert_no_pending_responses()
     assert [j["job_id"] for j in page.jobs] == [a, c]
     # The next page starts after `a` in shard 0 (b is still to come) and shard 1 is done.
@@ -324,7 +370,13 @@ def test_list_jobs_follows_last_evaluated_key_through_short_pages(in_process_aws
             {**base, "ExpressionAttributeValues": values("FAILURE#0"), "ExclusiveStartKey": lek},
         )
         last = list_jobs(
-            "FAILURE", task="t.x", limit=2, cursor=page.next, client=client, table="jobs"
+            "FAILURE",
+            task="t.x",
+            limit=2,
+            cursor=page.next,
+            client=client,
+            table="jobs",
+            settings=FOUR,
         )
         stub.assert_no_pending_responses()
     assert last == JobPage(
@@ -333,20 +385,30 @@ def test_list_jobs_follows_last_evaluated_key_through_short_pages(in_process_aws
 
 
 def test_partitions_are_status_and_shard():
-    assert partitions("FAILURE") == [f"FAILURE#{i}" for i in range(4)]
-    assert len(partitions(None)) == 24
+    from tasks.results.listing import LISTED_STATES
+
+    assert partitions("FAILURE") == ["FAILURE#0"]  # one a status by default
+    assert partitions("FAILURE", IndexKeys(SHARDS)) == [f"FAILURE#{i}" for i in range(4)]
+    assert len(partitions(None, IndexKeys(SHARDS))) == 4 * len(LISTED_STATES)
     assert list_pk("SUCCESS", "x") == "SUCCESS#0"
 
 
+@pytest.mark.parametrize("shards", [1, 3, 4, 16])
 @pytest.mark.parametrize("last", list("0123456789abcdefABCDEF"))
-def test_the_delete_template_writes_the_same_listing_key(last):
+def test_the_delete_template_writes_the_same_listing_key(last, shards):
     """DELETE /jobs/{id} (revoke_job.request.vtl) computes the shard as records.py does."""
     from tasks.http_contract.mapping_templates import fill_template
     from tasks.http_contract.vtl import Params, render
+    from tasks.ops.provision import list_shard_by_digit
     from tasks.results.records import JobRecords
 
     job = "3fa85f64-5717-4562-b3fc-2c963f66afa" + last
-    text = fill_template("revoke_job.request", table_name="jobs-t", result_expires="60")
+    text = fill_template(
+        "revoke_job.request",
+        table_name="jobs-t",
+        result_expires="60",
+        shard_by_digit=list_shard_by_digit(shards),
+    )
     sent = json.loads(
         render(
             text,
@@ -358,11 +420,13 @@ def test_the_delete_template_writes_the_same_listing_key(last):
             },
         ).text
     )
-    expected = JobRecords(lambda: None, "jobs-t", 60).revoke_request(job)
+    keys = IndexKeys(shards)
+    expected = JobRecords(lambda: None, "jobs-t", 60, index_keys=keys).revoke_request(job)
     assert (
         sent["ExpressionAttributeValues"][":list_pk"]
         == expected["ExpressionAttributeValues"][":list_pk"]
-        == {"S": list_pk("REVOKED", job)}
+        == {"S": list_pk("REVOKED", job, shards)}
+        == {"S": f"REVOKED#{int(last, 16) % shards:x}"}
     )
 
 

@@ -138,6 +138,7 @@ def test_each_app_has_its_own_list_with_the_defaults_in_order():
     from tasks.app_factory import App
     from tasks.worker.claim_check import ClaimCheck
     from tasks.worker.completion_callbacks import CompletionCallbacks
+    from tasks.worker.deferral import Deferral
     from tasks.worker.gate.middleware import MessageGate
     from tasks.worker.metrics import JobMetrics
     from tasks.worker.rejection_record import RejectionRecord
@@ -149,9 +150,11 @@ def test_each_app_has_its_own_list_with_the_defaults_in_order():
     assert built(one) is one.middleware and mine not in two.middleware
     order = names(one.middleware)
     assert order.index("A") == order.index("JobMetrics") + 1
-    # The gate screens first; the lost-run record writes before the callbacks read.
-    assert order[:5] == [
+    # The gate screens first, then deferral takes what is due too far ahead (only a message
+    # the gate passed); the lost-run record writes before the callbacks read.
+    assert order[:6] == [
         MessageGate.__name__,
+        Deferral.__name__,
         ClaimCheck.__name__,
         RejectionRecord.__name__,
         LostRunRecord.__name__,

@@ -128,7 +128,8 @@ def test_cross_origin_api_with_key(stack, shim, module_worker, page):
 
 
 def test_recent_jobs_lists_everyones_jobs_by_status(shim, module_worker, page):
-    """GET /jobs from the page: the four shards' first pages, merged newest first."""
+    """GET /jobs from the page: the status's first page, newest first (one shard a status by
+    default; with more, the page follows `next` from shard to shard and merges them)."""
     failed = [shim.submit("tasks.debug.fail", {"message": f"recent {i}"}) for i in range(4)]
     done = shim.submit("tasks.debug.add", {"x": 1, "y": 2})
     for job_id in [*failed, done]:
@@ -139,6 +140,7 @@ def test_recent_jobs_lists_everyones_jobs_by_status(shim, module_worker, page):
     ids = page.eval_on_selector_all("#recent tr", "rows => rows.map(r => r.dataset.id)")
     assert not page.locator(f"#recent tr[data-id='{done}']").count()
     assert len(ids) >= 4
+    assert page.locator("#recent-error").is_hidden()  # no request for a shard that is not
     page.select_option("#recent-status", "SUCCESS")
     page.wait_for_selector(f"#recent tr[data-id='{done}']", timeout=30_000)
     page.click(f"#recent tr[data-id='{done}']")

@@ -17,7 +17,12 @@ attempt went through). After every step it checks the invariants of tasks.result
   twice only where a run died between the effect and its mark, or a wedged run overlapped;
 * a large result stored for the job is the result of the run whose record won, both where
   Python reads it (the record's reference) and where HTTP reads it (results/<id>.json);
-* the listing partition names the record's current status.
+* the listing partition names the record's current status, and a STARTED record is listed
+  only once its run's lease renewal listed it (past JOBS_LIST_RUNNING_AFTER);
+* a job deferred to its eta (SCHEDULED: a message with an eta over 15 minutes ahead, the
+  worker's deferral, the one-time schedule firing at the eta) never runs before its eta, a
+  revoked scheduled job never runs when its schedule fires anyway, and SCHEDULED is entered
+  and left only along the table's rows.
 
 What it does not model: clock skew between workers (one clock here), SQS's own visibility
 bookkeeping (a message is deliverable again exactly when its run crashed or wedged), the
@@ -55,10 +60,19 @@ from hypothesis.stateful import (
 from tasks.jobkit.once import once
 from tasks.results import large_objects
 from tasks.results.keys import list_pk
+from tasks.results.transitions import NONE, SCHEDULED, TRANSITIONS, allowed
 
 EXAMPLES = int(os.environ.get("TEST_MODEL_EXAMPLES") or 150)
 LEASE = 30  # the queue's visibility timeout, and so the run lease
 EFFECT_LEASE = 300  # once()'s default: longer than a redelivery takes
+SQS_MAX_DELAY = 900  # an eta further ahead is deferred to a one-time schedule
+# The states a SCHEDULED record may move to: the targets of the rows that leave it.
+FROM_SCHEDULED = {
+    target
+    for t in TRANSITIONS
+    if allowed(t.name, SCHEDULED)
+    for target in t.target.replace(" or ", ", ").split(", ")
+} | {SCHEDULED}
 WRITES = ("UpdateItem", "PutItem", "DeleteItem")
 # once() blocks of runs killed inside them: kept so that no generator cleanup (which a
 # SIGKILL never runs) releases their claims.
@@ -133,6 +147,7 @@ class Run:
     wedged: bool = False
     effect_done: bool = False  # this run's once() block is behind it (done or skipped)
     claimed: bool = False  # holds the effect's claim, effect not done yet
+    started: float = 0.0  # the model clock's time of its STARTED write
 
 
 @dataclass
@@ -142,6 +157,7 @@ class Message:
     retry_of: str | None = None
     receives: int = 0
     deliverable: bool = True
+    eta: float | None = None  # the model clock's time before which it may not run
 
 
 @dataclass
@@ -153,13 +169,15 @@ class Snapshot:
 class JobModel(RuleBasedStateMachine):
     env: SimpleNamespace  # set by the test: backend, clock, fault, sqs, queue urls
 
-    @initialize(copies=st.integers(1, 3))
-    def new_job(self, copies: int) -> None:
+    @initialize(copies=st.integers(1, 3), deferred=st.booleans())
+    def new_job(self, copies: int, deferred: bool = False) -> None:
         """A job submitted `copies` times under one id (a POST retried with its
-        Idempotency-Key, apply_async(task_id=...) twice)."""
+        Idempotency-Key, apply_async(task_id=...) twice); `deferred`: with an eta two hours
+        ahead, so that its worker defers it (SCHEDULED) before anything else happens."""
         self.job = str(uuid.uuid4())
         self.key = f"effect:{self.job}"
-        self.messages: list[Message] = [Message(str(uuid.uuid4())) for _ in range(copies)]
+        eta = self.env.clock.now + 7200 if deferred else None
+        self.messages: list[Message] = [Message(str(uuid.uuid4()), eta=eta) for _ in range(copies)]
         self.runs: dict[str, Run] = {}
         self.effects = 0
         self.effect_crashes = 0  # runs that died (or wedged) after the effect, before its mark
@@ -167,7 +185,10 @@ class JobModel(RuleBasedStateMachine):
         self.terminal: Snapshot | None = None
         self.max_retries_seen = 0
         self.winner: str | None = None  # the run whose SUCCESS write won
+        self.listed_run: str | None = None  # the run whose renewal listed the job (STARTED)
         self.results: dict[str, object] = {}
+        self.schedule: tuple[float, str] | None = None  # a one-time schedule: (eta, name)
+        self.last_status: str = NONE
         self.env.fault.armed = False
 
     # --- helpers ------------------------------------------------------------------------
@@ -223,6 +244,10 @@ class JobModel(RuleBasedStateMachine):
             self.deliver_message(self.pick(data, ready))
 
     def deliver_message(self, message: Message) -> None:
+        now = self.env.clock.now
+        if message.eta is not None and message.eta > now + SQS_MAX_DELAY:
+            self.defer(message)
+            return
         message.receives += 1
         message.deliverable = False
         run = Run(f"{message.id}:{message.receives}", message.id, message.retries)
@@ -235,10 +260,52 @@ class JobModel(RuleBasedStateMachine):
             and item.get("status", {}).get("S") == states.STARTED
         )
         assert not (started and self.revoked), "a revoked job started"
+        assert not (started and message.eta is not None and now < message.eta), (
+            "a job ran before its eta"
+        )
         if started:
+            run.started = now
             self.runs[run.token] = run
+            self.listed_run = None  # the STARTED write took the job out of the listing index
         else:
             self.messages = [m for m in self.messages if m.id != message.id]
+
+    def defer(self, message: Message) -> None:
+        """The worker's deferral (item 2 of issue 20): SCHEDULED with the eta and the
+        schedule's name, then the message is acknowledged; the schedule fires at the eta."""
+        from datetime import UTC, datetime
+
+        before = self.item().get("status", {}).get("S") or NONE
+        eta = datetime.fromtimestamp(message.eta, UTC).isoformat()
+        name = f"job-{self.job}-{message.retries}"
+        wrote = self.backend.records.mark_scheduled(
+            self.job, task="tests.model.job", eta=eta, schedule=name
+        )
+        assert wrote == allowed("schedule", before), f"SCHEDULED over {before}: {wrote}"
+        if wrote:
+            self.schedule = (message.eta, name)
+        self.messages = [m for m in self.messages if m.id != message.id]
+
+    @rule(ahead=st.sampled_from([SQS_MAX_DELAY + 1, 7200, 10 * 86400]))
+    def send_with_eta(self, ahead: int) -> None:
+        """apply_async(eta=...) or a POST with an Eta further ahead than SQS can delay."""
+        self.messages.append(Message(str(uuid.uuid4()), eta=self.env.clock.now + ahead))
+
+    @precondition(
+        lambda self: (
+            getattr(self, "schedule", None) is not None
+            and not any(r.alive for r in self.runs.values())
+        )
+    )
+    @rule()
+    def schedule_fires(self) -> None:
+        """Time reaches the eta (no run alive whose lease would need renewing meanwhile);
+        EventBridge Scheduler sends the job's message, due now. A revoke before it does
+        not stop it here (it was already firing): the worker must drop it."""
+        eta, _ = self.schedule
+        self.env.clock.now = max(self.env.clock.now, eta)
+        self.schedule = None
+        self.messages.append(Message(str(uuid.uuid4()), eta=eta))
 
     @rule()
     def duplicate(self) -> None:
@@ -302,13 +369,21 @@ class JobModel(RuleBasedStateMachine):
         return True
 
     def renew(self) -> None:
+        """The heartbeat's renewals; a run past JOBS_LIST_RUNNING_AFTER is listed by it."""
+        records = self.backend.records
         for run in self.live():
-            if not run.wedged and not self.backend.records.renew_run_lease(self.job, run.token):
+            if run.wedged:
+                continue
+            due = self.env.clock.now - run.started >= records.index_keys.running_after
+            if not records.renew_run_lease(self.job, run.token, list_running=due):
                 status = self.item().get("status", {}).get("S")
                 assert status in (states.SUCCESS, states.FAILURE, states.REVOKED), (
                     f"a healthy run lost its lease to another while it ran ({status})"
                 )
                 self.end(run)
+            elif due:
+                self.listed_run = run.token
+                assert "list_pk" in self.item(), "a job running past the threshold is unlisted"
 
     def task_retry(self, exc=None, countdown=None, max_retries=None, throw=True):
         return RetryRequested(str(exc))
@@ -402,6 +477,9 @@ class JobModel(RuleBasedStateMachine):
         outcome = self.backend.records.revoke(self.job)
         if outcome.status == states.REVOKED:
             self.revoked = True
+        if outcome.revoked and outcome.previous == SCHEDULED:
+            # What the revoker is told to cancel (tasks.results.control).
+            assert (outcome.schedule or "").startswith(f"job-{self.job}-")
 
     @rule()
     def redrive(self) -> None:
@@ -452,8 +530,21 @@ class JobModel(RuleBasedStateMachine):
             return
         item = self.item()
         status = item.get("status", {}).get("S")
-        if status:
-            assert item["list_pk"]["S"] == list_pk(status, self.job), "listed under another status"
+        listed = item.get("list_pk", {}).get("S")
+        if status == states.STARTED:
+            # Listed (under STARTED) iff its run's renewal listed it since its STARTED write.
+            mine = self.listed_run is not None and self.listed_run == item["run_token"]["S"]
+            assert listed == (list_pk(status, self.job) if mine else None), (
+                f"STARTED listed as {listed}"
+            )
+        elif status:
+            assert listed == list_pk(status, self.job), "listed under another status"
+        now = status or NONE
+        if now == SCHEDULED and self.last_status != SCHEDULED:
+            assert allowed("schedule", self.last_status), f"{self.last_status} -> SCHEDULED"
+        if self.last_status == SCHEDULED:
+            assert now in FROM_SCHEDULED, f"SCHEDULED -> {now}"
+        self.last_status = now
         if "retries" in item:
             retries = int(item["retries"]["N"])
             assert retries >= self.max_retries_seen, "retries went down"

@@ -94,11 +94,20 @@ def expected_request(name: str, expression: str, kwargs: dict) -> dict:
     }
 
 
-def test_no_schedules_means_no_scheduler_resources(aws, engine, wanted):  # noqa: F811
+def test_no_declared_schedules_still_means_the_group_and_role_deferred_jobs_need(
+    aws,  # noqa: F811
+    engine,  # noqa: F811
+    wanted,
+):
     code, output = run(aws, engine, "deploy")
     assert code == 0, output
     assert "schedule" not in progress(output)
-    assert [r.operation for r in scheduler_calls(aws)] == ["GetScheduleGroup"]
+    assert progress(output)["schedule group"] == "created"
+    assert [r.operation for r in scheduler_calls(aws)] == [
+        "GetScheduleGroup",
+        "CreateScheduleGroup",
+    ]
+    assert aws.iam.get_role(RoleName="t1-scheduler")["Role"]["RoleName"] == "t1-scheduler"
 
 
 def test_deploy_creates_updates_and_deletes_schedules_idempotently(aws, engine, wanted):  # noqa: F811

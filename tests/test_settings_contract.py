@@ -14,7 +14,7 @@ from ecs.stack import Options, Stack
 from tasks.ops.settings import DEFAULT_JOB_MODULES, Settings, variable_names, variables
 from tests.conftest import ROOT
 
-SCANNED = ("tasks", "api_shim", "ecs", "celeryconfig.py")
+SCANNED = ("tasks", "api_shim", "ecs", "console", "celeryconfig.py")
 SETTINGS_FILE = ROOT / "tasks" / "ops" / "settings.py"
 # Variables the code names without reading them as its configuration. Documented exceptions:
 # none today. (scripts/run_local.py's LOCAL_* knobs belong to that developer tool and are not
@@ -109,6 +109,7 @@ def test_settings_read_back_from_their_environment():
         sqs_endpoint="http://sqs:1",
         dynamodb_endpoint=None,
         s3_endpoint="http://s3:2",
+        scheduler_endpoint="http://scheduler:4",
         ecs_endpoint="http://ecs:3",
         emulator_account_id="1",
         queue_name="a",
@@ -116,6 +117,9 @@ def test_settings_read_back_from_their_environment():
         dlq_name="dead",
         table_name="t",
         bucket_name="b-payloads",
+        defer_after=60,
+        schedule_group="g-schedules",
+        scheduler_role_arn="arn:aws:iam::1:role/g-scheduler",
         job_modules=("acme.jobs", "acme.more"),
         extra_job_modules=("tests.jobs",),
         visibility_timeout=60,
@@ -124,6 +128,8 @@ def test_settings_read_back_from_their_environment():
         wait_time_seconds=0,
         ack_flush_interval=0.25,
         visibility_heartbeat=False,
+        list_shards=4,
+        list_running_after=2.5,
         concurrency=8,
         prefetch_multiplier=4,
         shutdown_deadline=30,

@@ -26,7 +26,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCANNED = ("tasks", "api_shim", "ecs")
+SCANNED = ("tasks", "api_shim", "ecs", "console")
 OWNER = ROOT / "tasks" / "results"
 
 # boto3's client (and resource) method names of the item-level operations.

@@ -636,7 +636,9 @@ REVOKE_TIME = (1796115629123, "01/Dec/2026:09:00:29 +0000")  # epoch ms, CLF: th
 
 
 def render_revoke_request(job_id: str = JOB_ID) -> str:
-    text = fill_template("revoke_job.request", table_name="jobs-t", result_expires="604800")
+    text = fill_template(
+        "revoke_job.request", table_name="jobs-t", result_expires="604800", shard_by_digit="0" * 16
+    )
     return render(
         text,
         body="",
@@ -752,7 +754,9 @@ def test_revoke_response_statuses(body, status):
 
 
 def test_velocity_17_renders_the_same_revoke(velocity):
-    request = fill_template("revoke_job.request", table_name="jobs-t", result_expires="604800")
+    request = fill_template(
+        "revoke_job.request", table_name="jobs-t", result_expires="604800", shard_by_digit="0" * 16
+    )
     for job_id in (JOB_ID, "not-a-uuid"):
         java = velocity(request, "", "r", job_id=job_id, times=REVOKE_TIME)
         assert java == render_revoke_request(job_id)

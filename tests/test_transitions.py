@@ -60,6 +60,9 @@ def test_every_job_write_takes_its_status_condition_from_the_table(records):
         "revoke": lambda: records.revoke(job),
         "redrive": lambda: records.reset_for_redrive(job),
         "reject": lambda: records.reject_message("other-job", "bad", final=False),
+        "schedule": lambda: records.mark_scheduled(
+            "later-job", task="t", eta="2036-01-01T00:00:00+00:00", schedule="job-later-job-0"
+        ),
     }
     for name, action in cases.items():
         sent = conditions_sent(records, action)

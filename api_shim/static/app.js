@@ -390,20 +390,29 @@ function renderHistory() {
 }
 
 // --- everyone's jobs by status (GET /jobs) --------------------------------------------------
-// One GET /jobs answers one of the status's 4 shards (next walks them), so the view asks for
-// the first page of each shard (the cursor of a shard's start is "v1|<shard>||", base64url)
-// and merges them, newest first.
-const RECENT_SHARDS = 4;
+// One GET /jobs answers the status's newest jobs (one partition a status by default). With
+// JOBS_LIST_SHARDS above 1 a page is one shard: the view follows `next` while it is the start
+// of another shard ("v1|<shard>||", base64url: the shard before it had no more), then merges
+// the pages newest first.
 const RECENT_LIMIT = 20;
-function shardStart(shard) { return btoa(`v1|${shard}||`).replace(/=+$/, ""); }
+const MAX_SHARDS = 16;
+function shardStart(next) {
+  try { return /^v1\|[0-9a-f]\|\|$/.test(atob(next.replace(/-/g, "+").replace(/_/g, "/"))); }
+  catch (e) { return false; }
+}
 async function loadRecent() {
   const status = $("recent-status").value;
-  const pages = await Promise.all([...Array(RECENT_SHARDS).keys()].map((shard) => {
+  const pages = [];
+  let cursor = null;
+  while (pages.length < MAX_SHARDS) {
     const query = new URLSearchParams({ status, limit: String(RECENT_LIMIT) });
-    if (shard > 0) query.set("cursor", shardStart(shard));
-    return api("/jobs?" + query, { headers: headers() })
+    if (cursor) query.set("cursor", cursor);
+    const res = await api("/jobs?" + query, { headers: headers() })
       .catch((e) => ({ status: 0, ok: false, body: { message: String(e) } }));
-  }));
+    pages.push(res);
+    cursor = res.ok ? res.body.next : null;
+    if (!cursor || !shardStart(cursor)) break;
+  }
   const failed = pages.find((res) => !res.ok);
   $("recent-error").hidden = !failed;
   if (failed) $("recent-error").textContent = describeError(failed);

@@ -16,6 +16,7 @@ from tasks.http_contract.forms import (
     CORS_MAX_AGE,
     CURSOR_FORM_REGEX,
     DELAY_SECONDS_REGEX,
+    ETA_REGEX,
     HTTPS_URL_REGEX,
     JOB_ID_PATTERN,
     JSON,
@@ -207,10 +208,28 @@ SUBMIT_HEADERS = [
         "name": "Delay-Seconds",
         "in": "header",
         "required": False,
-        "description": "Seconds before the job may run, 0 to 900 (SQS holds the message, "
-        "no worker does); the answer and the job's message carry its `eta`. Digits "
-        "without sign or leading zero. Empty or 0: no delay.",
+        "description": "Seconds before the job may run, 0 to 315360000 (ten years); no "
+        "worker holds it (up to 900 s SQS holds the message; further ahead the job waits "
+        "as SCHEDULED in a one-time schedule). The answer and the job's message carry its "
+        "`eta`. Digits without sign or leading zero. Empty or 0: no delay. At most one "
+        "of Delay-Seconds, X-Countdown and Eta.",
         "schema": {"type": "string", "pattern": f"^({DELAY_SECONDS_REGEX})?$"},
+    },
+    {
+        "name": "X-Countdown",
+        "in": "header",
+        "required": False,
+        "description": "The same as Delay-Seconds (Celery's `countdown=`).",
+        "schema": {"type": "string", "pattern": f"^({DELAY_SECONDS_REGEX})?$"},
+    },
+    {
+        "name": "Eta",
+        "in": "header",
+        "required": False,
+        "description": "When the job may run (Celery's `eta=`): a UTC time in ISO 8601 such "
+        "as 2026-12-06T20:00:00Z (Z or +00:00, up to 3 decimals), a real day at most ten "
+        "years ahead; a time past is no delay.",
+        "schema": {"type": "string", "pattern": f"^({ETA_REGEX})?$"},
     },
 ]
 
@@ -238,7 +257,8 @@ def submit(spec: Any, targets: AwsTargets, api_key_required: bool) -> dict[str, 
             },
             "400": _error_response(
                 "The body is not JSON or does not match the schema, or "
-                "Idempotency-Key, X-Callback-Url or Delay-Seconds is malformed"
+                "Idempotency-Key, X-Callback-Url, Delay-Seconds, X-Countdown or Eta is "
+                "malformed, or more than one of the last three is given"
             ),
             "403": _error_response("Missing or wrong API key"),
             "413": _error_response("The body is too large for one queue message"),
@@ -374,11 +394,14 @@ def get_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool) -
 
 def revoke_job(targets: AwsTargets, jobs: dict[str, Any], api_key_required: bool) -> dict[str, Any]:
     """DELETE /jobs/{job_id}: the revoke transition as one conditional UpdateItem."""
+    from tasks.ops.provision import list_shard_by_digit
+
     record = fill_template("revoke_job.response", exposed=exposed_words(jobs))
     request = fill_template(
         "revoke_job.request",
         table_name=targets.table_name,
         result_expires=str(int(targets.result_expires)),
+        shard_by_digit=list_shard_by_digit(targets.list_shards),
     )
     job = {JSON: {"schema": {"$ref": "#/components/schemas/Job"}}}
     return {
@@ -486,7 +509,7 @@ def get_job_result(targets: AwsTargets, api_key_required: bool) -> dict[str, Any
     }
 
 
-LISTED_STATUSES = ["STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
+LISTED_STATUSES = ["STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "SCHEDULED"]
 
 
 def _query_parameter(
@@ -511,8 +534,9 @@ def list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
     No request validator: list_jobs.request/response check the parameters themselves, so a
     missing or unknown status is a 400 that lists the statuses (API Gateway's own check
     would answer a bare "Missing required request parameters")."""
-    from tasks.ops.provision import LIST_INDEX
+    from tasks.ops.provision import LIST_INDEX, list_shard_names
 
+    shards = list_shard_names(targets.list_shards)  # "0" by default: one partition
     listed = {
         "type": "object",
         "required": ["job_id", "status", "created_at"],
@@ -532,7 +556,7 @@ def list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
     }
     return {
         "operationId": "list_jobs",
-        "summary": "Jobs by status, newest first (one shard a page: follow next)",
+        "summary": "Jobs by status, newest first (follow next for more)",
         "tags": ["jobs"],
         "parameters": [
             _query_parameter(
@@ -594,12 +618,17 @@ def list_jobs(targets: AwsTargets, api_key_required: bool) -> dict[str, Any]:
             "credentials": targets.role_arn,
             "requestTemplates": {
                 JSON: fill_template(
-                    "list_jobs.request", table_name=targets.table_name, list_index=LIST_INDEX
+                    "list_jobs.request",
+                    table_name=targets.table_name,
+                    list_index=LIST_INDEX,
+                    shards=shards,
                 )
             },
             "passthroughBehavior": "never",
             "responses": {
-                "default": _integration_response("200", load_template("list_jobs.response")),
+                "default": _integration_response(
+                    "200", fill_template("list_jobs.response", shards=shards)
+                ),
                 # DynamoDB's 400: throttling (429), a cursor outside the query's range
                 # (400), else a deployment fault (502); the template tells them apart.
                 r"4\d{2}": _integration_response("502", load_template("list_jobs.error")),

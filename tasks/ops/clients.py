@@ -91,6 +91,11 @@ def s3_client(settings: Settings):
     return client("s3", settings, settings.s3_endpoint, config)
 
 
+def scheduler_client(settings: Settings):
+    """EventBridge Scheduler: deferred jobs' one-time schedules (tasks.ops.one_time_schedules)."""
+    return client("scheduler", settings, settings.scheduler_endpoint)
+
+
 def queue_url(settings: Settings) -> str:
     """The work queue's URL: from the settings when known, else asked of SQS once."""
     return (

@@ -8,6 +8,12 @@ tasks.jobkit.schedules) and sends the same scheduled message EventBridge would
 work queue with SendMessage. One line per firing on stdout, with the job id the worker
 will give it. SIGTERM or SIGINT stops it at once.
 
+It also plays EventBridge Scheduler for deferred jobs (tasks.worker.deferral): every
+second it looks at the one-time schedules (`at(...)`) of the stack's group on the emulator
+(moto keeps them but fires nothing), sends each due one's Input to its target queue, and
+deletes it, as `ActionAfterCompletion: DELETE` does on AWS. A send that fails is tried again
+on the next look (at least once, like AWS). These fire on the real clock.
+
 `--time-scale N` runs the clock N times faster (rate(1 minute) every second at 60): a knob
 for tests and demos only. It refuses to run unless JOBS_TARGET=local.
 """
@@ -95,6 +101,60 @@ class LocalScheduler:
         return 0
 
 
+class OneTimeSchedules:
+    """Fires the due one-time schedules of a group (module doc), on the real clock."""
+
+    def __init__(self, scheduler, sqs, group: str, clock=time.time, interval: float = 1.0):
+        self.scheduler = scheduler
+        self.sqs = sqs
+        self.group = group
+        self.clock = clock
+        self.interval = interval
+        self.known: dict[str, dict | None] = {}  # name -> its definition (None: recurring)
+        self.fired = 0
+
+    def _definition(self, name: str) -> dict | None:
+        from tasks.ops.one_time_schedules import parse_at
+
+        if name not in self.known:
+            found = self.scheduler.get_schedule(GroupName=self.group, Name=name)
+            at = parse_at(found.get("ScheduleExpression", ""))
+            self.known[name] = None if at is None else {**found, "at": at}
+        return self.known[name]
+
+    def fire_due(self) -> int:
+        """One look: send every due schedule's Input, then delete it; how many fired."""
+        names = []
+        pages = self.scheduler.get_paginator("list_schedules").paginate(GroupName=self.group)
+        for page in pages:
+            names += [s["Name"] for s in page["Schedules"] if s.get("State") == "ENABLED"]
+        self.known = {n: d for n, d in self.known.items() if n in names}
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        fired = 0
+        for name in sorted(names):
+            schedule = self._definition(name)
+            if schedule is None or schedule["at"] > now:
+                continue
+            target = schedule["Target"]
+            queue = target["Arn"].rsplit(":", 1)[-1]
+            url = self.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+            self.sqs.send_message(QueueUrl=url, MessageBody=target["Input"])
+            if schedule.get("ActionAfterCompletion") == "DELETE":
+                self.scheduler.delete_schedule(GroupName=self.group, Name=name)
+            self.known.pop(name, None)
+            fired += 1
+            log.info("fired one-time schedule %s (due %s) -> %s", name, schedule["at"], queue)
+        self.fired += fired
+        return fired
+
+    def run(self, stopped: threading.Event) -> None:
+        while not stopped.wait(self.interval):
+            try:
+                self.fire_due()
+            except Exception as exc:  # the emulator restarting: look again next second
+                log.warning("looking at the one-time schedules failed: %s", exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tasks.ops.local_scheduler", description=__doc__.split("\n\n")[0]
@@ -121,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     from tasks.jobkit.registry import all_schedules  # imports the job modules
+    from tasks.ops.clients import scheduler_client
 
     sqs, url = sqs_client(settings), queue_url(settings)
     scheduler = LocalScheduler(
@@ -128,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         lambda body: sqs.send_message(QueueUrl=url, MessageBody=body),
         time_scale=args.time_scale,
     )
+    one_time = OneTimeSchedules(scheduler_client(settings), sqs, settings.schedule_group)
+    threading.Thread(
+        target=one_time.run, args=(scheduler.stopped,), name="one-time", daemon=True
+    ).start()
 
     def stop(signum, frame) -> None:
         scheduler.stopped.set()

@@ -119,6 +119,25 @@ LIST_INDEX_ATTRIBUTES = [
     {"AttributeName": "created_at", "AttributeType": "S"},
 ]
 LIST_PROJECTED = ["status", "task", "updated_at", "submitted_at", "started_at", "finished_at"]
+# A status's partitions ("<status>#<shard>"): JOBS_LIST_SHARDS of them, each named by one hex
+# digit, a job's taken from its id's last hex digit (tasks.results.index_key). One by default:
+# a partition takes ~1,000 write units/s, and a `created_at` sort key keeps DynamoDB from
+# splitting it for heat, so more shards are for over ~1,000 finished jobs/s of one status.
+LIST_SHARD_DIGITS = "0123456789abcdef"
+MAX_LIST_SHARDS = len(LIST_SHARD_DIGITS)
+
+
+def list_shard_names(shards: int) -> str:
+    """Every shard's name in order ("0123" for 4): the listing templates walk them."""
+    if not 1 <= shards <= MAX_LIST_SHARDS:
+        raise ValueError(f"list shards={shards}: expected 1 to {MAX_LIST_SHARDS}")
+    return LIST_SHARD_DIGITS[:shards]
+
+
+def list_shard_by_digit(shards: int) -> str:
+    """The shard of each last hex digit 0-f, as 16 characters (the revoke template)."""
+    names = list_shard_names(shards)
+    return "".join(names[i % shards] for i in range(MAX_LIST_SHARDS))
 
 
 def list_index() -> dict[str, Any]:
@@ -412,6 +431,10 @@ def provision(settings, *, tags: dict[str, str] | None = None) -> tuple[QueuePai
         record_seconds=settings.result_expires,
         tags=tags,
     )
+    if settings.local:  # deferred jobs' schedules (on AWS, `ecs deploy` makes the group)
+        from tasks.ops.one_time_schedules import ensure_group
+
+        ensure_group(settings)
     return queues, table
 
 

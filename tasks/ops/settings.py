@@ -150,6 +150,7 @@ class Settings:
     sqs_endpoint: str | None = _endpoint("SQS")
     dynamodb_endpoint: str | None = _endpoint("DynamoDB")
     s3_endpoint: str | None = _endpoint("S3")
+    scheduler_endpoint: str | None = _endpoint("Scheduler")
     # Scale-in protection's deployment check; no emulator default (moto has no ECS agent).
     ecs_endpoint: str | None = var(
         None,
@@ -213,6 +214,27 @@ class Settings:
         task=False,
     )
 
+    # --- deferral: ETAs too far for SQS to hold (tasks.worker.deferral)
+    defer_after: int = var(
+        900,
+        "JOBS_DEFER_AFTER",
+        "a job received more than this many seconds before its ETA is deferred to a one-time "
+        "EventBridge Scheduler schedule instead of held by a worker (900: SQS's longest delay)",
+        parse=_number(int, 1, 39600),
+    )
+    schedule_group: str = var(
+        "jobs-schedules",
+        "JOBS_SCHEDULE_GROUP",
+        "the stack's EventBridge Scheduler group (recurring and deferred jobs)",
+    )
+    scheduler_role_arn: str | None = var(
+        None,
+        "JOBS_SCHEDULER_ROLE_ARN",
+        "the role schedules send to the queue with; unset on AWS: no deferral (ETAs are held "
+        "by a worker up to 11 h, refused beyond)",
+        default_doc="`arn:aws:iam::<AWS_ACCOUNT_ID>:role/jobs-scheduler` when local",
+    )
+
     # --- delivery
     visibility_timeout: int = var(
         300,
@@ -243,6 +265,22 @@ class Settings:
         "JOBS_VISIBILITY_HEARTBEAT",
         "`off` stops extending running jobs' visibility and leases",
         parse=_switch,
+    )
+
+    # --- the listing index (tasks.results.index_key; docs/job-record.md: its cost)
+    list_shards: int = var(
+        1,
+        "JOBS_LIST_SHARDS",
+        "partitions per status of the listing index: 1 makes a first page the newest jobs; "
+        "more only above ~1,000 finished jobs/s of one status (the API and workers must agree)",
+        parse=_number(int, 1, 16),
+    )
+    list_running_after: float = var(
+        10.0,
+        "JOBS_LIST_RUNNING_AFTER",
+        "seconds a job runs before it is listed under STARTED (by its lease renewal); "
+        "0 lists every running job at once, for 3 index write units a job instead of 1",
+        parse=_SECONDS,
     )
 
     # --- the worker process
@@ -393,8 +431,10 @@ class Settings:
         values.setdefault("dlq_name", f"{values.get('queue_name', 'jobs')}-dlq")
         values.setdefault("bucket_name", default_bucket_name(values.get("table_name", "jobs")))
         if local:
-            for name in ("sqs_endpoint", "dynamodb_endpoint", "s3_endpoint"):
+            for name in ("sqs_endpoint", "dynamodb_endpoint", "s3_endpoint", "scheduler_endpoint"):
                 values.setdefault(name, LOCAL_ENDPOINT)
+            account = values.get("emulator_account_id", EMULATOR_ACCOUNT_ID)
+            values.setdefault("scheduler_role_arn", f"arn:aws:iam::{account}:role/jobs-scheduler")
             values.setdefault("access_key_id", "testing")
             values.setdefault("secret_access_key", "testing")
         else:  # on AWS boto3 resolves credentials itself (roles, profiles, SSO)

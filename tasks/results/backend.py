@@ -32,6 +32,7 @@ from tasks.ops.settings import Settings
 from tasks.results import large_objects
 from tasks.results.chords import ChordBackend
 from tasks.results.encoding import item_str
+from tasks.results.index_key import IndexKeys
 from tasks.results.job_item import MAX_RESULT_BYTES
 from tasks.results.meta import (
     is_start_meta,
@@ -79,6 +80,7 @@ class DynamoDBJobBackend(ChordBackend, BaseBackend):
             self.table,
             self.expires_seconds,
             run_lease_seconds=self.settings.visibility_timeout,
+            index_keys=IndexKeys.of(self.settings),
         )
 
     # --- plumbing ---------------------------------------------------------------

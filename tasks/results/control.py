@@ -10,7 +10,11 @@ here: `revoke` marks the job REVOKED in its record, through the state machine
   (acknowledged, never run);
 * a running job stops at its next progress write, or when it checks `self.is_aborted()`;
 * with `terminate=True`, its worker also kills it within REVOKE_CHECK_SECONDS
-  (tasks.worker.revocation).
+  (tasks.worker.revocation);
+* a job waiting for its eta (SCHEDULED: tasks.worker.deferral) also loses its one-time
+  schedule, deleted here (tasks.ops.one_time_schedules.cancel). If the delete fails, or the
+  schedule is firing already, the REVOKED record still holds: the worker's STARTED write of
+  the fired message is refused and the job never runs.
 
 A finished job stays finished: `revoke` returns what each revoke did (records.Revocation),
 and logs a warning for a job it could not revoke. `AsyncResult.revoke()` and
@@ -50,6 +54,30 @@ def signal_name(sig: str | int | None) -> str:
         raise ValueError(f"not a signal: {sig!r}") from None
 
 
+def cancel_schedule(settings: Any, outcome: Revocation) -> bool:
+    """Delete a revoked job's one-time schedule; True if it was there. A failure is logged,
+    not raised: the record says REVOKED already, so a schedule left to fire runs nothing."""
+    from tasks.ops import one_time_schedules  # the Scheduler client only where it is needed
+
+    try:
+        found = one_time_schedules.cancel(settings, outcome.schedule)
+    except Exception as exc:  # the revoke itself is done: log, never raise
+        log.warning(
+            "job %s: its schedule %s was not deleted (%s); it will fire and be dropped",
+            outcome.job_id,
+            outcome.schedule,
+            exc,
+        )
+        return False
+    log.info(
+        "job %s: schedule %s %s",
+        outcome.job_id,
+        outcome.schedule,
+        "deleted" if found else "gone already (fired)",
+    )
+    return found
+
+
 class Control(CeleryControl):
     def revoke(
         self,
@@ -73,6 +101,8 @@ class Control(CeleryControl):
         for outcome in outcomes:
             if not outcome.revoked:
                 log.warning("%s: a finished job stays finished", outcome)
+            elif outcome.schedule:
+                cancel_schedule(self.app.backend.settings, outcome)
         return outcomes[0] if single else outcomes
 
     def revoke_by_stamped_headers(self, headers: Any, *args: Any, **kwargs: Any) -> Any:

@@ -8,14 +8,15 @@ One table, partition key `job_id`: a job's own item under its id, and beside it
 from __future__ import annotations
 
 from tasks.results.encoding import s
+from tasks.results.index_key import IndexKeys
 
 GROUP_PREFIX = "group:"
 LEASE_PREFIX = "lease:"
 CHORD_PREFIX = "chord:"
 # The sparse index of job items by status (tasks.results.listing, GET /jobs): its partition
-# key `list_pk` is "<status>#<shard>", the shard taken from the job id's last hex digit so
-# that one status's writes spread over LIST_SHARDS partitions (docs/job-record.md).
-LIST_SHARDS = 4
+# key `list_pk` is "<status>#<shard>"; which write sets it, and the shards, are the rule of
+# tasks.results.index_key (docs/job-record.md). LIST_SHARDS: the default, one per status.
+LIST_SHARDS = 1
 
 
 def job_key(item_id: str) -> dict:
@@ -42,12 +43,10 @@ def lease_item_id(key: str) -> str:
     return LEASE_PREFIX + key
 
 
-def list_shard(job_id: str) -> int:
-    """The listing shard of a job: its id's last hex digit modulo LIST_SHARDS (0 if none).
-    The revoke template computes the same from the UUID's last character."""
-    last = job_id[-1:]
-    return int(last, 16) % LIST_SHARDS if last and last in "0123456789abcdefABCDEF" else 0
+def list_shard(job_id: str, shards: int = LIST_SHARDS) -> int:
+    """The listing shard of a job: its id's last hex digit modulo `shards` (0 if none)."""
+    return int(IndexKeys(shards).shard(job_id), 16)
 
 
-def list_pk(status: str, job_id: str) -> str:
-    return f"{status}#{list_shard(job_id)}"
+def list_pk(status: str, job_id: str, shards: int = LIST_SHARDS) -> str:
+    return IndexKeys(shards).pk(status, job_id)

@@ -126,29 +126,34 @@ def lease_free(update: Update, token: str) -> str:
 class LeaseRecords(JobTable):
     """The lease writes of JobRecords."""
 
-    def renew_run_lease(self, job_id: str, token: str) -> bool:
+    def renew_run_lease(self, job_id: str, token: str, *, list_running: bool = False) -> bool:
         """Push a running job's lease forward (the heartbeat: tasks.worker.lease_heartbeat).
 
         Only the run that holds it, and only while the job is not finished; False when
-        the lease is no longer this run's (the job finished, or retried)."""
+        the lease is no longer this run's (the job finished, or retried). `list_running`:
+        the job has run long enough to be listed (tasks.results.index_key): the same write
+        lists it under STARTED unless a status write listed it already (PROGRESS, RETRY)."""
+        names = {"#run_lease": "run_lease", "#run_token": "run_token", "#status": "status"}
+        values = {
+            ":until": n(int(time.time()) + self.run_lease_seconds),
+            ":token": s(token),
+            **TERMINAL_VALUES,
+        }
+        expression = "SET #run_lease = :until"
+        if list_running:
+            expression += ", #list_pk = if_not_exists(#list_pk, :list_pk)"
+            names["#list_pk"] = "list_pk"
+            values[":list_pk"] = s(self.index_keys.pk(states.STARTED, job_id))
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=job_key(job_id),
-                UpdateExpression="SET #run_lease = :until",
+                UpdateExpression=expression,
                 ConditionExpression=(
                     "#run_token = :token AND NOT (#status IN (:success, :failure, :revoked))"
                 ),
-                ExpressionAttributeNames={
-                    "#run_lease": "run_lease",
-                    "#run_token": "run_token",
-                    "#status": "status",
-                },
-                ExpressionAttributeValues={
-                    ":until": n(int(time.time()) + self.run_lease_seconds),
-                    ":token": s(token),
-                    **TERMINAL_VALUES,
-                },
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if is_conditional_failure(exc):

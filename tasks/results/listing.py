@@ -7,11 +7,13 @@
     more = list_jobs("FAILURE", since=..., cursor=page.next) if page.next else None
 
 The index (tasks.ops.provision.list_index) has one partition per status and shard
-(`list_pk` = "<status>#<shard>", written by every status write of tasks.results.records),
-sorted by `created_at`. A page here queries every shard of the wanted status (all six
-recorded statuses for status=None), each from where the cursor left it, and merges them
-newest first (k-way), so pages are globally ordered. GET /jobs (API Gateway makes one Query
-per request) walks the shards one after the other instead: see docs/http-api.md.
+(`list_pk` = "<status>#<shard>", written by the status writes of tasks.results.records under
+the rule of tasks.results.index_key), sorted by `created_at`. By default (JOBS_LIST_SHARDS=1)
+a status is one partition, so every page, over HTTP too, is globally ordered. With more
+shards a page here queries every shard of the wanted status (all listed statuses for
+status=None), each from where the cursor left it, and merges them newest first (k-way);
+GET /jobs (API Gateway makes one Query per request) walks the shards one after the other
+instead: see docs/http-api.md.
 
 The cursor is opaque: base64url of a small JSON document naming the status and, per
 partition, where the next page starts. It is validated strictly; a forged one is a
@@ -33,16 +35,18 @@ from celery import states
 
 from tasks.ops.provision import LIST_INDEX, LIST_PROJECTED
 from tasks.results.encoding import item_str, s
-from tasks.results.keys import LIST_SHARDS
+from tasks.results.index_key import IndexKeys
 
 # Celery's states as the records hold them (PENDING is never recorded: no record is PENDING).
-LISTED_STATES = (
+# A status added here is listed by GET /jobs too once the templates' pattern names it.
+LISTED_STATES: tuple[str, ...] = (
     states.STARTED,
     "PROGRESS",
     states.RETRY,
     states.SUCCESS,
     states.FAILURE,
     states.REVOKED,
+    "SCHEDULED",  # waiting for its eta (tasks.results.transitions.SCHEDULED): listed at once
 )
 MAX_LIMIT = 100
 ISO_TIME = re.compile(r"^\d{4}-[01]\d-[0-3]\d(T[0-2]\d:[0-5]\d:[0-5]\d(\.\d{1,6})?Z)?$")
@@ -82,11 +86,12 @@ def since_key(since: str) -> str:
     return since.removesuffix("Z")
 
 
-def partitions(status: str | None) -> list[str]:
+def partitions(status: str | None, keys: IndexKeys | None = None) -> list[str]:
     if status is not None and status not in LISTED_STATES:
         raise ValueError(f"status={status!r}: expected one of {', '.join(LISTED_STATES)}")
     wanted = LISTED_STATES if status is None else (status,)
-    return [f"{name}#{shard}" for name in wanted for shard in range(LIST_SHARDS)]
+    keys = keys or IndexKeys()
+    return [pk for name in wanted for pk in keys.partitions(name)]
 
 
 def encode_cursor(status: str | None, positions: list[Position]) -> str:
@@ -199,19 +204,22 @@ def list_jobs(
     """Jobs of `status` (None: every recorded status), newest first, at most `limit`.
 
     `task` keeps only that task's jobs, `since` (ISO-8601 UTC) only jobs created since
-    then; `cursor` is a JobPage.next of the same status. The client and table default to
-    those of `settings` (an app's `app.settings`; else the environment's)."""
+    then; `cursor` is a JobPage.next of the same status. The client, table and the index's
+    shards (JOBS_LIST_SHARDS) default to those of `settings` (an app's `app.settings`; else
+    the environment's)."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit={limit!r}: expected 1 to {MAX_LIMIT}")
-    pks = partitions(status)
+    if settings is None:
+        from tasks.ops.settings import Settings
+
+        settings = Settings.from_env()
+    pks = partitions(status, IndexKeys.of(settings))
     positions: list[Position] = (
         [None] * len(pks) if cursor is None else decode_cursor(cursor, status, len(pks))
     )
     if client is None or table is None:
         from tasks.ops.clients import dynamodb_client
-        from tasks.ops.settings import Settings
 
-        settings = settings or Settings.from_env()
         client = client or dynamodb_client(settings)
         table = table or settings.table_name
     condition = "list_pk = :pk"

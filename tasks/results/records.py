@@ -19,6 +19,7 @@ Transitions (docs/job-record.md's table shows the same):
     (none) | any non-terminal ──worker──► STARTED | PROGRESS | RETRY
     (none) | any non-terminal ──worker──► SUCCESS | FAILURE | REVOKED
     (none) | any non-terminal ──revoke (AsyncResult.revoke, DELETE /jobs/{id})──► REVOKED
+    (none) | PENDING | RETRY | SCHEDULED ──worker defers an eta past 15 min──► SCHEDULED
     SUCCESS | FAILURE | REVOKED ──► nothing, ever
 
 * A terminal state (SUCCESS, FAILURE, REVOKED) is never overwritten.
@@ -46,6 +47,8 @@ Transitions (docs/job-record.md's table shows the same):
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -62,16 +65,26 @@ from tasks.results.encoding import (
 )
 from tasks.results.groups import GroupRecords
 from tasks.results.job_item import job_update
-from tasks.results.keys import job_key, list_pk
+from tasks.results.keys import job_key
 from tasks.results.leases import LeaseRecords, run_lease_condition
 from tasks.results.revoke import RevokeRecords
 from tasks.results.transitions import (
     GATE_CONDITION,
+    SCHEDULED,
     TERMINAL_VALUES,
     status_condition,
 )
 
 log = logging.getLogger(__name__)
+
+
+def _epoch(eta: str) -> float:
+    """An ISO 8601 eta's epoch seconds (naive: UTC, as Celery reads it); 0 if unreadable."""
+    try:
+        when = datetime.fromisoformat(eta)
+    except ValueError:
+        return 0.0
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
@@ -163,15 +176,56 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
         update.set("rejected", s(utc_now()))
         return self._apply(job_id, update, GATE_CONDITION)
 
+    def mark_scheduled(
+        self,
+        job_id: str,
+        *,
+        task: str,
+        eta: str,
+        schedule: str,
+        refusal: dict | None = None,
+    ) -> bool:
+        """Record a job deferred until `eta` (ISO 8601) by the one-time schedule `schedule`.
+
+        The `schedule` transition: from no record, PENDING, RETRY or SCHEDULED (a duplicate
+        message writes the same again: True), never over a run or a finished job (False).
+        The run, when the schedule fires, moves it on like any other (STARTED); a revoke
+        makes it REVOKED, and its `schedule` tells the revoker which schedule to delete.
+        On refusal, `refusal` (if given) receives the record that refused (ALL_OLD)."""
+        update = Update()
+        now = utc_now()
+        update.set("status", s(SCHEDULED))
+        update.set("task", s(task[:500]))
+        update.set("eta", s(eta[:64]))
+        update.set("schedule", s(schedule[:64]))  # EventBridge Scheduler names: 1-64
+        update.set("updated_at", s(now))
+        update.set("created_at", s(now), if_absent=True)
+        if self.expires_seconds:
+            # The TTL counts from the eta: a record must outlive a wait of years.
+            due = max(time.time(), _epoch(eta))
+            update.set("expires_at", n(int(due) + self.expires_seconds))
+        for attr in ("error", "traceback", "rejected"):
+            update.remove(attr)  # a retry's exception, the gate's mark: not this state's
+        update.values[":retry"] = s(states.RETRY)
+        update.values[":scheduled"] = s(SCHEDULED)
+        return self._apply(job_id, update, status_condition("schedule"), refusal)
+
     def _apply(
         self, job_id: str, update: Update, condition: str, refusal: dict | None = None
     ) -> bool:
         update.names["#status"] = "status"
-        # Every status write moves the job in the listing index (a job item only: sparse).
-        update.set("list_pk", s(list_pk(update.values[":status"]["S"], job_id)))
+        # The listing index's key rule (tasks.results.index_key): this write lists the job
+        # under its status, or (a STARTED write) leaves it out until its lease renewal.
+        key = self.index_keys.on_write(update.values[":status"]["S"], job_id)
+        if key is None:
+            update.remove("list_pk")
+        else:
+            update.set("list_pk", s(key))
         if "#rejected" in condition:
             update.names["#rejected"] = "rejected"
-        update.values.update(TERMINAL_VALUES)
+        # Only the placeholders the write uses: DynamoDB refuses an unused value.
+        used = f"{condition} {update.expression()}"
+        update.values.update({k: v for k, v in TERMINAL_VALUES.items() if k in used})
         if ":pending" in condition:
             update.values[":pending"] = s(states.PENDING)
         extra = {} if refusal is None else {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"}

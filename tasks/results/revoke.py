@@ -17,7 +17,7 @@ from celery import states
 
 from tasks.results.encoding import is_conditional_failure, iso_utc, item_str, n, s
 from tasks.results.job_item import error_map
-from tasks.results.keys import job_key, list_pk
+from tasks.results.keys import job_key
 from tasks.results.table import JobTable
 from tasks.results.transitions import status_condition
 
@@ -50,6 +50,9 @@ class Revocation:
     status: str
     previous: str
     terminate: str | None = None  # the signal a worker sends it (revoke(terminate=True))
+    # The one-time schedule of a job revoked while SCHEDULED (its record's `schedule`): the
+    # revoker deletes it (tasks.results.control); if it fires anyway, the worker drops it.
+    schedule: str | None = None
 
     def __str__(self) -> str:
         if self.revoked:
@@ -86,7 +89,7 @@ class RevokeRecords(JobTable):
             ":failure": s(states.FAILURE),
             ":revoke_error": error_map(REVOKE_ERROR),
             ":now": s(iso_utc(when)),
-            ":list_pk": s(list_pk(states.REVOKED, job_id)),
+            ":list_pk": s(self.index_keys.pk(states.REVOKED, job_id)),
         }
         if self.expires_seconds:
             expression += REVOKE_EXPIRES
@@ -116,7 +119,7 @@ class RevokeRecords(JobTable):
             old = (
                 self.client.update_item(
                     **self.revoke_request(job_id, terminate=terminate),
-                    ReturnValues="UPDATED_OLD",
+                    ReturnValues="ALL_OLD",  # `schedule` too, which the write leaves
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ).get("Attributes")
                 or {}
@@ -136,4 +139,5 @@ class RevokeRecords(JobTable):
             previous,
             f"; its worker sends it {terminate}" if terminate else "",
         )
-        return Revocation(job_id, True, states.REVOKED, previous, terminate)
+        schedule = item_str(old, "schedule") or None
+        return Revocation(job_id, True, states.REVOKED, previous, terminate, schedule)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tasks.results.encoding import n, projection
+from tasks.results.index_key import IndexKeys
 from tasks.results.keys import job_key
 
 # BatchGetItem reads at most 100 keys a call.
@@ -29,11 +30,13 @@ class JobTable:
         table: str,
         expires_seconds: int | None,
         run_lease_seconds: int = DEFAULT_RUN_LEASE_SECONDS,
+        index_keys: IndexKeys | None = None,
     ):
         self._client = client  # a callable: the boto3 client must not cross a fork
         self.table = table
         self.expires_seconds = expires_seconds
         self.run_lease_seconds = run_lease_seconds  # the queue's visibility timeout
+        self.index_keys = index_keys or IndexKeys()  # the listing's key rule (its shards)
 
     @property
     def client(self):

@@ -16,7 +16,9 @@ Invariants (tests/test_record_model.py):
 * a revoked job never starts;
 * the record's `retries` never goes down;
 * a large result stored for a job belongs to the run whose record won;
-* the listing partition (`list_pk`) always names the record's current status.
+* the listing partition (`list_pk`), where there is one, names the record's current status,
+  and only a STARTED record not yet past JOBS_LIST_RUNNING_AFTER has none
+  (tasks.results.index_key).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from tasks.results.encoding import s
 NONE = "(none)"  # no item: queued, or unknown (PENDING to a reader)
 PROGRESS = "PROGRESS"  # any custom state: a job's progress (Progress.update, update_state)
 REJECTED = "RETRY [rejected]"  # a RETRY the gate wrote: no worker has touched the record
+# A job deferred until its eta (docs/job-record.md): not a Celery state, and not ready.
+SCHEDULED = "SCHEDULED"
 TERMINAL = (states.SUCCESS, states.FAILURE, states.REVOKED)
-NON_TERMINAL = (NONE, states.PENDING, REJECTED, states.STARTED, PROGRESS, states.RETRY)
+NON_TERMINAL = (NONE, states.PENDING, REJECTED, SCHEDULED, states.STARTED, PROGRESS, states.RETRY)
 ANY = (*NON_TERMINAL, *TERMINAL)
 
 
@@ -78,6 +82,14 @@ TRANSITIONS: tuple[Transition, ...] = (
         "not while another run holds the lease",
     ),
     Transition(
+        "schedule",
+        "worker (deferral of an eta over 15 minutes ahead)",
+        (NONE, states.PENDING, REJECTED, states.RETRY, SCHEDULED),
+        SCHEDULED,
+        "writes `eta` and `schedule`; never over a run (STARTED, PROGRESS) or a finished job; "
+        "a duplicate message writes the same again",
+    ),
+    Transition(
         "renew",
         "worker (heartbeat)",
         (states.STARTED, PROGRESS),
@@ -120,6 +132,8 @@ _PLACEHOLDER = {
     states.FAILURE: ":failure",
     states.REVOKED: ":revoked",
     states.PENDING: ":pending",
+    states.RETRY: ":retry",
+    SCHEDULED: ":scheduled",
 }
 
 
@@ -149,14 +163,14 @@ def status_condition(name: str) -> str:
     parts = []
     if NONE in sources:
         parts.append("attribute_not_exists(#status)")
-    for state in (states.PENDING, *TERMINAL):
+    for state in (states.PENDING, states.RETRY, SCHEDULED, *TERMINAL):
         if state in sources:
             parts.append(f"#status = {_PLACEHOLDER[state]}")
-    if REJECTED in sources:
+    if REJECTED in sources and states.RETRY not in sources:
         parts.append(
             "(attribute_exists(#rejected) AND NOT (#status IN (:success, :failure, :revoked)))"
         )
-    leftover = sources - {NONE, states.PENDING, REJECTED, *TERMINAL}
+    leftover = sources - {NONE, states.PENDING, states.RETRY, SCHEDULED, REJECTED, *TERMINAL}
     if leftover:
         raise ValueError(f"{name}: no condition for {sorted(leftover)}")
     return " OR ".join(parts)

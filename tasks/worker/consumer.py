@@ -19,7 +19,7 @@ from tasks.ops.settings import Settings
 from tasks.worker.celery_hooks import Middlewares
 from tasks.worker.default_middleware import of
 from tasks.worker.gate import job_identity
-from tasks.worker.middleware.base import Rejection, Verdict
+from tasks.worker.middleware.base import Rejection, Taken, Verdict
 from tasks.worker.sqs_io import sqs_io
 from tasks.worker.sqs_messages import receive_count, sqs_location
 
@@ -40,6 +40,8 @@ class SafeConsumer(celery_private.Consumer):
 
         def on_task_received(message):
             verdict = self.middleware.screen(self, message)
+            if isinstance(verdict, Taken):
+                return None  # a middleware acknowledges it or gives it back (deferral)
             if verdict is not None:
                 return self.reject(message, verdict)
             try:

@@ -1,8 +1,8 @@
 """The worker's default middleware list, in order, and the list of an app.
 
 Order matters where two middlewares answer the same hook: the gate screens a message
-before anything else sees it; the lost-run record writes FAILURE before the callbacks
-read the record's state.
+before anything else sees it, then deferral takes those due too far ahead; the lost-run
+record writes FAILURE before the callbacks read the record's state.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from tasks.ops.settings import Settings
 from tasks.worker.claim_check import ClaimCheck
 from tasks.worker.completion_callbacks import CompletionCallbacks
+from tasks.worker.deferral import Deferral
 from tasks.worker.gate.middleware import MessageGate
 from tasks.worker.lease_heartbeat import RunLeaseHeartbeat
 from tasks.worker.liveness import ProgressMarks
@@ -29,6 +30,7 @@ from tasks.worker.worker_lost import LostRunRecord
 def default_middleware(settings: Settings) -> list[Middleware]:
     return [
         MessageGate(),
+        Deferral(settings),  # after the gate: only a well-formed message is deferred
         ClaimCheck(settings),
         RejectionRecord(),
         LostRunRecord(),

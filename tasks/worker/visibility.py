@@ -11,9 +11,12 @@ and never extended again.
 
 ETA/countdown tasks are held and extended the same way, up to SQS's ceiling:
 a message's visibility can reach at most 12 hours after it was received.
-A message whose ETA lies beyond that cannot be held, so it is refused when
-received: its job is recorded FAILURE (`EtaBeyondVisibilityLimit`, saying
-why) and the message is acknowledged. Schedule such work outside the queue.
+A message whose ETA lies beyond that cannot be held. Normally it never gets here: a
+job due more than 15 minutes ahead is deferred to a one-time EventBridge Scheduler
+schedule before Celery sees it (tasks.worker.deferral). Where deferral cannot work (no
+scheduler role configured; arguments in S3 that expire before the ETA) it is refused when
+received: its job is recorded FAILURE (`EtaBeyondVisibilityLimit`, saying why) and the
+message is acknowledged.
 
 `keeping()` tells the health check's busy pulse (tasks.worker.liveness) whether the
 heartbeat still holds the messages: it turns False once a beat went unconfirmed by

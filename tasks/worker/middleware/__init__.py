@@ -16,7 +16,7 @@ tasks.worker.default_middleware lists the worker's own in order, tasks.worker.ce
 is where Celery calls in.
 """
 
-from tasks.worker.middleware.base import Middleware, Periodic, Rejection, Verdict
+from tasks.worker.middleware.base import Middleware, Periodic, Rejection, Taken, Verdict
 from tasks.worker.middleware.stack import MiddlewareStack, built
 
-__all__ = ["Middleware", "MiddlewareStack", "Periodic", "Rejection", "Verdict", "built"]
+__all__ = ["Middleware", "MiddlewareStack", "Periodic", "Rejection", "Taken", "Verdict", "built"]

@@ -31,6 +31,15 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Taken:
+    """A screen's answer for a message the middleware took over: Celery never sees it, and the
+    middleware itself acknowledges it or gives it back to SQS (tasks.worker.deferral)."""
+
+    job_id: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Rejection:
     """A message the worker refused, as the `message_rejected` hook sees it: the verdict,
     the message's receive count, and whether SQS will not deliver it again (`final`)."""
@@ -54,9 +63,10 @@ class Middleware:
         """SIGTERM/SIGINT ("Warm") or SIGQUIT ("Cold"); called from the signal handler."""
 
     # --- a message, before Celery has it --------------------------------------------------
-    def screen_message(self, consumer: Any, message: Any) -> Verdict | None:
-        """A verdict to refuse this kombu message before Celery parses it, or None to pass
-        it on. The first verdict wins; a hook that raises refuses the message too."""
+    def screen_message(self, consumer: Any, message: Any) -> Verdict | Taken | None:
+        """A verdict to refuse this kombu message before Celery parses it, `Taken` if this
+        middleware took it over, or None to pass it on. The first answer wins; a hook that
+        raises refuses the message too."""
         return None
 
     def message_body(self, message: Any, headers: dict[str, Any]) -> tuple | None:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-from tasks.worker.middleware.base import Middleware, Verdict
+from tasks.worker.middleware.base import Middleware, Taken, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class MiddlewareStack:
             except Exception:
                 log.exception("middleware %s failed in %s", type(middleware).__name__, hook)
 
-    def screen(self, consumer: Any, message: Any) -> Verdict | None:
-        """The first middleware's verdict refusing this message, or None. A screen that
+    def screen(self, consumer: Any, message: Any) -> Verdict | Taken | None:
+        """The first middleware's verdict refusing this message (or `Taken`), or None. A screen that
         raises refuses it (the worker must never stop on a message)."""
         for middleware in self._items:
             try:
