@@ -17,18 +17,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from celery import states
 
 from tasks.http_contract.record import record_json
-from tasks.ops import dlq
+from tasks.ops import dlq, one_time_schedules
 from tasks.ops.settings import Settings
 from tasks.results import listing
 from tasks.results.control import signal_name
-from tasks.results.encoding import iso_utc
+from tasks.results.encoding import iso_utc, item_str
 from tasks.results.listing import JobPage, list_jobs
 from tasks.results.records import JobRecords
 from tasks.results.revoke import Revocation
+from tasks.results.transitions import SCHEDULED
 
 JOB_ID = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -72,6 +73,21 @@ class Names:
     alarms: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Cancellation:
+    """What a cancel did: the revoke, and what became of a SCHEDULED job's schedule."""
+
+    revocation: Revocation
+    schedule: str = ""  # a sentence on its one-time schedule, if it had one
+
+    def __str__(self) -> str:
+        outcome = self.revocation
+        said = str(outcome)
+        if outcome.revoked and outcome.terminate:
+            said += f"; its worker sends it {outcome.terminate}"
+        return said + (f"; {self.schedule}" if self.schedule else "")
+
+
 @dataclass
 class Source:
     """The queue, DLQ and records of one system; `kind` is "local" or "aws"."""
@@ -81,6 +97,10 @@ class Source:
     dynamodb: Callable[[], Any]
     result_expires: int | None = None
     kind: str = "local"
+    # Where deferred jobs' one-time schedules are (settings.schedule_group) and the
+    # EventBridge Scheduler client that deletes one when its job is cancelled.
+    settings: Settings | None = None
+    scheduler: Callable[[], Any] | None = None
     _urls: dict[str, str] = field(default_factory=dict, repr=False)
     _depths: deque[tuple[datetime, int]] = field(
         default_factory=lambda: deque(maxlen=DEPTH_SAMPLES), repr=False
@@ -245,8 +265,9 @@ class Source:
         since: str | None = None,
     ) -> JobPage:
         """A page of the listing, newest first, of one task and created since a time if
-        asked (ValueError: a bad status, task, time or cursor)."""
-        return list_jobs(
+        asked (ValueError: a bad status, task, time or cursor). A SCHEDULED job also has
+        its `eta`, read from its record (the listing index does not project it)."""
+        page = list_jobs(
             status,
             task=task,
             since=since,
@@ -255,6 +276,15 @@ class Source:
             client=self.dynamodb(),
             table=self.names.table,
         )
+        waiting = [job["job_id"] for job in page.jobs if job.get("status") == SCHEDULED]
+        if not waiting:
+            return page
+        etas = self.records().read_many(waiting, "eta")
+        jobs = [
+            {**job, "eta": eta} if (eta := item_str(etas.get(job["job_id"], {}), "eta")) else job
+            for job in page.jobs
+        ]
+        return JobPage(jobs, page.next)
 
     @staticmethod
     def statuses() -> tuple[str, ...]:
@@ -296,12 +326,32 @@ class Source:
         }
 
     # --- actions ---------------------------------------------------------------------
-    def cancel(self, job_id: str, *, terminate: bool) -> Revocation:
+    def cancel(self, job_id: str, *, terminate: bool) -> Cancellation:
         """The revoke transition (AsyncResult.revoke / app.control.revoke's): REVOKED unless
-        finished; with terminate, its worker also kills it with SIGTERM."""
+        finished; with terminate, its worker also kills it with SIGTERM. A job revoked while
+        SCHEDULED also loses its one-time schedule, as tasks.results.control's revoke does."""
         if not JOB_ID.match(job_id):
             raise ValueError(f"not a job id: {job_id!r}")
-        return self.records().revoke(job_id, terminate=signal_name(None) if terminate else None)
+        outcome = self.records().revoke(job_id, terminate=signal_name(None) if terminate else None)
+        if not (outcome.revoked and outcome.schedule):
+            return Cancellation(outcome)
+        return Cancellation(outcome, self._delete_schedule(outcome.schedule))
+
+    def _delete_schedule(self, name: str) -> str:
+        """Delete a revoked job's schedule; says what became of it. A failure is said, not
+        raised: the record is REVOKED already, so a schedule that fires runs nothing."""
+        left = "it will fire, and the worker drops the job (its record is REVOKED)"
+        if self.settings is None:
+            return f"its schedule {name} was left (this console has no scheduler); {left}"
+        try:
+            found = one_time_schedules.cancel(
+                self.settings, name, scheduler=self.scheduler() if self.scheduler else None
+            )
+        except (ClientError, BotoCoreError) as exc:
+            return f"its schedule {name} was not deleted ({exc}); {left}"
+        if found:
+            return f"its schedule {name} deleted"
+        return f"its schedule {name} had fired already; the job will not run (REVOKED)"
 
     def redrive(self) -> str:
         """tasks.ops.dlq.redrive: each DLQ message back to the queue, its FAILURE record
@@ -455,7 +505,7 @@ def metric_query(
 
 def local_source(settings: Settings) -> Source:
     """The emulator's queue, DLQ and table (`make run`), with the settings' clients."""
-    from tasks.ops.clients import dynamodb_client, sqs_client
+    from tasks.ops.clients import dynamodb_client, scheduler_client, sqs_client
 
     return Source(
         Names(settings.queue_name, settings.dlq_name, settings.table_name),
@@ -463,6 +513,8 @@ def local_source(settings: Settings) -> Source:
         lambda: dynamodb_client(settings),
         settings.result_expires,
         "local",
+        settings=settings,
+        scheduler=lambda: scheduler_client(settings),
     )
 
 

@@ -54,7 +54,7 @@ def timeline(job: dict[str, Any]) -> list[Event]:
         add("updated_at", status.lower(), detail)
     if status == "SCHEDULED":  # deferred until its eta (docs/job-record.md, `schedule`)
         eta = job.get("eta")
-        add("updated_at", "scheduled", f"to run at {eta}" if isinstance(eta, str) else "")
+        add("updated_at", "scheduled", f"for {eta}" if isinstance(eta, str) else "")
     if status == "REVOKED":
         add("revoked_at", "revoked", "cancelled", bad=True)
     elif job.get("finished_at"):

@@ -21,6 +21,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from flask import Blueprint, Response, jsonify, render_template, request, url_for
 from werkzeug.exceptions import NotFound
 
@@ -28,6 +29,7 @@ from console.sources import FINISHED, Source
 from console.timeline import timeline
 
 actions_log = logging.getLogger("console.actions")
+log = logging.getLogger(__name__)
 PAGE_SIZE = 25
 CSRF_COOKIE = "console_csrf"
 
@@ -134,8 +136,11 @@ def console_blueprint(source: Source, name: str = "console") -> Blueprint:
             record = source.job(job_id)
         except ValueError as exc:
             return _page("refused.html", 400, reason=str(exc))
+        # No record: queued and not started, or unknown (or expired). A 404 that still
+        # offers the cancel, which a queued job can take (it never runs).
         return _page(
             "job.html",
+            200 if record.get("created_at") else 404,
             job=record,
             events=timeline(record),
             finished=record.get("status") in FINISHED,
@@ -156,11 +161,7 @@ def console_blueprint(source: Source, name: str = "console") -> Blueprint:
             outcome = source.cancel(job_id, terminate=terminate)
         except ValueError as exc:
             return _page("refused.html", 400, reason=str(exc))
-        said = str(outcome) + (
-            f"; its worker sends it {outcome.terminate}"
-            if outcome.revoked and outcome.terminate
-            else ""
-        )
+        said = str(outcome)
         actions_log.warning(
             "console action cancel job=%s terminate=%s from %s: %s",
             job_id,
@@ -171,7 +172,7 @@ def console_blueprint(source: Source, name: str = "console") -> Blueprint:
         return _page(
             "done.html",
             said=said,
-            ok=outcome.revoked,
+            ok=outcome.revocation.revoked,
             back=url_for(f"{bp.name}.job", job_id=job_id),
         )
 
@@ -232,4 +233,37 @@ def console_blueprint(source: Source, name: str = "console") -> Blueprint:
     def not_found(exc: NotFound) -> Response:
         return _page("refused.html", 404, reason="no such page")
 
+    @bp.errorhandler(BotoCoreError)
+    @bp.errorhandler(ClientError)
+    def aws_error(exc: Exception) -> Response:
+        """What the emulator or AWS answered, said plainly, not a 500: a 503 when it did not
+        answer (try again), a 502 when it refused the call."""
+        reason = unavailable(exc, source.kind)
+        code = 502 if isinstance(exc, ClientError) else 503
+        log.warning("console %s %s: %s", request.method, request.path, reason)
+        if request.path.startswith(url_for(f"{bp.name}.now") + "api/"):
+            response = jsonify({"error": reason})
+            response.status_code = code
+            return response
+        return _page("refused.html", code, reason=reason)
+
     return bp
+
+
+def unavailable(exc: Exception, kind: str) -> str:
+    """A botocore error as a sentence an operator can act on."""
+    if isinstance(exc, EndpointConnectionError):
+        if kind == "local":
+            return (
+                f"the emulator is not answering ({exc}): is it running? "
+                "`make run` starts it with the shim and a worker"
+            )
+        return f"AWS is not answering ({exc}): check the network and the region"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "?"), error.get("Message", "")
+        said = f"{exc.operation_name} refused: {code} {message}".rstrip()
+        if "AccessDenied" in code or "UnrecognizedClient" in code or "Expired" in code:
+            said += " (the rights the console needs: python -m ecs console --print-policy)"
+        return said
+    return f"{type(exc).__name__}: {exc}"

@@ -21,7 +21,9 @@ DEFAULT_PORT = 8001
 
 
 def console_source(clients, stack: Stack) -> AwsSource:
-    """The stack's queue, DLQ, table, service and alarms, read with `clients`."""
+    """The stack's queue, DLQ, table, service and alarms, read with `clients`; its schedule
+    group, where a cancelled deferred job's one-time schedule is deleted."""
+    worker = stack.worker_settings()
     return AwsSource(
         Names(
             queue=stack.queue_name,
@@ -36,7 +38,9 @@ def console_source(clients, stack: Stack) -> AwsSource:
         Settings.from_env().result_expires,
         ecs=lambda: clients.ecs,
         cloudwatch=lambda: clients.cloudwatch,
-        metrics_namespace=stack.worker_settings().metrics_namespace,
+        settings=worker,
+        scheduler=lambda: clients.scheduler,
+        metrics_namespace=worker.metrics_namespace,
     )
 
 
@@ -48,6 +52,7 @@ def console_policy(stack: Stack) -> dict:
             Region=stack.region,
             Account=stack.account_id,
             Stack=stack.name,
+            ScheduleGroup=stack.schedule_group,
         )
     )
 

@@ -71,9 +71,16 @@ def documents(stack: Stack) -> dict[str, dict]:
     }
 
 
+def client_name(stack: Stack) -> str:
+    return f"{stack.name}-client"
+
+
 def show(stack: Stack, out: str | None, echo: Callable[[str], None]) -> None:
-    """Print the documents, or write them to `out` with the commands that create them."""
-    named = documents(stack)
+    """Print the documents, or write them to `out` with the commands that create them;
+    with them the client policy, for the roles of applications that use the stack from
+    Python (policies.client_policy)."""
+    deployer = documents(stack)
+    named = {**deployer, client_name(stack): policies.client_policy(stack)}
     if out is None:
         echo(json.dumps(named, indent=2))
         return
@@ -92,5 +99,13 @@ def show(stack: Stack, out: str | None, echo: Callable[[str], None]) -> None:
             f"  aws iam create-policy --policy-name {name} "
             f"--policy-document file://{folder / name}.json"
         )
-    for name in list(named)[1:]:
+    for name in list(deployer)[1:]:
         echo(f"  aws iam attach-user-policy --user-name YOU --policy-arn {prefix}/{name}")
+    echo(
+        f"and {client_name(stack)} to the roles of applications that submit, read, list or "
+        "revoke jobs from Python:"
+    )
+    echo(
+        f"  aws iam attach-role-policy --role-name APP_ROLE "
+        f"--policy-arn {prefix}/{client_name(stack)}"
+    )

@@ -274,6 +274,60 @@ def api_policy(stack: Stack) -> dict:
     }
 
 
+# What a Python service that submits and follows jobs calls (tasks.client): send, read,
+# revoke, list; large arguments and results through the claim check.
+CLIENT_TABLE_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
+
+
+def client_policy(stack: Stack) -> dict:
+    """For the roles of applications that submit jobs from Python (not a role of the
+    stack: their administrator attaches it). Beside the API's rights, revoke() of a job
+    waiting in a one-time schedule (tasks.results.control) deletes that schedule: the
+    stack's deferred-job schedules only (job-*), never the recurring ones, and no
+    CreateSchedule (only workers defer)."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "SubmitJobs",
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage"],
+                "Resource": stack.queue_arn,
+            },
+            {
+                "Sid": "ReadAndRevokeJobs",
+                "Effect": "Allow",
+                "Action": CLIENT_TABLE_ACTIONS,
+                "Resource": stack.table_arn,
+            },
+            {
+                "Sid": "ListJobs",
+                "Effect": "Allow",
+                "Action": ["dynamodb:Query"],
+                "Resource": f"{stack.table_arn}/index/{LIST_INDEX}",
+            },
+            {
+                "Sid": "LargeArguments",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": f"{stack.bucket_arn}/payloads/*",
+            },
+            {
+                "Sid": "ReadLargeResults",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": f"{stack.bucket_arn}/results/*",
+            },
+            {
+                "Sid": "CancelDeferredJobs",
+                "Effect": "Allow",
+                "Action": ["scheduler:DeleteSchedule"],
+                "Resource": stack.deferred_schedules_arn_pattern,
+            },
+        ],
+    }
+
+
 def roles(stack: Stack) -> list[tuple[str, str, dict]]:
     """(role name, trusted service, inline policy) for every role of the stack."""
     return [

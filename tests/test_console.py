@@ -557,5 +557,166 @@ def test_a_deferred_job_shows_when_it_will_run():
     events = [(e.what, e.detail) for e in timeline(job)]
     assert events == [
         ("recorded", "the record's first write"),
-        ("scheduled", "to run at 2026-12-07T09:00:00Z"),
+        ("scheduled", "for 2026-12-07T09:00:00Z"),
     ]
+
+
+@pytest.fixture
+def deferring(aws):
+    """A source whose jobs can be deferred: its Settings name a schedule group (made here)
+    and a scheduler role, as tasks.worker.deferral needs."""
+    from dataclasses import replace
+
+    from tasks.ops import one_time_schedules
+    from tasks.ops.clients import scheduler_client
+    from tasks.ops.settings import Settings
+
+    sqs, dynamodb, _ = aws
+    settings = replace(
+        Settings.from_env(),
+        queue_name="console-jobs",
+        dlq_name="console-jobs-dlq",
+        table_name="console-jobs",
+        schedule_group="console-schedules",
+        scheduler_role_arn="arn:aws:iam::123456789012:role/console-scheduler",
+    )
+    scheduler = scheduler_client(settings)
+    one_time_schedules.ensure_group(settings, scheduler=scheduler)
+    source = Source(
+        Names("console-jobs", "console-jobs-dlq", "console-jobs"),
+        lambda: sqs,
+        lambda: dynamodb,
+        3600,
+        settings=settings,
+        scheduler=lambda: scheduler,
+    )
+    return source, settings, scheduler
+
+
+def defer(source: Source, settings, scheduler, eta: datetime, *, schedule: bool = True) -> str:
+    """A job as tasks.worker.deferral leaves it: its one-time schedule, its SCHEDULED record."""
+    from tasks.ops import one_time_schedules
+
+    job_id = str(uuid.uuid4())
+    name = one_time_schedules.schedule_name(job_id)
+    if schedule:
+        assert one_time_schedules.create(
+            settings, name=name, at=eta, body="{}", scheduler=scheduler
+        )
+    eta_text = eta.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert source.records().mark_scheduled(
+        job_id, task="tasks.debug.add", eta=eta_text, schedule=name
+    )
+    return job_id
+
+
+def test_a_scheduled_job_is_listed_with_its_eta_and_shown_as_waiting_for_it(deferring):
+    source, settings, scheduler = deferring
+    client = create_app(source).test_client()
+    eta = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    job_id = defer(source, settings, scheduler, eta)
+    eta_text = eta.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    page = client.get("/console/jobs?status=SCHEDULED").get_data(as_text=True)
+    assert "runs at (eta)" in page
+    row = page.split(f'<tr data-id="{job_id}"')[1].split("</tr>")[0]
+    assert f'<td class="eta">{eta_text}</td>' in row
+    # Other statuses keep their finished column.
+    assert "runs at (eta)" not in client.get("/console/jobs?status=SUCCESS").get_data(as_text=True)
+
+    page = client.get(f"/console/jobs/{job_id}").get_data(as_text=True)
+    timeline = page.split('id="timeline"')[1].split("</ol>")[0]
+    assert re.search(rf"<b>scheduled</b> for {eta_text}", timeline), timeline
+    assert 'id="cancel"' in page  # not finished: it can be cancelled
+    confirm = client.get(f"/console/jobs/{job_id}/cancel").get_data(as_text=True)
+    assert "the schedule is deleted too" in confirm and eta_text in confirm
+
+
+def test_cancel_deletes_a_scheduled_jobs_schedule_and_says_so(deferring, caplog):
+    from tasks.ops import one_time_schedules
+
+    source, settings, scheduler = deferring
+    client = create_app(source).test_client()
+    eta = datetime.now(UTC) + timedelta(hours=3)
+    waiting = defer(source, settings, scheduler, eta)
+    fired = defer(source, settings, scheduler, eta, schedule=False)  # fired and deleted itself
+    name = one_time_schedules.schedule_name(waiting)
+    scheduler.get_schedule(GroupName="console-schedules", Name=name)  # there before
+
+    token = token_of(client.get(f"/console/jobs/{waiting}/cancel").get_data(as_text=True))
+    with caplog.at_level(logging.INFO, logger="console.actions"):
+        said = client.post(f"/console/jobs/{waiting}/cancel", data={"token": token})
+    assert said.status_code == 200
+    assert f"job {waiting} revoked (was SCHEDULED); its schedule {name} deleted" in said.get_data(
+        as_text=True
+    )
+    # EventBridge Scheduler's GetSchedule: ResourceNotFoundException once deleted.
+    with pytest.raises(scheduler.exceptions.ResourceNotFoundException):
+        scheduler.get_schedule(GroupName="console-schedules", Name=name)
+    assert source.job(waiting)["status"] == states.REVOKED
+    assert any(f"its schedule {name} deleted" in r.getMessage() for r in caplog.records)
+
+    said = client.post(f"/console/jobs/{fired}/cancel", data={"token": token})
+    text = said.get_data(as_text=True)
+    assert f"its schedule {one_time_schedules.schedule_name(fired)} had fired already" in text
+    assert source.job(fired)["status"] == states.REVOKED
+
+
+def test_cancel_says_when_the_schedule_could_not_be_deleted(deferring):
+    """The revoke stands (REVOKED, so a fired schedule runs nothing); the page says the
+    schedule was left and why, as tasks.results.control's revoke logs it."""
+    source, settings, scheduler = deferring
+    job_id = defer(source, settings, scheduler, datetime.now(UTC) + timedelta(hours=3))
+    stub = Stubber(scheduler)
+    stub.add_client_error("delete_schedule", "AccessDeniedException", "not allowed")
+    with stub:
+        outcome = source.cancel(job_id, terminate=False)
+    assert outcome.revocation.revoked and outcome.revocation.previous == "SCHEDULED"
+    assert "was not deleted" in str(outcome) and "AccessDeniedException" in str(outcome)
+    assert "the worker drops the job" in str(outcome)
+
+
+def test_an_unknown_job_is_a_404_that_still_offers_the_cancel(source, client):
+    unknown = str(uuid.uuid4())
+    answer = client.get(f"/console/jobs/{unknown}")
+    assert answer.status_code == 404
+    page = answer.get_data(as_text=True)
+    assert "no record of this job" in page and 'id="cancel"' in page  # queued: cancellable
+
+
+def test_the_emulator_down_is_said_plainly(aws):
+    """An endpoint that does not answer: a 503 that says so, on the pages and the JSON."""
+    import boto3
+    from botocore.config import Config
+
+    port = 9  # discard: nothing listens on loopback's port 9
+    down = boto3.client(
+        "sqs",
+        region_name="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1),
+    )
+    _, dynamodb, _ = aws
+    source = Source(
+        Names("console-jobs", "console-jobs-dlq", "console-jobs"), lambda: down, lambda: dynamodb
+    )
+    client = create_app(source).test_client()
+    page = client.get("/console/")
+    assert page.status_code == 503
+    assert "the emulator is not answering" in page.get_data(as_text=True)
+    assert "make run" in page.get_data(as_text=True)
+    answer = client.get("/console/api/now")
+    assert answer.status_code == 503 and "not answering" in answer.get_json()["error"]
+    assert client.get("/console/dlq").status_code == 503
+
+
+def test_a_refused_call_is_said_plainly(aws):
+    """A queue that is not there (another stack's name, or not provisioned): a 502 that
+    names the call and SQS's error, not a 500."""
+    sqs, dynamodb, _ = aws
+    source = Source(
+        Names("no-such-jobs", "no-such-jobs-dlq", "console-jobs"), lambda: sqs, lambda: dynamodb
+    )
+    page = create_app(source).test_client().get("/console/dlq")
+    assert page.status_code == 502
+    assert re.search(r"GetQueueUrl refused: \S*NonExistentQueue", page.get_data(as_text=True))

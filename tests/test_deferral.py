@@ -137,7 +137,7 @@ class Records:
         self.calls: list[tuple] = []
         self.waiting, self.fail, self.refused = waiting, fail, refused or {}
 
-    def mark_scheduled(self, job_id, *, task, eta, schedule, refusal=None):
+    def mark_scheduled(self, job_id, *, task, eta, schedule, retries=None, refusal=None):
         self.calls.append((job_id, task, eta, schedule))
         if self.fail:
             raise self.fail

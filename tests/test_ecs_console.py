@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import boto3
 import parliament
+import pytest
 from botocore.stub import Stubber
 from celery import states
 
@@ -20,7 +21,13 @@ from ecs.stack import Stack
 from tests.test_ecs_deploy import ACCOUNT, REGION, aws, deployed, engine, run  # noqa: F401
 from tests.test_ecs_observe import _celery_body
 
-PREFIX = {"SQS": "sqs", "DynamoDB": "dynamodb", "ECS": "ecs", "CloudWatch": "cloudwatch"}
+PREFIX = {
+    "SQS": "sqs",
+    "DynamoDB": "dynamodb",
+    "ECS": "ecs",
+    "CloudWatch": "cloudwatch",
+    "Scheduler": "scheduler",
+}
 
 
 def iam_action(prefix: str, operation: str) -> str:
@@ -182,6 +189,48 @@ def test_one_dead_letter_redrive_is_allowed_by_the_policy(aws, engine, deployed)
     assert calls <= allowed(console_policy(stack)), calls - allowed(console_policy(stack))
 
 
+def test_cancel_deletes_a_deferred_jobs_schedule_in_the_stacks_group(aws, engine, deployed):  # noqa: F811
+    """A job deferred by the worker (tasks.worker.deferral: a one-time schedule in the
+    stack's group, a SCHEDULED record): the console lists it with its eta, and its cancel
+    deletes the schedule, as app.control.revoke does; the policy allows both."""
+    from datetime import UTC, datetime, timedelta
+
+    from tasks.ops import one_time_schedules
+
+    stack = Stack("t1", REGION, ACCOUNT)
+    source = console_source(aws, stack)
+    settings = stack.worker_settings()
+    job_id = str(uuid.uuid4())
+    name = one_time_schedules.schedule_name(job_id)
+    eta = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    assert one_time_schedules.create(
+        settings, name=name, at=eta, body="{}", scheduler=aws.scheduler
+    )
+    eta_text = eta.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert source.records().mark_scheduled(
+        job_id, task="tasks.debug.add", eta=eta_text, schedule=name
+    )
+    calls = record_calls(aws, ["sqs", "dynamodb", "scheduler"])
+
+    client = create_app(source).test_client()
+    listed = client.get("/console/jobs?status=SCHEDULED").get_data(as_text=True)
+    assert f'<td class="eta">{eta_text}</td>' in listed
+    confirm = client.get(f"/console/jobs/{job_id}/cancel").get_data(as_text=True)
+    token = re.search(r'name="token" value="([^"]+)"', confirm)[1]
+    said = client.post(f"/console/jobs/{job_id}/cancel", data={"token": token})
+    text = said.get_data(as_text=True)
+    assert f"revoked (was SCHEDULED); its schedule {name} deleted" in text
+    made = set(calls)  # the console's calls, not the check's below
+    with pytest.raises(aws.scheduler.exceptions.ResourceNotFoundException):
+        aws.scheduler.get_schedule(GroupName=stack.schedule_group, Name=name)
+
+    policy = console_policy(stack)
+    assert {"scheduler:DeleteSchedule", "dynamodb:BatchGetItem"} <= made
+    assert made <= allowed(policy), made - allowed(policy)
+    deletes = [s for s in policy["Statement"] if "scheduler:DeleteSchedule" in s["Action"]]
+    assert [s["Resource"] for s in deletes] == [stack.deferred_schedules_arn_pattern]
+
+
 def test_console_policy_is_this_stacks_least_privilege(aws, engine):  # noqa: F811
     code, output = run(aws, engine, "console", "--print-policy")
     assert code == 0, output
@@ -189,7 +238,7 @@ def test_console_policy_is_this_stacks_least_privilege(aws, engine):  # noqa: F8
     assert policy == console_policy(Stack("t1", REGION, ACCOUNT))
     writes = {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "sqs:SendMessage"}
     writes |= {"sqs:DeleteMessage", "sqs:ReceiveMessage", "sqs:StartMessageMoveTask"}
-    writes |= {"sqs:ChangeMessageVisibility"}
+    writes |= {"sqs:ChangeMessageVisibility", "scheduler:DeleteSchedule"}
     for statement in policy["Statement"]:
         resources = statement["Resource"]
         resources = resources if isinstance(resources, list) else [resources]

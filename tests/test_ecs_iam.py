@@ -461,8 +461,10 @@ def test_iam_policy_writes_the_boundary_and_the_deployers_policies(tmp_path):
     )
     assert code == 0, lines
     written = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
-    assert written == deployer_policy.documents(STACK)
-    assert sorted(written) == ["t1-boundary", "t1-deployer-1", "t1-deployer-2"]
+    from ecs.policies import client_policy
+
+    assert written == {**deployer_policy.documents(STACK), "t1-client": client_policy(STACK)}
+    assert sorted(written) == ["t1-boundary", "t1-client", "t1-deployer-1", "t1-deployer-2"]
     text = "\n".join(lines)
     for name in written:
         assert (
@@ -470,6 +472,7 @@ def test_iam_policy_writes_the_boundary_and_the_deployers_policies(tmp_path):
             f"--policy-document file://{tmp_path}/{name}.json" in text
         )
     assert f"--policy-arn arn:aws:iam::{ACCOUNT}:policy/t1-deployer-2" in text
+    assert f"--role-name APP_ROLE --policy-arn arn:aws:iam::{ACCOUNT}:policy/t1-client" in text
     code = main(
         ["iam-policy", "--stack", "t1", "--account", ACCOUNT], clients=offline, echo=lines.append
     )

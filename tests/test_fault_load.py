@@ -153,6 +153,7 @@ def load_stack(dynamodb_server: str, moto_server: str) -> Iterator[LoadStack]:
                 "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
                 "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server,
                 "AWS_ENDPOINT_URL_S3": moto_server,  # the large-payload bucket: no load on it
+                "AWS_ENDPOINT_URL_SCHEDULER": moto_server,  # deferred jobs: none here
                 "JOBS_QUEUE_NAME": name,
                 "JOBS_DLQ_NAME": f"{name}-dlq",
                 "JOBS_TABLE_NAME": name,

@@ -187,7 +187,8 @@ class JobModel(RuleBasedStateMachine):
         self.winner: str | None = None  # the run whose SUCCESS write won
         self.listed_run: str | None = None  # the run whose renewal listed the job (STARTED)
         self.results: dict[str, object] = {}
-        self.schedule: tuple[float, str] | None = None  # a one-time schedule: (eta, name)
+        # A one-time schedule: (eta, name, the deferred message's retries and retry_of).
+        self.schedule: tuple[float, str, int, str | None] | None = None
         self.last_status: str = NONE
         self.env.fault.armed = False
 
@@ -278,12 +279,15 @@ class JobModel(RuleBasedStateMachine):
         before = self.item().get("status", {}).get("S") or NONE
         eta = datetime.fromtimestamp(message.eta, UTC).isoformat()
         name = f"job-{self.job}-{message.retries}"
+        recorded = int(self.item().get("retries", {}).get("N", 0))
         wrote = self.backend.records.mark_scheduled(
-            self.job, task="tests.model.job", eta=eta, schedule=name
+            self.job, task="tests.model.job", eta=eta, schedule=name, retries=message.retries
         )
-        assert wrote == allowed("schedule", before), f"SCHEDULED over {before}: {wrote}"
+        # Never over a run or a finished job, and never a stale attempt: retries never go down.
+        expected = allowed("schedule", before) and recorded <= message.retries
+        assert wrote == expected, f"SCHEDULED over {before} (retries {recorded}): {wrote}"
         if wrote:
-            self.schedule = (message.eta, name)
+            self.schedule = (message.eta, name, message.retries, message.retry_of)
         self.messages = [m for m in self.messages if m.id != message.id]
 
     @rule(ahead=st.sampled_from([SQS_MAX_DELAY + 1, 7200, 10 * 86400]))
@@ -302,10 +306,10 @@ class JobModel(RuleBasedStateMachine):
         """Time reaches the eta (no run alive whose lease would need renewing meanwhile);
         EventBridge Scheduler sends the job's message, due now. A revoke before it does
         not stop it here (it was already firing): the worker must drop it."""
-        eta, _ = self.schedule
+        eta, _, retries, retry_of = self.schedule
         self.env.clock.now = max(self.env.clock.now, eta)
         self.schedule = None
-        self.messages.append(Message(str(uuid.uuid4()), eta=eta))
+        self.messages.append(Message(str(uuid.uuid4()), retries, retry_of, eta=eta))
 
     @rule()
     def duplicate(self) -> None:
@@ -423,10 +427,20 @@ class JobModel(RuleBasedStateMachine):
         """self.retry(): the retried message is sent first, then RETRY is written."""
         self.retry_run(self.pick(data, self.live()), countdown)
 
-    def retry_run(self, run: Run, countdown: bool) -> None:
-        # A countdown keeps it out of reach until time passes (tick makes it deliverable).
+    @precondition(lambda self: any(r.alive for r in self.runs.values()))
+    @rule(data=st.data())
+    def retry_in_an_hour(self, data) -> None:
+        """self.retry(countdown=3600): the retry is deferred when received (a schedule)."""
+        self.retry_run(self.pick(data, self.live()), countdown=False, ahead=3600)
+
+    def retry_run(self, run: Run, countdown: bool, ahead: float | None = None) -> None:
+        # A countdown keeps it out of reach until time passes (tick makes it deliverable);
+        # one further ahead than SQS delays is received at once and deferred.
+        eta = None if ahead is None else self.env.clock.now + ahead
         self.messages.append(
-            Message(str(uuid.uuid4()), run.retries + 1, run.token, deliverable=not countdown)
+            Message(
+                str(uuid.uuid4()), run.retries + 1, run.token, deliverable=not countdown, eta=eta
+            )
         )
         self.backend.store_result(
             self.job, RuntimeError("again"), states.RETRY, request=self.request(run)

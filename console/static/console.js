@@ -111,7 +111,11 @@ function showMetrics(data) {
 
 async function json(url) {
   const answer = await fetch(url);
-  if (!answer.ok) throw new Error(`HTTP ${answer.status} from ${url}`);
+  if (!answer.ok) {
+    // The console's JSON errors say what went wrong (the emulator down, a refused call).
+    const said = await answer.json().then((body) => body.error, () => null);
+    throw new Error(said || `HTTP ${answer.status} from ${url}`);
+  }
   return answer.json();
 }
 

@@ -135,17 +135,39 @@ class OneTimeSchedules:
             schedule = self._definition(name)
             if schedule is None or schedule["at"] > now:
                 continue
-            target = schedule["Target"]
-            queue = target["Arn"].rsplit(":", 1)[-1]
-            url = self.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-            self.sqs.send_message(QueueUrl=url, MessageBody=target["Input"])
-            if schedule.get("ActionAfterCompletion") == "DELETE":
-                self.scheduler.delete_schedule(GroupName=self.group, Name=name)
-            self.known.pop(name, None)
+            self._fire(name, schedule)
             fired += 1
-            log.info("fired one-time schedule %s (due %s) -> %s", name, schedule["at"], queue)
-        self.fired += fired
         return fired
+
+    def fire_now(self, name: str) -> bool:
+        """Fire one one-time schedule now, whatever its at(): for tests and demos that must
+        not wait for it (the message keeps its eta header, so the job still waits for that).
+        False if there is no such one-time schedule (fired, deleted, or recurring)."""
+        from botocore.exceptions import ClientError
+
+        self.known.pop(name, None)
+        try:
+            schedule = self._definition(name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return False
+            raise
+        if schedule is None:
+            return False
+        self._fire(name, schedule)
+        return True
+
+    def _fire(self, name: str, schedule: dict) -> None:
+        """Send the schedule's Input to its target queue, then delete it (as AWS does)."""
+        target = schedule["Target"]
+        queue = target["Arn"].rsplit(":", 1)[-1]
+        url = self.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+        self.sqs.send_message(QueueUrl=url, MessageBody=target["Input"])
+        if schedule.get("ActionAfterCompletion") == "DELETE":
+            self.scheduler.delete_schedule(GroupName=self.group, Name=name)
+        self.known.pop(name, None)
+        self.fired += 1
+        log.info("fired one-time schedule %s (due %s) -> %s", name, schedule["at"], queue)
 
     def run(self, stopped: threading.Event) -> None:
         while not stopped.wait(self.interval):

@@ -183,9 +183,11 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
         task: str,
         eta: str,
         schedule: str,
+        retries: int | None = None,
         refusal: dict | None = None,
     ) -> bool:
-        """Record a job deferred until `eta` (ISO 8601) by the one-time schedule `schedule`.
+        """Record a job deferred until `eta` (ISO 8601) by the one-time schedule `schedule`;
+        `retries`: the waiting message's (1 for the first retry), as its run will record it.
 
         The `schedule` transition: from no record, PENDING, RETRY or SCHEDULED (a duplicate
         message writes the same again: True), never over a run or a finished job (False).
@@ -198,6 +200,13 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
         update.set("task", s(task[:500]))
         update.set("eta", s(eta[:64]))
         update.set("schedule", s(schedule[:64]))  # EventBridge Scheduler names: 1-64
+        if isinstance(retries, int) and not isinstance(retries, bool):
+            # Recorded now, so no delivery of an earlier attempt starts while this one waits
+            # (`retries` never goes down); no run holds the job while it waits, so the lease
+            # of the attempt that retried (RETRY keeps it until it lapses) goes with it.
+            update.set("retries", n(retries))
+            update.remove("run_lease")
+            update.remove("run_token")
         update.set("updated_at", s(now))
         update.set("created_at", s(now), if_absent=True)
         if self.expires_seconds:
@@ -208,7 +217,11 @@ class JobRecords(LeaseRecords, GroupRecords, RevokeRecords):
             update.remove(attr)  # a retry's exception, the gate's mark: not this state's
         update.values[":retry"] = s(states.RETRY)
         update.values[":scheduled"] = s(SCHEDULED)
-        return self._apply(job_id, update, status_condition("schedule"), refusal)
+        condition = status_condition("schedule")
+        if ":retries" in update.values:
+            never_down = "attribute_not_exists(#retries) OR #retries <= :retries"
+            condition = f"({condition}) AND ({never_down})"
+        return self._apply(job_id, update, condition, refusal)
 
     def _apply(
         self, job_id: str, update: Update, condition: str, refusal: dict | None = None

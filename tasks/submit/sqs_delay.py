@@ -33,8 +33,9 @@ def delay_seconds(eta: datetime, now: datetime) -> int | None:
 
 
 def parse_eta(value: Any) -> datetime | None:
-    """The `eta` header as an aware datetime (Celery writes ISO 8601; a naive one is UTC, as
-    the worker reads it), or None if absent or unreadable (the worker's gate judges it)."""
+    """The `eta` header as an aware UTC datetime (Celery writes ISO 8601; a naive one is UTC,
+    as the worker reads it), or None if absent or unreadable (the worker's gate judges it).
+    The worker's deferral (tasks.worker.deferral) reads the header with this too."""
     if isinstance(value, datetime):
         eta = value
     elif isinstance(value, str) and value:
@@ -44,7 +45,7 @@ def parse_eta(value: Any) -> datetime | None:
             return None
     else:
         return None
-    return eta if eta.tzinfo is not None else eta.replace(tzinfo=UTC)
+    return (eta if eta.tzinfo is not None else eta.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def delay_until_eta(body: Any, headers: dict[str, Any], properties: dict[str, Any]) -> None:

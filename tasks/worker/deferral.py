@@ -7,8 +7,9 @@ worker reserves it and no message stays in flight while it waits:
 1. its body, verbatim, becomes the Input of a one-time schedule `at(<eta>)` whose target is
    the work queue (tasks.ops.one_time_schedules); the name comes from the job's id and
    retries, so a second delivery of the same message finds it made (ConflictException);
-2. the job's record says SCHEDULED, with its eta and the schedule's name (which revoke
-   deletes); a record that is already past waiting (revoked, run) cancels the schedule;
+2. the job's record says SCHEDULED, with its eta, its retries and the schedule's name
+   (which revoke deletes); a record that is already past waiting (revoked, run) cancels
+   the schedule;
 3. only then is the message acknowledged.
 
 When the schedule fires, the same message comes back, its eta due, and runs as any other.
@@ -37,6 +38,7 @@ from tasks.ops import one_time_schedules
 from tasks.ops.provision import DAY_SECONDS, payload_days
 from tasks.ops.settings import Settings
 from tasks.results.encoding import item_num, item_str
+from tasks.submit.sqs_delay import parse_eta
 from tasks.worker.gate import job_identity
 from tasks.worker.middleware.base import Middleware, Taken
 from tasks.worker.sqs_io import sqs_io
@@ -47,17 +49,6 @@ log = logging.getLogger(__name__)
 # A failed deferral's message comes back after this many seconds times its receive count.
 RETRY_BACKOFF = 30
 MAX_BACKOFF = 900
-
-
-def parse_eta(value: Any) -> datetime | None:
-    """The `eta` header as an aware UTC datetime (naive: UTC, as Celery reads it)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        eta = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return (eta if eta.tzinfo else eta.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def raw_body(message: Any) -> str | None:
@@ -134,8 +125,11 @@ class Deferral(Middleware):
             return None
         job_id, task, eta, body = found
         retries = message.headers.get("retries") or 0
-        name = one_time_schedules.schedule_name(job_id, retries if isinstance(retries, int) else 0)
-        self._executor().submit(self._defer, consumer, message, job_id, task, eta, body, name)
+        retries = retries if isinstance(retries, int) else 0
+        name = one_time_schedules.schedule_name(job_id, retries)
+        self._executor().submit(
+            self._defer, consumer, message, job_id, task, eta, body, name, retries
+        )
         return Taken(job_id, f"deferred to the schedule {name}")
 
     def _defer(
@@ -147,13 +141,19 @@ class Deferral(Middleware):
         eta: datetime,
         body: str,
         name: str,
+        retries: int = 0,
     ) -> None:
         """On this middleware's thread: schedule, record, then acknowledge on the loop."""
         try:
             created = one_time_schedules.create(self.settings, name=name, at=eta, body=body)
             refusal: dict = {}
             waiting = consumer.app.backend.records.mark_scheduled(
-                job_id, task=task, eta=eta.isoformat(), schedule=name, refusal=refusal
+                job_id,
+                task=task,
+                eta=eta.isoformat(),
+                schedule=name,
+                retries=retries,
+                refusal=refusal,
             )
             if not waiting and is_retry_of_running(refusal, message):
                 # self.retry() sends its message before its run writes RETRY: the record
