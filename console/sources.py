@@ -22,6 +22,7 @@ from celery import states
 
 from tasks.http_contract.record import record_json
 from tasks.ops import dlq, one_time_schedules
+from tasks.ops.queue_metrics import oldest_message_age
 from tasks.ops.settings import Settings
 from tasks.results import listing
 from tasks.results.control import signal_name
@@ -753,15 +754,4 @@ class AwsSource(Source):
         """SQS's ApproximateAgeOfOldestMessage (a CloudWatch metric, one-minute points)."""
         if self.cloudwatch is None:
             return None
-        points = self.cloudwatch().get_metric_statistics(
-            Namespace="AWS/SQS",
-            MetricName="ApproximateAgeOfOldestMessage",
-            Dimensions=[{"Name": "QueueName", "Value": self.names.queue}],
-            StartTime=when - timedelta(minutes=15),
-            EndTime=when + timedelta(minutes=1),
-            Period=60,
-            Statistics=["Maximum"],
-        )["Datapoints"]
-        if not points:
-            return None
-        return int(max(points, key=lambda p: p["Timestamp"])["Maximum"])
+        return oldest_message_age(self.cloudwatch(), self.names.queue, when)

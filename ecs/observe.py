@@ -11,6 +11,7 @@ from ecs import alarms, cluster, data
 from ecs.rollout import describe_stop
 from ecs.stack import Stack
 from tasks.ops.provision import LIST_INDEX
+from tasks.ops.queue_metrics import oldest_message_age
 
 Echo = Callable[[str], None]
 RECENT_JOBS = 10
@@ -37,20 +38,8 @@ def _queue_counts(sqs, name: str) -> tuple[int, int] | None:
 
 
 def oldest_age(cloudwatch, queue: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    points = cloudwatch.get_metric_statistics(
-        Namespace="AWS/SQS",
-        MetricName="ApproximateAgeOfOldestMessage",
-        Dimensions=[{"Name": "QueueName", "Value": queue}],
-        StartTime=now - timedelta(minutes=15),
-        EndTime=now + timedelta(minutes=1),
-        Period=60,
-        Statistics=["Maximum"],
-    )["Datapoints"]
-    if not points:
-        return "n/a"
-    latest = max(points, key=lambda p: p["Timestamp"])
-    return f"{latest['Maximum']:.0f}s"
+    age = oldest_message_age(cloudwatch, queue, now)
+    return "n/a" if age is None else f"{age}s"
 
 
 def recent_jobs(
