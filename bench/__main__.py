@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import placement, report, scenarios
+from bench import placement, pools, report, scenarios
 from bench.servers import ServerSet
 from bench.stack import Stack
 from bench.workers import KINDS
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("calls", "profile", "throughput", "latency")
+SCENARIOS = ("calls", "profile", "throughput", "latency", "pools")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -43,6 +43,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--throughput-jobs", type=int, help="jobs per throughput run")
     p.add_argument("--latency-jobs", type=int, help="jobs per latency series")
     p.add_argument("--processes", default=None, help="throughput process counts, e.g. 1,2,4")
+    p.add_argument(
+        "--pools",
+        default=pools.DEFAULT_VARIANTS,
+        help="scenario 6's variants of ours, pool:concurrency:prefetch,... (default %(default)s)",
+    )
     p.add_argument("--kinds", default=",".join(KINDS), help="which of " + ", ".join(KINDS))
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=", ".join(SCENARIOS))
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -61,6 +66,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown kinds {sorted(unknown)}; choose from {KINDS}")
     args.scenarios = [s for s in args.scenarios.split(",") if s]
+    try:
+        args.pools = [pools.Variant.parse(v) for v in args.pools.split(",") if v]
+    except ValueError as exc:
+        p.error(f"--pools: {exc}")
+    if args.quick and args.pools == [
+        pools.Variant.parse(v) for v in pools.DEFAULT_VARIANTS.split(",")
+    ]:
+        args.pools = [pools.Variant.parse("prefork:1:1")]  # the harness, not a figure
     return args
 
 
@@ -150,6 +163,21 @@ def main(argv: list[str] | None = None) -> dict:
                     args.latency_jobs,
                     timeout=30,
                     http=not args.quick,
+                    runs=args.runs,
+                ),
+            )
+        if "pools" in args.scenarios and "ours" in args.kinds:
+            log(f"scenario 6: ours's pools ({', '.join(v.name for v in args.pools)})")
+            _run(
+                results,
+                "pools",
+                lambda: pools.pools(
+                    stack,
+                    servers,
+                    args.pools,
+                    args.throughput_jobs,
+                    timeout,
+                    window=5 if args.quick else 20,
                     runs=args.runs,
                 ),
             )

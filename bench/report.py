@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bench import prices, stats, waiting_cost
+from bench import pools_report, prices, stats, waiting_cost
 
 # The goals of issue 9, for `ours` with its defaults, against baselines of the same run.
 SQS_PER_JOB = 0.25  # SQS requests per no-op job on a backlog, at most
@@ -877,6 +877,8 @@ def markdown(results: dict) -> str:
         if notes:
             parts_md += ["", "Spread wider than the difference between ours and stock:", ""]
             parts_md += notes
+    if results.get("pools"):
+        parts_md += pools_report.markdown(results["pools"], _table)
     checks = results.get("goals", [])
     if checks:
         met = sum(1 for c in checks if c["met"])

@@ -131,7 +131,7 @@ class Worker:
             stop_process(proc, timeout=20)
 
 
-def celery_command(kind: str, processes: int, tag: str) -> list[str]:
+def celery_command(kind: str, processes: int, tag: str, pool: str = "prefork") -> list[str]:
     return [
         "-m",
         "celery",
@@ -139,7 +139,7 @@ def celery_command(kind: str, processes: int, tag: str) -> list[str]:
         APPS[kind],
         "worker",
         "--loglevel=WARNING",
-        "--pool=prefork",
+        f"--pool={pool}",
         f"--concurrency={processes}",
         "--without-heartbeat",
         "--without-gossip",
@@ -156,8 +156,10 @@ def start(
     tag: str,
     profile_to: Path | None = None,
     preexec: Callable[[], None] | None = None,
+    pool: str = "prefork",
 ) -> Worker:
-    """Start `kind` with `processes` pool processes (floor: that many loop processes).
+    """Start `kind` with `processes` pool processes (floor: that many loop processes);
+    `pool` is Celery's --pool (threads: `processes` threads; solo: one job at a time).
 
     `preexec`: run in each child before it starts (bench.placement pins it to the
     workers' CPUs; the pool children it forks inherit the mask).
@@ -176,11 +178,11 @@ def start(
                 "-m",
                 "bench.profiled",
                 str(profile_to),
-                *celery_command(kind, processes, tag)[2:],
+                *celery_command(kind, processes, tag, pool)[2:],
             ]
         ]
     else:
-        commands = [[sys.executable, *celery_command(kind, processes, tag)]]
+        commands = [[sys.executable, *celery_command(kind, processes, tag, pool)]]
     if kind != "floor":
         full_env["WORKER_CONCURRENCY"] = str(processes)  # as --concurrency says
     for n, command in enumerate(commands):

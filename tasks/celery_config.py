@@ -74,6 +74,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": settings.prefetch_multiplier,
         "worker_concurrency": settings.concurrency,
+        "worker_pool": settings.pool,  # `celery worker --pool` overrides it
         "worker_consumer": "tasks.worker.consumer:SafeConsumer",
         # SIGTERM is a warm shutdown; tasks.worker.shutdown cuts it off this many seconds
         # later (ECS's stopTimeout is 120 s: keep a margin for handing jobs back).

@@ -129,6 +129,14 @@ def parameters(cls: type, name: str) -> tuple[str, ...]:
 TASKS_STEP = "celery.worker.consumer.tasks:Tasks"
 
 
+def current_app_object() -> Any:
+    """The current app itself, not celery's proxy to it (`Proxy._get_current_object`): in a
+    pool process, the worker's app, which Celery's initializer made current."""
+    from celery import current_app
+
+    return current_app._get_current_object()
+
+
 def signum(sig: str | int) -> int:
     """The number of a signal given as "TERM", "SIGTERM", 15 (Celery's own parsing, what
     its revoke(terminate=True) accepts)."""

@@ -68,6 +68,7 @@ def test_report_has_every_section_and_the_emulators(quick_run):
         "### 3b. A job waiting for its ETA",
         "## 4. Throughput",
         "## 5. Latency",
+        "## 6. Pools",
         "## Goals",
     ):
         assert heading in report

@@ -73,6 +73,18 @@ def test_a_request_keeps_its_message_dict_and_context_where_we_read_them():
     assert celery_private.delivery_count(request) == 2
 
 
+def test_the_current_app_is_reached_through_celerys_proxy():
+    from celery import Celery
+
+    before = celery_private.current_app_object()
+    made = Celery("probe", set_as_current=True)
+    try:
+        assert celery_private.current_app_object() is made
+    finally:
+        before.set_current()
+    assert celery_private.current_app_object() is before
+
+
 def test_the_hub_records_its_loop_thread():
     hub = Hub()
     assert hasattr(hub, "_loop_thread")
@@ -193,6 +205,7 @@ PUBLIC_MODULES = {
 # Attributes of their objects that are not API: read or written through the adapter only.
 PRIVATE_ATTRIBUTES = {
     "_request_dict",
+    "_get_current_object",
     "_context",
     "_message",
     "_pool",

@@ -288,6 +288,20 @@ class Settings:
     prefetch_multiplier: int = var(
         1, "WORKER_PREFETCH_MULTIPLIER", "Celery's prefetch multiplier", parse=_number(int, 0)
     )
+    pool: str = var(
+        "prefork",
+        "WORKER_POOL",
+        "Celery's pool: `prefork` keeps every guarantee; `threads` for I/O-bound jobs, "
+        "without revoke's terminate nor the lost-process record (docs/operations.md)",
+        parse=_choice("prefork", "threads", "solo"),
+    )
+    pool_nice: int = var(
+        5,
+        "WORKER_POOL_NICE",
+        "steps of lower CPU priority (nice) for pool processes, so the consumer that feeds "
+        "them runs first; 0: the consumer's priority",
+        parse=_number(int, 0, 19),
+    )
     # Seconds a warm shutdown may take before running jobs are handed back;
     # below ECS's stopTimeout (120 s) so the hand-back finishes before SIGKILL.
     shutdown_deadline: int = var(
@@ -316,6 +330,20 @@ class Settings:
     )
     metrics_namespace: str = var(
         "sqs-jobs", "JOBS_METRICS_NAMESPACE", "CloudWatch namespace of the metrics"
+    )
+    wait_trace: str | None = var(
+        None,
+        "JOBS_WAIT_TRACE",
+        "a file the worker appends where sampled jobs waited to (tasks.worker.job_waits, "
+        "for the bench); none: off",
+        task=False,  # the bench's, not the deployed worker's
+    )
+    wait_trace_every: int = var(
+        1,
+        "JOBS_WAIT_TRACE_EVERY",
+        "trace one job in this many (by a hash of its id) when JOBS_WAIT_TRACE is set",
+        parse=_number(int, 1),
+        task=False,
     )
 
     # --- ECS (the agent sets the URIs; the protection knobs are for tests and tuning)

@@ -14,11 +14,13 @@ from tasks.worker.claim_check import ClaimCheck
 from tasks.worker.completion_callbacks import CompletionCallbacks
 from tasks.worker.deferral import Deferral
 from tasks.worker.gate.middleware import MessageGate
+from tasks.worker.job_waits import JobWaits
 from tasks.worker.lease_heartbeat import RunLeaseHeartbeat
 from tasks.worker.liveness import ProgressMarks
 from tasks.worker.metrics import JobMetrics
 from tasks.worker.middleware.base import Middleware
 from tasks.worker.middleware.stack import MiddlewareStack
+from tasks.worker.pool_priority import PoolPriority
 from tasks.worker.protection import ScaleInProtection
 from tasks.worker.rejection_record import RejectionRecord
 from tasks.worker.revocation import RevokedJobTerminator
@@ -42,6 +44,8 @@ def default_middleware(settings: Settings) -> list[Middleware]:
         JobMetrics(settings),
         RevokedJobTerminator(),
         RunLeaseHeartbeat(settings),
+        JobWaits(settings),  # off unless JOBS_WAIT_TRACE names a file (the bench)
+        PoolPriority(settings),  # in each pool process as it starts (worker_process_init)
     ]
 
 
