@@ -217,3 +217,62 @@ def test_receiving_goes_to_batches_for_a_backlog_of_short_jobs_and_back(queue, i
     assert not channel.batched
     channel.close()
     conn.release()
+
+
+class ManualTimer:
+    """threading.Timer's interface, fired by the test instead of the clock."""
+
+    made: list[ManualTimer] = []
+
+    def __init__(self, interval, function):
+        self.interval, self.function = interval, function
+        self.started = self.cancelled = False
+        self.daemon = False
+        ManualTimer.made.append(self)
+
+    def start(self) -> None:
+        self.started = True
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def fire(self) -> None:
+        if not self.cancelled:
+            self.function()
+
+
+def test_a_steady_stream_of_acks_deletes_in_full_batches_only(queue, monkeypatch):
+    """SQS's DeleteMessageBatch takes up to 10 entries; a part batch is sent only when its
+    oldest receipt has waited the flush interval, not whenever an earlier batch's timer
+    runs out (which sent batches of 7 on average under a steady stream)."""
+    sqs, url = queue
+    ManualTimer.made = []
+    io = SqsIO(Settings.from_env(), flush_interval=1.0, timer=ManualTimer)
+    sent: list[int] = []
+    original = io._delete
+    io._delete = lambda queue_url, receipts: (
+        sent.append(len(receipts)),
+        original(queue_url, receipts),
+    )
+    for i in range(13):
+        sqs.send_message(QueueUrl=url, MessageBody=str(i))
+    receipts = []
+    while len(receipts) < 13:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        receipts += [m["ReceiptHandle"] for m in got]
+    for receipt in receipts[:10]:
+        io.ack(url, receipt)
+    io._executor.submit(lambda: None).result()
+    first = ManualTimer.made[0]
+    assert sent == [10] and first.cancelled, "the first batch's timer still runs"
+    for receipt in receipts[10:]:
+        io.ack(url, receipt)
+    first.fire()  # the old timer's time runs out: it must not send the 3 new receipts
+    io._executor.submit(lambda: None).result()
+    assert sent == [10] and io.pending_acks() == 3
+    second = ManualTimer.made[-1]
+    assert second is not first and second.started and not second.cancelled
+    second.fire()  # the 3 receipts' own interval: sent as a part batch
+    io._executor.submit(lambda: None).result()
+    assert sent == [10, 3] and counts(sqs, url) == (0, 0)
+    io.close()
