@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from celery import states
 
 from tasks.http_contract.record import record_json
-from tasks.ops import dlq, one_time_schedules
+from tasks.ops import dlq
 from tasks.ops.queue_metrics import oldest_message_age
 from tasks.ops.settings import Settings
 from tasks.results import listing
-from tasks.results.control import signal_name
+from tasks.results.control import ScheduleCancel, cancel_schedule, signal_name
 from tasks.results.encoding import iso_utc, item_str
 from tasks.results.listing import JobPage, list_jobs
 from tasks.results.records import JobRecords
@@ -79,7 +79,7 @@ class Cancellation:
     """What a cancel did: the revoke, and what became of a SCHEDULED job's schedule."""
 
     revocation: Revocation
-    schedule: str = ""  # a sentence on its one-time schedule, if it had one
+    schedule: ScheduleCancel | None = None  # what became of its one-time schedule, if any
 
     def __str__(self) -> str:
         outcome = self.revocation
@@ -330,29 +330,17 @@ class Source:
     def cancel(self, job_id: str, *, terminate: bool) -> Cancellation:
         """The revoke transition (AsyncResult.revoke / app.control.revoke's): REVOKED unless
         finished; with terminate, its worker also kills it with SIGTERM. A job revoked while
-        SCHEDULED also loses its one-time schedule, as tasks.results.control's revoke does."""
+        SCHEDULED also loses its one-time schedule: tasks.results.control.cancel_schedule, as
+        revoke does."""
         if not JOB_ID.match(job_id):
             raise ValueError(f"not a job id: {job_id!r}")
         outcome = self.records().revoke(job_id, terminate=signal_name(None) if terminate else None)
         if not (outcome.revoked and outcome.schedule):
             return Cancellation(outcome)
-        return Cancellation(outcome, self._delete_schedule(outcome.schedule))
-
-    def _delete_schedule(self, name: str) -> str:
-        """Delete a revoked job's schedule; says what became of it. A failure is said, not
-        raised: the record is REVOKED already, so a schedule that fires runs nothing."""
-        left = "it will fire, and the worker drops the job (its record is REVOKED)"
-        if self.settings is None:
-            return f"its schedule {name} was left (this console has no scheduler); {left}"
-        try:
-            found = one_time_schedules.cancel(
-                self.settings, name, scheduler=self.scheduler() if self.scheduler else None
-            )
-        except (ClientError, BotoCoreError) as exc:
-            return f"its schedule {name} was not deleted ({exc}); {left}"
-        if found:
-            return f"its schedule {name} deleted"
-        return f"its schedule {name} had fired already; the job will not run (REVOKED)"
+        scheduler = self.scheduler() if self.settings is not None and self.scheduler else None
+        return Cancellation(
+            outcome, cancel_schedule(self.settings, outcome.schedule, scheduler=scheduler)
+        )
 
     def redrive(self) -> str:
         """tasks.ops.dlq.redrive: each DLQ message back to the queue, its FAILURE record

@@ -12,9 +12,9 @@ here: `revoke` marks the job REVOKED in its record, through the state machine
 * with `terminate=True`, its worker also kills it within REVOKE_CHECK_SECONDS
   (tasks.worker.revocation);
 * a job waiting for its eta (SCHEDULED: tasks.worker.deferral) also loses its one-time
-  schedule, deleted here (tasks.ops.one_time_schedules.cancel). If the delete fails, or the
-  schedule is firing already, the REVOKED record still holds: the worker's STARTED write of
-  the fired message is refused and the job never runs.
+  schedule, deleted here (cancel_schedule, which the console's cancel uses too). If the
+  delete fails, or the schedule is firing already, the REVOKED record still holds: the
+  worker's STARTED write of the fired message is refused and the job never runs.
 
 A finished job stays finished: `revoke` returns what each revoke did (records.Revocation),
 and logs a warning for a job it could not revoke. `AsyncResult.revoke()` and
@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 import signal as signals
 from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from celery.app.control import Control as CeleryControl
@@ -54,28 +56,53 @@ def signal_name(sig: str | int | None) -> str:
         raise ValueError(f"not a signal: {sig!r}") from None
 
 
-def cancel_schedule(settings: Any, outcome: Revocation) -> bool:
-    """Delete a revoked job's one-time schedule; True if it was there. A failure is logged,
-    not raised: the record says REVOKED already, so a schedule left to fire runs nothing."""
+class ScheduleFate(Enum):
+    """What became of a revoked job's one-time schedule (EventBridge Scheduler DeleteSchedule)."""
+
+    DELETED = "deleted"
+    FIRED = "fired"  # ResourceNotFoundException: it fired (and deleted itself), or never was
+    FAILED = "failed"  # any other error: it is left to fire
+    LEFT = "left"  # no scheduler to ask (a console without settings)
+
+
+# What a schedule left behind does: the record is REVOKED, so its STARTED write is refused.
+LEFT_TO_FIRE = "it will fire, and the worker drops the job (its record is REVOKED)"
+
+
+@dataclass(frozen=True)
+class ScheduleCancel:
+    """The outcome of deleting a revoked job's schedule, and the sentence that tells it."""
+
+    name: str
+    fate: ScheduleFate
+    error: str = ""  # FAILED: what the delete raised
+
+    def __str__(self) -> str:
+        return SENTENCES[self.fate].format(name=self.name, error=self.error)
+
+
+SENTENCES = {
+    ScheduleFate.DELETED: "its schedule {name} deleted",
+    ScheduleFate.FIRED: "its schedule {name} had fired already; the job will not run (REVOKED)",
+    ScheduleFate.FAILED: "its schedule {name} was not deleted ({error}); " + LEFT_TO_FIRE,
+    ScheduleFate.LEFT: "its schedule {name} was left (this console has no scheduler); "
+    + LEFT_TO_FIRE,
+}
+
+
+def cancel_schedule(settings: Any, name: str, *, scheduler: Any = None) -> ScheduleCancel:
+    """Delete a revoked job's one-time schedule (tasks.ops.one_time_schedules.cancel) and say
+    what became of it. A failure is returned, not raised: the record says REVOKED already, so
+    a schedule left to fire runs nothing. Without settings there is nothing to ask: LEFT."""
+    if settings is None:
+        return ScheduleCancel(name, ScheduleFate.LEFT)
     from tasks.ops import one_time_schedules  # the Scheduler client only where it is needed
 
     try:
-        found = one_time_schedules.cancel(settings, outcome.schedule)
-    except Exception as exc:  # the revoke itself is done: log, never raise
-        log.warning(
-            "job %s: its schedule %s was not deleted (%s); it will fire and be dropped",
-            outcome.job_id,
-            outcome.schedule,
-            exc,
-        )
-        return False
-    log.info(
-        "job %s: schedule %s %s",
-        outcome.job_id,
-        outcome.schedule,
-        "deleted" if found else "gone already (fired)",
-    )
-    return found
+        found = one_time_schedules.cancel(settings, name, scheduler=scheduler)
+    except Exception as exc:  # the revoke itself is done: tell, never raise
+        return ScheduleCancel(name, ScheduleFate.FAILED, str(exc))
+    return ScheduleCancel(name, ScheduleFate.DELETED if found else ScheduleFate.FIRED)
 
 
 class Control(CeleryControl):
@@ -102,7 +129,11 @@ class Control(CeleryControl):
             if not outcome.revoked:
                 log.warning("%s: a finished job stays finished", outcome)
             elif outcome.schedule:
-                cancel_schedule(self.app.backend.settings, outcome)
+                said = cancel_schedule(self.app.backend.settings, outcome.schedule)
+                failed = said.fate is ScheduleFate.FAILED
+                log.log(
+                    logging.WARNING if failed else logging.INFO, "job %s: %s", outcome.job_id, said
+                )
         return outcomes[0] if single else outcomes
 
     def revoke_by_stamped_headers(self, headers: Any, *args: Any, **kwargs: Any) -> Any:
