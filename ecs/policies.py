@@ -231,6 +231,37 @@ def task_policy(stack: Stack) -> dict:
     return {"Version": VERSION, "Statement": statements}
 
 
+# The rights the API and a Python client both have, one statement each.
+def submit_jobs_statement(stack: Stack) -> dict:
+    """Send to the work queue (POST /jobs, tasks.client's apply_async)."""
+    return {
+        "Sid": "SubmitJobs",
+        "Effect": "Allow",
+        "Action": ["sqs:SendMessage"],
+        "Resource": stack.queue_arn,
+    }
+
+
+def list_jobs_statement(stack: Stack) -> dict:
+    """GET /jobs: Query of the listing index only (never the table, never a Scan)."""
+    return {
+        "Sid": "ListJobs",
+        "Effect": "Allow",
+        "Action": ["dynamodb:Query"],
+        "Resource": f"{stack.table_arn}/index/{LIST_INDEX}",
+    }
+
+
+def read_large_results_statement(stack: Stack) -> dict:
+    """GET /jobs/{id}/result: one result object; never the arguments, never a listing."""
+    return {
+        "Sid": "ReadLargeResults",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject"],
+        "Resource": f"{stack.bucket_arn}/results/*",
+    }
+
+
 def api_policy(stack: Stack) -> dict:
     """API Gateway's integrations: send to the queue, read one job record, revoke one job
     (DELETE /jobs/{id}: one conditional UpdateItem, the revoke_job.request template of
@@ -238,12 +269,7 @@ def api_policy(stack: Stack) -> dict:
     return {
         "Version": VERSION,
         "Statement": [
-            {
-                "Sid": "SubmitJobs",
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage"],
-                "Resource": stack.queue_arn,
-            },
+            submit_jobs_statement(stack),
             {
                 "Sid": "ReadJobs",
                 "Effect": "Allow",
@@ -256,20 +282,8 @@ def api_policy(stack: Stack) -> dict:
                 "Action": ["dynamodb:UpdateItem"],
                 "Resource": stack.table_arn,
             },
-            # GET /jobs: Query of the listing index only (never the table, never a Scan).
-            {
-                "Sid": "ListJobs",
-                "Effect": "Allow",
-                "Action": ["dynamodb:Query"],
-                "Resource": f"{stack.table_arn}/index/{LIST_INDEX}",
-            },
-            # GET /jobs/{id}/result: one result object; never the arguments, never a listing.
-            {
-                "Sid": "ReadLargeResults",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": f"{stack.bucket_arn}/results/*",
-            },
+            list_jobs_statement(stack),
+            read_large_results_statement(stack),
         ],
     }
 
@@ -288,36 +302,21 @@ def client_policy(stack: Stack) -> dict:
     return {
         "Version": VERSION,
         "Statement": [
-            {
-                "Sid": "SubmitJobs",
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage"],
-                "Resource": stack.queue_arn,
-            },
+            submit_jobs_statement(stack),
             {
                 "Sid": "ReadAndRevokeJobs",
                 "Effect": "Allow",
                 "Action": CLIENT_TABLE_ACTIONS,
                 "Resource": stack.table_arn,
             },
-            {
-                "Sid": "ListJobs",
-                "Effect": "Allow",
-                "Action": ["dynamodb:Query"],
-                "Resource": f"{stack.table_arn}/index/{LIST_INDEX}",
-            },
+            list_jobs_statement(stack),
             {
                 "Sid": "LargeArguments",
                 "Effect": "Allow",
                 "Action": ["s3:PutObject"],
                 "Resource": f"{stack.bucket_arn}/payloads/*",
             },
-            {
-                "Sid": "ReadLargeResults",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": f"{stack.bucket_arn}/results/*",
-            },
+            read_large_results_statement(stack),
             {
                 "Sid": "CancelDeferredJobs",
                 "Effect": "Allow",
