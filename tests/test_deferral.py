@@ -224,7 +224,9 @@ def test_a_job_due_too_far_ahead_is_scheduled_recorded_then_acknowledged(schedul
     (made,) = scheduler.made.values()
     assert made["Name"] == "job-j-10d-1" and made["Target"]["Input"] == message.body
     assert made["ScheduleExpression"] == "at(2026-12-16T12:00:00)"
-    assert records.calls == [("j-10d", "tasks.debug.add", eta.isoformat(), "job-j-10d-1")]
+    # The record's eta as the 202 answer writes one (to the millisecond, +00:00).
+    recorded = ("j-10d", "tasks.debug.add", "2026-12-16T12:00:00.000+00:00", "job-j-10d-1")
+    assert records.calls == [recorded]
 
     # The same message delivered again: the schedule exists (ConflictException), it is
     # recorded and acknowledged again, and still one schedule.

@@ -48,6 +48,14 @@ def parse_eta(value: Any) -> datetime | None:
     return (eta if eta.tzinfo is not None else eta.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def eta_text(eta: datetime) -> str:
+    """An eta as the job's record and logs say it: UTC, ISO 8601 to the millisecond,
+    `2026-12-06T20:00:06.791+00:00`, the form of the 202 answer's `eta` (send_task.response
+    in tasks/http_contract/templates). Microseconds past the millisecond are dropped."""
+    aware = eta if eta.tzinfo is not None else eta.replace(tzinfo=UTC)  # naive: UTC
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def delay_until_eta(body: Any, headers: dict[str, Any], properties: dict[str, Any]) -> None:
     """Publish step: `DelaySeconds` from the `eta` header. A caller's own `DelaySeconds` or
     `delay_seconds` (kombu's option, passed to apply_async) is kept as it is."""

@@ -38,7 +38,7 @@ from tasks.ops import one_time_schedules
 from tasks.ops.provision import DAY_SECONDS, payload_days
 from tasks.ops.settings import Settings
 from tasks.results.encoding import item_num, item_str
-from tasks.submit.sqs_delay import parse_eta
+from tasks.submit.sqs_delay import eta_text, parse_eta
 from tasks.worker.gate import job_identity
 from tasks.worker.middleware.base import Middleware, Taken
 from tasks.worker.sqs_io import sqs_io
@@ -114,7 +114,7 @@ class Deferral(Middleware):
                 log.warning(
                     "job %s: not deferred: its arguments in S3 expire before its ETA %s",
                     job_id,
-                    eta.isoformat(),
+                    eta_text(eta),
                 )
                 return None
         return job_id, task, eta, body
@@ -150,7 +150,7 @@ class Deferral(Middleware):
             waiting = consumer.app.backend.records.mark_scheduled(
                 job_id,
                 task=task,
-                eta=eta.isoformat(),
+                eta=eta_text(eta),
                 schedule=name,
                 retries=retries,
                 refusal=refusal,
@@ -171,7 +171,7 @@ class Deferral(Middleware):
                     "job %s[%s] deferred until %s by schedule %s%s",
                     task,
                     job_id,
-                    eta.isoformat(),
+                    eta_text(eta),
                     name,
                     "" if created else " (made already)",
                 )
