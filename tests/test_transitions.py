@@ -77,3 +77,47 @@ def test_the_oracle_agrees_with_the_rules_it_states():
     assert not any(allowed(t.name, states.SUCCESS) for t in TRANSITIONS if t.writer == "worker")
     assert all(allowed("revoke", s) for s in NON_TERMINAL)
     assert {t.name for t in TRANSITIONS} >= {"start", "finish", "revoke", "redrive", "forget"}
+
+
+def test_the_not_terminal_condition_reads_with_dynamodbs_precedence(records):
+    """The worker's conditions leave out parentheses DynamoDB's precedence makes redundant
+    (AWS, "Comparison operator and function reference", precedence: IN above NOT, NOT above
+    AND, AND above OR): `... OR NOT #status IN (...)` still passes exactly the non-terminal
+    records, and the finish condition's `OR #finish_id = :finish_id` a repeat of its write."""
+    condition = status_condition("finish")
+    values = {
+        ":success": {"S": states.SUCCESS},
+        ":failure": {"S": states.FAILURE},
+        ":revoked": {"S": states.REVOKED},
+        ":x": {"S": "x"},
+    }
+    client = records.client
+
+    def accepted(status: str | None, expression: str, **extra) -> bool:
+        key = {"job_id": {"S": f"precedence-{status}"}}
+        if status is not None:
+            client.put_item(
+                TableName="jobs", Item={**key, "status": {"S": status}, "f": {"S": "mine"}}
+            )
+        try:
+            client.update_item(
+                TableName="jobs",
+                Key=key,
+                UpdateExpression="SET #x = :x",
+                ConditionExpression=expression,
+                ExpressionAttributeNames={"#status": "status", "#x": "x", **extra.get("names", {})},
+                ExpressionAttributeValues={**values, **extra.get("values", {})},
+            )
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    statuses = [None, states.PENDING, states.STARTED, "PROGRESS", states.RETRY, "SCHEDULED"]
+    terminal = [states.SUCCESS, states.FAILURE, states.REVOKED]
+    assert all(accepted(s, condition) for s in statuses)
+    assert not any(accepted(s, condition) for s in terminal)
+    repeat = {"names": {"#f": "f"}, "values": {":f": {"S": "mine"}}}
+    finish = f"{condition} OR #f = :f"
+    assert all(accepted(s, finish, **repeat) for s in terminal)
+    other = {"names": {"#f": "f"}, "values": {":f": {"S": "another"}}}
+    assert not any(accepted(s, finish, **other) for s in terminal)

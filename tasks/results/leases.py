@@ -69,7 +69,8 @@ def run_lease_condition(
         # who would otherwise take its own finish for another's (and, for a result in
         # S3, delete the object its record names).
         update.set("finish_id", s(uuid.uuid4().hex))
-        condition = f"({WORKER_CONDITION}) OR #finish_id = :finish_id"
+        # Unparenthesised: OR is associative (and parentheses cost the bench's emulator).
+        condition = f"{WORKER_CONDITION} OR #finish_id = :finish_id"
         if holder_only and token:
             # A delivery that ends its job without running it (its process lost on the
             # last receive, an ETA out of reach) may not end a job another run holds.
@@ -150,7 +151,7 @@ class LeaseRecords(JobTable):
                 Key=job_key(job_id),
                 UpdateExpression=expression,
                 ConditionExpression=(
-                    "#run_token = :token AND NOT (#status IN (:success, :failure, :revoked))"
+                    "#run_token = :token AND NOT #status IN (:success, :failure, :revoked)"
                 ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
