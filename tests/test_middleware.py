@@ -97,6 +97,30 @@ def test_a_failing_hook_is_logged_and_the_others_still_run(caplog):
     assert "middleware Broken failed in job_started" in caplog.text
 
 
+def test_a_hook_goes_to_the_list_as_it_is_at_the_call():
+    """Hooks go only to the middlewares that implement them, worked out once per change of
+    the list: one added, or given a hook as an attribute, after hooks were called still gets
+    the next call, in its place; one removed does not."""
+    seen: list = []
+    first = Recorder(seen, "first")
+    stack = MiddlewareStack([A(), first])
+    stack.dispatch("job_started", object())
+    assert stack.implementing("job_started") == (first,)
+    stack.add(Recorder(seen, "before"), before=first)
+    patched = stack.add(B())
+    patched.job_started = lambda request: seen.append(("patched", "job_started"))
+    stack.add(A())  # no hook, but a change: `patched` is looked at again
+    stack.dispatch("job_started", object())
+    assert seen[1:] == [
+        ("before", "job_started"),
+        ("first", "job_started"),
+        ("patched", "job_started"),
+    ]
+    stack.remove(first)
+    stack.dispatch("job_started", object())
+    assert seen[4:] == [("before", "job_started"), ("patched", "job_started")]
+
+
 def test_the_first_screen_to_refuse_decides_and_a_failing_screen_refuses():
     refusal = Verdict("no", True, "j1", "t")
     asked: list = []

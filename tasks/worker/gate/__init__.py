@@ -26,7 +26,7 @@ from tasks.worker.gate.protocol import (
     PROPERTIES,
     SIGNATURE,
 )
-from tasks.worker.gate.schema import Schema, first_error, scan
+from tasks.worker.gate.schema import Schema, cheaper_to_run, first_error, scan
 from tasks.worker.middleware.base import Verdict
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "_PROPERTIES",
     "Schema",
     "Verdict",
+    "cheaper_to_run",
     "check",
     "envelope_problem",
     "first_error",
