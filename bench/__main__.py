@@ -73,7 +73,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick and args.pools == [
         pools.Variant.parse(v) for v in pools.DEFAULT_VARIANTS.split(",")
     ]:
-        args.pools = [pools.Variant.parse("prefork:1:1")]  # the harness, not a figure
+        args.pools = [pools.Variant.parse("prefork:1")]  # the harness, not a figure
     return args
 
 

@@ -40,6 +40,9 @@ def summarize(rows: list[dict]) -> list[dict]:
                     r["emulators"].get("dynalite", 0) * r["jobs_per_s"] / 1000 for r in mine
                 ),
                 "waits_p50_ms": wait_p50,
+                "pool_waited_ms": statistics.median(
+                    (r.get("run_queue_ms") or {}).get("children", 0) for r in mine
+                ),
             }
         )
     return out
@@ -56,7 +59,8 @@ def markdown(rows: list[dict], table) -> list[str]:
         f"Median of {runs} run(s), the variants alternating, with (min..max). A backlog of "
         "no-op jobs as in section 4, with the worker's own timestamps on "
         "(tasks.worker.job_waits, every job); waits are the median over runs "
-        'of each part\'s p50, ms. "CPUs busy" = CPU per job x jobs/s.',
+        'of each part\'s p50, ms. "CPUs busy" = CPU per job x jobs/s; "pool waiting for a CPU" '
+        "= ms per job the pool processes were runnable but not running (schedstat).",
         "",
         table(
             [
@@ -66,6 +70,7 @@ def markdown(rows: list[dict], table) -> list[str]:
                 "worker CPUs busy",
                 "dynalite CPU ms/job",
                 "dynalite CPUs busy",
+                "pool waiting for a CPU ms/job",
                 *SHORT.values(),
             ],
             [
@@ -76,6 +81,7 @@ def markdown(rows: list[dict], table) -> list[str]:
                     s["busy"],
                     s["dynalite_ms"],
                     s["dynalite_busy"],
+                    s["pool_waited_ms"],
                     *(s["waits_p50_ms"].get(part) for part in SHORT),
                 ]
                 for s in summary

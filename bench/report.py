@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bench import pools_report, prices, stats, waiting_cost
+from bench import pools_report, prices, stats, waiting_cost, waits
 
 # The goals of issue 9, for `ours` with its defaults, against baselines of the same run.
 SQS_PER_JOB = 0.25  # SQS requests per no-op job on a backlog, at most
@@ -474,12 +474,25 @@ def _throughput_why(
     rate, p = mine["jobs_per_s"], parts(mine)
     busy_children = p["children"] * rate / (1000 * mine["processes"])
     busy_main = p["main_thread"] * rate / 1000
+    waited = (mine.get("run_queue_ms") or {}).get("children")
     text += (
         f"That CPU would allow {allowed or 0:.0f} jobs/s on {cores}, but ours ran at "
-        f"{rate:.0f}: not CPU-bound. Each pool process computed {busy_children:.0%} of "
-        f"the time and the main thread {busy_main:.0%}, so jobs wait between them "
-        f"(receiving, prefetch, the hand-off to the pool) rather than for CPU"
+        f"{rate:.0f}. Each pool process computed {busy_children:.0%} of "
+        f"the time and the main thread {busy_main:.0%}"
     )
+    if waited is not None and waited >= p["children"]:
+        text += (
+            f", but the pool processes waited {waited:.2f} ms per job for a CPU (run queue, "
+            f"schedstat) against {p['children']:.2f} computing: a job's time in the pool is "
+            "mostly waiting its turn on the worker's CPU (shared with the main thread, the "
+            "other pool processes and anything else on it, at a lower priority: "
+            "WORKER_POOL_NICE), not the CPU it needs"
+        )
+    else:
+        text += (
+            ": not CPU-bound, so jobs wait between them (receiving, prefetch, the hand-off "
+            "to the pool) rather than for CPU"
+        )
     receives = calls and calls["sqs"].get("ReceiveMessage")
     if receives:
         text += f"; with a backlog (scenario 1) a receive brought {1 / receives:.1f} messages"
@@ -515,6 +528,34 @@ def _latency_why(mine: dict, base: dict) -> str:
             "receiving and dispatching" if a - b >= c - d else "running and recording"
         )
     return text + "."
+
+
+def _waited(row: dict) -> str:
+    waited = row.get("run_queue_ms")
+    return "-" if not waited else f"{waited['main']:.2f} / {waited['children']:.2f}"
+
+
+def _latency_split(rows: list[dict]) -> list[str]:
+    """Section 5b: ours's p50 by part of a job's path (bench.waits.latency_split)."""
+    splits = [r["split"] for r in rows if r.get("kind") == "ours" and r.get("split")]
+    if not splits:
+        return []
+    table = []
+    for name, _, _ in waits.LATENCY_PARTS:
+        values = [s[name] for s in splits if s.get(name) is not None]
+        if values:
+            table.append([name, stats.fmt(stats.spread(values))])
+    return [
+        "",
+        "### 5b. Where ours's p50 goes: the worker's own timestamps (JOBS_WAIT_TRACE) and the "
+        "bench's clock, per job",
+        "",
+        f"The median (min..max) over {len(splits)} series of each part's p50, ms, over the jobs "
+        f"the trace has whole ({', '.join(str(s['n']) for s in splits)} a series); the parts' "
+        "p50s need not add up to the p50. Stock has no such timestamps.",
+        "",
+        _table(["part", "p50 ms"], table),
+    ]
 
 
 def _seen_share(row: dict) -> float | None:
@@ -787,6 +828,7 @@ def markdown(results: dict) -> str:
                     r.get("driver_ms"),
                     f"{load['worker']:.2f} / {load['client']:.2f}",
                     ceiling(r, cores),
+                    _waited(r),
                 ]
             )
         parts_md += [
@@ -801,7 +843,9 @@ def markdown(results: dict) -> str:
             f'(worker / emulators + bench); "CPU allows" = the rate the CPU spent per job '
             f"allows on {cores}"
             + ("" if cores.shared else " and the emulators' CPU")
-            + ", if CPU were the only limit: a kind well below it is waiting, not computing.",
+            + ", if CPU were the only limit: a kind well below it is waiting, not computing; "
+            '"waiting for a CPU" = ms per job the worker\'s threads were runnable but not '
+            "running (schedstat's run-queue time; floor: main only), over the same window.",
             "",
             _table(
                 [
@@ -819,6 +863,7 @@ def markdown(results: dict) -> str:
                     "bench",
                     "CPUs busy",
                     "CPU allows jobs/s",
+                    "waiting for a CPU (main / pool)",
                 ],
                 rows,
             ),
@@ -877,6 +922,7 @@ def markdown(results: dict) -> str:
         if notes:
             parts_md += ["", "Spread wider than the difference between ours and stock:", ""]
             parts_md += notes
+        parts_md += _latency_split(results.get("latency", []))
     if results.get("pools"):
         parts_md += pools_report.markdown(results["pools"], _table)
     checks = results.get("goals", [])

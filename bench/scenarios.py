@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import pstats
+import random
 import signal
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from bench import messages, workers
+from bench import messages, waits, workers
 from bench.proxy import CountingProxy
 from bench.servers import (
     ServerSet,
@@ -77,14 +78,17 @@ class CpuWindow:
 
     def start(self) -> CpuWindow:
         self.worker0, self.emulators0 = self.worker.cpu(), self.servers.cpu_seconds()
+        self.waited0 = self.worker.run_queue()
         self.polls0 = self.stack.depth_calls
         self.driver0, self.t0 = process_cpu_seconds(os.getpid()), time.monotonic()
         return self
 
     def stop(self, jobs: int) -> dict:
-        """ms per job: `cpu` (worker, by part, with "total"), `emulators` (by name) and
-        `driver_ms` (this process: submitting, polling, the counting proxy); `window_s`."""
+        """ms per job: `cpu` (worker, by part, with "total"), `emulators` (by name),
+        `driver_ms` (this process: submitting, polling, the counting proxy) and
+        `run_queue_ms` (the worker waiting for a CPU: main, children); `window_s`."""
         worker = workers.diff(self.worker.cpu(), self.worker0)
+        waited = workers.diff(self.worker.run_queue(), self.waited0)
         emulators = workers.diff(self.servers.cpu_seconds(), self.emulators0)
         polls = self.stack.depth_calls - self.polls0
         emulators["fauxqs"] = max(0.0, emulators["fauxqs"] - polls * self.stack.poll_cost)
@@ -94,6 +98,8 @@ class CpuWindow:
             "cpu": {k: 1000 * v / jobs for k, v in worker.items()},
             "emulators": {k: 1000 * v / jobs for k, v in emulators.items()},
             "driver_ms": 1000 * max(0.0, driver) / jobs,
+            # ms per job the worker's threads spent runnable, waiting for a CPU
+            "run_queue_ms": {k: 1000 * v / jobs for k, v in waited.items()},
             "window_s": time.monotonic() - self.t0,
             "bench_polls": polls,
         }
@@ -347,7 +353,10 @@ def _p50_ms(samples: list[float]) -> float | None:
     return 1000 * statistics.median(samples) if samples else None
 
 
-# GetItem back to back would take a core of the two the worker needs: poll every 2 ms.
+# GetItem back to back would take a core of the two the worker needs: poll every 2 ms on
+# average. The pause is drawn at random (0 to 4 ms): with a fixed one the polls fall on a
+# grid set by the submit, and a kind whose SUCCESS tends to land just after a poll of that
+# grid would wait most of a cycle (a GetItem and a pause, ~3 ms) at every job.
 POLL_INTERVAL = 0.002
 
 
@@ -360,7 +369,7 @@ def _wait_success(stack: Stack, kind: str, job_id: str, timeout: float) -> float
             started = time.perf_counter()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{kind}: job {job_id} not SUCCESS within {timeout}s")
-        time.sleep(POLL_INTERVAL)
+        time.sleep(random.uniform(0, 2 * POLL_INTERVAL))
     return started
 
 
@@ -370,29 +379,33 @@ def latency(
     """Scenario 5: submit-to-SUCCESS-visible on an idle stack, one job at a time.
 
     `delay()` for the Celery kinds, a boto3 send_message for the floor; then GetItem
-    polled every 2 ms. Where a poll saw STARTED, the time splits into submit to
-    STARTED (receive and dispatch) and STARTED to SUCCESS (run and record). `runs`
-    series per kind, the kinds alternating; each row is tagged with its `run`.
+    polled every 2 ms on average (random pauses: POLL_INTERVAL). Where a poll saw
+    STARTED, the time splits into submit to STARTED (receive and dispatch) and STARTED
+    to SUCCESS (run and record); for ours, `split` is each part of a job's path
+    (bench.waits.latency_split, from its worker's JOBS_WAIT_TRACE). `runs` series per
+    kind, the kinds alternating; each row is tagged with its `run`.
     """
     rows = []
     for run, kind in [(run, kind) for run in range(runs) for kind in kinds]:
+        env = stack.env(None, f"lat-{kind}")
+        trace = stack.log_dir / f"waits-lat-{run}.jsonl"
+        if kind == "ours":  # its own timestamps: written off a job's path (job_waits)
+            env["JOBS_WAIT_TRACE"] = str(trace)
         worker = workers.start(
-            kind,
-            stack.env(None, f"lat-{kind}"),
-            2,
-            stack.log_dir,
-            f"lat-{run}",
-            preexec=stack.worker_preexec,
+            kind, env, 2, stack.log_dir, f"lat-{run}", preexec=stack.worker_preexec
         )
         submit = _submitter(stack, kind)
         try:
             _wait_success(stack, kind, submit(), 60)  # warm-up: worker ready
-            samples, to_started, to_success = [], [], []
+            samples, to_started, to_success, marks = [], [], [], []
             for _ in range(jobs):
-                t0 = time.perf_counter()
-                started = _wait_success(stack, kind, submit(), timeout)
+                t0, wall0 = time.perf_counter(), time.time()
+                job_id = submit()
+                submitted = time.time()
+                started = _wait_success(stack, kind, job_id, timeout)
                 t1 = time.perf_counter()
                 samples.append(t1 - t0)
+                marks.append((job_id, wall0, submitted, wall0 + (t1 - t0)))
                 if started is not None:
                     to_started.append(started - t0)
                     to_success.append(t1 - started)
@@ -405,6 +418,11 @@ def latency(
                     "p50_to_started_ms": _p50_ms(to_started),
                     "p50_started_to_success_ms": _p50_ms(to_success),
                     "started_seen": len(to_started),
+                    **(
+                        {"split": waits.latency_split(marks, waits.read(trace))}
+                        if kind == "ours"
+                        else {}
+                    ),
                 }
             )
             if kind == "ours" and http:

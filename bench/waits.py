@@ -79,3 +79,32 @@ def gaps(jobs: list[dict], skip: float = 0.1) -> dict:
     if idle:
         out[IDLE] = _pcts(idle)
     return out
+
+
+# (name, from, to): one job's path on an idle stack, submit to SUCCESS seen (scenario 5).
+# "submit", "submitted" and "seen" are the bench's clock (time.time(), as the worker's).
+LATENCY_PARTS = (
+    ("submit (delay() returns)", "submit", "submitted"),
+    ("sent -> the consumer has it (long poll returns)", "submitted", "screened"),
+    ("the consumer -> a pool process starts it (gate, request, hand-off)", "screened", "accepted"),
+    ("in the pool: STARTED write, job, SUCCESS write", "accepted", "ended"),
+    ("SUCCESS written -> the client sees it (its 2 ms poll)", "ended", "seen"),
+)
+
+
+def latency_split(marks: list[tuple[str, float, float, float]], traced: list[dict]) -> dict:
+    """p50 ms of each of LATENCY_PARTS over the jobs of `marks` (job id, submit, submitted,
+    seen) that the worker's trace has whole; the parts' p50s need not add up to the p50."""
+    by_id = {j["id"]: j for j in traced}
+    values: dict[str, list[float]] = {name: [] for name, _, _ in LATENCY_PARTS}
+    joined = 0
+    for job_id, submit, submitted, seen in marks:
+        times = {**by_id.get(job_id, {}), "submit": submit, "submitted": submitted, "seen": seen}
+        if not all(k in times for k in ("screened", "accepted", "ended")):
+            continue
+        joined += 1
+        for name, start, end in LATENCY_PARTS:
+            values[name].append(times[end] - times[start])
+    out: dict = {name: 1000 * statistics.median(v) for name, v in values.items() if v}
+    out["n"] = joined
+    return out

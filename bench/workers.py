@@ -106,6 +106,36 @@ def cpu_split(roots: list[int]) -> dict[str, float]:
     return parts
 
 
+def _waited(pid: int) -> float:
+    """Seconds the threads of `pid` spent runnable but waiting for a CPU (schedstat's
+    second field: time on a run queue), summed; 0 where the kernel does not keep it."""
+    total = 0.0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def run_queue_split(roots: list[int]) -> dict[str, float]:
+    """Seconds the workers' live threads waited for a CPU so far: `main` (the main process's
+    threads) and `children` (its descendants: the pool processes). A process that waits
+    here is held back by the CPU even where its CPU time is low (other processes on the
+    same CPU, a lower priority: WORKER_POOL_NICE); exited processes are not counted."""
+    stats = _all_stats()
+    out = {"main": 0.0, "children": 0.0}
+    for root in roots:
+        if root in stats:
+            out["main"] += _waited(root)
+            out["children"] += sum(_waited(pid) for pid in _descendants(root, stats))
+    return out
+
+
 def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     """after - before by part, each at least 0; "total" (if present) is their sum."""
     out = {k: max(0.0, after[k] - before.get(k, 0.0)) for k in after if k != "total"}
@@ -122,6 +152,10 @@ class Worker:
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far, by part, with "total"."""
         return cpu_split([p.pid for p in self.procs])
+
+    def run_queue(self) -> dict[str, float]:
+        """Seconds spent waiting for a CPU so far: `main` and `children` (run_queue_split)."""
+        return run_queue_split([p.pid for p in self.procs])
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs)
