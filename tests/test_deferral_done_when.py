@@ -143,7 +143,10 @@ def to_ms(moment: datetime) -> datetime:
 
 
 def at_of(rig: Rig, eta: datetime) -> str:
-    return ots.at_expression(eta, ots.precision(rig.settings))
+    """The at() of a recorded eta. The schedule was made from the message's eta, which the
+    record keeps to the millisecond: half a millisecond on, so that an eta truncated onto a
+    whole second rounds up as the message's did."""
+    return ots.at_expression(eta + timedelta(microseconds=500), ots.precision(rig.settings))
 
 
 def test_two_hours_and_ten_days_wait_as_scheduled_hold_nothing_and_cancel(rig):
