@@ -88,3 +88,32 @@ def markdown(rows: list[dict], table) -> list[str]:
             ],
         ),
     ]
+
+
+def lease_cost(rows: list[dict]) -> str:
+    """What the run lease costs, from section 6's pair "prefork xN, the defaults" with and
+    without it (run by run): a sentence for the goals' "why", "" without such a pair."""
+    plain = {r["run"]: r for r in rows if r["variant"].endswith("the defaults")}
+    pairs = [
+        (plain[r["run"]], r)
+        for r in rows
+        if r["variant"].endswith("without the run lease")
+        and r["run"] in plain
+        and plain[r["run"]]["concurrency"] == r["concurrency"]
+    ]
+    if not pairs:
+        return ""
+    cpu = statistics.median(a["cpu"]["total"] - b["cpu"]["total"] for a, b in pairs)
+    dyn = statistics.median(
+        a["emulators"].get("dynalite", 0) - b["emulators"].get("dynalite", 0) for a, b in pairs
+    )
+    with_lease = statistics.median(a["jobs_per_s"] for a, _ in pairs)
+    without = statistics.median(b["jobs_per_s"] for _, b in pairs)
+    rest = statistics.median(b["cpu"]["total"] for _, b in pairs)
+    return (
+        f" The run lease (its STARTED write, which lets one delivery at a time run a job) "
+        f"costs, measured in section 6 at {pairs[0][0]['concurrency']} processes over "
+        f"{len(pairs)} run(s): {cpu:.2f} ms of worker CPU and {dyn:.2f} ms of dynalite CPU "
+        f"per job; {with_lease:.0f} jobs/s with it, {without:.0f} without; without it the "
+        f"worker spends {rest:.2f} ms per job."
+    )

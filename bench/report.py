@@ -283,6 +283,7 @@ def goals(results: dict) -> list[dict]:
             f"ours {ours['ddb_writes']:.3g}, floor {floor['ddb_writes']:.3g}; SQS requests "
             f"per job: ours {ours['sqs_total']:.2f}, floor {floor['sqs_total']:.2f}."
             + _profile_summary(results)
+            + pools_report.lease_cost(results.get("pools", []))
         )
     checks.append(
         _goal(
@@ -327,7 +328,8 @@ def goals(results: dict) -> list[dict]:
             value,
             THROUGHPUT_VS_FLOOR if value is not None else None,
             at_most=False,
-            why=_throughput_why(mine, base, "floor", cores, ours),
+            why=_throughput_why(mine, base, "floor", cores, ours)
+            + pools_report.lease_cost(results.get("pools", [])),
             shown=None
             if value is None
             else f"{stats.fmt(ratio, '.0%')}; {_jobs_per_s(mine, base)}",

@@ -165,6 +165,11 @@ class Worker:
             stop_process(proc, timeout=20)
 
 
+# Set in a worker's env: it runs without its STARTED write, so without the run lease
+# (bench.write_cost's hook; scenario 6's `/no-lease` variants). Measurement only.
+NO_LEASE_ENV = "BENCH_WRITE_NO_STARTED"
+
+
 def celery_command(kind: str, processes: int, tag: str, pool: str = "prefork") -> list[str]:
     return [
         "-m",
@@ -215,6 +220,9 @@ def start(
                 *celery_command(kind, processes, tag, pool)[2:],
             ]
         ]
+    elif env.get(NO_LEASE_ENV):
+        command = celery_command(kind, processes, tag, pool)[2:]
+        commands = [[sys.executable, "-m", "bench.write_cost", "--as-worker", *command]]
     else:
         commands = [[sys.executable, *celery_command(kind, processes, tag, pool)]]
     if kind != "floor":

@@ -43,10 +43,11 @@ from typing import Any
 from bench.messages import encode
 from bench.servers import ServerSet, process_cpu_seconds, stop_process
 from bench.stack import Stack
+from bench.workers import NO_LEASE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURE_ENV = "BENCH_WRITE_CAPTURE"  # the file the worker's hook appends requests to
-NO_STARTED_ENV = "BENCH_WRITE_NO_STARTED"  # the worker skips its STARTED writes
+NO_STARTED_ENV = NO_LEASE_ENV  # the worker skips its STARTED writes
 PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
 SPLIT_EVENTS = ("before-call", "before-send", "after-call")
 

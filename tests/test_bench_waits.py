@@ -81,3 +81,36 @@ def test_run_queue_split_reads_this_process_and_its_children():
     assert set(waited) == {"main", "children"}
     assert waited["main"] >= 0 and waited["children"] >= 0
     assert workers.run_queue_split([2**22 + 12345]) == {"main": 0.0, "children": 0.0}
+
+
+def test_a_no_lease_variant_is_measured_beside_the_default_and_its_cost_said():
+    """Section 6's `/no-lease` variant runs the worker through bench.write_cost's hook (no
+    STARTED write); the goals' "why" states the run lease's cost from the pair, run by run."""
+    variant = Variant.parse("prefork:4/no-lease")
+    assert not variant.lease and variant.prefetch is None
+    assert variant.name == "prefork x4, the defaults, without the run lease"
+    assert "prefork:4/no-lease" in DEFAULT_VARIANTS.split(",")
+    with pytest.raises(ValueError):
+        Variant.parse("prefork:4/no-leash")
+
+    def row(run: int, lease: bool, cpu: float, dynalite: float, rate: float) -> dict:
+        name = Variant("prefork", 4, lease=lease).name
+        return {
+            "variant": name,
+            "run": run,
+            "concurrency": 4,
+            "cpu": {"total": cpu},
+            "emulators": {"dynalite": dynalite},
+            "jobs_per_s": rate,
+        }
+
+    rows = [
+        row(0, True, 2.0, 1.5, 300),
+        row(0, False, 1.2, 0.6, 420),
+        row(1, True, 2.2, 1.7, 280),
+        row(1, False, 1.3, 0.7, 400),
+    ]
+    said = report.pools_report.lease_cost(rows)
+    assert "0.85 ms of worker CPU and 0.95 ms of dynalite CPU" in said
+    assert "290 jobs/s with it, 410 without" in said
+    assert report.pools_report.lease_cost(rows[::2]) == ""
