@@ -42,7 +42,7 @@ def read(path: Path) -> list[dict]:
             job_id = line["id"]
             if "ended" in line:  # the pool process's line: which process (and thread) ran it
                 line = {"ended": line["ended"], "runner": (line.get("pid"), line.get("thread"))}
-            jobs[job_id].update(line)
+            jobs[job_id].update(line, id=job_id)  # its id even if only the pool's line came
     return list(jobs.values())
 
 

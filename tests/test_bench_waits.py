@@ -114,3 +114,14 @@ def test_a_no_lease_variant_is_measured_beside_the_default_and_its_cost_said():
     assert "0.85 ms of worker CPU and 0.95 ms of dynalite CPU" in said
     assert "290 jobs/s with it, 410 without" in said
     assert report.pools_report.lease_cost(rows[::2]) == ""
+
+
+def test_a_job_traced_by_its_pool_process_only_keeps_its_id(tmp_path):
+    """The trace is read while the worker runs: a job whose consumer line is not written
+    yet has only the pool process's line, and still joins by its id (the latency run's
+    KeyError of 2026-12-06)."""
+    trace = tmp_path / "waits.jsonl"
+    trace.write_text('{"id": "a", "pid": 1, "thread": 2, "ended": 5.0}\n')
+    (job,) = waits.read(trace)
+    assert job["id"] == "a" and job["ended"] == 5.0
+    assert waits.latency_split([("a", 1.0, 2.0, 6.0)], [job]) == {"n": 0}
