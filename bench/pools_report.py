@@ -90,9 +90,9 @@ def markdown(rows: list[dict], table) -> list[str]:
     ]
 
 
-def lease_cost(rows: list[dict]) -> str:
+def lease_figures(rows: list[dict]) -> dict | None:
     """What the run lease costs, from section 6's pair "prefork xN, the defaults" with and
-    without it (run by run): a sentence for the goals' "why", "" without such a pair."""
+    without it, run by run (medians): None without such a pair."""
     plain = {r["run"]: r for r in rows if r["variant"].endswith("the defaults")}
     pairs = [
         (plain[r["run"]], r)
@@ -102,18 +102,28 @@ def lease_cost(rows: list[dict]) -> str:
         and plain[r["run"]]["concurrency"] == r["concurrency"]
     ]
     if not pairs:
+        return None
+    return {
+        "processes": pairs[0][0]["concurrency"],
+        "runs": len(pairs),
+        "cpu_ms": statistics.median(a["cpu"]["total"] - b["cpu"]["total"] for a, b in pairs),
+        "dynalite_ms": statistics.median(
+            a["emulators"].get("dynalite", 0) - b["emulators"].get("dynalite", 0) for a, b in pairs
+        ),
+        "with_jobs_per_s": statistics.median(a["jobs_per_s"] for a, _ in pairs),
+        "without_jobs_per_s": statistics.median(b["jobs_per_s"] for _, b in pairs),
+    }
+
+
+def lease_cost(rows: list[dict]) -> str:
+    """lease_figures as a sentence for the goals' "why" ("" without the pair)."""
+    f = lease_figures(rows)
+    if f is None:
         return ""
-    cpu = statistics.median(a["cpu"]["total"] - b["cpu"]["total"] for a, b in pairs)
-    dyn = statistics.median(
-        a["emulators"].get("dynalite", 0) - b["emulators"].get("dynalite", 0) for a, b in pairs
-    )
-    with_lease = statistics.median(a["jobs_per_s"] for a, _ in pairs)
-    without = statistics.median(b["jobs_per_s"] for _, b in pairs)
-    rest = statistics.median(b["cpu"]["total"] for _, b in pairs)
     return (
         f" The run lease (its STARTED write, which lets one delivery at a time run a job) "
-        f"costs, measured in section 6 at {pairs[0][0]['concurrency']} processes over "
-        f"{len(pairs)} run(s): {cpu:.2f} ms of worker CPU and {dyn:.2f} ms of dynalite CPU "
-        f"per job; {with_lease:.0f} jobs/s with it, {without:.0f} without; without it the "
-        f"worker spends {rest:.2f} ms per job."
+        f"costs, measured in section 6 at {f['processes']} processes over {f['runs']} "
+        f"run(s): {f['cpu_ms']:.2f} ms of worker CPU and {f['dynalite_ms']:.2f} ms of "
+        f"dynalite CPU per job; {f['with_jobs_per_s']:.0f} jobs/s with it, "
+        f"{f['without_jobs_per_s']:.0f} without."
     )

@@ -286,6 +286,7 @@ def goals(results: dict) -> list[dict]:
             f"per job: ours {ours['sqs_total']:.2f}, floor {floor['sqs_total']:.2f}."
             + _profile_summary(results)
             + pools_report.lease_cost(results.get("pools", []))
+            + _without_lease(ours, floor, results)
         )
     checks.append(
         _goal(
@@ -357,6 +358,19 @@ def goals(results: dict) -> list[dict]:
         )
     )
     return checks
+
+
+def _without_lease(ours: dict, floor: dict, results: dict) -> str:
+    """Ours's worker CPU less the lease's cost (section 6), against the floor's (section 2):
+    two scenarios' figures, so an estimate, and said so."""
+    lease = pools_report.lease_figures(results.get("pools", []))
+    if lease is None or not worker_ms(floor):
+        return ""
+    ratio = (worker_ms(ours) - lease["cpu_ms"]) / worker_ms(floor)
+    return (
+        f" Less that cost, ours would spend about {ratio:.2f}x the floor's CPU (section 2's "
+        "figures less section 6's difference: an estimate across two scenarios)."
+    )
 
 
 def _jobs_per_s(mine: dict, base: dict) -> str:
