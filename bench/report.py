@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bench import pools_report, prices, stats, waiting_cost, waits
+from bench import pools_report, prices, stats, waiting_cost, waits, workers
 
 # The goals of issues 9 and 19, for `ours` with its defaults, against baselines of the same run.
 SQS_PER_JOB = 0.25  # SQS requests per no-op job on a backlog, at most
@@ -350,7 +350,9 @@ def goals(results: dict) -> list[dict]:
             ratio["median"] if have else None,
             1.0 if have else None,
             at_most=True,
-            why=_latency_why(mine, base) if have else "",
+            why=_latency_why(mine, base) + _latency_without_lease(results, lat, base)
+            if have
+            else "",
             shown=f"{stats.fmt(ratio, '.2f', 'x')}; {mine['p50_ms']:.1f} vs "
             f"{base['p50_ms']:.1f} ms (medians)" + _noted(mine)
             if have
@@ -370,6 +372,26 @@ def _without_lease(ours: dict, floor: dict, results: dict) -> str:
     return (
         f" Less that cost, ours would spend about {ratio:.2f}x the floor's CPU (section 2's "
         "figures less section 6's difference: an estimate across two scenarios)."
+    )
+
+
+def _latency_without_lease(results: dict, lat: list[dict], base: dict) -> str:
+    """Scenario 5's series without the run lease against stock's, run by run."""
+    bare = _row(lat, kind="ours", via=workers.WITHOUT_LEASE)
+    if bare is None:
+        return ""
+    rows = results.get("latency", [])
+    stock = {r["run"]: r["p50_ms"] for r in rows if r["kind"] == "stock" and r["via"] == "delay()"}
+    ratios = [
+        r["p50_ms"] / stock[r["run"]]
+        for r in rows
+        if r.get("via") == workers.WITHOUT_LEASE and r["run"] in stock and stock[r["run"]]
+    ]
+    spread = stats.spread(ratios) if ratios else None
+    return (
+        f" The run lease (the STARTED write on the job's path): ours without it (scenario 5, "
+        f"measurement only) has a p50 of {bare['p50_ms']:.1f} ms, "
+        f"{stats.fmt(spread, '.2f', 'x')} stock's run by run."
     )
 
 
@@ -554,25 +576,34 @@ def _waited(row: dict) -> str:
 
 
 def _latency_split(rows: list[dict]) -> list[str]:
-    """Section 5b: ours's p50 by part of a job's path (bench.waits.latency_split)."""
-    splits = [r["split"] for r in rows if r.get("kind") == "ours" and r.get("split")]
-    if not splits:
+    """Section 5b: ours's p50 by part of a job's path (bench.waits.latency_split), with its
+    run lease and, where scenario 5 ran it, without."""
+    series = {
+        via: [r["split"] for r in rows if r.get("kind") == "ours" and r.get("via") == via]
+        for via in ("delay()", workers.WITHOUT_LEASE)
+    }
+    series = {via: [s for s in splits if s] for via, splits in series.items()}
+    series = {via: splits for via, splits in series.items() if splits}
+    if not series:
         return []
     table = []
     for name, _, _ in waits.LATENCY_PARTS:
-        values = [s[name] for s in splits if s.get(name) is not None]
-        if values:
-            table.append([name, stats.fmt(stats.spread(values))])
+        cells = []
+        for splits in series.values():
+            values = [s[name] for s in splits if s.get(name) is not None]
+            cells.append(stats.fmt(stats.spread(values)) if values else "-")
+        table.append([name, *cells])
+    first = next(iter(series.values()))
     return [
         "",
         "### 5b. Where ours's p50 goes: the worker's own timestamps (JOBS_WAIT_TRACE) and the "
         "bench's clock, per job",
         "",
-        f"The median (min..max) over {len(splits)} series of each part's p50, ms, over the jobs "
-        f"the trace has whole ({', '.join(str(s['n']) for s in splits)} a series); the parts' "
+        f"The median (min..max) over {len(first)} series of each part's p50, ms, over the jobs "
+        f"the trace has whole ({', '.join(str(s['n']) for s in first)} a series); the parts' "
         "p50s need not add up to the p50. Stock has no such timestamps.",
         "",
-        _table(["part", "p50 ms"], table),
+        _table(["part", *(f"ours, {via}" for via in series)], table),
     ]
 
 
@@ -635,7 +666,9 @@ def _headline(results: dict) -> str:
             ]
         )
     lat = {
-        r["kind"]: r for r in results.get("latency_summary", []) if r["via"] != "HTTP (api_shim)"
+        r["kind"]: r
+        for r in results.get("latency_summary", [])
+        if r["via"] in ("delay()", "sqs send (boto3)")
     }
     if lat:
         rows.append(

@@ -387,49 +387,63 @@ def latency(
     """
     rows = []
     for run, kind in [(run, kind) for run in range(runs) for kind in kinds]:
-        env = stack.env(None, f"lat-{kind}")
-        trace = stack.log_dir / f"waits-lat-{run}.jsonl"
-        if kind == "ours":  # its own timestamps: written off a job's path (job_waits)
-            env["JOBS_WAIT_TRACE"] = str(trace)
-        worker = workers.start(
-            kind, env, 2, stack.log_dir, f"lat-{run}", preexec=stack.worker_preexec
-        )
-        submit = _submitter(stack, kind)
-        try:
-            _wait_success(stack, kind, submit(), 60)  # warm-up: worker ready
-            samples, to_started, to_success, marks = [], [], [], []
-            for _ in range(jobs):
-                t0, wall0 = time.perf_counter(), time.time()
-                job_id = submit()
-                submitted = time.time()
-                started = _wait_success(stack, kind, job_id, timeout)
-                t1 = time.perf_counter()
-                samples.append(t1 - t0)
-                marks.append((job_id, wall0, submitted, wall0 + (t1 - t0)))
-                if started is not None:
-                    to_started.append(started - t0)
-                    to_success.append(t1 - started)
-            rows.append(
-                {
-                    "kind": kind,
-                    "run": run,
-                    "via": "sqs send (boto3)" if kind == "floor" else "delay()",
-                    **_percentiles(samples),
-                    "p50_to_started_ms": _p50_ms(to_started),
-                    "p50_started_to_success_ms": _p50_ms(to_success),
-                    "started_seen": len(to_started),
-                    **(
-                        {"split": waits.latency_split(marks, waits.read(trace))}
-                        if kind == "ours"
-                        else {}
-                    ),
-                }
-            )
-            if kind == "ours" and http:
-                rows.extend({**r, "run": run} for r in _http_latency(stack, jobs, timeout))
-        finally:
-            _stop(worker)
+        rows.extend(_latency_series(stack, kind, run, jobs, timeout, http=http))
+        if kind == "ours":  # what the run lease costs in latency (measurement only)
+            rows.extend(_latency_series(stack, kind, run, jobs, timeout, lease=False))
     return rows
+
+
+def _latency_series(
+    stack: Stack,
+    kind: str,
+    run: int,
+    jobs: int,
+    timeout: float,
+    lease: bool = True,
+    http: bool = False,
+) -> list[dict]:
+    """One series of `jobs` submitted one at a time to a fresh worker of `kind`; for ours
+    with `http`, then the HTTP series through the shim to the same worker."""
+    env = stack.env(None, f"lat-{kind}")
+    tag = f"lat-{run}" if lease else f"lat-nolease-{run}"
+    trace = stack.log_dir / f"waits-{tag}.jsonl"
+    if kind == "ours":  # its own timestamps: written off a job's path (job_waits)
+        env["JOBS_WAIT_TRACE"] = str(trace)
+    if not lease:
+        env[workers.NO_LEASE_ENV] = "1"
+    worker = workers.start(kind, env, 2, stack.log_dir, tag, preexec=stack.worker_preexec)
+    submit = _submitter(stack, kind)
+    try:
+        _wait_success(stack, kind, submit(), 60)  # warm-up: worker ready
+        samples, to_started, to_success, marks = [], [], [], []
+        for _ in range(jobs):
+            t0, wall0 = time.perf_counter(), time.time()
+            job_id = submit()
+            submitted = time.time()
+            started = _wait_success(stack, kind, job_id, timeout)
+            t1 = time.perf_counter()
+            samples.append(t1 - t0)
+            marks.append((job_id, wall0, submitted, wall0 + (t1 - t0)))
+            if started is not None:
+                to_started.append(started - t0)
+                to_success.append(t1 - started)
+        through_http = []
+        if kind == "ours" and lease and http:
+            through_http = [{**r, "run": run} for r in _http_latency(stack, jobs, timeout)]
+    finally:
+        _stop(worker)
+    via = "sqs send (boto3)" if kind == "floor" else "delay()" if lease else workers.WITHOUT_LEASE
+    series = {
+        "kind": kind,
+        "run": run,
+        "via": via,
+        **_percentiles(samples),
+        "p50_to_started_ms": _p50_ms(to_started),
+        "p50_started_to_success_ms": _p50_ms(to_success),
+        "started_seen": len(to_started),
+        **({"split": waits.latency_split(marks, waits.read(trace))} if kind == "ours" else {}),
+    }
+    return [series, *through_http]
 
 
 def _submitter(stack: Stack, kind: str):

@@ -168,6 +168,8 @@ class Worker:
 # Set in a worker's env: it runs without its STARTED write, so without the run lease
 # (bench.write_cost's hook; scenario 6's `/no-lease` variants). Measurement only.
 NO_LEASE_ENV = "BENCH_WRITE_NO_STARTED"
+# How scenario 5 names its series of ours without the run lease.
+WITHOUT_LEASE = "delay(), without the run lease (measurement only)"
 
 
 def celery_command(kind: str, processes: int, tag: str, pool: str = "prefork") -> list[str]:
