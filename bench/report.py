@@ -579,7 +579,7 @@ def _latency_split(rows: list[dict]) -> list[str]:
     """Section 5b: ours's p50 by part of a job's path (bench.waits.latency_split), with its
     run lease and, where scenario 5 ran it, without."""
     series = {
-        via: [r["split"] for r in rows if r.get("kind") == "ours" and r.get("via") == via]
+        via: [r.get("split") for r in rows if r.get("kind") == "ours" and r.get("via") == via]
         for via in ("delay()", workers.WITHOUT_LEASE)
     }
     series = {via: [s for s in splits if s] for via, splits in series.items()}
