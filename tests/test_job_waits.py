@@ -94,6 +94,8 @@ def test_a_pool_variant_is_read_from_its_spec():
 
     assert Variant.parse("prefork:4:1:0") == Variant("prefork", 4, 1, 0)
     assert Variant.parse("threads:8:2") == Variant("threads", 8, 2, None)
-    for bad in ("gevent:4:1", "prefork:4", "prefork:x:1", "prefork:4:1:0:9"):
+    # No prefetch: the worker's defaults (scenario 4's worker).
+    assert Variant.parse("prefork:4") == Variant("prefork", 4, None, None)
+    for bad in ("gevent:4:1", "prefork", "prefork:x:1", "prefork:4:1:0:9", "prefork:4/x"):
         with pytest.raises(ValueError):
             Variant.parse(bad)
