@@ -45,17 +45,16 @@ def _storable(value: Any, max_chars: int) -> bool:
     return True
 
 
-_UNREADABLE = object()
-
-
-def _payload(message: Any) -> Any:
-    """The message's body parsed as JSON, or _UNREADABLE (`check` then says why)."""
+def _payload(message: Any) -> tuple[Any, str | None]:
+    """The message's body parsed as JSON, or (None, why it cannot be) for `check` to say."""
     body = getattr(message, "body", None)
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
-        return json.loads(text) if isinstance(text, str) else _UNREADABLE
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return _UNREADABLE
+        if not isinstance(text, str):
+            return None, "body is not text"
+        return json.loads(text), None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return None, f"body is not JSON: {str(exc)[:200]}"
 
 
 def check(message: Any, registered: Any) -> Verdict | None:
@@ -74,10 +73,10 @@ def check(message: Any, registered: Any) -> Verdict | None:
     # event loop: nested too deep, pickling raises there and stops the worker. (Checked
     # first: the schema's error messages repr() the value.)
     properties = getattr(message, "properties", None)
-    payload = _payload(message)
+    payload, unreadable = _payload(message)
     # One walk over all three when nothing is wrong (every message Celery gets); when
     # something is, the walks below in the usual order find which and say so.
-    clean = payload is not _UNREADABLE and scan(headers, properties, payload, finite=True) is None
+    clean = unreadable is None and scan(headers, properties, payload, finite=True) is None
     for where, value in () if clean else (("headers", headers), ("properties", properties)):
         found = scan(value, finite=False)
         if found == "deep":
@@ -97,15 +96,8 @@ def check(message: Any, registered: Any) -> Verdict | None:
     encoding = getattr(message, "content_encoding", None)
     if str(encoding).lower() not in ACCEPTED_ENCODINGS:
         return refuse(f"content-encoding {encoding!r} is not accepted (only utf-8)")
-    if payload is _UNREADABLE:
-        body = getattr(message, "body", None)
-        try:
-            text = body.decode("utf-8") if isinstance(body, bytes) else body
-            if not isinstance(text, str):
-                return refuse("body is not text")
-            json.loads(text)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            return refuse(f"body is not JSON: {str(exc)[:200]}")
+    if unreadable is not None:
+        return refuse(unreadable)
     found = None if clean else scan(payload, finite=True)
     if found == "deep":
         return refuse(f"body nests deeper than {MAX_DEPTH} levels")
